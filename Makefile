@@ -1,0 +1,36 @@
+# One cargo profile (release) for run, test and bench, so RocksDB's C++ is compiled once.
+CARGO ?= cargo
+CARGO_FLAGS := --release --locked
+BIN := target/release
+
+.PHONY: all deps build run test lint fmt bench bench-% fixtures clean-data
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build $(CARGO_FLAGS) --bins
+
+## make run: build, create a demo PKI and database under ./data on first run, serve on 127.0.0.1:8080.
+run: build
+	$(BIN)/ocspd --demo --data-dir ./data --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:8081
+
+## make test: every test (unit, property and integration against the real binaries).
+test: build
+	$(CARGO) test $(CARGO_FLAGS) --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## make bench: every benchmark; make bench-NAME: one.
+bench:
+	@echo "no benchmarks yet"
+
+clean-data:
+	rm -rf ./data

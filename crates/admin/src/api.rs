@@ -1,0 +1,120 @@
+//! The request and response bodies of the admin API (JSON).
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/issuers`: register an issuer and the identity that signs for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddIssuer {
+    /// A unique name for staff to refer to it by.
+    pub name: String,
+    /// The issuer certificate, PEM.
+    pub cert_pem: String,
+    /// A delegated responder certificate, PEM; absent when the issuer's own key signs.
+    pub responder_cert_pem: Option<String>,
+    /// Where the signing key is, as ocspd can reach it: `file:<absolute path>`.
+    pub key: String,
+}
+
+/// An issuer as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IssuerView {
+    /// Its name.
+    pub name: String,
+    /// Its subject.
+    pub subject: String,
+    /// SHA-1 name hash, hex.
+    pub sha1_name_hash: String,
+    /// SHA-1 key hash, hex.
+    pub sha1_key_hash: String,
+    /// SHA-256 name hash, hex.
+    pub sha256_name_hash: String,
+    /// SHA-256 key hash, hex.
+    pub sha256_key_hash: String,
+    /// The responder certificate's subject.
+    pub responder: String,
+    /// True when a delegated responder certificate signs.
+    pub delegated: bool,
+    /// The signing key's location.
+    pub key: String,
+    /// Days until the responder certificate expires.
+    pub responder_expires_in_days: i64,
+}
+
+/// One certificate to record as issued: a certificate (PEM), or a serial.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct CertSpec {
+    /// The certificate, PEM. Its issuer is checked (name and signature).
+    pub cert_pem: Option<String>,
+    /// The serial in hex, when no certificate is given.
+    pub serial: Option<String>,
+    /// notAfter, seconds since the epoch, when no certificate is given.
+    pub not_after: Option<i64>,
+}
+
+/// `POST /v1/certs`: record issued certificates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddCerts {
+    /// The issuer's name. Required for serials; for certificates, checked when given and
+    /// found by name and signature when not.
+    pub issuer: Option<String>,
+    /// The certificates.
+    pub certs: Vec<CertSpec>,
+}
+
+/// The answer to [`AddCerts`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddedCerts {
+    /// Newly recorded.
+    pub added: usize,
+    /// Already recorded (left as they were).
+    pub already: usize,
+    /// Serials recorded, hex, with the issuer name.
+    pub serials: Vec<(String, String)>,
+}
+
+/// `POST /v1/revoke`: revoke one certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Revoke {
+    /// The issuer's name.
+    pub issuer: String,
+    /// The serial, hex.
+    pub serial: String,
+    /// An RFC 5280 reason name or code.
+    pub reason: String,
+    /// Revocation time, seconds since the epoch; now when absent.
+    pub time: Option<i64>,
+}
+
+/// A certificate's status as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusView {
+    /// The issuer's name.
+    pub issuer: String,
+    /// The serial, hex.
+    pub serial: String,
+    /// `good`, `revoked` or `unknown`.
+    pub status: String,
+    /// Revocation time, RFC 3339.
+    pub revocation_time: Option<String>,
+    /// Revocation reason name.
+    pub reason: Option<String>,
+    /// notAfter, RFC 3339, when known.
+    pub not_after: Option<String>,
+    /// What the call did: `revoked`, `changed`, `already revoked`, or nothing for a lookup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+/// Every error body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What was wrong.
+    pub error: String,
+}
+
+/// RFC 3339 for seconds since the epoch.
+pub fn rfc3339(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.to_rfc3339())
+        .unwrap_or_else(|| t.to_string())
+}

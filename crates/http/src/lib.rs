@@ -1,0 +1,19 @@
+//! The HTTP front of ocspd: the public OCSP service (RFC 6960 appendix A, RFC 5019) on hyper 1,
+//! the [`Source`] seam that answers parsed requests, and the listener loop shared with the admin
+//! API.
+//!
+//! The service decodes GET and POST requests, asks one [`Source`] for a signed response, and
+//! derives every HTTP header from that response. It never opens the database or loads keys
+//! itself; it has no admin routes.
+
+mod headers;
+mod metrics;
+mod serve;
+mod service;
+mod source;
+
+pub use metrics::Metrics;
+pub use serve::{serve, Handler, HttpResponse};
+pub use service::{OcspService, ServiceConfig, MAX_REQUEST_BYTES};
+pub use source::BoxFuture;
+pub use source::{AnswerError, LiveConfig, LiveSource, Source};

@@ -1,0 +1,386 @@
+use crate::headers::{self, NO_CACHE};
+use crate::serve::{Handler, HttpResponse};
+use crate::source::{AnswerError, BoxFuture, Source};
+use crate::Metrics;
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::Request;
+use ocsp_proto::{
+    error_response, parse_request, CertStatus, Clock, ProtoError, ResponseStatus, SignedResponse,
+};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The largest request body (and decoded GET request) accepted. A request for 32 CertIDs with
+/// a signature and a certificate fits easily; anything larger is not an OCSP request.
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+
+/// How long a client may take to send a POST body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const OCSP_RESPONSE: &str = "application/ocsp-response";
+const OCSP_REQUEST: &str = "application/ocsp-request";
+
+/// Settings of the public service.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The largest `max-age` sent, seconds, whatever nextUpdate allows.
+    pub max_age_cap: i64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            max_age_cap: 24 * 3600,
+        }
+    }
+}
+
+/// The public OCSP service: `GET /{base64}`, `POST /`, `/metrics`, `/healthz`, `/readyz`.
+pub struct OcspService {
+    source: Arc<dyn Source>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    config: ServiceConfig,
+}
+
+/// What a request came to, before it is turned into HTTP.
+enum Outcome {
+    Answer(SignedResponse),
+    Ocsp(ResponseStatus, StatusCode),
+    Http(StatusCode, &'static str),
+}
+
+impl OcspService {
+    /// A service answering from `source`.
+    pub fn new(
+        source: Arc<dyn Source>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        config: ServiceConfig,
+    ) -> Self {
+        OcspService {
+            source,
+            clock,
+            metrics,
+            config,
+        }
+    }
+
+    async fn ocsp(&self, der: &[u8]) -> Outcome {
+        let request = match parse_request(der) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed request");
+                return Outcome::Ocsp(AnswerError::from(e).ocsp_status(), StatusCode::OK);
+            }
+        };
+        match self.source.answer(&request).await {
+            Ok(resp) => Outcome::Answer(resp),
+            Err(e) => {
+                match &e {
+                    AnswerError::Internal(_) => tracing::error!(error = %e, "request failed"),
+                    _ => tracing::debug!(error = %e, "request refused"),
+                }
+                Outcome::Ocsp(e.ocsp_status(), StatusCode::OK)
+            }
+        }
+    }
+
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+    ) -> (Outcome, bool, Option<(String, Option<i64>)>) {
+        let is_get = req.method() == Method::GET || req.method() == Method::HEAD;
+        let conditional = conditional(&req);
+        let outcome = match *req.method() {
+            Method::GET | Method::HEAD => match decode_get_path(req.uri().path()) {
+                Ok(der) => self.ocsp(&der).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "undecodable GET");
+                    Outcome::Ocsp(ResponseStatus::MalformedRequest, StatusCode::BAD_REQUEST)
+                }
+            },
+            Method::POST => {
+                let ct = req
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let media = ct.split(';').next().unwrap_or("").trim();
+                if !media.eq_ignore_ascii_case(OCSP_REQUEST) {
+                    Outcome::Ocsp(
+                        ResponseStatus::MalformedRequest,
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    )
+                } else {
+                    match read_body(req.into_body()).await {
+                        Ok(body) => self.ocsp(&body).await,
+                        Err(status) => Outcome::Ocsp(ResponseStatus::MalformedRequest, status),
+                    }
+                }
+            }
+            _ => Outcome::Http(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST\n"),
+        };
+        (outcome, is_get, conditional)
+    }
+
+    fn respond(
+        &self,
+        outcome: &Outcome,
+        conditional: Option<(String, Option<i64>)>,
+        head: bool,
+    ) -> (HttpResponse, &'static str) {
+        match outcome {
+            Outcome::Answer(resp) => {
+                let now = self.clock.now();
+                let etag = headers::etag(&resp.der);
+                let not_modified = conditional.is_some_and(|(inm, ims)| {
+                    if !inm.is_empty() {
+                        inm.split(',').any(|t| t.trim() == etag || t.trim() == "*")
+                    } else {
+                        ims.is_some_and(|t| t >= resp.this_update)
+                    }
+                });
+                let (status, body, label) = if not_modified {
+                    (StatusCode::NOT_MODIFIED, Bytes::new(), "not_modified")
+                } else {
+                    let label = match resp.status {
+                        CertStatus::Good => "good",
+                        CertStatus::Revoked { .. } => "revoked",
+                        CertStatus::Unknown => "unknown",
+                    };
+                    (
+                        StatusCode::OK,
+                        if head {
+                            Bytes::new()
+                        } else {
+                            Bytes::from(resp.der.clone())
+                        },
+                        label,
+                    )
+                };
+                let mut r = hyper::Response::new(Full::new(body));
+                *r.status_mut() = status;
+                let h = r.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(OCSP_RESPONSE),
+                );
+                set(
+                    h,
+                    header::LAST_MODIFIED,
+                    &headers::http_date(resp.this_update),
+                );
+                set(h, header::EXPIRES, &headers::http_date(resp.next_update));
+                set(h, header::ETAG, &etag);
+                set(
+                    h,
+                    header::CACHE_CONTROL,
+                    &headers::cache_control(resp, now, self.config.max_age_cap),
+                );
+                (r, label)
+            }
+            Outcome::Ocsp(status, http_status) => {
+                let body = if head {
+                    Bytes::new()
+                } else {
+                    Bytes::from(error_response(*status))
+                };
+                let mut r = hyper::Response::new(Full::new(body));
+                *r.status_mut() = *http_status;
+                let h = r.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(OCSP_RESPONSE),
+                );
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
+                let label = if http_status.is_success() {
+                    status.label()
+                } else {
+                    "http_error"
+                };
+                (r, label)
+            }
+            Outcome::Http(status, text) => {
+                let mut r = hyper::Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+                *r.status_mut() = *status;
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
+                if *status == StatusCode::METHOD_NOT_ALLOWED {
+                    r.headers_mut()
+                        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+                }
+                (r, "http_error")
+            }
+        }
+    }
+}
+
+fn set(h: &mut http::HeaderMap, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+fn conditional(req: &Request<Incoming>) -> Option<(String, Option<i64>)> {
+    let inm = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let ims = req
+        .headers()
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(headers::parse_http_date);
+    (inm.is_some() || ims.is_some()).then(|| (inm.unwrap_or_default(), ims))
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, StatusCode> {
+    let limited = Limited::new(body, MAX_REQUEST_BYTES);
+    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+        Err(_) => Err(StatusCode::REQUEST_TIMEOUT),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        }
+        Ok(Err(_)) => Err(StatusCode::BAD_REQUEST),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// Decodes the base64 DER request from a GET path, as RFC 6960 appendix A and RFC 5019
+/// describe and as real clients send it: percent-encoded or not, `+` sent raw or turned into a
+/// space, `/` inside the base64, any number of leading slashes, padding present or not. The
+/// path is never normalised: `/` is part of the base64 alphabet.
+pub fn decode_get_path(path: &str) -> Result<Vec<u8>, ProtoError> {
+    let bad = |why: &str| ProtoError::MalformedRequest(why.to_string());
+    // Every DER OCSPRequest starts with 0x30, whose base64 starts with 'M', so leading
+    // slashes are never part of the request.
+    let encoded = path.trim_start_matches('/');
+    if encoded.is_empty() {
+        return Err(bad("empty GET path"));
+    }
+    if encoded.len() > MAX_REQUEST_BYTES * 2 {
+        return Err(bad("GET path too long"));
+    }
+    let mut text = Vec::with_capacity(encoded.len());
+    let bytes = encoded.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .ok_or_else(|| bad("truncated percent-encoding"))?;
+                let s = std::str::from_utf8(hex).map_err(|_| bad("bad percent-encoding"))?;
+                text.push(u8::from_str_radix(s, 16).map_err(|_| bad("bad percent-encoding"))?);
+                i += 3;
+            }
+            b => {
+                text.push(b);
+                i += 1;
+            }
+        }
+    }
+    for b in text.iter_mut() {
+        *b = match *b {
+            b' ' => b'+',
+            b'-' => b'+',
+            b'_' => b'/',
+            other => other,
+        };
+    }
+    while text.last() == Some(&b'=') {
+        text.pop();
+    }
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(&text)
+        .map_err(|e| bad(&format!("bad base64: {e}")))
+}
+
+impl Handler for OcspService {
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        _peer: SocketAddr,
+    ) -> BoxFuture<'static, HttpResponse> {
+        Box::pin(async move {
+            let start = Instant::now();
+            let path = req.uri().path();
+            if req.method() == Method::GET {
+                match path {
+                    "/metrics" => {
+                        return text(
+                            StatusCode::OK,
+                            self.metrics.render(),
+                            "text/plain; version=0.0.4",
+                        )
+                    }
+                    "/healthz" | "/readyz" => {
+                        return text(StatusCode::OK, "ok\n".into(), "text/plain")
+                    }
+                    _ => {}
+                }
+            }
+            let head = req.method() == Method::HEAD;
+            let (outcome, is_get, cond) = self.route(req).await;
+            let (resp, label) = self.respond(&outcome, cond, head);
+            self.metrics
+                .request(is_get, label, start.elapsed().as_secs_f64());
+            resp
+        })
+    }
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> HttpResponse {
+    let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_get_path;
+    use base64::Engine;
+
+    #[test]
+    fn get_path_spellings_decode_alike() {
+        // Bytes chosen so the base64 holds '+', '/' and padding.
+        let der = vec![0x30, 0x00, 0x00, 0xfb, 0xef, 0xbe, 0xff, 0xff, 0xff, 0x30];
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        assert!(b64.contains('+') && b64.contains('/') && b64.ends_with('='));
+        let encoded = b64
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
+        for path in [
+            format!("/{b64}"),
+            format!("//{b64}"),
+            format!("/{encoded}"),
+            format!("/{}", b64.replace('+', " ")),
+            format!("/{}", b64.trim_end_matches('=')),
+            format!("/{}", b64.replace('+', "-").replace('/', "_")),
+        ] {
+            assert_eq!(decode_get_path(&path).unwrap(), der, "path {path}");
+        }
+    }
+
+    #[test]
+    fn bad_get_paths_are_errors() {
+        for path in ["/", "//", "/%", "/%zz", "/M!!!"] {
+            assert!(decode_get_path(path).is_err(), "{path}");
+        }
+    }
+}

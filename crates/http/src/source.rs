@@ -1,0 +1,176 @@
+use ocsp_proto::{
+    Answer, CertStatus, Clock, OcspRequest, ProtoError, ResponseBuilder, ResponseStatus,
+    SignedResponse,
+};
+use ocsp_sign::IssuerRegistry;
+use ocsp_store::Store;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Why a request got no signed answer. Mapped to the wire in exactly one place,
+/// [`AnswerError::ocsp_status`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    /// The request bytes are not a usable OCSP request.
+    #[error(transparent)]
+    Malformed(#[from] ProtoError),
+    /// We do not answer for (one of) the issuers named, or the CertIDs name several issuers.
+    #[error("not authoritative: {0}")]
+    Unauthorized(String),
+    /// Too busy to sign now.
+    #[error("try later: {0}")]
+    TryLater(String),
+    /// A fault on our side (database, signer).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AnswerError {
+    /// The OCSP response status a client is sent for this error.
+    pub fn ocsp_status(&self) -> ResponseStatus {
+        match self {
+            AnswerError::Malformed(_) => ResponseStatus::MalformedRequest,
+            AnswerError::Unauthorized(_) => ResponseStatus::Unauthorized,
+            AnswerError::TryLater(_) => ResponseStatus::TryLater,
+            AnswerError::Internal(_) => ResponseStatus::InternalError,
+        }
+    }
+}
+
+/// A boxed future, so `Source` can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Answers a parsed OCSP request with a signed response. Tiers (memory cache, pre-signed
+/// store, live signing) are each a `Source`, wrapping the next one.
+pub trait Source: Send + Sync {
+    /// Answers `request`.
+    fn answer<'a>(
+        &'a self,
+        request: &'a OcspRequest,
+    ) -> BoxFuture<'a, Result<SignedResponse, AnswerError>>;
+}
+
+/// How live-signed responses are made.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// nextUpdate - thisUpdate, seconds.
+    pub validity: i64,
+    /// How far thisUpdate is set before now, against client clock skew, seconds.
+    pub backdate: i64,
+    /// Signings in flight at once; beyond this, requests get tryLater.
+    pub max_concurrent: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            validity: 24 * 3600,
+            backdate: 3600,
+            max_concurrent: 64,
+        }
+    }
+}
+
+/// Signs every answer on request from the database status.
+pub struct LiveSource {
+    store: Arc<Store>,
+    registry: Arc<IssuerRegistry>,
+    clock: Arc<dyn Clock>,
+    config: LiveConfig,
+    permits: Arc<Semaphore>,
+    metrics: Arc<crate::Metrics>,
+}
+
+impl LiveSource {
+    /// A live signer over `store` for the issuers in `registry`.
+    pub fn new(
+        store: Arc<Store>,
+        registry: Arc<IssuerRegistry>,
+        clock: Arc<dyn Clock>,
+        config: LiveConfig,
+        metrics: Arc<crate::Metrics>,
+    ) -> LiveSource {
+        let permits = Arc::new(Semaphore::new(config.max_concurrent.max(1)));
+        LiveSource {
+            store,
+            registry,
+            clock,
+            config,
+            permits,
+            metrics,
+        }
+    }
+
+    fn build(
+        &self,
+        request: &OcspRequest,
+    ) -> Result<(ResponseBuilder, Arc<ocsp_sign::IssuerEntry>), AnswerError> {
+        let now = self.clock.now();
+        let mut issuer: Option<Arc<ocsp_sign::IssuerEntry>> = None;
+        let mut answers = Vec::with_capacity(request.cert_ids.len());
+        for id in &request.cert_ids {
+            let entry = self.registry.find(id).ok_or_else(|| {
+                AnswerError::Unauthorized(format!(
+                    "no issuer with {} name/key hash of this CertID",
+                    id.hash.name()
+                ))
+            })?;
+            match &issuer {
+                Some(first) if first.key != entry.key => {
+                    return Err(AnswerError::Unauthorized(
+                        "CertIDs of different issuers in one request".into(),
+                    ));
+                }
+                _ => issuer = Some(entry.clone()),
+            }
+            let status = match self.store.status(&entry.key, &id.serial) {
+                Ok(Some(rec)) => rec.cert_status(),
+                Ok(None) => CertStatus::Unknown,
+                Err(e) => return Err(AnswerError::Internal(e.to_string())),
+            };
+            answers.push(Answer {
+                cert_id: id.clone(),
+                status,
+                this_update: now - self.config.backdate,
+                next_update: now - self.config.backdate + self.config.validity,
+            });
+        }
+        let issuer = issuer.ok_or(AnswerError::Malformed(ProtoError::EmptyRequest))?;
+        let mut builder = ResponseBuilder::new(issuer.identity.key_hash(), now);
+        for a in answers {
+            builder = builder.answer(a);
+        }
+        Ok((builder, issuer))
+    }
+}
+
+impl Source for LiveSource {
+    fn answer<'a>(
+        &'a self,
+        request: &'a OcspRequest,
+    ) -> BoxFuture<'a, Result<SignedResponse, AnswerError>> {
+        Box::pin(async move {
+            let (builder, issuer) = self.build(request)?;
+            let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
+                AnswerError::TryLater("live signing at its concurrency bound".into())
+            })?;
+            self.metrics.live_signings.inc();
+            // Signing may block on an HSM; keep it off the reactor threads. The task runs to
+            // completion even if the client goes away.
+            let handle = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                issuer.identity.sign(&builder)
+            });
+            handle
+                .await
+                .map_err(|e| AnswerError::Internal(format!("signing task: {e}")))?
+                .map_err(|e| match e {
+                    ocsp_sign::SignError::Unavailable(..) => AnswerError::TryLater(e.to_string()),
+                    other => AnswerError::Internal(other.to_string()),
+                })
+        })
+    }
+}

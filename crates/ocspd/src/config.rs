@@ -1,0 +1,205 @@
+//! Command-line settings, checked as a whole before anything is opened or bound.
+
+use clap::Parser;
+use ocsp_http::{LiveConfig, ServiceConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The OCSP responder.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ocspd",
+    version,
+    about = "OCSP responder (RFC 6960, RFC 5019/9919)"
+)]
+pub struct Args {
+    /// Folder for the database, admin tokens and (with --demo) the demo PKI.
+    #[arg(long, env = "OCSPD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Public OCSP listener.
+    #[arg(long, env = "OCSPD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Admin API listener; keep it on loopback or a private interface.
+    #[arg(long, env = "OCSPD_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
+    pub admin_listen: String,
+    /// On first start with an empty database, create and serve a demo PKI.
+    #[arg(long)]
+    pub demo: bool,
+    /// Validity of responses (nextUpdate - thisUpdate), e.g. 24h, 3d; 8h to 10d (CA/B Forum BR 4.9.9).
+    #[arg(long, default_value = "24h")]
+    pub validity: String,
+    /// How far thisUpdate is set before the signing time, against client clock skew.
+    #[arg(long, default_value = "1h")]
+    pub backdate: String,
+    /// The largest Cache-Control max-age sent.
+    #[arg(long, default_value = "24h")]
+    pub max_age: String,
+    /// Live signings in flight at once; beyond it clients get tryLater.
+    #[arg(long, default_value_t = 64)]
+    pub live_concurrency: usize,
+    /// Warn at start when a responder certificate expires within this many days.
+    #[arg(long, default_value_t = 30)]
+    pub expiry_warning_days: i64,
+}
+
+/// Checked settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub demo: bool,
+    pub live: LiveConfig,
+    pub service: ServiceConfig,
+    pub expiry_warning_days: i64,
+}
+
+/// Parses `90s`, `15m`, `8h`, `3d` (or plain seconds).
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 15m, 8h or 3d"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} has unknown unit {unit:?}; use s, m, h or d"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+impl Args {
+    /// Checks every setting and reports every problem, not just the first.
+    pub fn validate(&self) -> Result<Config, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut addr = |name: &str, v: &str| match v.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problems.push(format!(
+                    "--{name} {v:?} is not an address like 127.0.0.1:8080"
+                ));
+                None
+            }
+        };
+        let listen = addr("listen", &self.listen);
+        let admin_listen = addr("admin-listen", &self.admin_listen);
+        let mut dur = |name: &str, v: &str| match parse_duration(v) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                problems.push(format!("--{name}: {e}"));
+                None
+            }
+        };
+        let validity = dur("validity", &self.validity);
+        let backdate = dur("backdate", &self.backdate);
+        let max_age = dur("max-age", &self.max_age);
+        if let Some(v) = validity {
+            if !(8 * 3600..=10 * 86_400).contains(&v) {
+                problems.push(format!(
+                    "--validity {}: CA/B Forum BR 4.9.9 requires responses valid for at least 8 hours and at most 10 days",
+                    self.validity
+                ));
+            }
+        }
+        if let (Some(b), Some(v)) = (backdate, validity) {
+            if b < 0 || b > v / 2 {
+                problems.push(format!(
+                    "--backdate {}: must be between 0 and half of --validity",
+                    self.backdate
+                ));
+            }
+        }
+        if let (Some(l), Some(a)) = (listen, admin_listen) {
+            if l == a && l.port() != 0 {
+                problems.push(format!("--listen and --admin-listen are both {l}: the admin API must never share the public listener"));
+            }
+        }
+        if self.live_concurrency == 0 {
+            problems.push("--live-concurrency must be at least 1".into());
+        }
+        match (listen, admin_listen, validity, backdate, max_age) {
+            (Some(listen), Some(admin_listen), Some(validity), Some(backdate), Some(max_age))
+                if problems.is_empty() =>
+            {
+                Ok(Config {
+                    data_dir: self.data_dir.clone(),
+                    listen,
+                    admin_listen,
+                    demo: self.demo,
+                    live: LiveConfig {
+                        validity,
+                        backdate,
+                        max_concurrent: self.live_concurrency,
+                    },
+                    service: ServiceConfig {
+                        max_age_cap: max_age,
+                    },
+                    expiry_warning_days: self.expiry_warning_days,
+                })
+            }
+            _ => Err(problems),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec!["ocspd"];
+        v.extend_from_slice(extra);
+        Args::parse_from(v)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(args(&[]).validate().is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let problems = args(&[
+            "--listen",
+            "nowhere",
+            "--validity",
+            "2h",
+            "--max-age",
+            "soon",
+        ])
+        .validate()
+        .unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("BR 4.9.9")));
+    }
+
+    #[test]
+    fn admin_may_not_share_the_public_listener() {
+        let problems = args(&[
+            "--listen",
+            "127.0.0.1:9000",
+            "--admin-listen",
+            "127.0.0.1:9000",
+        ])
+        .validate()
+        .unwrap_err();
+        assert!(problems[0].contains("admin"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("8h"), Ok(28_800));
+        assert_eq!(parse_duration("10d"), Ok(864_000));
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert!(parse_duration("8x").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+}

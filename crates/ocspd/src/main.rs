@@ -1,0 +1,167 @@
+//! `ocspd`, the OCSP responder: opens the revocation database, loads and checks every issuer's
+//! responder identity, and serves the public OCSP listener and the admin listener.
+
+mod config;
+mod demo;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ocsp_admin::{AdminService, AdminState, TokenFile};
+use ocsp_http::{LiveSource, Metrics, OcspService};
+use ocsp_proto::{Clock, SystemClock};
+use ocsp_sign::{IssuerEntry, IssuerRegistry};
+use ocsp_store::Store;
+use std::sync::Arc;
+
+fn main() {
+    let args = config::Args::parse();
+    let config = match args.validate() {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!(
+                "ocspd: the configuration has {} problem(s):",
+                problems.len()
+            );
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+            std::process::exit(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ocspd: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(config)) {
+        eprintln!("ocspd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(config: config::Config) -> Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
+    let store = Arc::new(
+        Store::open(&config.data_dir.join("db")).context("opening the revocation database")?,
+    );
+    let auth = TokenFile::in_dir(&config.data_dir)
+        .load_or_create()
+        .context("loading admin tokens")?;
+
+    let registry = Arc::new(IssuerRegistry::default());
+    let now = clock.now();
+    let mut problems = Vec::new();
+    for record in store.issuers().context("reading issuers")? {
+        match IssuerEntry::load(
+            &record.name,
+            &record.cert_der,
+            record.responder_cert_der.as_deref(),
+            &record.responder_key,
+            now,
+        ) {
+            Ok(entry) => {
+                let days = entry.identity.expires_in(now) / 86_400;
+                if days < config.expiry_warning_days {
+                    tracing::warn!(issuer = %record.name, days, "responder certificate expires soon");
+                }
+                registry.insert(entry);
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "cannot serve with bad responder identities:\n  - {}",
+            problems.join("\n  - ")
+        );
+    }
+
+    let admin = Arc::new(AdminService::new(
+        AdminState {
+            store: store.clone(),
+            registry: registry.clone(),
+            clock: clock.clone(),
+        },
+        auth,
+    ));
+    let demo = if config.demo && registry.is_empty() {
+        Some(demo::create(&config.data_dir, &admin).context("creating the demo PKI")?)
+    } else {
+        None
+    };
+
+    let metrics = Arc::new(Metrics::default());
+    let source = Arc::new(LiveSource::new(
+        store.clone(),
+        registry.clone(),
+        clock.clone(),
+        config.live.clone(),
+        metrics.clone(),
+    ));
+    let service = Arc::new(OcspService::new(
+        source,
+        clock.clone(),
+        metrics,
+        config.service.clone(),
+    ));
+
+    let public = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding admin {}", config.admin_listen))?;
+    let public_addr = public.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    // Machine-readable lines: tests and scripts read the ports from here.
+    println!("ocspd: OCSP responder listening on http://{public_addr}");
+    println!("ocspd: admin API listening on http://{admin_addr}");
+    tracing::info!(%public_addr, %admin_addr, issuers = registry.len(), "ocspd started");
+    if config.demo {
+        demo::print_usage(&config.data_dir, public_addr, admin_addr, demo.is_some());
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let public_task = tokio::spawn(ocsp_http::serve(public, service, stop_rx.clone()));
+    let admin_task = tokio::spawn(ocsp_http::serve(admin_listener, admin, stop_rx));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(public_task, admin_task);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

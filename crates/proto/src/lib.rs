@@ -1,0 +1,30 @@
+//! The OCSP protocol core of ocspd: request parsing, CertIDs, certificate facts, and
+//! response assembly (RFC 6960, with the RFC 5019 / RFC 9919 lightweight profile).
+//!
+//! This crate does no I/O, runs no tasks and reads no clock: every time is passed in as
+//! seconds since the Unix epoch. Signing is done elsewhere (`ocsp-sign`); this crate only
+//! hands out the exact bytes to be signed and assembles the signed result.
+
+mod certid;
+pub mod clock;
+pub mod der;
+mod error;
+mod hash;
+mod request;
+mod response;
+mod status;
+pub mod x509;
+
+pub use certid::{CertId, IssuerHashes, IssuerKey, Serial};
+pub use clock::{Clock, SystemClock};
+pub use error::ProtoError;
+pub use hash::HashAlg;
+pub use request::{parse_request, OcspRequest, MAX_CERT_IDS};
+pub use response::{
+    decode_response, error_response, Answer, ResponseBuilder, ResponseStatus, SignatureAlgorithm,
+    SignedResponse,
+};
+pub use status::{CertStatus, RevocationReason};
+
+#[cfg(test)]
+mod tests;

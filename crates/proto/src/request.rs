@@ -1,0 +1,86 @@
+use crate::{CertId, HashAlg, ProtoError, Serial};
+use rasn::types::IntegerType;
+
+/// The most CertIDs answered in one response. Browsers send one; a request with many is either
+/// a bulk client (which should use several requests) or an attempt to make us sign big responses.
+pub const MAX_CERT_IDS: usize = 32;
+
+/// The id-pkix-ocsp-nonce extension OID.
+const NONCE_ARCS: &[u32] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 2];
+
+/// A parsed OCSP request: the CertIDs it asks about, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OcspRequest {
+    /// What is asked, in the order asked.
+    pub cert_ids: Vec<CertId>,
+    /// The client sent a nonce. RFC 5019 responders answer from pre-signed responses and do not
+    /// echo nonces; we note it only for metrics.
+    pub has_nonce: bool,
+}
+
+/// Parses a DER OCSPRequest. Signed requests are accepted and their signature ignored, as
+/// RFC 5019 allows. Trailing bytes, an empty list, unsupported hashes and wrong hash lengths
+/// are errors.
+pub fn parse_request(der: &[u8]) -> Result<OcspRequest, ProtoError> {
+    let (req, rest) = rasn::der::decode_with_remainder::<rasn_ocsp::OcspRequest>(der)
+        .map_err(|e| ProtoError::MalformedRequest(first_line(&e.to_string())))?;
+    if !rest.is_empty() {
+        return Err(ProtoError::MalformedRequest(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
+    }
+    let list = &req.tbs_request.request_list;
+    if list.is_empty() {
+        return Err(ProtoError::EmptyRequest);
+    }
+    if list.len() > MAX_CERT_IDS {
+        return Err(ProtoError::TooManyCertIds(list.len()));
+    }
+    let cert_ids = list
+        .iter()
+        .map(|r| cert_id(&r.req_cert))
+        .collect::<Result<Vec<_>, _>>()?;
+    let has_nonce = req
+        .tbs_request
+        .request_extensions
+        .as_ref()
+        .is_some_and(|exts| exts.iter().any(|e| e.extn_id.as_ref() == NONCE_ARCS));
+    Ok(OcspRequest {
+        cert_ids,
+        has_nonce,
+    })
+}
+
+fn cert_id(id: &rasn_ocsp::CertId) -> Result<CertId, ProtoError> {
+    let arcs: &[u32] = id.hash_algorithm.algorithm.as_ref();
+    let hash = HashAlg::from_oid_arcs(arcs).ok_or_else(|| {
+        let dotted: Vec<String> = arcs.iter().map(u32::to_string).collect();
+        ProtoError::UnsupportedHash(dotted.join("."))
+    })?;
+    for (field, value) in [
+        ("issuerNameHash", &id.issuer_name_hash),
+        ("issuerKeyHash", &id.issuer_key_hash),
+    ] {
+        if value.len() != hash.len() {
+            return Err(ProtoError::BadHashLength {
+                field,
+                alg: hash.name(),
+                got: value.len(),
+                want: hash.len(),
+            });
+        }
+    }
+    let (bytes, len) = id.serial_number.to_signed_bytes_be();
+    let serial = Serial::from_int_bytes(&bytes.as_ref()[..len])?;
+    Ok(CertId {
+        hash,
+        name_hash: id.issuer_name_hash.to_vec(),
+        key_hash: id.issuer_key_hash.to_vec(),
+        serial,
+    })
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").chars().take(200).collect()
+}

@@ -1,0 +1,183 @@
+use crate::{IdentityError, ResponderIdentity, SignError, Signer, SoftwareSigner};
+use ocsp_proto::x509::CertInfo;
+use ocsp_proto::{CertId, HashAlg, IssuerHashes, IssuerKey};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Loads the signer a key reference names. `file:<path>` is a PKCS#8 PEM file.
+pub fn load_signer(key_ref: &str) -> Result<Arc<dyn Signer>, SignError> {
+    if let Some(path) = key_ref.strip_prefix("file:") {
+        return Ok(Arc::new(SoftwareSigner::from_file(std::path::Path::new(
+            path,
+        ))?));
+    }
+    Err(SignError::BadKey {
+        source_name: key_ref.to_string(),
+        reason: "unknown key reference; expected file:<path to PKCS#8 PEM>".into(),
+    })
+}
+
+/// One issuer we answer for, with the identity that signs its responses.
+#[derive(Debug, Clone)]
+pub struct IssuerEntry {
+    /// The operator's name for it.
+    pub name: String,
+    /// The canonical database key.
+    pub key: IssuerKey,
+    /// Its hashes in both algorithms.
+    pub hashes: IssuerHashes,
+    /// Its certificate.
+    pub cert: CertInfo,
+    /// Who signs for it.
+    pub identity: ResponderIdentity,
+}
+
+/// Why an issuer could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// A certificate does not parse.
+    #[error("{what}: {source}")]
+    Certificate {
+        /// Which certificate.
+        what: String,
+        /// Why.
+        source: ocsp_proto::ProtoError,
+    },
+    /// The key does not load.
+    #[error(transparent)]
+    Key(#[from] SignError),
+    /// The identity breaks rules.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+impl IssuerEntry {
+    /// Builds and validates an entry: parses both certificates, loads the key, checks the
+    /// identity rules at `now`.
+    pub fn load(
+        name: &str,
+        issuer_der: &[u8],
+        responder_der: Option<&[u8]>,
+        key_ref: &str,
+        now: i64,
+    ) -> Result<IssuerEntry, LoadError> {
+        let cert = CertInfo::from_der(issuer_der).map_err(|source| LoadError::Certificate {
+            what: format!("issuer {name} certificate"),
+            source,
+        })?;
+        let responder = responder_der
+            .map(CertInfo::from_der)
+            .transpose()
+            .map_err(|source| LoadError::Certificate {
+                what: format!("issuer {name} responder certificate"),
+                source,
+            })?;
+        let signer = load_signer(key_ref)?;
+        let what = format!("of issuer {name} (key {key_ref})");
+        let identity = ResponderIdentity::new(&cert, responder, signer, now, &what)?;
+        let hashes = IssuerHashes::of(&cert);
+        Ok(IssuerEntry {
+            name: name.to_string(),
+            key: hashes.key(),
+            hashes,
+            cert,
+            identity,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    by_hash: HashMap<(HashAlg, Vec<u8>, Vec<u8>), Arc<IssuerEntry>>,
+    by_name: HashMap<String, Arc<IssuerEntry>>,
+}
+
+/// The issuers this responder answers for, found by either CertID hash form or by name.
+///
+/// Reads take a snapshot (`Arc`) so a request never waits on a registration for long.
+#[derive(Default)]
+pub struct IssuerRegistry {
+    inner: RwLock<Arc<Inner>>,
+}
+
+impl std::fmt::Debug for IssuerRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerRegistry")
+            .field("issuers", &self.len())
+            .finish()
+    }
+}
+
+impl IssuerRegistry {
+    fn snapshot(&self) -> Arc<Inner> {
+        match self.inner.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The issuer a CertID names, matched on its name hash and key hash together.
+    pub fn find(&self, id: &CertId) -> Option<Arc<IssuerEntry>> {
+        self.snapshot()
+            .by_hash
+            .get(&(id.hash, id.name_hash.clone(), id.key_hash.clone()))
+            .cloned()
+    }
+
+    /// The issuer with this operator name.
+    pub fn by_name(&self, name: &str) -> Option<Arc<IssuerEntry>> {
+        self.snapshot().by_name.get(name).cloned()
+    }
+
+    /// The issuer with this database key.
+    pub fn by_key(&self, key: &IssuerKey) -> Option<Arc<IssuerEntry>> {
+        self.snapshot()
+            .by_hash
+            .get(&(HashAlg::Sha256, key.0[..32].to_vec(), key.0[32..].to_vec()))
+            .cloned()
+    }
+
+    /// Every issuer, by name.
+    pub fn all(&self) -> Vec<Arc<IssuerEntry>> {
+        let mut v: Vec<_> = self.snapshot().by_name.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Number of issuers.
+    pub fn len(&self) -> usize {
+        self.snapshot().by_name.len()
+    }
+
+    /// True when no issuer is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds or replaces an issuer (replacing by name and by hashes).
+    pub fn insert(&self, entry: IssuerEntry) {
+        let entry = Arc::new(entry);
+        let mut guard = match self.inner.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut next = Inner {
+            by_hash: guard.by_hash.clone(),
+            by_name: guard.by_name.clone(),
+        };
+        if let Some(old) = next.by_name.remove(&entry.name) {
+            for alg in HashAlg::ALL {
+                let (n, k) = old.hashes.pair(alg);
+                next.by_hash.remove(&(alg, n.to_vec(), k.to_vec()));
+            }
+        }
+        for alg in HashAlg::ALL {
+            let (n, k) = entry.hashes.pair(alg);
+            next.by_hash
+                .insert((alg, n.to_vec(), k.to_vec()), entry.clone());
+        }
+        next.by_name.insert(entry.name.clone(), entry);
+        *guard = Arc::new(next);
+    }
+}

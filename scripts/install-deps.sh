@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what `make run`, `make test` and `make bench` need and a fresh Debian machine lacks.
+# Only missing pieces are installed; run it as often as you like.
+#   scripts/install-deps.sh          run + test needs
+#   scripts/install-deps.sh bench    also the benchmark references (nginx, wrk)
+set -euo pipefail
+
+want_bench=${1:-}
+missing=()
+
+have() { command -v "$1" >/dev/null 2>&1; }
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+have openssl || missing+=(openssl)
+have curl || missing+=(curl)
+have python3 || missing+=(python3 python3-pip)
+# bindgen (librocksdb-sys) needs libclang; the C++ build needs a compiler.
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+have clang || missing+=(clang)
+have g++ || missing+=(g++)
+have make || missing+=(make)
+if [ "$want_bench" = bench ]; then
+  have nginx || missing+=(nginx-light)
+  have wrk || missing+=(wrk)
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import cryptography.x509.ocsp' >/dev/null 2>&1; then
+  echo "install-deps: installing Python cryptography"
+  python3 -m pip install --quiet --disable-pip-version-check cryptography \
+    || python3 -m pip install --quiet --break-system-packages cryptography
+fi

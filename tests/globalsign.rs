@@ -1,0 +1,96 @@
+//! GlobalSign, October 2016: revoking a cross-certificate (root R1's subject and key, issued by
+//! root R2) made a responder answer "revoked" for everything under R1, because it matched
+//! revocations by subject and key. Status here is keyed by (issuerNameHash, issuerKeyHash,
+//! serial), so the revocation stays with the cross-certificate.
+
+use crate::util::*;
+use ocsp_testpki::{Issued, KeyAlg};
+
+#[test]
+fn globalsign_2016_cross_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    let r1 = Issued::root("GlobalSign-like Root R1", KeyAlg::P256).unwrap();
+    let r2 = Issued::root("GlobalSign-like Root R2", KeyAlg::P256).unwrap();
+    // The cross certificate and one leaf of R1 share a serial on purpose.
+    let shared_serial = [0x04, 0x00, 0x00, 0x00, 0x00, 0x01, 0x0f];
+    let cross = r2.cross_sign(&r1, &shared_serial).unwrap();
+    let same_serial_leaf = r1.leaf("same-serial.r1.test", &shared_serial).unwrap();
+    let other_leaf = r1.leaf("other.r1.test", &[0x33, 0x44]).unwrap();
+    r1.write(dir.path(), "r1", true).unwrap();
+    r2.write(dir.path(), "r2", true).unwrap();
+    cross.write(dir.path(), "cross", false).unwrap();
+    same_serial_leaf
+        .write(dir.path(), "same-serial", false)
+        .unwrap();
+    other_leaf.write(dir.path(), "other", false).unwrap();
+
+    let r = Responder::start();
+    for name in ["r1", "r2"] {
+        r.ctl_ok(&[
+            "issuer",
+            "add",
+            "--name",
+            name,
+            "--cert",
+            &p(&format!("{name}.pem")),
+            "--key",
+            &p(&format!("{name}.key")),
+        ]);
+    }
+    // The server finds each certificate's issuer by name and signature.
+    let added = r.ctl_ok(&[
+        "--json",
+        "cert",
+        "add",
+        "--pem",
+        &p("cross.pem"),
+        &p("same-serial.pem"),
+        &p("other.pem"),
+    ]);
+    let added: serde_json::Value = serde_json::from_str(&added).unwrap();
+    assert_eq!(added["added"], 3, "{added}");
+    let serials = added["serials"].to_string();
+    assert!(
+        serials.contains("[\"r2\",\"0400000000010F\"]")
+            && serials.contains("[\"r1\",\"0400000000010F\"]"),
+        "{serials}"
+    );
+
+    r.ctl_ok(&[
+        "revoke",
+        "--issuer",
+        "r2",
+        "--serial",
+        "0400000000010f",
+        "--reason",
+        "cACompromise",
+    ]);
+
+    let ask = |issuer: &str, cert: &str| {
+        let out = openssl_ocsp(&[
+            "-issuer",
+            &p(&format!("{issuer}.pem")),
+            "-cert",
+            &p(&format!("{cert}.pem")),
+            "-url",
+            &r.url,
+            "-VAfile",
+            &p(&format!("{issuer}.pem")),
+            "-no_nonce",
+        ]);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(stderr.contains("Response verify OK"), "{stdout}{stderr}");
+        stdout
+    };
+    let cross_answer = ask("r2", "cross");
+    assert!(
+        cross_answer.contains("cross.pem: revoked") && cross_answer.contains("cACompromise"),
+        "{cross_answer}"
+    );
+    assert!(ask("r1", "same-serial").contains("same-serial.pem: good"));
+    assert!(ask("r1", "other").contains("other.pem: good"));
+    // R1 itself is not touched by the revocation of a certificate bearing its name and key.
+    let status = r.ctl_ok(&["status", "--issuer", "r1", "--serial", "0400000000010f"]);
+    assert!(status.contains(": good"), "{status}");
+}

@@ -1,0 +1,285 @@
+//! `openssl ocsp` and Python `cryptography` against the real server, over POST and GET, with
+//! SHA-1 and SHA-256 CertIDs, delegated and issuer-signed responses, P-256 and RSA.
+
+use crate::util::*;
+use base64::Engine;
+use ocsp_testpki::KeyAlg;
+
+fn assert_verified(out: &std::process::Output) -> (String, String) {
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "openssl failed:\n{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("Response verify OK") || stdout.contains("Response verify OK"),
+        "not verified:\n{stdout}\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
+struct Setup {
+    pki: TestPki,
+    r: Responder,
+    good: String,
+    revoked: String,
+    unknown: String,
+}
+
+fn setup(alg: KeyAlg) -> Setup {
+    let pki = TestPki::new(alg);
+    let r = Responder::start();
+    pki.register(&r);
+    let good = pki.leaf("good", &[0x01, 0x23]);
+    let revoked = pki.leaf("revoked", &[0x45, 0x67]);
+    // High bit set: the DER serial needs a leading zero octet.
+    let unknown = pki.leaf("unknown", &[0x89, 0xab]);
+    r.ctl_ok(&["cert", "add", "--pem", &good, &revoked]);
+    r.ctl_ok(&[
+        "revoke",
+        "--issuer",
+        "int",
+        "--serial",
+        "4567",
+        "--reason",
+        "keyCompromise",
+    ]);
+    Setup {
+        pki,
+        r,
+        good,
+        revoked,
+        unknown,
+    }
+}
+
+#[test]
+fn openssl_post_good_revoked_unknown_sha1_and_sha256() {
+    let s = setup(KeyAlg::P256);
+    for digest in ["-sha1", "-sha256"] {
+        let out = openssl_ocsp(&[
+            digest,
+            "-issuer",
+            &s.pki.path("int.pem"),
+            "-cert",
+            &s.good,
+            "-cert",
+            &s.revoked,
+            "-cert",
+            &s.unknown,
+            "-url",
+            &s.r.url,
+            "-CAfile",
+            &s.pki.path("chain.pem"),
+            "-no_nonce",
+        ]);
+        let (stdout, _) = assert_verified(&out);
+        assert!(
+            stdout.contains(&format!("{}: good", s.good)),
+            "{digest}: {stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("{}: revoked", s.revoked)),
+            "{digest}: {stdout}"
+        );
+        assert!(
+            stdout.contains("Reason: keyCompromise"),
+            "{digest}: {stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("{}: unknown", s.unknown)),
+            "{digest}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn openssl_post_rsa_responder() {
+    let s = setup(KeyAlg::Rsa2048);
+    let out = openssl_ocsp(&[
+        "-issuer",
+        &s.pki.path("int.pem"),
+        "-cert",
+        &s.good,
+        "-cert",
+        &s.revoked,
+        "-url",
+        &s.r.url,
+        "-CAfile",
+        &s.pki.path("chain.pem"),
+        "-no_nonce",
+    ]);
+    let (stdout, _) = assert_verified(&out);
+    assert!(stdout.contains(&format!("{}: good", s.good)), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{}: revoked", s.revoked)),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn get_with_curl_verified_by_openssl_and_python() {
+    let s = setup(KeyAlg::P256);
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (&s.good, "good", "0123"),
+        (&s.revoked, "revoked", "4567"),
+        (&s.unknown, "unknown", "89ab"),
+    ];
+    for digest in ["-sha1", "-sha256"] {
+        for (cert, expect, serial) in cases {
+            let req = tmp.path().join("req.der");
+            let out = openssl_ocsp(&[
+                digest,
+                "-issuer",
+                &s.pki.path("int.pem"),
+                "-cert",
+                cert,
+                "-no_nonce",
+                "-reqout",
+                req.to_str().unwrap(),
+            ]);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let b64 =
+                base64::engine::general_purpose::STANDARD.encode(std::fs::read(&req).unwrap());
+            let http = curl(&[&format!("{}/{b64}", s.r.url)]);
+            assert_eq!(http.status, 200, "{expect} {digest}");
+            assert_eq!(
+                http.header("content-type"),
+                Some("application/ocsp-response")
+            );
+            let cc = http.header("cache-control").unwrap();
+            assert!(
+                cc.starts_with("max-age=") && cc.ends_with("public, no-transform, must-revalidate"),
+                "{cc}"
+            );
+            let etag = http.header("etag").unwrap();
+            assert!(
+                etag.starts_with('"') && !etag.starts_with("W/"),
+                "strong ETag: {etag}"
+            );
+            assert!(http.header("last-modified").is_some() && http.header("expires").is_some());
+
+            let resp = tmp.path().join("resp.der");
+            std::fs::write(&resp, &http.body).unwrap();
+            let out = openssl_ocsp(&[
+                "-respin",
+                resp.to_str().unwrap(),
+                digest,
+                "-issuer",
+                &s.pki.path("int.pem"),
+                "-cert",
+                cert,
+                "-CAfile",
+                &s.pki.path("chain.pem"),
+                "-no_nonce",
+            ]);
+            let (stdout, _) = assert_verified(&out);
+            assert!(
+                stdout.contains(&format!("{cert}: {expect}")),
+                "{digest}: {stdout}"
+            );
+
+            let mut args = vec![
+                "--response",
+                resp.to_str().unwrap(),
+                "--issuer",
+                &s.pki.path("int.pem") as &str,
+                "--responder",
+                &s.pki.path("responder.pem") as &str,
+                "--expect",
+                expect,
+                "--serial",
+                serial,
+            ]
+            .into_iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+            if expect == "revoked" {
+                args.extend(["--reason".to_string(), "keyCompromise".to_string()]);
+            }
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = python_check(&refs);
+            assert!(
+                out.status.success(),
+                "python cryptography: {}{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+            let hash = if digest == "-sha1" { "sha1" } else { "sha256" };
+            assert!(
+                text(&out.stdout).contains(&format!("hash {hash}")),
+                "{}",
+                text(&out.stdout)
+            );
+
+            // A cache revalidating with a date after thisUpdate gets 304 and no body; a stale ETag
+            // gets the full answer. (Live ECDSA signatures differ per request, so an ETag only
+            // matches again once responses are pre-signed.)
+            let last_modified = http.header("last-modified").unwrap().to_string();
+            let later = "Fri, 01 Jan 2100 00:00:00 GMT";
+            let again = curl(&[
+                "-H",
+                &format!("If-Modified-Since: {later}"),
+                &format!("{}/{b64}", s.r.url),
+            ]);
+            assert_eq!(again.status, 304, "If-Modified-Since after {last_modified}");
+            let stale = curl(&[
+                "-H",
+                "If-None-Match: \"0000\"",
+                &format!("{}/{b64}", s.r.url),
+            ]);
+            assert_eq!(stale.status, 200);
+            assert!(again.body.is_empty());
+        }
+    }
+}
+
+#[test]
+fn demo_prints_a_working_openssl_command() {
+    let r = Responder::start_with(&["--demo"]);
+    let mut line = None;
+    for _ in 0..100 {
+        line = r
+            .stdout()
+            .into_iter()
+            .find(|l| l.starts_with("openssl ocsp "));
+        if line.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let line = line.expect("ocspd --demo prints an openssl ocsp command");
+    let out = run(std::process::Command::new("sh").arg("-c").arg(&line));
+    let (stdout, _) = assert_verified(&out);
+    assert!(stdout.contains("leaf-1.pem: good"), "{stdout}");
+    assert!(stdout.contains("leaf-3.pem: revoked"), "{stdout}");
+
+    // The root signs for itself (no delegated certificate): the intermediate's status.
+    let d = r.data().join("demo");
+    let p = |n: &str| d.join(n).display().to_string();
+    let out = openssl_ocsp(&[
+        "-issuer",
+        &p("root.pem"),
+        "-cert",
+        &p("intermediate.pem"),
+        "-url",
+        &r.url,
+        "-CAfile",
+        &p("root.pem"),
+        "-VAfile",
+        &p("root.pem"),
+        "-no_nonce",
+    ]);
+    let (stdout, _) = assert_verified(&out);
+    assert!(stdout.contains("intermediate.pem: good"), "{stdout}");
+    let out = python_check(&[
+        "--response",
+        "/dev/null",
+        "--issuer",
+        &p("root.pem"),
+        "--expect",
+        "good",
+    ]);
+    assert!(
+        !out.status.success(),
+        "the checker must fail on an empty response"
+    );
+}

@@ -1,0 +1,296 @@
+//! Helpers shared by every integration test: starting ocspd, running ocspctl, curl, openssl
+//! and the Python checker, and building throwaway PKIs.
+
+use ocsp_testpki::{Issued, KeyAlg, ResponderOptions};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A binary built by the same cargo profile as this test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release --bins` first (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// Repository root (for tests/py).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A running ocspd with its own data folder, stopped when dropped.
+pub struct Responder {
+    pub dir: tempfile::TempDir,
+    child: Child,
+    pub url: String,
+    pub admin_url: String,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Responder {
+    pub fn start() -> Responder {
+        Responder::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Responder {
+        let dir = tempfile::tempdir().unwrap();
+        Responder::start_in(dir, extra)
+    }
+
+    /// Starts ocspd on an existing data folder (for restarts).
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Responder {
+        let log = std::fs::File::create(dir.path().join("ocspd.log")).unwrap();
+        let mut child = Command::new(bin("ocspd"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                keep.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let (mut url, mut admin_url) = (None, None);
+        while url.is_none() || admin_url.is_none() {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    if let Some(u) = line.strip_prefix("ocspd: OCSP responder listening on ") {
+                        url = Some(u.to_string());
+                    } else if let Some(u) = line.strip_prefix("ocspd: admin API listening on ") {
+                        admin_url = Some(u.to_string());
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let log =
+                        std::fs::read_to_string(dir.path().join("ocspd.log")).unwrap_or_default();
+                    panic!("ocspd did not start; its log:\n{log}");
+                }
+            }
+        }
+        Responder {
+            dir,
+            child,
+            url: url.unwrap(),
+            admin_url: admin_url.unwrap(),
+            stdout: lines,
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs ocspctl against this responder.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("ocspctl"))
+            .args(["--admin-url", &self.admin_url, "--token-file"])
+            .arg(self.data().join("admin.token"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs ocspctl and insists it succeeds.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "ocspctl {args:?} failed: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// What ocspd printed on stdout so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ocspd.log")).unwrap_or_default()
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// An HTTP answer as curl saw it.
+#[derive(Debug)]
+pub struct Http {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Http {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Runs curl (a client we did not write) with a 10 s limit: a hang fails the test.
+pub fn curl(args: &[&str]) -> Http {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, b) = (dir.path().join("h"), dir.path().join("b"));
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--path-as-is", "-D"])
+        .arg(&h)
+        .arg("-o")
+        .arg(&b)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}",
+        text(&out.stderr)
+    );
+    let head = std::fs::read_to_string(&h).unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    Http {
+        status,
+        headers,
+        body: std::fs::read(&b).unwrap_or_default(),
+    }
+}
+
+/// POSTs `body` with an optional Content-Type.
+pub fn post(url: &str, body: &[u8], content_type: Option<&str>) -> Http {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("req");
+    std::fs::write(&f, body).unwrap();
+    let data = format!("@{}", f.display());
+    let ct = format!("Content-Type: {}", content_type.unwrap_or(""));
+    let mut args = vec!["-X", "POST", "--data-binary", &data, "-H", &ct];
+    args.push(url);
+    curl(&args)
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+/// `openssl ocsp` with the given arguments.
+pub fn openssl_ocsp(args: &[&str]) -> Output {
+    run(Command::new("openssl").arg("ocsp").args(args))
+}
+
+/// The Python `cryptography` checker (tests/py/check_ocsp.py).
+pub fn python_check(args: &[&str]) -> Output {
+    run(Command::new("python3")
+        .arg(repo().join("tests/py/check_ocsp.py"))
+        .args(args))
+}
+
+/// A throwaway PKI on disk: a root, an intermediate with a delegated responder, and leaves.
+pub struct TestPki {
+    pub dir: tempfile::TempDir,
+    pub int: Issued,
+}
+
+impl TestPki {
+    pub fn new(alg: KeyAlg) -> TestPki {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Issued::root("test root", alg).unwrap();
+        let int = root.intermediate("test intermediate", 7, alg).unwrap();
+        let responder = int
+            .responder(
+                "test responder",
+                &ResponderOptions {
+                    alg,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        root.write(dir.path(), "root", true).unwrap();
+        int.write(dir.path(), "int", true).unwrap();
+        responder.write(dir.path(), "responder", true).unwrap();
+        std::fs::write(
+            dir.path().join("chain.pem"),
+            format!("{}{}", int.pem, root.pem),
+        )
+        .unwrap();
+        TestPki { dir, int }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// Issues a leaf under the intermediate, written as `name.pem`.
+    pub fn leaf(&self, name: &str, serial: &[u8]) -> String {
+        let leaf = self.int.leaf(&format!("{name}.test"), serial).unwrap();
+        leaf.write(self.dir.path(), name, false).unwrap();
+        self.path(&format!("{name}.pem"))
+    }
+
+    /// Registers the intermediate with its delegated responder.
+    pub fn register(&self, r: &Responder) {
+        r.ctl_ok(&[
+            "issuer",
+            "add",
+            "--name",
+            "int",
+            "--cert",
+            &self.path("int.pem"),
+            "--responder-cert",
+            &self.path("responder.pem"),
+            "--key",
+            &self.path("responder.key"),
+        ]);
+    }
+}
