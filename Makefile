@@ -29,8 +29,16 @@ fmt:
 	$(CARGO) fmt --all
 
 ## make bench: every benchmark; make bench-NAME: one.
-bench:
-	@echo "no benchmarks yet"
+BENCHES := revoke
+bench: $(addprefix bench-,$(BENCHES))
+
+bench-build:
+	@scripts/install-deps.sh bench
+	$(CARGO) build $(CARGO_FLAGS) --bins
+
+## bench revoke_3m: bulk revocation of 3,000,000 serials, until all are acknowledged durable.
+bench-revoke: bench-build
+	$(BIN)/ocsp-bench revoke
 
 clean-data:
 	rm -rf ./data

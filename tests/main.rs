@@ -9,6 +9,8 @@
 mod util;
 
 mod admin;
+mod database;
+mod durability;
 mod globalsign;
 mod malformed;
 mod openssl;

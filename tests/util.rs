@@ -134,6 +134,18 @@ impl Responder {
         std::fs::read_to_string(self.dir.path().join("ocspd.log")).unwrap_or_default()
     }
 
+    /// Stops the process with SIGKILL (no shutdown of any kind) and hands back the data folder.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    /// The admin token file.
+    pub fn token_file(&self) -> PathBuf {
+        self.data().join("admin.token")
+    }
+
     /// True while the process runs.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

@@ -13,6 +13,9 @@ pub struct AddIssuer {
     pub responder_cert_pem: Option<String>,
     /// Where the signing key is, as ocspd can reach it: `file:<absolute path>`.
     pub key: String,
+    /// Why, for the audit record.
+    #[serde(default)]
+    pub why: Option<String>,
 }
 
 /// An issuer as the API shows it.
@@ -38,17 +41,48 @@ pub struct IssuerView {
     pub key: String,
     /// Days until the responder certificate expires.
     pub responder_expires_in_days: i64,
+    /// Certificates recorded good, when counted (`issuer show`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub good: Option<u64>,
+    /// Certificates recorded revoked, when counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<u64>,
+    /// When it was retired, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired: Option<String>,
+}
+
+/// `POST /v1/issuers/{name}/retire`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Retire {
+    /// Why, for the audit record.
+    pub why: Option<String>,
+}
+
+/// A revocation carried by an import (OpenSSL index.txt `R` lines).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImportedRevocation {
+    /// Revocation time, seconds since the epoch.
+    pub time: i64,
+    /// RFC 5280 reason name.
+    pub reason: String,
 }
 
 /// One certificate to record as issued: a certificate (PEM), or a serial.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct CertSpec {
     /// The certificate, PEM. Its issuer is checked (name and signature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_pem: Option<String>,
     /// The serial in hex, when no certificate is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
     /// notAfter, seconds since the epoch, when no certificate is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<i64>,
+    /// Already revoked (imports of a CA's history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<ImportedRevocation>,
 }
 
 /// `POST /v1/certs`: record issued certificates.
@@ -59,6 +93,9 @@ pub struct AddCerts {
     pub issuer: Option<String>,
     /// The certificates.
     pub certs: Vec<CertSpec>,
+    /// Why (or where from), for the audit record.
+    #[serde(default)]
+    pub why: Option<String>,
 }
 
 /// The answer to [`AddCerts`].
@@ -70,6 +107,12 @@ pub struct AddedCerts {
     pub already: usize,
     /// Serials recorded, hex, with the issuer name.
     pub serials: Vec<(String, String)>,
+    /// Imported revocations applied.
+    #[serde(default)]
+    pub revoked: usize,
+    /// Imported revocations that conflict with a recorded one (left as recorded).
+    #[serde(default)]
+    pub conflicts: Vec<String>,
 }
 
 /// `POST /v1/revoke`: revoke one certificate.
@@ -83,6 +126,69 @@ pub struct Revoke {
     pub reason: String,
     /// Revocation time, seconds since the epoch; now when absent.
     pub time: Option<i64>,
+    /// Why, for the audit record.
+    #[serde(default)]
+    pub why: Option<String>,
+}
+
+/// `POST /v1/revoke/bulk`: revoke many certificates of one issuer, atomically per call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BulkRevoke {
+    /// The issuer's name.
+    pub issuer: String,
+    /// Serials, hex.
+    pub serials: Vec<String>,
+    /// An RFC 5280 reason name or code.
+    pub reason: String,
+    /// Revocation time; now when absent.
+    pub time: Option<i64>,
+    /// Only say what would happen.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Why, for the audit record.
+    #[serde(default)]
+    pub why: Option<String>,
+}
+
+/// The answer to [`BulkRevoke`]: durable when received (unless a dry run).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct BulkResult {
+    /// Good before, revoked now.
+    pub revoked: usize,
+    /// Reason changed (to keyCompromise, or a hold made final).
+    pub changed: usize,
+    /// Already revoked with this reason.
+    pub already_revoked: usize,
+    /// Already revoked with a reason that may not change to this one.
+    pub refused: Vec<String>,
+    /// Never recorded as issued by this issuer.
+    pub unknown_serial: Vec<String>,
+    /// True when nothing was written.
+    pub dry_run: bool,
+}
+
+impl BulkResult {
+    /// Adds another batch's result to this one.
+    pub fn add(&mut self, other: BulkResult) {
+        self.revoked += other.revoked;
+        self.changed += other.changed;
+        self.already_revoked += other.already_revoked;
+        self.refused.extend(other.refused);
+        self.unknown_serial.extend(other.unknown_serial);
+        self.dry_run = other.dry_run;
+    }
+}
+
+/// `POST /v1/unhold`: lift a certificateHold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Unhold {
+    /// The issuer's name.
+    pub issuer: String,
+    /// The serial, hex.
+    pub serial: String,
+    /// Why, for the audit record.
+    #[serde(default)]
+    pub why: Option<String>,
 }
 
 /// A certificate's status as the API shows it.
@@ -104,6 +210,9 @@ pub struct StatusView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
 }
+
+/// One audit entry as the API shows it.
+pub use ocsp_store::AuditEntry as AuditView;
 
 /// Every error body.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,10 +1,18 @@
 use aws_lc_rs::digest::{digest, SHA256};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
 
-/// The admin tokens ocspd accepts: names and SHA-256 hashes, never the tokens themselves.
-#[derive(Debug, Clone, Default)]
+type Tokens = Vec<(String, Vec<u8>)>;
+
+/// The admin credentials ocspd accepts: named tokens, kept as SHA-256 hashes, never in clear.
+///
+/// When loaded from a file, the file is read again whenever it changes, so adding or removing
+/// a token (`ocspd token add`, or editing the file) takes effect without a restart.
+#[derive(Debug, Default)]
 pub struct AdminAuth {
-    tokens: Vec<(String, Vec<u8>)>,
+    file: Option<PathBuf>,
+    state: Mutex<(Option<SystemTime>, Tokens)>,
 }
 
 fn hash(token: &str) -> Vec<u8> {
@@ -20,6 +28,20 @@ pub struct TokenFile {
     pub bootstrap: PathBuf,
 }
 
+fn new_token() -> std::io::Result<String> {
+    let mut raw = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut raw).map_err(|_| std::io::Error::other("no randomness"))?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+}
+
 impl TokenFile {
     /// The token files of data folder `dir`.
     pub fn in_dir(dir: &Path) -> TokenFile {
@@ -32,12 +54,56 @@ impl TokenFile {
     /// Loads the accepted tokens, creating a first one named `admin` when there are none.
     pub fn load_or_create(&self) -> std::io::Result<AdminAuth> {
         if !self.hashes.exists() {
-            let mut raw = [0u8; 32];
-            aws_lc_rs::rand::fill(&mut raw).map_err(|_| std::io::Error::other("no randomness"))?;
-            let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-            write_private(&self.bootstrap, &format!("{token}\n"))?;
-            write_private(&self.hashes, &format!("admin {}\n", hex(&hash(&token))))?;
+            let token = new_token()?;
+            write_private(&self.bootstrap, &format!("{token}\n"), true)?;
+            write_private(
+                &self.hashes,
+                &format!("admin {}\n", hex(&hash(&token))),
+                true,
+            )?;
         }
+        let (mtime, tokens) = self.read()?;
+        Ok(AdminAuth {
+            file: Some(self.hashes.clone()),
+            state: Mutex::new((mtime, tokens)),
+        })
+    }
+
+    /// Adds a token named `name` and returns it (shown once; only its hash is kept).
+    pub fn add(&self, name: &str) -> std::io::Result<String> {
+        if !valid_name(name) {
+            return Err(std::io::Error::other(format!(
+                "token name {name:?} must be 1 to 64 of A-Z a-z 0-9 - _ . @"
+            )));
+        }
+        let (_, tokens) = if self.hashes.exists() {
+            self.read()?
+        } else {
+            (None, Vec::new())
+        };
+        if tokens.iter().any(|(n, _)| n == name) {
+            return Err(std::io::Error::other(format!(
+                "a token named {name:?} exists already"
+            )));
+        }
+        let token = new_token()?;
+        let mut text = if self.hashes.exists() {
+            std::fs::read_to_string(&self.hashes)?
+        } else {
+            String::new()
+        };
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&format!("{name} {}\n", hex(&hash(&token))));
+        let tmp = self.hashes.with_extension("tmp");
+        write_private(&tmp, &text, false)?;
+        std::fs::rename(&tmp, &self.hashes)?;
+        Ok(token)
+    }
+
+    fn read(&self) -> std::io::Result<(Option<SystemTime>, Tokens)> {
+        let mtime = std::fs::metadata(&self.hashes)?.modified().ok();
         let text = std::fs::read_to_string(&self.hashes)?;
         let mut tokens = Vec::new();
         for (n, line) in text.lines().enumerate() {
@@ -62,19 +128,26 @@ impl TokenFile {
             })?;
             tokens.push((name.to_string(), bytes));
         }
-        Ok(AdminAuth { tokens })
+        Ok((mtime, tokens))
     }
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+fn write_private(path: &Path, contents: &str, create_new: bool) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
+    opts.write(true);
+    if create_new {
+        opts.create_new(true);
+    } else {
+        opts.create(true).truncate(true);
+    }
     #[cfg(unix)]
     opts.mode(0o600);
-    opts.open(path)?.write_all(contents.as_bytes())
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
 }
 
 fn hex(b: &[u8]) -> String {
@@ -94,23 +167,48 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 impl AdminAuth {
     /// Accepts exactly these (name, token) pairs; for tests.
     pub fn from_tokens(tokens: &[(&str, &str)]) -> AdminAuth {
+        let t = tokens
+            .iter()
+            .map(|(n, t)| (n.to_string(), hash(t)))
+            .collect();
         AdminAuth {
-            tokens: tokens
-                .iter()
-                .map(|(n, t)| (n.to_string(), hash(t)))
-                .collect(),
+            file: None,
+            state: Mutex::new((None, t)),
         }
     }
 
-    /// The name of the credential an `Authorization` header carries, if it is accepted.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Option<&str> {
+    fn refresh(&self, state: &mut (Option<SystemTime>, Tokens)) {
+        let Some(path) = &self.file else { return };
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if mtime == state.0 {
+            return;
+        }
+        let files = TokenFile {
+            hashes: path.clone(),
+            bootstrap: PathBuf::new(),
+        };
+        match files.read() {
+            Ok(fresh) => *state = fresh,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin token file unreadable; keeping the tokens loaded before")
+            }
+        }
+    }
+
+    /// The name of the credential an `Authorization: Bearer` header carries, if accepted.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Option<String> {
         let token = authorization?.strip_prefix("Bearer ")?.trim();
         let h = hash(token);
+        let mut state = match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        self.refresh(&mut state);
         // Compare against every token in constant time so timing tells nothing.
         let mut found = None;
-        for (name, expected) in &self.tokens {
+        for (name, expected) in &state.1 {
             if aws_lc_rs::constant_time::verify_slices_are_equal(expected, &h).is_ok() {
-                found = Some(name.as_str());
+                found = Some(name.clone());
             }
         }
         found
@@ -124,28 +222,49 @@ mod tests {
     #[test]
     fn tokens_are_checked() {
         let auth = AdminAuth::from_tokens(&[("alice", "s3cret"), ("bob", "other")]);
-        assert_eq!(auth.authenticate(Some("Bearer s3cret")), Some("alice"));
-        assert_eq!(auth.authenticate(Some("Bearer other")), Some("bob"));
+        assert_eq!(
+            auth.authenticate(Some("Bearer s3cret")).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            auth.authenticate(Some("Bearer other")).as_deref(),
+            Some("bob")
+        );
         assert_eq!(auth.authenticate(Some("Bearer wrong")), None);
         assert_eq!(auth.authenticate(Some("s3cret")), None);
         assert_eq!(auth.authenticate(None), None);
     }
 
     #[test]
-    fn first_start_writes_a_working_token() {
+    fn first_start_writes_a_working_token_and_added_tokens_work_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let files = TokenFile::in_dir(dir.path());
         let auth = files.load_or_create().unwrap();
         let token = std::fs::read_to_string(&files.bootstrap).unwrap();
+        let bearer = |t: &str| format!("Bearer {}", t.trim());
         assert_eq!(
-            auth.authenticate(Some(&format!("Bearer {}", token.trim()))),
+            auth.authenticate(Some(&bearer(&token))).as_deref(),
             Some("admin")
         );
-        // A second start keeps the same token.
         let again = files.load_or_create().unwrap();
         assert_eq!(
-            again.authenticate(Some(&format!("Bearer {}", token.trim()))),
+            again.authenticate(Some(&bearer(&token))).as_deref(),
             Some("admin")
+        );
+        // Make sure the file's mtime moves even on coarse-grained filesystems.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let carol = files.add("carol").unwrap();
+        assert_eq!(
+            auth.authenticate(Some(&bearer(&carol))).as_deref(),
+            Some("carol")
+        );
+        assert!(files.add("carol").is_err());
+        assert!(files.add("bad name").is_err());
+        assert!(
+            !std::fs::read_to_string(&files.hashes)
+                .unwrap()
+                .contains(&carol),
+            "only hashes are stored"
         );
     }
 }

@@ -12,4 +12,4 @@ mod server;
 
 pub use auth::{AdminAuth, TokenFile};
 pub use client::{AdminClient, ClientError};
-pub use server::{AdminService, AdminState, Failure};
+pub use server::{AdminService, AdminState, Failure, MAX_BULK};

@@ -1,5 +1,6 @@
 use crate::api::{
-    self, AddCerts, AddIssuer, AddedCerts, ErrorBody, IssuerView, Revoke, StatusView,
+    self, AddCerts, AddIssuer, AddedCerts, BulkResult, BulkRevoke, ErrorBody, IssuerView, Retire,
+    Revoke, StatusView, Unhold,
 };
 use crate::AdminAuth;
 use bytes::Bytes;
@@ -11,20 +12,27 @@ use ocsp_http::{Handler, HttpResponse};
 use ocsp_proto::x509::{pem_blocks, CertInfo};
 use ocsp_proto::{Clock, RevocationReason, Serial};
 use ocsp_sign::{verify_issued_by, IssuerEntry, IssuerRegistry};
-use ocsp_store::{IssuerRecord, RevokeOutcome, State, Store};
+use ocsp_store::{
+    AuditEntry, AuditFilter, IssuerRecord, RevokeOutcome, State, Store, UnholdOutcome,
+};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Bodies up to this size are accepted (a batch of PEM certificates).
-const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Bodies up to this size are accepted (a batch of PEM certificates or serials).
+const MAX_BODY: usize = 32 * 1024 * 1024;
 /// Revocation times may lie this far in the future, for clock skew between staff and server.
 const FUTURE_SLACK: i64 = 300;
+/// How far back a revocation other than keyCompromise may be dated.
+const BACKDATE_SLACK: i64 = 300;
+/// The most serials one bulk call takes; ocspctl sends files in batches of this or less.
+pub const MAX_BULK: usize = 100_000;
 
 /// What the admin API acts on.
 pub struct AdminState {
     /// The database.
     pub store: Arc<Store>,
-    /// The issuers being served; updated when one is registered.
+    /// The issuers being served; updated when one is registered or retired.
     pub registry: Arc<IssuerRegistry>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
@@ -67,15 +75,52 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Reply {
         .map_err(internal)
 }
 
+fn percent_decode(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if bytes.len() >= i + 3 => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn query_param(query: Option<&str>, key: &str) -> Option<String> {
     query?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        (k == key).then(|| {
-            v.replace("%20", " ")
-                .replace("%3A", ":")
-                .replace("%3a", ":")
-        })
+        (k == key).then(|| percent_decode(v))
     })
+}
+
+fn audit(now: i64, who: &str, action: &str, issuer: &str, why: Option<&str>) -> AuditEntry {
+    let mut a = AuditEntry::new(now, who, action);
+    a.issuer = Some(issuer.to_string());
+    a.detail = why.unwrap_or("").to_string();
+    a
 }
 
 impl AdminService {
@@ -97,26 +142,112 @@ impl AdminService {
             delegated: entry.identity.is_delegated(),
             key: key.to_string(),
             responder_expires_in_days: entry.identity.expires_in(now) / 86_400,
+            good: None,
+            revoked: None,
+            retired: None,
         }
     }
 
-    fn list_issuers(&self) -> Reply {
+    fn record_view(&self, r: &IssuerRecord, now: i64) -> Option<IssuerView> {
+        // Retired issuers are not in the registry; show what the record says.
+        let entry = match self.state.registry.by_name(&r.name) {
+            Some(e) => e,
+            None => Arc::new(
+                IssuerEntry::load(
+                    &r.name,
+                    &r.cert_der,
+                    r.responder_cert_der.as_deref(),
+                    &r.responder_key,
+                    now,
+                )
+                .ok()?,
+            ),
+        };
+        let mut v = Self::issuer_view(&entry, &r.responder_key, now);
+        v.retired = r.retired_at.map(api::rfc3339);
+        Some(v)
+    }
+
+    /// Every registered issuer, retired ones included.
+    pub fn list_issuers(&self) -> Result<Vec<IssuerView>, Failure> {
         let now = self.state.clock.now();
         let records = self.state.store.issuers().map_err(internal)?;
-        let views: Vec<IssuerView> = records
+        Ok(records
             .iter()
-            .filter_map(|r| {
-                self.state
-                    .registry
-                    .by_name(&r.name)
-                    .map(|e| Self::issuer_view(&e, &r.responder_key, now))
+            .filter_map(|r| self.record_view(r, now))
+            .collect())
+    }
+
+    fn record(&self, name: &str) -> Result<IssuerRecord, Failure> {
+        self.state
+            .store
+            .issuers()
+            .map_err(internal)?
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| {
+                Failure(
+                    StatusCode::NOT_FOUND,
+                    format!("no issuer named {name:?}; `ocspctl issuer list` shows them"),
+                )
             })
-            .collect();
-        json(StatusCode::OK, &views)
+    }
+
+    /// One issuer with its certificate counts.
+    pub fn show_issuer(&self, name: &str) -> Result<IssuerView, Failure> {
+        let now = self.state.clock.now();
+        let record = self.record(name)?;
+        let mut view = self
+            .record_view(&record, now)
+            .ok_or_else(|| internal("issuer record does not load"))?;
+        let entry = IssuerEntry::load(
+            &record.name,
+            &record.cert_der,
+            None,
+            &record.responder_key,
+            now,
+        )
+        .ok();
+        let key = entry
+            .map(|e| e.key)
+            .or_else(|| self.state.registry.by_name(name).map(|e| e.key));
+        if let Some(key) = key {
+            let (good, revoked) = self.state.store.count(&key).map_err(internal)?;
+            view.good = Some(good);
+            view.revoked = Some(revoked);
+        }
+        Ok(view)
+    }
+
+    /// Retires an issuer: it stops being answered for (unauthorized); its records stay.
+    pub fn retire_issuer(&self, name: &str, req: Retire, who: &str) -> Result<IssuerView, Failure> {
+        let now = self.state.clock.now();
+        let mut record = self.record(name)?;
+        if record.retired_at.is_some() {
+            return Err(Failure(
+                StatusCode::CONFLICT,
+                format!("issuer {name:?} is already retired"),
+            ));
+        }
+        let entry = self.issuer(name)?;
+        record.retired_at = Some(now);
+        self.state
+            .store
+            .put_issuer(
+                &entry.key,
+                &record,
+                audit(now, who, "issuer.retire", name, req.why.as_deref()),
+            )
+            .map_err(internal)?;
+        self.state.registry.remove(name);
+        tracing::info!(admin = who, issuer = name, "issuer retired");
+        let mut view = Self::issuer_view(&entry, &record.responder_key, now);
+        view.retired = Some(api::rfc3339(now));
+        Ok(view)
     }
 
     /// Registers an issuer after checking its identity.
-    pub fn add_issuer(&self, req: AddIssuer) -> Result<IssuerView, Failure> {
+    pub fn add_issuer(&self, req: AddIssuer, who: &str) -> Result<IssuerView, Failure> {
         let now = self.state.clock.now();
         if req.name.is_empty()
             || req.name.len() > 64
@@ -130,7 +261,14 @@ impl AdminService {
                 req.name
             )));
         }
-        if self.state.registry.by_name(&req.name).is_some() {
+        if self
+            .state
+            .store
+            .issuers()
+            .map_err(internal)?
+            .iter()
+            .any(|r| r.name == req.name)
+        {
             return Err(Failure(
                 StatusCode::CONFLICT,
                 format!("an issuer named {:?} is already registered", req.name),
@@ -173,13 +311,16 @@ impl AdminService {
             responder_cert_der: responder.map(|r| r.der),
             responder_key: req.key.clone(),
             added_at: now,
+            retired_at: None,
         };
+        let mut a = audit(now, who, "issuer.add", &req.name, req.why.as_deref());
+        a.detail = format!("{} key {}", a.detail, req.key).trim().to_string();
         self.state
             .store
-            .put_issuer(&entry.key, &record)
+            .put_issuer(&entry.key, &record, a)
             .map_err(internal)?;
         let view = Self::issuer_view(&entry, &req.key, now);
-        tracing::info!(issuer = %req.name, key = %entry.key.short(), "issuer registered");
+        tracing::info!(admin = who, issuer = %req.name, key = %entry.key.short(), "issuer registered");
         self.state.registry.insert(entry);
         Ok(view)
     }
@@ -188,17 +329,19 @@ impl AdminService {
         self.state.registry.by_name(name).ok_or_else(|| {
             Failure(
                 StatusCode::NOT_FOUND,
-                format!("no issuer named {name:?}; `ocspctl issuer list` shows them"),
+                format!("no active issuer named {name:?}; `ocspctl issuer list` shows them"),
             )
         })
     }
 
-    /// Records issued certificates; all are checked before any is written.
-    pub fn add_certs(&self, req: AddCerts) -> Result<AddedCerts, Failure> {
+    /// Records issued certificates (and, for imports, their revocations); every entry is
+    /// checked before anything is written.
+    pub fn add_certs(&self, req: AddCerts, who: &str) -> Result<AddedCerts, Failure> {
         let now = self.state.clock.now();
         let named = req.issuer.as_deref().map(|n| self.issuer(n)).transpose()?;
-        // Validate everything before writing anything.
         let mut by_issuer: Vec<(Arc<IssuerEntry>, IssuedList)> = Vec::new();
+        // (issuer index, time, reason) -> serials
+        let mut revocations: BTreeMap<(usize, i64, u8), Vec<Serial>> = BTreeMap::new();
         for (i, spec) in req.certs.iter().enumerate() {
             let (issuer, serial, not_after) = match (&spec.cert_pem, &spec.serial) {
                 (Some(pem), None) => {
@@ -244,21 +387,43 @@ impl AdminService {
                     )))
                 }
             };
-            match by_issuer.iter_mut().find(|(e, _)| e.key == issuer.key) {
-                Some((_, list)) => list.push((serial, not_after)),
-                None => by_issuer.push((issuer, vec![(serial, not_after)])),
+            let idx = match by_issuer.iter().position(|(e, _)| e.key == issuer.key) {
+                Some(idx) => idx,
+                None => {
+                    by_issuer.push((issuer, Vec::new()));
+                    by_issuer.len() - 1
+                }
+            };
+            if let Some(rev) = &spec.revocation {
+                let reason = RevocationReason::parse(&rev.reason)
+                    .map_err(|e| bad(format!("certificate {}: {e}", i + 1)))?;
+                if rev.time > now + FUTURE_SLACK {
+                    return Err(bad(format!(
+                        "certificate {}: revocation time {} is in the future",
+                        i + 1,
+                        api::rfc3339(rev.time)
+                    )));
+                }
+                revocations
+                    .entry((idx, rev.time, reason.code()))
+                    .or_default()
+                    .push(serial.clone());
             }
+            by_issuer[idx].1.push((serial, not_after));
         }
         let mut out = AddedCerts {
             added: 0,
             already: 0,
             serials: Vec::new(),
+            revoked: 0,
+            conflicts: Vec::new(),
         };
         for (issuer, list) in &by_issuer {
+            let a = audit(now, who, "cert.add", &issuer.name, req.why.as_deref());
             let added = self
                 .state
                 .store
-                .record_issued(&issuer.key, list, now)
+                .record_issued(&issuer.key, list, now, a)
                 .map_err(internal)?;
             out.added += added;
             out.already += list.len() - added;
@@ -266,6 +431,21 @@ impl AdminService {
                 list.iter()
                     .map(|(s, _)| (issuer.name.clone(), s.to_string())),
             );
+        }
+        for ((idx, time, code), serials) in revocations {
+            let issuer = &by_issuer[idx].0;
+            let reason =
+                RevocationReason::from_code(code).ok_or_else(|| internal("reason code"))?;
+            let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
+            a.reason = Some(reason.name().to_string());
+            let (summary, _) = self
+                .state
+                .store
+                .revoke_many(&issuer.key, &serials, time, reason, now, false, a)
+                .map_err(internal)?;
+            out.revoked += summary.revoked + summary.changed;
+            out.conflicts
+                .extend(summary.refused.iter().map(|s| s.to_string()));
         }
         Ok(out)
     }
@@ -298,28 +478,45 @@ impl AdminService {
         }
     }
 
-    /// Revokes one certificate; `who` names the admin credential for the log.
-    pub fn revoke(&self, req: Revoke, who: &str) -> Result<StatusView, Failure> {
-        let now = self.state.clock.now();
-        let issuer = self.issuer(&req.issuer)?;
-        let serial = Serial::from_hex(&req.serial).map_err(bad)?;
-        let reason = RevocationReason::parse(&req.reason).map_err(bad)?;
+    /// Checks a revocation request's reason and time against policy.
+    fn revocation_terms(
+        &self,
+        reason: &str,
+        time: Option<i64>,
+        now: i64,
+    ) -> Result<(RevocationReason, i64), Failure> {
+        let reason = RevocationReason::parse(reason).map_err(bad)?;
         if reason == RevocationReason::RemoveFromCrl {
-            return Err(bad(
-                "removeFromCRL is not a revocation reason; it lifts a certificateHold",
-            ));
+            return Err(bad("removeFromCRL is not a revocation reason; `ocspctl unhold` lifts a certificateHold"));
         }
-        let time = req.time.unwrap_or(now);
+        let time = time.unwrap_or(now);
         if time > now + FUTURE_SLACK {
             return Err(bad(format!(
                 "revocation time {} is in the future",
                 api::rfc3339(time)
             )));
         }
+        if time < now - BACKDATE_SLACK && reason != RevocationReason::KeyCompromise {
+            return Err(bad(format!(
+                "revocation time {} is in the past; only keyCompromise may be dated back (to when the key was compromised)",
+                api::rfc3339(time)
+            )));
+        }
+        Ok((reason, time))
+    }
+
+    /// Revokes one certificate; `who` names the admin credential for the audit record.
+    pub fn revoke(&self, req: Revoke, who: &str) -> Result<StatusView, Failure> {
+        let now = self.state.clock.now();
+        let issuer = self.issuer(&req.issuer)?;
+        let serial = Serial::from_hex(&req.serial).map_err(bad)?;
+        let (reason, time) = self.revocation_terms(&req.reason, req.time, now)?;
+        let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
+        a.reason = Some(reason.name().to_string());
         let outcome = self
             .state
             .store
-            .revoke(&issuer.key, &serial, time, reason, now)
+            .revoke(&issuer.key, &serial, time, reason, now, a)
             .map_err(internal)?;
         let (rec, label) = match outcome {
             RevokeOutcome::Revoked(r) => (r, "revoked"),
@@ -351,7 +548,81 @@ impl AdminService {
         ))
     }
 
-    fn status(&self, query: Option<&str>) -> Reply {
+    /// Revokes many certificates of one issuer; durable when it returns (unless a dry run).
+    pub fn bulk_revoke(&self, req: BulkRevoke, who: &str) -> Result<BulkResult, Failure> {
+        let now = self.state.clock.now();
+        let issuer = self.issuer(&req.issuer)?;
+        let (reason, time) = self.revocation_terms(&req.reason, req.time, now)?;
+        if req.serials.len() > MAX_BULK {
+            return Err(bad(format!(
+                "{} serials in one call; at most {MAX_BULK} (ocspctl splits files)",
+                req.serials.len()
+            )));
+        }
+        let serials = req
+            .serials
+            .iter()
+            .map(|s| Serial::from_hex(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("{e}; nothing was revoked")))?;
+        let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
+        a.reason = Some(reason.name().to_string());
+        let (summary, changed) = self
+            .state
+            .store
+            .revoke_many(&issuer.key, &serials, time, reason, now, req.dry_run, a)
+            .map_err(internal)?;
+        if !req.dry_run {
+            tracing::info!(admin = who, issuer = %issuer.name, reason = reason.name(), revoked = changed.len(), "bulk revocation");
+        }
+        Ok(BulkResult {
+            revoked: summary.revoked,
+            changed: summary.changed,
+            already_revoked: summary.already_revoked,
+            refused: summary.refused.iter().map(|s| s.to_string()).collect(),
+            unknown_serial: summary.not_issued.iter().map(|s| s.to_string()).collect(),
+            dry_run: req.dry_run,
+        })
+    }
+
+    /// Lifts a certificateHold.
+    pub fn unhold(&self, req: Unhold, who: &str) -> Result<StatusView, Failure> {
+        let now = self.state.clock.now();
+        let issuer = self.issuer(&req.issuer)?;
+        let serial = Serial::from_hex(&req.serial).map_err(bad)?;
+        let a = audit(now, who, "unhold", &issuer.name, req.why.as_deref());
+        match self
+            .state
+            .store
+            .unhold(&issuer.key, &serial, now, a)
+            .map_err(internal)?
+        {
+            UnholdOutcome::Lifted(rec) => Ok(Self::status_view(
+                &issuer.name,
+                &serial,
+                Some(rec),
+                Some("hold lifted"),
+            )),
+            UnholdOutcome::NotOnHold(rec) => Err(Failure(
+                StatusCode::CONFLICT,
+                format!(
+                    "serial {serial} is not on hold ({}); only certificateHold can be lifted",
+                    Self::status_view(&issuer.name, &serial, Some(rec), None)
+                        .reason
+                        .unwrap_or_else(|| "good".into())
+                ),
+            )),
+            UnholdOutcome::NotIssued => Err(Failure(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "serial {serial} was never recorded as issued by {:?}",
+                    issuer.name
+                ),
+            )),
+        }
+    }
+
+    fn status(&self, query: Option<&str>) -> Result<StatusView, Failure> {
         let name = query_param(query, "issuer").ok_or_else(|| bad("missing issuer"))?;
         let serial = query_param(query, "serial").ok_or_else(|| bad("missing serial"))?;
         let issuer = self.issuer(&name)?;
@@ -361,26 +632,73 @@ impl AdminService {
             .store
             .status(&issuer.key, &serial)
             .map_err(internal)?;
-        json(
-            StatusCode::OK,
-            &Self::status_view(&issuer.name, &serial, rec, None),
-        )
+        Ok(Self::status_view(&issuer.name, &serial, rec, None))
     }
 
-    async fn dispatch(&self, req: Request<Incoming>, who: &str) -> Reply {
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
-        let query = req.uri().query().map(str::to_string);
-        match (method, path.as_str()) {
-            (Method::GET, "/v1/issuers") => self.list_issuers(),
-            (Method::POST, "/v1/issuers") => {
-                json(StatusCode::CREATED, &self.add_issuer(body(req).await?)?)
+    fn audit_log(&self, query: Option<&str>) -> Result<Vec<AuditEntry>, Failure> {
+        let serial = query_param(query, "serial")
+            .map(|s| Serial::from_hex(&s).map(|s| s.to_string()))
+            .transpose()
+            .map_err(bad)?;
+        let since = query_param(query, "since")
+            .map(|s| {
+                s.parse::<i64>()
+                    .map_err(|_| bad(format!("since {s:?} is not seconds since the epoch")))
+            })
+            .transpose()?;
+        let limit = query_param(query, "limit")
+            .map(|s| {
+                s.parse::<usize>()
+                    .map_err(|_| bad(format!("limit {s:?} is not a number")))
+            })
+            .transpose()?
+            .unwrap_or(100);
+        let filter = AuditFilter {
+            issuer: query_param(query, "issuer"),
+            serial,
+            admin: query_param(query, "admin"),
+            action: query_param(query, "action"),
+            since,
+            limit,
+        };
+        self.state.store.audit(&filter).map_err(internal)
+    }
+
+    fn dispatch(
+        &self,
+        method: &Method,
+        path: &str,
+        q: Option<&str>,
+        body: &[u8],
+        who: &str,
+    ) -> Reply {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            (&Method::GET, ["v1", "issuers"]) => json(StatusCode::OK, &self.list_issuers()?),
+            (&Method::POST, ["v1", "issuers"]) => {
+                json(StatusCode::CREATED, &self.add_issuer(parse(body)?, who)?)
             }
-            (Method::POST, "/v1/certs") => json(StatusCode::OK, &self.add_certs(body(req).await?)?),
-            (Method::POST, "/v1/revoke") => {
-                json(StatusCode::OK, &self.revoke(body(req).await?, who)?)
+            (&Method::GET, ["v1", "issuers", name]) => {
+                json(StatusCode::OK, &self.show_issuer(&percent_decode(name))?)
             }
-            (Method::GET, "/v1/status") => self.status(query.as_deref()),
+            (&Method::POST, ["v1", "issuers", name, "retire"]) => json(
+                StatusCode::OK,
+                &self.retire_issuer(&percent_decode(name), parse(body)?, who)?,
+            ),
+            (&Method::POST, ["v1", "certs"]) => {
+                json(StatusCode::OK, &self.add_certs(parse(body)?, who)?)
+            }
+            (&Method::POST, ["v1", "revoke"]) => {
+                json(StatusCode::OK, &self.revoke(parse(body)?, who)?)
+            }
+            (&Method::POST, ["v1", "revoke", "bulk"]) => {
+                json(StatusCode::OK, &self.bulk_revoke(parse(body)?, who)?)
+            }
+            (&Method::POST, ["v1", "unhold"]) => {
+                json(StatusCode::OK, &self.unhold(parse(body)?, who)?)
+            }
+            (&Method::GET, ["v1", "status"]) => json(StatusCode::OK, &self.status(q)?),
+            (&Method::GET, ["v1", "audit"]) => json(StatusCode::OK, &self.audit_log(q)?),
             _ => Err(Failure(
                 StatusCode::NOT_FOUND,
                 format!("no admin route {path}"),
@@ -389,14 +707,17 @@ impl AdminService {
     }
 }
 
-async fn body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Failure> {
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+    serde_json::from_slice(body)
+        .map_err(|e| bad(format!("request body is not the expected JSON: {e}")))
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Failure> {
+    Ok(Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
         .map_err(|e| Failure(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}")))?
-        .to_bytes();
-    serde_json::from_slice(&bytes)
-        .map_err(|e| bad(format!("request body is not the expected JSON: {e}")))
+        .to_bytes())
 }
 
 fn reply(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
@@ -420,7 +741,7 @@ impl Handler for AdminService {
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
-            let Some(who) = self.auth.authenticate(auth).map(str::to_string) else {
+            let Some(who) = self.auth.authenticate(auth) else {
                 tracing::warn!(%peer, path = req.uri().path(), credential = if auth.is_some() { "wrong" } else { "missing" }, "admin call refused");
                 let body = serde_json::json!(ErrorBody {
                     error: "missing or wrong admin token".into()
@@ -432,11 +753,24 @@ impl Handler for AdminService {
                 );
                 return r;
             };
-            match self.dispatch(req, &who).await {
+            let method = req.method().clone();
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().map(str::to_string);
+            let result = match read_body(req).await {
+                // The store's writes wait for fsync: let the runtime move other tasks off this
+                // worker meanwhile, so public OCSP requests are not held up.
+                Ok(body) => tokio::task::block_in_place(|| {
+                    self.dispatch(&method, &path, query.as_deref(), &body, &who)
+                }),
+                Err(f) => Err(f),
+            };
+            match result {
                 Ok((status, value)) => reply(status, &value),
                 Err(Failure(status, error)) => {
                     if status.is_server_error() {
                         tracing::error!(admin = %who, %error, "admin call failed");
+                    } else {
+                        tracing::info!(admin = %who, %error, "admin call refused");
                     }
                     reply(status, &serde_json::json!(ErrorBody { error }))
                 }

@@ -8,10 +8,16 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hyper::Method;
-use ocsp_admin::api::{AddCerts, AddIssuer, AddedCerts, CertSpec, IssuerView, Revoke, StatusView};
-use ocsp_admin::AdminClient;
+use indicatif::{ProgressBar, ProgressStyle};
+use ocsp_admin::api::{
+    AddCerts, AddIssuer, AddedCerts, AuditView, BulkResult, BulkRevoke, CertSpec, IssuerView,
+    Retire, Revoke, StatusView, Unhold,
+};
+use ocsp_admin::{AdminClient, MAX_BULK};
 use ocsp_proto::{RevocationReason, Serial};
 use std::path::{Path, PathBuf};
+
+mod input;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,12 +51,34 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Register and list issuers.
+    /// Register, list, show and retire issuers.
     #[command(subcommand)]
     Issuer(IssuerCmd),
-    /// Record issued certificates.
+    /// Record issued certificates one by one.
     #[command(subcommand)]
     Cert(CertCmd),
+    /// Record many issued certificates from a folder of certificates, an OpenSSL index.txt
+    /// (V, R and E lines, revocations included) or a CSV of serials. Safe to run twice.
+    Import {
+        /// The issuer's name (required for --index and --csv; checked for --dir).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// A folder of PEM or DER certificates (.pem .crt .cer .der).
+        #[arg(long, group = "source", required = true)]
+        dir: Option<PathBuf>,
+        /// An OpenSSL CA database (index.txt).
+        #[arg(long, group = "source")]
+        index: Option<PathBuf>,
+        /// A CSV of `serial[,notAfter]` lines.
+        #[arg(long, group = "source")]
+        csv: Option<PathBuf>,
+        /// Entries per call.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        /// Why, for the audit record.
+        #[arg(long)]
+        why: Option<String>,
+    },
     /// Revoke one certificate.
     Revoke {
         /// The issuer's name.
@@ -63,10 +91,50 @@ enum Command {
         /// superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise.
         #[arg(long, default_value = "unspecified")]
         reason: String,
-        /// Revocation time, RFC 3339 (e.g. 2026-11-20T10:00:00Z); now when absent. An earlier
-        /// time is for keyCompromise, when the key is known to have leaked before.
+        /// Revocation time, RFC 3339 (e.g. 2026-11-20T10:00:00Z); now when absent. Only
+        /// keyCompromise may be dated back, to when the key was compromised.
         #[arg(long)]
         time: Option<String>,
+        /// Why, for the audit record.
+        #[arg(long)]
+        why: Option<String>,
+    },
+    /// Revoke every serial listed in a file (one hex serial per line), in durable batches,
+    /// with a progress bar and a summary: revoked, already revoked, unknown serial.
+    BulkRevoke {
+        /// The issuer's name.
+        #[arg(long)]
+        issuer: String,
+        /// The file of serials.
+        #[arg(long)]
+        file: PathBuf,
+        /// RFC 5280 reason (see `revoke`).
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+        /// Revocation time, RFC 3339; now when absent.
+        #[arg(long)]
+        time: Option<String>,
+        /// Say what would happen; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Serials per call (each call is one atomic, fsynced batch).
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Why, for the audit record.
+        #[arg(long)]
+        why: Option<String>,
+    },
+    /// Lift a certificateHold: the certificate answers good again.
+    Unhold {
+        /// The issuer's name.
+        #[arg(long)]
+        issuer: String,
+        /// The serial, hex.
+        #[arg(long)]
+        serial: String,
+        /// Why, for the audit record.
+        #[arg(long)]
+        why: Option<String>,
     },
     /// Show one certificate's status.
     Status {
@@ -76,6 +144,27 @@ enum Command {
         /// The serial, hex.
         #[arg(long)]
         serial: String,
+    },
+    /// Show the audit record, newest first.
+    Audit {
+        /// Only this issuer.
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Only changes of this serial.
+        #[arg(long)]
+        serial: Option<String>,
+        /// Only this admin credential.
+        #[arg(long)]
+        admin: Option<String>,
+        /// Only this action (issuer.add, issuer.retire, cert.add, revoke, unhold).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only since this time, RFC 3339.
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
 }
 
@@ -96,9 +185,25 @@ enum IssuerCmd {
         /// from this path.
         #[arg(long)]
         key: PathBuf,
+        /// Why, for the audit record.
+        #[arg(long)]
+        why: Option<String>,
     },
     /// List registered issuers.
     List,
+    /// Show one issuer, with its certificate counts.
+    Show {
+        /// The issuer's name.
+        name: String,
+    },
+    /// Retire an issuer: ocspd stops answering for it (unauthorized); its records are kept.
+    Retire {
+        /// The issuer's name.
+        name: String,
+        /// Why, for the audit record.
+        #[arg(long)]
+        why: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +222,9 @@ enum CertCmd {
         /// notAfter for --serial, RFC 3339.
         #[arg(long, requires = "serial")]
         not_after: Option<String>,
+        /// Why, for the audit record.
+        #[arg(long)]
+        why: Option<String>,
     },
 }
 
@@ -131,6 +239,12 @@ impl std::fmt::Display for Usage {
 }
 
 impl std::error::Error for Usage {}
+
+impl From<input::LineError> for anyhow::Error {
+    fn from(e: input::LineError) -> Self {
+        usage(e.0)
+    }
+}
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Usage(msg.into()))
@@ -187,7 +301,7 @@ fn print<T: serde::Serialize>(
     text: impl FnOnce(&T) -> String,
 ) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        println!("{}", serde_json::to_string(value)?);
     } else {
         println!("{}", text(value));
     }
@@ -208,7 +322,239 @@ fn status_text(s: &StatusView) -> String {
     out
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// The admin API, called synchronously (one call at a time, in order).
+struct Api {
+    rt: tokio::runtime::Runtime,
+    client: AdminClient,
+}
+
+impl Api {
+    fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> anyhow::Result<T> {
+        Ok(self.rt.block_on(self.client.call(method, path, body))?)
+    }
+}
+
+fn progress(len: u64, json: bool, what: &str) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(&format!(
+        "{what} {{bar:40}} {{percent}}% {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+fn check_batch(batch: usize) -> anyhow::Result<usize> {
+    if batch == 0 || batch > MAX_BULK {
+        return Err(usage(format!("--batch {batch}: must be 1 to {MAX_BULK}")));
+    }
+    Ok(batch)
+}
+
+fn import(
+    api: &Api,
+    json: bool,
+    issuer: Option<String>,
+    source: (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>),
+    batch: usize,
+    why: Option<String>,
+) -> anyhow::Result<()> {
+    let batch = check_batch(batch)?;
+    let mut total = AddedCerts {
+        added: 0,
+        already: 0,
+        serials: Vec::new(),
+        revoked: 0,
+        conflicts: Vec::new(),
+    };
+    let add = |certs: Vec<CertSpec>, total: &mut AddedCerts| -> anyhow::Result<()> {
+        let req = AddCerts {
+            issuer: issuer.clone(),
+            certs,
+            why: why.clone(),
+        };
+        let r: AddedCerts = api.call(Method::POST, "/v1/certs", Some(&req))?;
+        total.added += r.added;
+        total.already += r.already;
+        total.revoked += r.revoked;
+        total.conflicts.extend(r.conflicts);
+        Ok(())
+    };
+    match source {
+        (Some(dir), _, _) => {
+            let files = input::cert_files(&dir).map_err(|e| usage(e.0))?;
+            let mut pems = Vec::with_capacity(files.len().min(batch));
+            // Check every file first: nothing is sent if one is unreadable.
+            for f in &files {
+                let text = read_file(f, "certificate")?;
+                ocsp_proto::x509::CertInfo::from_pem_or_der(text.as_bytes())
+                    .map_err(|e| usage(format!("{}: {e}; nothing was sent", f.display())))?;
+            }
+            let bar = progress(files.len() as u64, json, "import");
+            for f in &files {
+                pems.push(CertSpec {
+                    cert_pem: Some(read_file(f, "certificate")?),
+                    ..Default::default()
+                });
+                if pems.len() >= batch {
+                    add(std::mem::take(&mut pems), &mut total)?;
+                }
+                bar.inc(1);
+            }
+            if !pems.is_empty() {
+                add(pems, &mut total)?;
+            }
+            bar.finish_and_clear();
+        }
+        (_, index, csv) => {
+            let (path, format) = match (index, csv) {
+                (Some(p), _) => (p, input::Format::Index),
+                (_, Some(p)) => (p, input::Format::Csv),
+                _ => return Err(usage("give --dir, --index or --csv")),
+            };
+            if issuer.is_none() {
+                return Err(usage("--index and --csv need --issuer"));
+            }
+            input::check_file(&path, format).map_err(|e| usage(e.0))?;
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let bar = progress(size, json, "import");
+            input::for_each_batch(&path, format, batch, |certs, read| -> anyhow::Result<()> {
+                add(certs, &mut total)?;
+                bar.set_position(read);
+                Ok(())
+            })?;
+            bar.finish_and_clear();
+        }
+    }
+    print(json, &total, |t| {
+        let mut s = format!(
+            "recorded {} new, {} already recorded, {} revocations applied",
+            t.added, t.already, t.revoked
+        );
+        if !t.conflicts.is_empty() {
+            s.push_str(&format!(
+                "\n{} revocations conflict with recorded ones (left as recorded): {}",
+                t.conflicts.len(),
+                t.conflicts.join(" ")
+            ));
+        }
+        s
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bulk_revoke(
+    api: &Api,
+    json: bool,
+    issuer: String,
+    file: PathBuf,
+    reason: String,
+    time: Option<String>,
+    dry_run: bool,
+    batch: usize,
+    why: Option<String>,
+) -> anyhow::Result<()> {
+    let batch = check_batch(batch)?;
+    RevocationReason::parse(&reason).map_err(usage)?;
+    let time = time
+        .as_deref()
+        .map(|t| parse_time(t, "--time"))
+        .transpose()?;
+    let lines = input::check_file(&file, input::Format::Serials).map_err(|e| usage(e.0))?;
+    let bar = progress(lines, json, if dry_run { "dry run" } else { "revoke" });
+    let mut total = BulkResult::default();
+    let mut acknowledged = 0u64;
+    input::for_each_batch(
+        &file,
+        input::Format::Serials,
+        batch,
+        |specs, _| -> anyhow::Result<()> {
+            let serials: Vec<String> = specs.into_iter().filter_map(|s| s.serial).collect();
+            let n = serials.len() as u64;
+            let req = BulkRevoke {
+                issuer: issuer.clone(),
+                serials,
+                reason: reason.clone(),
+                time,
+                dry_run,
+                why: why.clone(),
+            };
+            let r: BulkResult = api.call(Method::POST, "/v1/revoke/bulk", Some(&req))?;
+            acknowledged += n;
+            if json {
+                // One line per durable batch, so a script knows exactly what was acknowledged.
+                println!(
+                    "{}",
+                    serde_json::json!({ "acknowledged": acknowledged, "of": lines })
+                );
+            }
+            total.add(r);
+            bar.inc(n);
+            Ok(())
+        },
+    )?;
+    bar.finish_and_clear();
+    print(json, &total, |t| {
+        let mut s =
+            format!(
+            "{}revoked {}, reason changed {}, already revoked {}, refused {}, unknown serial {}",
+            if t.dry_run { "dry run, nothing changed: would have " } else { "" },
+            t.revoked,
+            t.changed,
+            t.already_revoked,
+            t.refused.len(),
+            t.unknown_serial.len()
+        );
+        for (label, list) in [
+            ("unknown serials", &t.unknown_serial),
+            ("refused (already revoked for another reason)", &t.refused),
+        ] {
+            if !list.is_empty() {
+                let shown: Vec<&str> = list.iter().take(20).map(String::as_str).collect();
+                s.push_str(&format!(
+                    "\n{label}: {}{}",
+                    shown.join(" "),
+                    if list.len() > 20 { " ..." } else { "" }
+                ));
+            }
+        }
+        s
+    })
+}
+
+fn issuer_text(v: &IssuerView) -> String {
+    let mut s = format!(
+        "{}\t{}\tresponder: {} ({}, expires in {} days)\tsha1 {}/{}",
+        v.name,
+        v.subject,
+        v.responder,
+        if v.delegated {
+            "delegated"
+        } else {
+            "issuer key"
+        },
+        v.responder_expires_in_days,
+        v.sha1_name_hash,
+        v.sha1_key_hash
+    );
+    if let (Some(g), Some(r)) = (v.good, v.revoked) {
+        s.push_str(&format!("\tgood {g}, revoked {r}"));
+    }
+    if let Some(t) = &v.retired {
+        s.push_str(&format!("\tretired {t}"));
+    }
+    s
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     // Check everything local before contacting ocspd.
     let token = std::fs::read_to_string(&cli.token_file).map_err(|e| {
         usage(format!(
@@ -217,12 +563,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ))
     })?;
     let client = AdminClient::new(&cli.admin_url, &token).map_err(|e| usage(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let api = Api { rt, client };
+    let json = cli.json;
     match cli.command {
         Command::Issuer(IssuerCmd::Add {
             name,
             cert,
             responder_cert,
             key,
+            why,
         }) => {
             let cert_pem = read_file(&cert, "issuer certificate")?;
             let responder_cert_pem = responder_cert
@@ -237,9 +590,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cert_pem,
                 responder_cert_pem,
                 key: format!("file:{}", key.display()),
+                why,
             };
-            let view: IssuerView = client.call(Method::POST, "/v1/issuers", Some(&req)).await?;
-            print(cli.json, &view, |v| {
+            let view: IssuerView = api.call(Method::POST, "/v1/issuers", Some(&req))?;
+            print(json, &view, |v| {
                 format!(
                     "registered issuer {} ({}), signed by {}",
                     v.name, v.subject, v.responder
@@ -247,28 +601,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Issuer(IssuerCmd::List) => {
-            let views: Vec<IssuerView> =
-                client.call(Method::GET, "/v1/issuers", None::<&()>).await?;
-            print(cli.json, &views, |vs| {
-                vs.iter()
-                    .map(|v| {
-                        format!(
-                            "{}\t{}\tresponder: {} ({}, expires in {} days)\tsha1 {}/{}",
-                            v.name,
-                            v.subject,
-                            v.responder,
-                            if v.delegated {
-                                "delegated"
-                            } else {
-                                "issuer key"
-                            },
-                            v.responder_expires_in_days,
-                            v.sha1_name_hash,
-                            v.sha1_key_hash
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+            let views: Vec<IssuerView> = api.call(Method::GET, "/v1/issuers", None::<&()>)?;
+            print(json, &views, |vs| {
+                vs.iter().map(issuer_text).collect::<Vec<_>>().join("\n")
+            })
+        }
+        Command::Issuer(IssuerCmd::Show { name }) => {
+            let view: IssuerView = api.call(
+                Method::GET,
+                &format!("/v1/issuers/{}", encode(&name)),
+                None::<&()>,
+            )?;
+            print(json, &view, issuer_text)
+        }
+        Command::Issuer(IssuerCmd::Retire { name, why }) => {
+            let view: IssuerView = api.call(
+                Method::POST,
+                &format!("/v1/issuers/{}/retire", encode(&name)),
+                Some(&Retire { why }),
+            )?;
+            print(json, &view, |v| {
+                format!("retired issuer {}; it now answers unauthorized", v.name)
             })
         }
         Command::Cert(CertCmd::Add {
@@ -276,6 +629,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pem,
             serial,
             not_after,
+            why,
         }) => {
             let mut certs = Vec::new();
             for p in &pem {
@@ -299,18 +653,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if certs.is_empty() {
                 return Err(usage("give --pem FILE... or --serial HEX"));
             }
-            let added: AddedCerts = client
-                .call(Method::POST, "/v1/certs", Some(&AddCerts { issuer, certs }))
-                .await?;
-            print(cli.json, &added, |a| {
+            let added: AddedCerts = api.call(
+                Method::POST,
+                "/v1/certs",
+                Some(&AddCerts { issuer, certs, why }),
+            )?;
+            print(json, &added, |a| {
                 format!("recorded {} new, {} already recorded", a.added, a.already)
             })
         }
+        Command::Import {
+            issuer,
+            dir,
+            index,
+            csv,
+            batch,
+            why,
+        } => import(&api, json, issuer, (dir, index, csv), batch, why),
         Command::Revoke {
             issuer,
             serial,
             reason,
             time,
+            why,
         } => {
             Serial::from_hex(&serial).map_err(usage)?;
             RevocationReason::parse(&reason).map_err(usage)?;
@@ -318,38 +683,141 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .as_deref()
                 .map(|t| parse_time(t, "--time"))
                 .transpose()?;
-            let view: StatusView = client
-                .call(
-                    Method::POST,
-                    "/v1/revoke",
-                    Some(&Revoke {
-                        issuer,
-                        serial,
-                        reason,
-                        time,
-                    }),
-                )
-                .await?;
-            print(cli.json, &view, status_text)
+            let view: StatusView = api.call(
+                Method::POST,
+                "/v1/revoke",
+                Some(&Revoke {
+                    issuer,
+                    serial,
+                    reason,
+                    time,
+                    why,
+                }),
+            )?;
+            print(json, &view, status_text)
+        }
+        Command::BulkRevoke {
+            issuer,
+            file,
+            reason,
+            time,
+            dry_run,
+            batch,
+            why,
+        } => bulk_revoke(&api, json, issuer, file, reason, time, dry_run, batch, why),
+        Command::Unhold {
+            issuer,
+            serial,
+            why,
+        } => {
+            Serial::from_hex(&serial).map_err(usage)?;
+            let view: StatusView = api.call(
+                Method::POST,
+                "/v1/unhold",
+                Some(&Unhold {
+                    issuer,
+                    serial,
+                    why,
+                }),
+            )?;
+            print(json, &view, status_text)
         }
         Command::Status { issuer, serial } => {
             Serial::from_hex(&serial).map_err(usage)?;
-            let path = format!("/v1/status?issuer={issuer}&serial={serial}");
-            let view: StatusView = client.call(Method::GET, &path, None::<&()>).await?;
-            print(cli.json, &view, status_text)
+            let path = format!(
+                "/v1/status?issuer={}&serial={}",
+                encode(&issuer),
+                encode(&serial)
+            );
+            let view: StatusView = api.call(Method::GET, &path, None::<&()>)?;
+            print(json, &view, status_text)
+        }
+        Command::Audit {
+            issuer,
+            serial,
+            admin,
+            action,
+            since,
+            limit,
+        } => {
+            let mut q = vec![format!("limit={limit}")];
+            if let Some(s) = &serial {
+                Serial::from_hex(s).map_err(usage)?;
+            }
+            let since = since
+                .as_deref()
+                .map(|t| parse_time(t, "--since"))
+                .transpose()?
+                .map(|t| t.to_string());
+            for (k, v) in [
+                ("issuer", issuer),
+                ("serial", serial),
+                ("admin", admin),
+                ("action", action),
+                ("since", since),
+            ] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", encode(&v)));
+                }
+            }
+            let entries: Vec<AuditView> = api.call(
+                Method::GET,
+                &format!("/v1/audit?{}", q.join("&")),
+                None::<&()>,
+            )?;
+            print(json, &entries, |es| {
+                es.iter()
+                    .map(|e| {
+                        let serials = match e.serials.len() {
+                            0 => String::new(),
+                            1..=5 => format!(" serials {}", e.serials.join(",")),
+                            n => format!(" {n} serials ({} ...)", e.serials[..3].join(",")),
+                        };
+                        format!(
+                            "#{} {} {} {}{}{}{}{}",
+                            e.seq,
+                            ocsp_admin::api::rfc3339(e.time),
+                            e.admin,
+                            e.action,
+                            e.issuer
+                                .as_ref()
+                                .map(|i| format!(" issuer {i}"))
+                                .unwrap_or_default(),
+                            serials,
+                            e.reason
+                                .as_ref()
+                                .map(|r| format!(" reason {r}"))
+                                .unwrap_or_default(),
+                            if e.detail.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", e.detail)
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
         }
     }
 }
 
+/// Percent-encodes a query or path value.
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 fn main() {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    let result = runtime
-        .context("starting the runtime")
-        .and_then(|rt| rt.block_on(run(cli)));
-    if let Err(e) = result {
+    if let Err(e) = run(cli) {
         eprintln!("ocspctl: {e:#}");
         std::process::exit(if e.downcast_ref::<Usage>().is_some() {
             2

@@ -13,6 +13,8 @@ use std::path::PathBuf;
     about = "OCSP responder (RFC 6960, RFC 5019/9919)"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Folder for the database, admin tokens and (with --demo) the demo PKI.
     #[arg(long, env = "OCSPD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -40,6 +42,25 @@ pub struct Args {
     /// Warn at start when a responder certificate expires within this many days.
     #[arg(long, default_value_t = 30)]
     pub expiry_warning_days: i64,
+}
+
+/// Maintenance commands that run instead of the server.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Manage admin API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+/// Admin token commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCmd {
+    /// Add a named admin token and print it (only its SHA-256 is kept, in <data-dir>/admin-tokens).
+    Add {
+        /// The credential's name, as the audit record will show it.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 /// Checked settings.

@@ -6,6 +6,8 @@ use ocsp_admin::AdminService;
 use std::net::SocketAddr;
 use std::path::Path;
 
+/// The credential name the demo's changes are audited under.
+const WHO: &str = "demo";
 /// The leaf the demo revokes.
 const REVOKED_LEAF: usize = 3;
 /// A leaf the demo never records as issued, so it answers unknown.
@@ -29,22 +31,23 @@ pub fn create(data_dir: &Path, admin: &AdminService) -> Result<()> {
     let dir = data_dir.join("demo");
     let pki = ocsp_testpki::write_demo(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let fail = |e: ocsp_admin::Failure| anyhow::anyhow!("{e}");
-    admin
-        .add_issuer(AddIssuer {
-            name: "demo-root".into(),
-            cert_pem: read(&dir, "root.pem")?,
-            responder_cert_pem: None,
-            key: key_ref(&dir, "root.key")?,
-        })
-        .map_err(fail)?;
-    admin
-        .add_issuer(AddIssuer {
-            name: "demo-intermediate".into(),
-            cert_pem: read(&dir, "intermediate.pem")?,
-            responder_cert_pem: Some(read(&dir, "responder.pem")?),
-            key: key_ref(&dir, "responder.key")?,
-        })
-        .map_err(fail)?;
+    let why = || Some("demo PKI".to_string());
+    let root = AddIssuer {
+        name: "demo-root".into(),
+        cert_pem: read(&dir, "root.pem")?,
+        responder_cert_pem: None,
+        key: key_ref(&dir, "root.key")?,
+        why: why(),
+    };
+    admin.add_issuer(root, WHO).map_err(fail)?;
+    let intermediate = AddIssuer {
+        name: "demo-intermediate".into(),
+        cert_pem: read(&dir, "intermediate.pem")?,
+        responder_cert_pem: Some(read(&dir, "responder.pem")?),
+        key: key_ref(&dir, "responder.key")?,
+        why: why(),
+    };
+    admin.add_issuer(intermediate, WHO).map_err(fail)?;
     let mut certs = vec![CertSpec {
         cert_pem: Some(read(&dir, "intermediate.pem")?),
         ..Default::default()
@@ -58,26 +61,27 @@ pub fn create(data_dir: &Path, admin: &AdminService) -> Result<()> {
         }
     }
     admin
-        .add_certs(AddCerts {
-            issuer: None,
-            certs,
-        })
+        .add_certs(
+            AddCerts {
+                issuer: None,
+                certs,
+                why: why(),
+            },
+            WHO,
+        )
         .map_err(fail)?;
     let serial: String = pki.leaf_serials[REVOKED_LEAF - 1]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    admin
-        .revoke(
-            Revoke {
-                issuer: "demo-intermediate".into(),
-                serial,
-                reason: "keyCompromise".into(),
-                time: None,
-            },
-            "demo",
-        )
-        .map_err(fail)?;
+    let revoke = Revoke {
+        issuer: "demo-intermediate".into(),
+        serial,
+        reason: "keyCompromise".into(),
+        time: None,
+        why: why(),
+    };
+    admin.revoke(revoke, WHO).map_err(fail)?;
     tracing::info!(dir = %dir.display(), "demo PKI created");
     Ok(())
 }
@@ -90,7 +94,7 @@ pub fn print_usage(data_dir: &Path, public: SocketAddr, admin: SocketAddr, creat
     println!("Demo PKI {} in {d}: leaf-1 and leaf-2 are good, leaf-{REVOKED_LEAF} is revoked (keyCompromise), leaf-{UNKNOWN_LEAF} was never recorded (unknown).", if created { "created" } else { "served" });
     println!("Query it with:");
     println!();
-    println!("openssl ocsp -issuer {d}/intermediate.pem -cert {d}/leaf-1.pem -cert {d}/leaf-{REVOKED_LEAF}.pem -url http://{public} -CAfile {d}/chain.pem -no_nonce -resp_text");
+    println!("openssl ocsp -issuer {d}/intermediate.pem -cert {d}/leaf-1.pem -cert {d}/leaf-{REVOKED_LEAF}.pem -url http://{public} -CAfile {d}/chain.pem -no_nonce");
     println!();
     println!(
         "Staff CLI: ocspctl --admin-url http://{admin} --token-file {}/admin.token issuer list",

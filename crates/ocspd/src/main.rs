@@ -15,6 +15,19 @@ use std::sync::Arc;
 
 fn main() {
     let args = config::Args::parse();
+    if let Some(config::Command::Token(config::TokenCmd::Add { name })) = &args.command {
+        match TokenFile::in_dir(&args.data_dir).add(name) {
+            Ok(token) => {
+                println!("{token}");
+                eprintln!("ocspd: token {name:?} added; it works at once and is shown only now");
+                return;
+            }
+            Err(e) => {
+                eprintln!("ocspd: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let config = match args.validate() {
         Ok(c) => c,
         Err(problems) => {
@@ -66,6 +79,9 @@ async fn run(config: config::Config) -> Result<()> {
     let now = clock.now();
     let mut problems = Vec::new();
     for record in store.issuers().context("reading issuers")? {
+        if record.retired_at.is_some() {
+            continue;
+        }
         match IssuerEntry::load(
             &record.name,
             &record.cert_der,

@@ -155,6 +155,25 @@ impl IssuerRegistry {
         self.len() == 0
     }
 
+    /// Removes an issuer by name (it then answers unauthorized). Returns it if it was there.
+    pub fn remove(&self, name: &str) -> Option<Arc<IssuerEntry>> {
+        let mut guard = match self.inner.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut next = Inner {
+            by_hash: guard.by_hash.clone(),
+            by_name: guard.by_name.clone(),
+        };
+        let old = next.by_name.remove(name)?;
+        for alg in HashAlg::ALL {
+            let (n, k) = old.hashes.pair(alg);
+            next.by_hash.remove(&(alg, n.to_vec(), k.to_vec()));
+        }
+        *guard = Arc::new(next);
+        Some(old)
+    }
+
     /// Adds or replaces an issuer (replacing by name and by hashes).
     pub fn insert(&self, entry: IssuerEntry) {
         let entry = Arc::new(entry);

@@ -6,20 +6,24 @@
 //!
 //! It does not sign, serve or cache responses.
 
+mod audit;
 mod error;
 mod records;
 
+pub use audit::{AuditEntry, AuditFilter};
 pub use error::StoreError;
 pub use records::{IssuerRecord, RevokeOutcome, State, StatusRecord};
 
 use ocsp_proto::{IssuerKey, RevocationReason, Serial};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 const CF_ISSUERS: &str = "issuers";
 const CF_STATUS: &str = "status";
 const CF_META: &str = "meta";
+const CF_AUDIT: &str = "audit";
 const SCHEMA_KEY: &[u8] = b"schema";
 const SCHEMA_VERSION: &[u8] = b"1";
 
@@ -29,6 +33,34 @@ pub struct Store {
     /// Serialises read-modify-write of status records (revocations), so two concurrent
     /// revocations of one certificate cannot both pass the "already revoked" check.
     write_lock: Mutex<()>,
+    /// The next audit sequence number.
+    audit_seq: AtomicU64,
+}
+
+/// What a bulk revocation did (or, dry-run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BulkSummary {
+    /// Good before, revoked now.
+    pub revoked: usize,
+    /// Revoked before, reason changed (to keyCompromise, or a hold made final).
+    pub changed: usize,
+    /// Already revoked with this reason: untouched.
+    pub already_revoked: usize,
+    /// Already revoked with a reason that may not change to this one: untouched.
+    pub refused: Vec<Serial>,
+    /// Never recorded as issued: untouched.
+    pub not_issued: Vec<Serial>,
+}
+
+/// What lifting a certificateHold did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnholdOutcome {
+    /// The hold is lifted: the certificate is good again.
+    Lifted(StatusRecord),
+    /// The certificate is not on hold (good, or revoked for another reason).
+    NotOnHold(StatusRecord),
+    /// Never recorded as issued.
+    NotIssued,
 }
 
 impl std::fmt::Debug for Store {
@@ -47,6 +79,32 @@ pub fn status_key(issuer: &IssuerKey, serial: &Serial) -> Vec<u8> {
     k
 }
 
+/// Memory for cached blocks of the status column family (index, filters, data).
+const STATUS_CACHE_BYTES: usize = 512 << 20;
+/// Memtable size of the status column family: bulk imports and revocations of millions of
+/// certificates flush in large, few files instead of stalling on many small ones.
+const STATUS_WRITE_BUFFER: usize = 128 << 20;
+
+/// Status lookups are point reads of random keys (serials are random), mostly hits: bloom
+/// filters and a block cache large enough for the index and filters of tens of millions of
+/// records. Measured with `make bench-revoke` (docs/decisions.md).
+fn status_options() -> Options {
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    table.set_block_cache(&rocksdb::Cache::new_lru_cache(STATUS_CACHE_BYTES));
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    let mut o = Options::default();
+    o.set_block_based_table_factory(&table);
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o.set_write_buffer_size(STATUS_WRITE_BUFFER);
+    o.set_max_write_buffer_number(4);
+    o.set_target_file_size_base(STATUS_WRITE_BUFFER as u64);
+    o.set_max_bytes_for_level_base(4 * STATUS_WRITE_BUFFER as u64);
+    o.set_level_compaction_dynamic_level_bytes(true);
+    o
+}
+
 fn synced() -> WriteOptions {
     let mut w = WriteOptions::default();
     w.set_sync(true);
@@ -59,24 +117,34 @@ impl Store {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(4);
         opts.increase_parallelism(
             std::thread::available_parallelism()
                 .map(|n| n.get() as i32)
                 .unwrap_or(2),
         );
-        let mut status_opts = Options::default();
-        status_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let status_opts = status_options();
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_ISSUERS, Options::default()),
             ColumnFamilyDescriptor::new(CF_STATUS, status_opts),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
+            ColumnFamilyDescriptor::new(CF_AUDIT, Options::default()),
         ];
         let db =
             DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::open(path, e))?;
         let store = Store {
             db,
             write_lock: Mutex::new(()),
+            audit_seq: AtomicU64::new(0),
         };
+        let last = store
+            .db
+            .iterator_cf(store.cf(CF_AUDIT)?, rocksdb::IteratorMode::End)
+            .next()
+            .transpose()?
+            .map(|(k, _)| seq_of(&k))
+            .unwrap_or(0);
+        store.audit_seq.store(last + 1, Ordering::SeqCst);
         let meta = store.cf(CF_META)?;
         match store.db.get_cf(meta, SCHEMA_KEY)? {
             None => store
@@ -116,11 +184,69 @@ impl Store {
             .transpose()
     }
 
-    /// Adds or replaces an issuer, durably.
-    pub fn put_issuer(&self, key: &IssuerKey, record: &IssuerRecord) -> Result<(), StoreError> {
+    /// Adds or replaces an issuer, durably, with its audit entry.
+    pub fn put_issuer(
+        &self,
+        key: &IssuerKey,
+        record: &IssuerRecord,
+        audit: AuditEntry,
+    ) -> Result<(), StoreError> {
         let cf = self.cf(CF_ISSUERS)?;
-        self.db.put_cf_opt(cf, key.0, record.encode()?, &synced())?;
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, key.0, record.encode()?);
+        self.append_audit(&mut batch, audit)?;
+        self.db.write_opt(batch, &synced())?;
         Ok(())
+    }
+
+    fn append_audit(
+        &self,
+        batch: &mut WriteBatch,
+        mut audit: AuditEntry,
+    ) -> Result<(), StoreError> {
+        let seq = self.audit_seq.fetch_add(1, Ordering::SeqCst);
+        audit.seq = seq;
+        batch.put_cf(self.cf(CF_AUDIT)?, seq.to_be_bytes(), audit.encode()?);
+        Ok(())
+    }
+
+    /// Audit entries matching `filter`, newest first.
+    pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let cf = self.cf(CF_AUDIT)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::End) {
+            let (_, v) = item?;
+            let entry = AuditEntry::decode(&v)?;
+            if filter.since.is_some_and(|s| entry.time < s) {
+                break;
+            }
+            if filter.matches(&entry) {
+                out.push(entry);
+                if filter.limit > 0 && out.len() >= filter.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts the recorded certificates of an issuer: (good, revoked).
+    pub fn count(&self, issuer: &IssuerKey) -> Result<(u64, u64), StoreError> {
+        let cf = self.cf(CF_STATUS)?;
+        let (mut good, mut revoked) = (0, 0);
+        let mode = rocksdb::IteratorMode::From(&issuer.0, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(cf, mode) {
+            let (k, v) = item?;
+            if !k.starts_with(&issuer.0) {
+                break;
+            }
+            match StatusRecord::decode(&v)?.state {
+                State::Good => good += 1,
+                State::Revoked { .. } => revoked += 1,
+            }
+        }
+        Ok((good, revoked))
     }
 
     /// The status record of one certificate, if it was ever recorded.
@@ -137,12 +263,14 @@ impl Store {
     }
 
     /// Records issued certificates (good, unless already recorded: a second import never
-    /// overwrites a revocation). Durable when it returns. Returns how many were new.
+    /// overwrites a revocation). Durable when it returns; the audit entry lists the new serials.
+    /// Returns how many were new.
     pub fn record_issued(
         &self,
         issuer: &IssuerKey,
         certs: &[(Serial, i64)],
         now: i64,
+        mut audit: AuditEntry,
     ) -> Result<usize, StoreError> {
         let cf = self.cf(CF_STATUS)?;
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
@@ -150,18 +278,70 @@ impl Store {
         let existing = self.db.batched_multi_get_cf(cf, &keys, false);
         let mut batch = WriteBatch::default();
         let mut new = 0;
-        for ((key, (_, not_after)), found) in keys.iter().zip(certs).zip(existing) {
+        for ((key, (serial, not_after)), found) in keys.iter().zip(certs).zip(existing) {
             if found?.is_none() {
                 batch.put_cf(cf, key, StatusRecord::good(*not_after, now).encode());
+                audit.serials.push(serial.to_string());
                 new += 1;
             }
         }
-        self.db.write_opt(batch, &synced())?;
+        if new > 0 {
+            self.append_audit(&mut batch, audit)?;
+            self.db.write_opt(batch, &synced())?;
+        }
         Ok(new)
     }
 
-    /// Revokes one certificate, durably, following RFC 5280 and the BRs: a revocation is final,
-    /// except that certificateHold may be lifted and any reason may become keyCompromise.
+    /// Revokes many certificates of one issuer in one atomic, durable batch, following the
+    /// rules of [`StatusRecord::revoke`]. With `dry_run`, nothing is written and the summary
+    /// says what would happen. The audit entry lists the serials that changed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn revoke_many(
+        &self,
+        issuer: &IssuerKey,
+        serials: &[Serial],
+        time: i64,
+        reason: RevocationReason,
+        now: i64,
+        dry_run: bool,
+        mut audit: AuditEntry,
+    ) -> Result<(BulkSummary, Vec<(Serial, StatusRecord)>), StoreError> {
+        let cf = self.cf(CF_STATUS)?;
+        let keys: Vec<Vec<u8>> = serials.iter().map(|s| status_key(issuer, s)).collect();
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let existing = self.db.batched_multi_get_cf(cf, &keys, false);
+        let mut summary = BulkSummary::default();
+        let mut changed = Vec::new();
+        let mut batch = WriteBatch::default();
+        for ((key, serial), found) in keys.iter().zip(serials).zip(existing) {
+            let Some(current) = found?.map(|v| StatusRecord::decode(&v)).transpose()? else {
+                summary.not_issued.push(serial.clone());
+                continue;
+            };
+            match current.revoke(time, reason, now) {
+                RevokeOutcome::Revoked(rec) | RevokeOutcome::Changed(rec) => {
+                    if matches!(current.state, State::Good) {
+                        summary.revoked += 1;
+                    } else {
+                        summary.changed += 1;
+                    }
+                    batch.put_cf(cf, key, rec.encode());
+                    audit.serials.push(serial.to_string());
+                    changed.push((serial.clone(), rec));
+                }
+                RevokeOutcome::AlreadyRevoked(_) => summary.already_revoked += 1,
+                RevokeOutcome::Refused { .. } => summary.refused.push(serial.clone()),
+                RevokeOutcome::NotIssued => summary.not_issued.push(serial.clone()),
+            }
+        }
+        if !dry_run && !changed.is_empty() {
+            self.append_audit(&mut batch, audit)?;
+            self.db.write_opt(batch, &synced())?;
+        }
+        Ok((summary, changed))
+    }
+
+    /// Revokes one certificate, durably (see [`StatusRecord::revoke`] for the rules).
     pub fn revoke(
         &self,
         issuer: &IssuerKey,
@@ -169,7 +349,40 @@ impl Store {
         time: i64,
         reason: RevocationReason,
         now: i64,
+        audit: AuditEntry,
     ) -> Result<RevokeOutcome, StoreError> {
+        let before = self.status(issuer, serial)?;
+        let (summary, changed) = self.revoke_many(
+            issuer,
+            std::slice::from_ref(serial),
+            time,
+            reason,
+            now,
+            false,
+            audit,
+        )?;
+        Ok(match (changed.into_iter().next(), before) {
+            (Some((_, rec)), Some(b)) if matches!(b.state, State::Good) => {
+                RevokeOutcome::Revoked(rec)
+            }
+            (Some((_, rec)), _) => RevokeOutcome::Changed(rec),
+            (None, _) if !summary.not_issued.is_empty() => RevokeOutcome::NotIssued,
+            (None, Some(current)) if !summary.refused.is_empty() => {
+                RevokeOutcome::Refused { current }
+            }
+            (None, Some(current)) => RevokeOutcome::AlreadyRevoked(current),
+            (None, None) => RevokeOutcome::NotIssued,
+        })
+    }
+
+    /// Lifts a certificateHold: the certificate answers good again (RFC 5280 removeFromCRL).
+    pub fn unhold(
+        &self,
+        issuer: &IssuerKey,
+        serial: &Serial,
+        now: i64,
+        mut audit: AuditEntry,
+    ) -> Result<UnholdOutcome, StoreError> {
         let cf = self.cf(CF_STATUS)?;
         let key = status_key(issuer, serial);
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
@@ -179,12 +392,33 @@ impl Store {
             .map(|v| StatusRecord::decode(&v))
             .transpose()?
         else {
-            return Ok(RevokeOutcome::NotIssued);
+            return Ok(UnholdOutcome::NotIssued);
         };
-        let outcome = current.revoke(time, reason, now);
-        if let RevokeOutcome::Revoked(ref rec) | RevokeOutcome::Changed(ref rec) = outcome {
-            self.db.put_cf_opt(cf, &key, rec.encode(), &synced())?;
+        match current.state {
+            State::Revoked {
+                reason: Some(RevocationReason::CertificateHold),
+                ..
+            } => {
+                let rec = StatusRecord::good(current.not_after, now);
+                let mut batch = WriteBatch::default();
+                batch.put_cf(cf, &key, rec.encode());
+                audit.serials.push(serial.to_string());
+                self.append_audit(&mut batch, audit)?;
+                self.db.write_opt(batch, &synced())?;
+                Ok(UnholdOutcome::Lifted(rec))
+            }
+            _ => Ok(UnholdOutcome::NotOnHold(current)),
         }
-        Ok(outcome)
     }
 }
+
+fn seq_of(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    if key.len() == 8 {
+        b.copy_from_slice(key);
+    }
+    u64::from_be_bytes(b)
+}
+
+#[cfg(test)]
+mod tests;

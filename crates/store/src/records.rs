@@ -18,6 +18,9 @@ pub struct IssuerRecord {
     pub responder_key: String,
     /// When it was registered.
     pub added_at: i64,
+    /// When it was retired (it then answers unauthorized); its records are kept.
+    #[serde(default)]
+    pub retired_at: Option<i64>,
 }
 
 impl IssuerRecord {

@@ -1,0 +1,234 @@
+use crate::*;
+use ocsp_proto::{IssuerKey, RevocationReason as R, Serial};
+use proptest::prelude::*;
+
+fn issuer(b: u8) -> IssuerKey {
+    IssuerKey([b; 64])
+}
+
+fn serial(n: u32) -> Serial {
+    Serial::from_hex(&format!("{n:x}")).unwrap()
+}
+
+fn audit(action: &str) -> AuditEntry {
+    AuditEntry::new(100, "tester", action)
+}
+
+#[test]
+fn imports_are_idempotent_and_never_overwrite_revocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let certs: Vec<(Serial, i64)> = (1..=100).map(|n| (serial(n), 5000)).collect();
+    assert_eq!(
+        store
+            .record_issued(&issuer(1), &certs, 10, audit("cert.add"))
+            .unwrap(),
+        100
+    );
+    store
+        .revoke(
+            &issuer(1),
+            &serial(7),
+            20,
+            R::KeyCompromise,
+            20,
+            audit("revoke"),
+        )
+        .unwrap();
+    assert_eq!(
+        store
+            .record_issued(&issuer(1), &certs, 30, audit("cert.add"))
+            .unwrap(),
+        0
+    );
+    let rec = store.status(&issuer(1), &serial(7)).unwrap().unwrap();
+    assert!(matches!(
+        rec.state,
+        State::Revoked {
+            reason: Some(R::KeyCompromise),
+            ..
+        }
+    ));
+    // Another issuer's identical serial is another certificate.
+    assert_eq!(store.status(&issuer(2), &serial(7)).unwrap(), None);
+    assert_eq!(store.count(&issuer(1)).unwrap(), (99, 1));
+    assert_eq!(store.count(&issuer(2)).unwrap(), (0, 0));
+}
+
+#[test]
+fn bulk_revocation_summary_and_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let certs: Vec<(Serial, i64)> = (1..=10).map(|n| (serial(n), 0)).collect();
+    store
+        .record_issued(&issuer(1), &certs, 1, audit("cert.add"))
+        .unwrap();
+    store
+        .revoke(&issuer(1), &serial(1), 2, R::Superseded, 2, audit("revoke"))
+        .unwrap();
+    store
+        .revoke(
+            &issuer(1),
+            &serial(2),
+            2,
+            R::CessationOfOperation,
+            2,
+            audit("revoke"),
+        )
+        .unwrap();
+    let batch: Vec<Serial> = (1..=12).map(serial).collect();
+
+    let (dry, _) = store
+        .revoke_many(
+            &issuer(1),
+            &batch,
+            3,
+            R::Superseded,
+            3,
+            true,
+            audit("revoke"),
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            dry.revoked,
+            dry.already_revoked,
+            dry.refused.len(),
+            dry.not_issued.len()
+        ),
+        (8, 1, 1, 2)
+    );
+    assert_eq!(
+        store.count(&issuer(1)).unwrap(),
+        (8, 2),
+        "a dry run writes nothing"
+    );
+
+    let (real, changed) = store
+        .revoke_many(
+            &issuer(1),
+            &batch,
+            3,
+            R::Superseded,
+            3,
+            false,
+            audit("revoke"),
+        )
+        .unwrap();
+    assert_eq!(real, dry);
+    assert_eq!(changed.len(), 8);
+    assert_eq!(store.count(&issuer(1)).unwrap(), (0, 10));
+    let entries = store
+        .audit(&AuditFilter {
+            action: Some("revoke".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(entries[0].serials.len(), 8, "the audit lists what changed");
+}
+
+#[test]
+fn holds_can_be_lifted_other_revocations_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .record_issued(
+            &issuer(1),
+            &[(serial(1), 0), (serial(2), 0)],
+            1,
+            audit("cert.add"),
+        )
+        .unwrap();
+    store
+        .revoke(
+            &issuer(1),
+            &serial(1),
+            2,
+            R::CertificateHold,
+            2,
+            audit("revoke"),
+        )
+        .unwrap();
+    store
+        .revoke(&issuer(1), &serial(2), 2, R::Superseded, 2, audit("revoke"))
+        .unwrap();
+    assert!(matches!(
+        store
+            .unhold(&issuer(1), &serial(1), 3, audit("unhold"))
+            .unwrap(),
+        UnholdOutcome::Lifted(_)
+    ));
+    assert_eq!(
+        store.status(&issuer(1), &serial(1)).unwrap().unwrap().state,
+        State::Good
+    );
+    assert!(matches!(
+        store
+            .unhold(&issuer(1), &serial(2), 3, audit("unhold"))
+            .unwrap(),
+        UnholdOutcome::NotOnHold(_)
+    ));
+    assert!(matches!(
+        store
+            .unhold(&issuer(1), &serial(9), 3, audit("unhold"))
+            .unwrap(),
+        UnholdOutcome::NotIssued
+    ));
+}
+
+#[test]
+fn audit_survives_reopen_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let mut a = audit("cert.add");
+        a.issuer = Some("int".into());
+        store
+            .record_issued(&issuer(1), &[(serial(1), 0)], 1, a)
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let mut a = AuditEntry::new(200, "bob", "revoke");
+    a.issuer = Some("int".into());
+    store
+        .revoke(&issuer(1), &serial(1), 200, R::KeyCompromise, 200, a)
+        .unwrap();
+    let all = store.audit(&AuditFilter::default()).unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(
+        all[0].seq > all[1].seq,
+        "newest first, sequence keeps growing across restarts"
+    );
+    let bob = store
+        .audit(&AuditFilter {
+            admin: Some("bob".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(bob.len(), 1);
+    let by_serial = store
+        .audit(&AuditFilter {
+            serial: Some("01".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(by_serial.len(), 2);
+    let since = store
+        .audit(&AuditFilter {
+            since: Some(150),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(since.len(), 1);
+}
+
+proptest! {
+    #[test]
+    fn keys_group_by_issuer_then_serial(a in any::<u8>(), b in any::<u8>(), s1 in 1u32.., s2 in 1u32..) {
+        let (ka, kb) = (status_key(&issuer(a), &serial(s1)), status_key(&issuer(b), &serial(s2)));
+        if a < b {
+            prop_assert!(ka < kb, "every key of a smaller issuer sorts first");
+        }
+        prop_assert!(ka.starts_with(&issuer(a).0));
+    }
+}
