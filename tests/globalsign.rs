@@ -94,3 +94,86 @@ fn globalsign_2016_cross_root() {
     let status = r.ctl_ok(&["status", "--issuer", "r1", "--serial", "0400000000010f"]);
     assert!(status.contains(": good"), "{status}");
 }
+
+/// Re-keyed issuers (same subject, another key) and re-named ones (same key, another subject)
+/// are distinct issuers: the same serial under each is a different certificate. An issuer with
+/// the same subject *and* key as a registered one is refused, because their CertIDs are equal.
+#[test]
+fn rekeyed_and_renamed_issuers_stay_distinct() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    let root = Issued::root("root", KeyAlg::P256).unwrap();
+    let old = root.intermediate("Issuing CA", 2, KeyAlg::P256).unwrap();
+    let rekeyed = root.intermediate("Issuing CA", 3, KeyAlg::P256).unwrap();
+    let renamed = root.intermediate_with_key("Issuing CA 2", 4, &old).unwrap();
+    let twin = root.cross_sign(&old, &[9]).unwrap();
+    let r = Responder::start();
+    for (name, ca) in [("old", &old), ("rekeyed", &rekeyed), ("renamed", &renamed)] {
+        ca.write(dir.path(), name, true).unwrap();
+        r.ctl_ok(&[
+            "issuer",
+            "add",
+            "--name",
+            name,
+            "--cert",
+            &p(&format!("{name}.pem")),
+            "--key",
+            &p(&format!("{name}.key")),
+        ]);
+        r.ctl_ok(&["cert", "add", "--issuer", name, "--serial", "05"]);
+        let leaf = ca.leaf(&format!("{name}.test"), &[5]).unwrap();
+        leaf.write(dir.path(), &format!("leaf-{name}"), false)
+            .unwrap();
+    }
+    twin.write(dir.path(), "twin", false).unwrap();
+    std::fs::copy(dir.path().join("old.key"), dir.path().join("twin.key")).unwrap();
+    let out = r.ctl(&[
+        "issuer",
+        "add",
+        "--name",
+        "twin",
+        "--cert",
+        &p("twin.pem"),
+        "--key",
+        &p("twin.key"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("share CertIDs"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    r.ctl_ok(&[
+        "revoke",
+        "--issuer",
+        "old",
+        "--serial",
+        "05",
+        "--reason",
+        "keyCompromise",
+    ]);
+    for (name, expect) in [("old", "revoked"), ("rekeyed", "good"), ("renamed", "good")] {
+        let out = openssl_ocsp(&[
+            "-issuer",
+            &p(&format!("{name}.pem")),
+            "-cert",
+            &p(&format!("leaf-{name}.pem")),
+            "-url",
+            &r.url,
+            "-VAfile",
+            &p(&format!("{name}.pem")),
+            "-no_nonce",
+        ]);
+        let stdout = text(&out.stdout);
+        assert!(
+            text(&out.stderr).contains("Response verify OK"),
+            "{name}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("leaf-{name}.pem: {expect}")),
+            "{name}: {stdout}"
+        );
+    }
+}

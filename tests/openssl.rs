@@ -210,6 +210,39 @@ fn get_with_curl_verified_by_openssl_and_python() {
                 text(&out.stdout)
             );
 
+            // The other spellings clients send decode to the same request: percent-encoding,
+            // a leading `//`, `+` turned into a space.
+            let encoded = b64
+                .replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D");
+            for path in [
+                format!("/{encoded}"),
+                format!("//{b64}"),
+                format!("/{}", b64.replace('+', "%20")),
+            ] {
+                let other = curl(&[&format!("{}{path}", s.r.url)]);
+                assert_eq!(other.status, 200, "{path}");
+                std::fs::write(&resp, &other.body).unwrap();
+                let out = openssl_ocsp(&[
+                    "-respin",
+                    resp.to_str().unwrap(),
+                    digest,
+                    "-issuer",
+                    &s.pki.path("int.pem"),
+                    "-cert",
+                    cert,
+                    "-CAfile",
+                    &s.pki.path("chain.pem"),
+                    "-no_nonce",
+                ]);
+                let (stdout, _) = assert_verified(&out);
+                assert!(
+                    stdout.contains(&format!("{cert}: {expect}")),
+                    "{path}: {stdout}"
+                );
+            }
+
             // A cache revalidating with a date after thisUpdate gets 304 and no body; a stale ETag
             // gets the full answer. (Live ECDSA signatures differ per request, so an ETag only
             // matches again once responses are pre-signed.)
@@ -282,4 +315,22 @@ fn demo_prints_a_working_openssl_command() {
         !out.status.success(),
         "the checker must fail on an empty response"
     );
+}
+
+#[test]
+fn an_issuer_we_do_not_serve_gets_unauthorized() {
+    let s = setup(KeyAlg::P256);
+    let stranger = TestPki::new(KeyAlg::P256);
+    let leaf = stranger.leaf("stranger", &[0x01]);
+    let out = openssl_ocsp(&[
+        "-issuer",
+        &stranger.path("int.pem"),
+        "-cert",
+        &leaf,
+        "-url",
+        &s.r.url,
+        "-no_nonce",
+    ]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(all.contains("unauthorized (6)"), "{all}");
 }

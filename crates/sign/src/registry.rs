@@ -155,8 +155,8 @@ impl IssuerRegistry {
         self.len() == 0
     }
 
-    /// Removes an issuer by name (it then answers unauthorized). Returns it if it was there.
-    pub fn remove(&self, name: &str) -> Option<Arc<IssuerEntry>> {
+    /// Replaces the snapshot with `change` applied to a copy of it.
+    fn update<T>(&self, change: impl FnOnce(&mut Inner) -> T) -> T {
         let mut guard = match self.inner.write() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -165,38 +165,38 @@ impl IssuerRegistry {
             by_hash: guard.by_hash.clone(),
             by_name: guard.by_name.clone(),
         };
-        let old = next.by_name.remove(name)?;
-        for alg in HashAlg::ALL {
-            let (n, k) = old.hashes.pair(alg);
-            next.by_hash.remove(&(alg, n.to_vec(), k.to_vec()));
-        }
+        let out = change(&mut next);
         *guard = Arc::new(next);
-        Some(old)
+        out
+    }
+
+    /// Removes an issuer by name (it then answers unauthorized). Returns it if it was there.
+    pub fn remove(&self, name: &str) -> Option<Arc<IssuerEntry>> {
+        self.update(|next| next.remove(name))
     }
 
     /// Adds or replaces an issuer (replacing by name and by hashes).
     pub fn insert(&self, entry: IssuerEntry) {
         let entry = Arc::new(entry);
-        let mut guard = match self.inner.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let mut next = Inner {
-            by_hash: guard.by_hash.clone(),
-            by_name: guard.by_name.clone(),
-        };
-        if let Some(old) = next.by_name.remove(&entry.name) {
+        self.update(|next| {
+            next.remove(&entry.name);
             for alg in HashAlg::ALL {
-                let (n, k) = old.hashes.pair(alg);
-                next.by_hash.remove(&(alg, n.to_vec(), k.to_vec()));
+                let (n, k) = entry.hashes.pair(alg);
+                next.by_hash
+                    .insert((alg, n.to_vec(), k.to_vec()), entry.clone());
             }
-        }
+            next.by_name.insert(entry.name.clone(), entry.clone());
+        })
+    }
+}
+
+impl Inner {
+    fn remove(&mut self, name: &str) -> Option<Arc<IssuerEntry>> {
+        let old = self.by_name.remove(name)?;
         for alg in HashAlg::ALL {
-            let (n, k) = entry.hashes.pair(alg);
-            next.by_hash
-                .insert((alg, n.to_vec(), k.to_vec()), entry.clone());
+            let (n, k) = old.hashes.pair(alg);
+            self.by_hash.remove(&(alg, n.to_vec(), k.to_vec()));
         }
-        next.by_name.insert(entry.name.clone(), entry);
-        *guard = Arc::new(next);
+        Some(old)
     }
 }

@@ -191,3 +191,37 @@ fn issued_by_needs_name_and_signature() {
         &CertInfo::from_der(&r1_twin.der).unwrap()
     ));
 }
+
+#[test]
+fn registry_finds_issuers_by_either_hash_and_forgets_removed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Issued::root("r", KeyAlg::P256).unwrap();
+    let a = root.intermediate("a", 2, KeyAlg::P256).unwrap();
+    let b = root.intermediate("b", 3, KeyAlg::P256).unwrap();
+    let registry = IssuerRegistry::default();
+    for (name, ca) in [("a", &a), ("b", &b)] {
+        ca.write(dir.path(), name, true).unwrap();
+        let key = format!("file:{}", dir.path().join(format!("{name}.key")).display());
+        registry.insert(IssuerEntry::load(name, &ca.der, None, &key, now()).unwrap());
+    }
+    let hashes = IssuerHashes::of(&CertInfo::from_der(&a.der).unwrap());
+    for alg in HashAlg::ALL {
+        let found = registry
+            .find(&hashes.cert_id(alg, Serial::from_hex("01").unwrap()))
+            .unwrap();
+        assert_eq!(found.name, "a");
+    }
+    // Name hash of one issuer with the key hash of another matches nothing.
+    let mut mixed = hashes.cert_id(HashAlg::Sha1, Serial::from_hex("01").unwrap());
+    mixed.key_hash = IssuerHashes::of(&CertInfo::from_der(&b.der).unwrap())
+        .sha1_key
+        .clone();
+    assert!(registry.find(&mixed).is_none());
+    assert_eq!(registry.len(), 2);
+    assert!(registry.remove("a").is_some());
+    assert!(registry
+        .find(&hashes.cert_id(HashAlg::Sha256, Serial::from_hex("01").unwrap()))
+        .is_none());
+    assert!(registry.by_name("b").is_some());
+    assert!(registry.remove("a").is_none());
+}

@@ -137,6 +137,19 @@ impl Issued {
         Issued::finish(p, key_pair(alg)?, Some(self))
     }
 
+    /// An intermediate CA issued by `self` with the subject `common_name` and the key of
+    /// `key_of` (a re-named CA that kept its key).
+    pub fn intermediate_with_key(
+        &self,
+        common_name: &str,
+        serial: u64,
+        key_of: &Issued,
+    ) -> Result<Issued, Error> {
+        let mut p = Issued::ca_params(common_name, serial);
+        p.use_authority_key_identifier_extension = true;
+        Issued::finish(p, KeyPair::from_pem(&key_of.key_pem)?, Some(self))
+    }
+
     /// A cross-certificate: `other`'s subject and key, issued by `self` with `serial`.
     pub fn cross_sign(&self, other: &Issued, serial: &[u8]) -> Result<Issued, Error> {
         let mut p = other.params.clone();
