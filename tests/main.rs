@@ -14,3 +14,4 @@ mod durability;
 mod globalsign;
 mod malformed;
 mod openssl;
+mod presign;

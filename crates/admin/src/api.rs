@@ -221,6 +221,15 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// `POST /v1/presign`: start a pre-signing pass.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Presign {
+    /// Only this issuer; every issuer when absent.
+    pub issuer: Option<String>,
+}
+
+pub use ocsp_presign::PresignStats;
+
 /// RFC 3339 for seconds since the epoch.
 pub fn rfc3339(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)

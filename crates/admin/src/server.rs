@@ -36,6 +36,8 @@ pub struct AdminState {
     pub registry: Arc<IssuerRegistry>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// The pre-signer, when one runs.
+    pub presigner: Option<Arc<ocsp_presign::Presigner>>,
 }
 
 /// The admin API service.
@@ -622,6 +624,36 @@ impl AdminService {
         }
     }
 
+    fn presigner(&self) -> Result<&Arc<ocsp_presign::Presigner>, Failure> {
+        self.state.presigner.as_ref().ok_or_else(|| {
+            Failure(
+                StatusCode::NOT_FOUND,
+                "no pre-signer runs in this ocspd".into(),
+            )
+        })
+    }
+
+    /// Starts a pre-signing pass over every issuer, or one; returns the counters.
+    pub fn start_presign(
+        &self,
+        req: api::Presign,
+        who: &str,
+    ) -> Result<ocsp_presign::PresignStats, Failure> {
+        let key = req
+            .issuer
+            .as_deref()
+            .map(|n| self.issuer(n).map(|e| e.key))
+            .transpose()?;
+        let presigner = self.presigner()?;
+        presigner.request_pass(key);
+        tracing::info!(
+            admin = who,
+            issuer = req.issuer.as_deref().unwrap_or("all"),
+            "pre-signing pass requested"
+        );
+        Ok(presigner.stats())
+    }
+
     fn status(&self, query: Option<&str>) -> Result<StatusView, Failure> {
         let name = query_param(query, "issuer").ok_or_else(|| bad("missing issuer"))?;
         let serial = query_param(query, "serial").ok_or_else(|| bad("missing serial"))?;
@@ -698,6 +730,10 @@ impl AdminService {
                 json(StatusCode::OK, &self.unhold(parse(body)?, who)?)
             }
             (&Method::GET, ["v1", "status"]) => json(StatusCode::OK, &self.status(q)?),
+            (&Method::POST, ["v1", "presign"]) => {
+                json(StatusCode::OK, &self.start_presign(parse(body)?, who)?)
+            }
+            (&Method::GET, ["v1", "presign"]) => json(StatusCode::OK, &self.presigner()?.stats()),
             (&Method::GET, ["v1", "audit"]) => json(StatusCode::OK, &self.audit_log(q)?),
             _ => Err(Failure(
                 StatusCode::NOT_FOUND,

@@ -16,4 +16,4 @@ pub use metrics::Metrics;
 pub use serve::{serve, Handler, HttpResponse};
 pub use service::{OcspService, ServiceConfig, MAX_REQUEST_BYTES};
 pub use source::BoxFuture;
-pub use source::{AnswerError, LiveConfig, LiveSource, Source};
+pub use source::{AnswerError, LiveConfig, LiveSource, PresignedSource, Source};

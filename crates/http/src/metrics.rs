@@ -39,6 +39,8 @@ pub struct Metrics {
     pub post: [Counter; 9],
     /// Responses signed on request.
     pub live_signings: Counter,
+    /// Answers served from pre-signed responses.
+    pub tier_presigned: Counter,
     /// Latency histogram buckets (seconds) and counts.
     latency: Histogram,
 }
@@ -93,6 +95,7 @@ impl Metrics {
             }
         }
         let _ = writeln!(s, "# HELP ocspd_live_signings_total Responses signed on request.\n# TYPE ocspd_live_signings_total counter\nocspd_live_signings_total {}", self.live_signings.get());
+        let _ = writeln!(s, "# HELP ocspd_tier_answers_total Answers by the tier that produced them.\n# TYPE ocspd_tier_answers_total counter\nocspd_tier_answers_total{{tier=\"presigned\"}} {}\nocspd_tier_answers_total{{tier=\"live\"}} {}", self.tier_presigned.get(), self.live_signings.get());
         s.push_str("# HELP ocspd_request_duration_seconds Time to answer a request.\n# TYPE ocspd_request_duration_seconds histogram\n");
         for (i, b) in BUCKETS.iter().enumerate() {
             let _ = writeln!(

@@ -43,6 +43,7 @@ impl Default for ServiceConfig {
 
 /// The public OCSP service: `GET /{base64}`, `POST /`, `/metrics`, `/healthz`, `/readyz`.
 pub struct OcspService {
+    extra_metrics: Vec<Box<dyn Fn() -> String + Send + Sync>>,
     source: Arc<dyn Source>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -65,11 +66,26 @@ impl OcspService {
         config: ServiceConfig,
     ) -> Self {
         OcspService {
+            extra_metrics: Vec::new(),
             source,
             clock,
             metrics,
             config,
         }
+    }
+
+    /// Adds another part's Prometheus text to `/metrics` (the pre-signer's, say).
+    pub fn with_metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.extra_metrics.push(Box::new(render));
+        self
+    }
+
+    fn render_metrics(&self) -> String {
+        let mut s = self.metrics.render();
+        for extra in &self.extra_metrics {
+            s.push_str(&extra());
+        }
+        s
     }
 
     async fn ocsp(&self, der: &[u8]) -> Outcome {
@@ -320,7 +336,7 @@ impl Handler for OcspService {
                     "/metrics" => {
                         return text(
                             StatusCode::OK,
-                            self.metrics.render(),
+                            self.render_metrics(),
                             "text/plain; version=0.0.4",
                         )
                     }

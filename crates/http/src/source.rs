@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 /// Why a request got no signed answer. Mapped to the wire in exactly one place,
 /// [`AnswerError::ocsp_status`].
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum AnswerError {
     /// The request bytes are not a usable OCSP request.
@@ -171,6 +171,121 @@ impl Source for LiveSource {
                     ocsp_sign::SignError::Unavailable(..) => AnswerError::TryLater(e.to_string()),
                     other => AnswerError::Internal(other.to_string()),
                 })
+        })
+    }
+}
+
+/// How close to nextUpdate a stored response may be and still be served: a client must have
+/// time to use it before it expires.
+const SERVE_MARGIN: i64 = 60;
+
+/// What the store holds for a request.
+enum Lookup {
+    /// A stored response, current and far enough from its nextUpdate.
+    Fresh(SignedResponse),
+    /// Nothing usable under this response key.
+    Missing(Vec<u8>),
+    /// The request names several CertIDs; those are always signed live.
+    Several,
+}
+
+type Flight = Arc<tokio::sync::OnceCell<Result<SignedResponse, AnswerError>>>;
+
+/// Answers from the responses the pre-signer stored; what is not there (yet) is signed live,
+/// once per CertID however many clients ask at the same time.
+pub struct PresignedSource {
+    store: Arc<Store>,
+    registry: Arc<IssuerRegistry>,
+    clock: Arc<dyn Clock>,
+    live: Arc<dyn Source>,
+    flights: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Flight>>,
+    metrics: Arc<crate::Metrics>,
+}
+
+impl PresignedSource {
+    /// Serves stored responses, falling back to `live`.
+    pub fn new(
+        store: Arc<Store>,
+        registry: Arc<IssuerRegistry>,
+        clock: Arc<dyn Clock>,
+        live: Arc<dyn Source>,
+        metrics: Arc<crate::Metrics>,
+    ) -> PresignedSource {
+        PresignedSource {
+            store,
+            registry,
+            clock,
+            live,
+            flights: Default::default(),
+            metrics,
+        }
+    }
+
+    fn stored(&self, request: &OcspRequest) -> Result<Lookup, AnswerError> {
+        let [id] = request.cert_ids.as_slice() else {
+            return Ok(Lookup::Several);
+        };
+        let entry = self.registry.find(id).ok_or_else(|| {
+            AnswerError::Unauthorized(format!(
+                "no issuer with {} name/key hash of this CertID",
+                id.hash.name()
+            ))
+        })?;
+        let key = ocsp_store::response_key(&entry.key, &id.serial, id.hash);
+        let stored = self
+            .store
+            .response(&entry.key, &id.serial, id.hash)
+            .map_err(|e| AnswerError::Internal(e.to_string()))?;
+        let now = self.clock.now();
+        let fresh = stored
+            .filter(|r| r.next_update > now + SERVE_MARGIN)
+            .and_then(|r| {
+                let status = ocsp_store::StatusRecord::decode(&r.source)
+                    .ok()?
+                    .cert_status();
+                Some(SignedResponse {
+                    der: r.der,
+                    this_update: r.this_update,
+                    next_update: r.next_update,
+                    produced_at: r.produced_at,
+                    status,
+                })
+            });
+        Ok(match fresh {
+            Some(resp) => Lookup::Fresh(resp),
+            None => Lookup::Missing(key),
+        })
+    }
+}
+
+impl Source for PresignedSource {
+    fn answer<'a>(
+        &'a self,
+        request: &'a OcspRequest,
+    ) -> BoxFuture<'a, Result<SignedResponse, AnswerError>> {
+        Box::pin(async move {
+            let key = match self.stored(request)? {
+                Lookup::Fresh(resp) => {
+                    self.metrics.tier_presigned.inc();
+                    return Ok(resp);
+                }
+                Lookup::Missing(key) => key,
+                // Several CertIDs in one request: always signed live.
+                Lookup::Several => return self.live.answer(request).await,
+            };
+            let flight = {
+                let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+                flights.entry(key.clone()).or_default().clone()
+            };
+            let result = flight
+                .get_or_init(|| self.live.answer(request))
+                .await
+                .clone();
+            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                flights.remove(&key);
+            }
+            result
         })
     }
 }

@@ -11,7 +11,7 @@ use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
 use ocsp_admin::api::{
     AddCerts, AddIssuer, AddedCerts, AuditView, BulkResult, BulkRevoke, CertSpec, IssuerView,
-    Retire, Revoke, StatusView, Unhold,
+    Presign, PresignStats, Retire, Revoke, StatusView, Unhold,
 };
 use ocsp_admin::{AdminClient, MAX_BULK};
 use ocsp_proto::{RevocationReason, Serial};
@@ -135,6 +135,16 @@ enum Command {
         /// Why, for the audit record.
         #[arg(long)]
         why: Option<String>,
+    },
+    /// Pre-sign responses now (every issuer, or one), with a progress bar; ocspd also does
+    /// this by itself on its cadence.
+    Presign {
+        /// Only this issuer.
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Return at once instead of following the pass to its end.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Show one certificate's status.
     Status {
@@ -530,6 +540,34 @@ fn bulk_revoke(
     })
 }
 
+fn presign(api: &Api, json: bool, issuer: Option<String>, no_wait: bool) -> anyhow::Result<()> {
+    let before: PresignStats = api.call(Method::GET, "/v1/presign", None::<&()>)?;
+    let mut stats: PresignStats =
+        api.call(Method::POST, "/v1/presign", Some(&Presign { issuer }))?;
+    if !no_wait {
+        let bar = progress(stats.pass_total.max(1), json, "presign");
+        // The pass asked for has ended when the pass count moved past the one running (or
+        // idle) when we asked, plus one.
+        let target = before.passes + u64::from(before.pass_running) + 1;
+        loop {
+            stats = api.call(Method::GET, "/v1/presign", None::<&()>)?;
+            bar.set_length(stats.pass_total.max(stats.pass_done).max(1));
+            bar.set_position(stats.pass_done);
+            if stats.passes >= target && stats.urgent == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        bar.finish_and_clear();
+    }
+    print(json, &stats, |s| {
+        format!(
+            "pre-signing: {} responses signed since start, {} errors, {} passes ({} s last), {} urgent waiting",
+            s.signed, s.errors, s.passes, s.last_pass_seconds, s.urgent
+        )
+    })
+}
+
 fn issuer_text(v: &IssuerView) -> String {
     let mut s = format!(
         "{}\t{}\tresponder: {} ({}, expires in {} days)\tsha1 {}/{}",
@@ -722,6 +760,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             print(json, &view, status_text)
         }
+        Command::Presign { issuer, no_wait } => presign(&api, json, issuer, no_wait),
         Command::Status { issuer, serial } => {
             Serial::from_hex(&serial).map_err(usage)?;
             let path = format!(

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use ocsp_http::{LiveConfig, ServiceConfig};
+use ocsp_presign::Cadence;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -30,7 +31,7 @@ pub struct Args {
     /// Validity of responses (nextUpdate - thisUpdate), e.g. 24h, 3d; 8h to 10d (CA/B Forum BR 4.9.9).
     #[arg(long, default_value = "24h")]
     pub validity: String,
-    /// How far thisUpdate is set before the signing time, against client clock skew.
+    /// How far thisUpdate is set before the signing time, against client clock skew (0 to 1h).
     #[arg(long, default_value = "1h")]
     pub backdate: String,
     /// The largest Cache-Control max-age sent.
@@ -42,6 +43,13 @@ pub struct Args {
     /// Warn at start when a responder certificate expires within this many days.
     #[arg(long, default_value_t = 30)]
     pub expiry_warning_days: i64,
+    /// Threads that pre-sign responses (default: one per core).
+    #[arg(long)]
+    pub presign_threads: Option<usize>,
+    /// How often the pre-signer passes over every certificate to refresh what is due (changed
+    /// certificates are signed at once, whatever this is).
+    #[arg(long, default_value = "10m")]
+    pub presign_interval: String,
 }
 
 /// Maintenance commands that run instead of the server.
@@ -73,6 +81,9 @@ pub struct Config {
     pub live: LiveConfig,
     pub service: ServiceConfig,
     pub expiry_warning_days: i64,
+    pub cadence: Cadence,
+    pub presign_threads: usize,
+    pub presign_interval: std::time::Duration,
 }
 
 /// Parses `90s`, `15m`, `8h`, `3d` (or plain seconds).
@@ -122,21 +133,22 @@ impl Args {
         let validity = dur("validity", &self.validity);
         let backdate = dur("backdate", &self.backdate);
         let max_age = dur("max-age", &self.max_age);
-        if let Some(v) = validity {
-            if !(8 * 3600..=10 * 86_400).contains(&v) {
-                problems.push(format!(
-                    "--validity {}: CA/B Forum BR 4.9.9 requires responses valid for at least 8 hours and at most 10 days",
-                    self.validity
-                ));
-            }
-        }
-        if let (Some(b), Some(v)) = (backdate, validity) {
-            if b < 0 || b > v / 2 {
-                problems.push(format!(
-                    "--backdate {}: must be between 0 and half of --validity",
-                    self.backdate
-                ));
-            }
+        let presign_interval = dur("presign-interval", &self.presign_interval);
+        let cadence = match (validity, backdate) {
+            (Some(v), Some(b)) => match Cadence::new(v, b) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    problems.push(format!(
+                        "--validity {} / --backdate {}: {e}",
+                        self.validity, self.backdate
+                    ));
+                    None
+                }
+            },
+            _ => None,
+        };
+        if self.presign_threads == Some(0) {
+            problems.push("--presign-threads must be at least 1".into());
         }
         if let (Some(l), Some(a)) = (listen, admin_listen) {
             if l == a && l.port() != 0 {
@@ -146,10 +158,11 @@ impl Args {
         if self.live_concurrency == 0 {
             problems.push("--live-concurrency must be at least 1".into());
         }
-        match (listen, admin_listen, validity, backdate, max_age) {
-            (Some(listen), Some(admin_listen), Some(validity), Some(backdate), Some(max_age))
+        match (listen, admin_listen, cadence, max_age, presign_interval) {
+            (Some(listen), Some(admin_listen), Some(cadence), Some(max_age), Some(interval))
                 if problems.is_empty() =>
             {
+                let (validity, backdate) = (cadence.validity, cadence.backdate);
                 Ok(Config {
                     data_dir: self.data_dir.clone(),
                     listen,
@@ -164,6 +177,13 @@ impl Args {
                         max_age_cap: max_age,
                     },
                     expiry_warning_days: self.expiry_warning_days,
+                    cadence,
+                    presign_threads: self.presign_threads.unwrap_or_else(|| {
+                        std::thread::available_parallelism()
+                            .map(|n| n.get())
+                            .unwrap_or(2)
+                    }),
+                    presign_interval: std::time::Duration::from_secs(interval.max(1) as u64),
                 })
             }
             _ => Err(problems),

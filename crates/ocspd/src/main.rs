@@ -7,7 +7,8 @@ mod demo;
 use anyhow::{Context, Result};
 use clap::Parser;
 use ocsp_admin::{AdminService, AdminState, TokenFile};
-use ocsp_http::{LiveSource, Metrics, OcspService};
+use ocsp_http::{LiveSource, Metrics, OcspService, PresignedSource};
+use ocsp_presign::Presigner;
 use ocsp_proto::{Clock, SystemClock};
 use ocsp_sign::{IssuerEntry, IssuerRegistry};
 use ocsp_store::Store;
@@ -106,11 +107,20 @@ async fn run(config: config::Config) -> Result<()> {
         );
     }
 
+    let presigner = Presigner::new(
+        store.clone(),
+        registry.clone(),
+        clock.clone(),
+        config.cadence,
+        config.presign_threads,
+    );
+    store.on_change(presigner.change_hook());
     let admin = Arc::new(AdminService::new(
         AdminState {
             store: store.clone(),
             registry: registry.clone(),
             clock: clock.clone(),
+            presigner: Some(presigner.clone()),
         },
         auth,
     ));
@@ -120,20 +130,29 @@ async fn run(config: config::Config) -> Result<()> {
         None
     };
 
+    let presign_thread = presigner
+        .spawn(config.presign_interval)
+        .context("starting the pre-signer")?;
     let metrics = Arc::new(Metrics::default());
-    let source = Arc::new(LiveSource::new(
+    let live = Arc::new(LiveSource::new(
         store.clone(),
         registry.clone(),
         clock.clone(),
         config.live.clone(),
         metrics.clone(),
     ));
-    let service = Arc::new(OcspService::new(
-        source,
+    let source = Arc::new(PresignedSource::new(
+        store.clone(),
+        registry.clone(),
         clock.clone(),
-        metrics,
-        config.service.clone(),
+        live,
+        metrics.clone(),
     ));
+    let presign_metrics = presigner.clone();
+    let service = Arc::new(
+        OcspService::new(source, clock.clone(), metrics, config.service.clone())
+            .with_metrics(move || presign_metrics.render_metrics()),
+    );
 
     let public = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -158,6 +177,8 @@ async fn run(config: config::Config) -> Result<()> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = tokio::join!(public_task, admin_task);
+    presigner.stop();
+    let _ = tokio::task::spawn_blocking(move || presign_thread.join()).await;
     Ok(())
 }
 

@@ -9,10 +9,12 @@
 mod audit;
 mod error;
 mod records;
+mod responses;
 
 pub use audit::{AuditEntry, AuditFilter};
 pub use error::StoreError;
 pub use records::{IssuerRecord, RevokeOutcome, State, StatusRecord};
+pub use responses::{response_key, StatusEntry, StoredResponse};
 
 use ocsp_proto::{IssuerKey, RevocationReason, Serial};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
@@ -24,6 +26,7 @@ const CF_ISSUERS: &str = "issuers";
 const CF_STATUS: &str = "status";
 const CF_META: &str = "meta";
 const CF_AUDIT: &str = "audit";
+const CF_RESPONSES: &str = "responses";
 const SCHEMA_KEY: &[u8] = b"schema";
 const SCHEMA_VERSION: &[u8] = b"1";
 
@@ -35,7 +38,13 @@ pub struct Store {
     write_lock: Mutex<()>,
     /// The next audit sequence number.
     audit_seq: AtomicU64,
+    /// Told of every certificate whose status changed or that was newly recorded, after the
+    /// change is durable (the pre-signer puts them at the front of its queue).
+    on_change: std::sync::OnceLock<ChangeHook>,
 }
+
+/// A function told of changed certificates.
+pub type ChangeHook = Box<dyn Fn(&IssuerKey, &[Serial]) + Send + Sync>;
 
 /// What a bulk revocation did (or, dry-run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,6 +114,20 @@ fn status_options() -> Options {
     o
 }
 
+/// Pre-signed responses: point reads by the HTTP front, rewritten by every refresh.
+fn response_options() -> Options {
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    table.set_block_cache(&rocksdb::Cache::new_lru_cache(STATUS_CACHE_BYTES));
+    table.set_cache_index_and_filter_blocks(true);
+    let mut o = Options::default();
+    o.set_block_based_table_factory(&table);
+    o.set_write_buffer_size(STATUS_WRITE_BUFFER);
+    o.set_max_write_buffer_number(4);
+    o.set_level_compaction_dynamic_level_bytes(true);
+    o
+}
+
 fn synced() -> WriteOptions {
     let mut w = WriteOptions::default();
     w.set_sync(true);
@@ -129,6 +152,7 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_STATUS, status_opts),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
             ColumnFamilyDescriptor::new(CF_AUDIT, Options::default()),
+            ColumnFamilyDescriptor::new(CF_RESPONSES, response_options()),
         ];
         let db =
             DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::open(path, e))?;
@@ -136,6 +160,7 @@ impl Store {
             db,
             write_lock: Mutex::new(()),
             audit_seq: AtomicU64::new(0),
+            on_change: std::sync::OnceLock::new(),
         };
         let last = store
             .db
@@ -198,6 +223,17 @@ impl Store {
         self.append_audit(&mut batch, audit)?;
         self.db.write_opt(batch, &synced())?;
         Ok(())
+    }
+
+    /// Registers the function told of changed certificates (once; later calls are ignored).
+    pub fn on_change(&self, hook: ChangeHook) {
+        let _ = self.on_change.set(hook);
+    }
+
+    fn changed(&self, issuer: &IssuerKey, serials: &[Serial]) {
+        if let (Some(hook), false) = (self.on_change.get(), serials.is_empty()) {
+            hook(issuer, serials);
+        }
     }
 
     fn append_audit(
@@ -277,19 +313,20 @@ impl Store {
         let keys: Vec<Vec<u8>> = certs.iter().map(|(s, _)| status_key(issuer, s)).collect();
         let existing = self.db.batched_multi_get_cf(cf, &keys, false);
         let mut batch = WriteBatch::default();
-        let mut new = 0;
+        let mut new = Vec::new();
         for ((key, (serial, not_after)), found) in keys.iter().zip(certs).zip(existing) {
             if found?.is_none() {
                 batch.put_cf(cf, key, StatusRecord::good(*not_after, now).encode());
                 audit.serials.push(serial.to_string());
-                new += 1;
+                new.push(serial.clone());
             }
         }
-        if new > 0 {
+        if !new.is_empty() {
             self.append_audit(&mut batch, audit)?;
             self.db.write_opt(batch, &synced())?;
+            self.changed(issuer, &new);
         }
-        Ok(new)
+        Ok(new.len())
     }
 
     /// Revokes many certificates of one issuer in one atomic, durable batch, following the
@@ -326,6 +363,7 @@ impl Store {
                         summary.changed += 1;
                     }
                     batch.put_cf(cf, key, rec.encode());
+                    self.drop_responses(&mut batch, issuer, serial)?;
                     audit.serials.push(serial.to_string());
                     changed.push((serial.clone(), rec));
                 }
@@ -337,6 +375,8 @@ impl Store {
         if !dry_run && !changed.is_empty() {
             self.append_audit(&mut batch, audit)?;
             self.db.write_opt(batch, &synced())?;
+            let serials: Vec<Serial> = changed.iter().map(|(s, _)| s.clone()).collect();
+            self.changed(issuer, &serials);
         }
         Ok((summary, changed))
     }
@@ -402,9 +442,11 @@ impl Store {
                 let rec = StatusRecord::good(current.not_after, now);
                 let mut batch = WriteBatch::default();
                 batch.put_cf(cf, &key, rec.encode());
+                self.drop_responses(&mut batch, issuer, serial)?;
                 audit.serials.push(serial.to_string());
                 self.append_audit(&mut batch, audit)?;
                 self.db.write_opt(batch, &synced())?;
+                self.changed(issuer, std::slice::from_ref(serial));
                 Ok(UnholdOutcome::Lifted(rec))
             }
             _ => Ok(UnholdOutcome::NotOnHold(current)),

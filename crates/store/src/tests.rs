@@ -1,4 +1,5 @@
 use crate::*;
+use ocsp_proto::HashAlg;
 use ocsp_proto::{IssuerKey, RevocationReason as R, Serial};
 use proptest::prelude::*;
 
@@ -231,4 +232,82 @@ proptest! {
         }
         prop_assert!(ka.starts_with(&issuer(a).0));
     }
+}
+
+#[test]
+fn responses_are_written_only_while_their_status_is_current_and_vanish_on_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    store.on_change(Box::new(move |_, serials| {
+        log.lock().unwrap().extend(serials.iter().cloned())
+    }));
+    store
+        .record_issued(&issuer(1), &[(serial(1), 0)], 1, audit("cert.add"))
+        .unwrap();
+    let good = store.status(&issuer(1), &serial(1)).unwrap().unwrap();
+    let resp = StoredResponse {
+        this_update: 1,
+        next_update: 2,
+        produced_at: 1,
+        source: good.encode(),
+        der: vec![0x30, 0],
+    };
+    let item = (issuer(1), serial(1), HashAlg::Sha1, resp.clone());
+    assert_eq!(
+        store
+            .put_responses_if_current(std::slice::from_ref(&item))
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .response(&issuer(1), &serial(1), HashAlg::Sha1)
+            .unwrap(),
+        Some(resp)
+    );
+    assert_eq!(
+        store
+            .response(&issuer(1), &serial(1), HashAlg::Sha256)
+            .unwrap(),
+        None
+    );
+
+    store
+        .revoke(
+            &issuer(1),
+            &serial(1),
+            5,
+            R::KeyCompromise,
+            5,
+            audit("revoke"),
+        )
+        .unwrap();
+    assert_eq!(
+        store
+            .response(&issuer(1), &serial(1), HashAlg::Sha1)
+            .unwrap(),
+        None,
+        "revocation drops old responses"
+    );
+    // A good response signed before the revocation, written after it, is dropped.
+    assert_eq!(store.put_responses_if_current(&[item]).unwrap(), 0);
+    assert_eq!(
+        store
+            .response(&issuer(1), &serial(1), HashAlg::Sha1)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![serial(1), serial(1)],
+        "told of the issuance and the revocation"
+    );
+
+    let scanned = store.scan_statuses(None, 10).unwrap();
+    assert_eq!(scanned.len(), 1);
+    assert_eq!(scanned[0].serial, serial(1));
+    let key = status_key(&issuer(1), &serial(1));
+    assert!(store.scan_statuses(Some(&key), 10).unwrap().is_empty());
 }

@@ -1,0 +1,461 @@
+//! The pre-signer of ocspd: signs every known certificate's responses (SHA-1 and SHA-256
+//! CertIDs) ahead of need, stores them beside the status, and signs them again on the BR
+//! cadence. Certificates whose status changed or that were just recorded go to the front.
+//!
+//! It runs on its own threads, uses every core for signing, never stops at an error (it counts
+//! and logs it), and keeps no state that a crash could corrupt: what is due is derived from the
+//! database each pass (a missing, stale or old response), so after a restart it simply resumes.
+//! It does not serve responses; the HTTP front reads what it stores.
+
+mod cadence;
+
+pub use cadence::Cadence;
+
+use ocsp_proto::{Answer, Clock, HashAlg, IssuerKey, ResponseBuilder, Serial};
+use ocsp_sign::IssuerRegistry;
+use ocsp_store::{response_key, StatusRecord, Store, StoredResponse};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Certificates scanned per step of a pass.
+const SCAN_CHUNK: usize = 4096;
+
+/// Counters of the pre-signer, for metrics and `ocspctl presign`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize, Clone, PartialEq, Eq)]
+pub struct PresignStats {
+    /// A pass is running.
+    pub pass_running: bool,
+    /// Certificates looked at in the current (or last) pass.
+    pub pass_done: u64,
+    /// Certificates in the database (estimate) when the pass started.
+    pub pass_total: u64,
+    /// Passes completed since start.
+    pub passes: u64,
+    /// Responses signed and stored since start.
+    pub signed: u64,
+    /// Signed responses dropped because the status changed meanwhile.
+    pub superseded: u64,
+    /// Failures (signing or storing) since start.
+    pub errors: u64,
+    /// Changed certificates waiting at the front of the queue.
+    pub urgent: u64,
+    /// Seconds the last completed pass took.
+    pub last_pass_seconds: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    pass_running: AtomicBool,
+    pass_done: AtomicU64,
+    pass_total: AtomicU64,
+    passes: AtomicU64,
+    signed: AtomicU64,
+    superseded: AtomicU64,
+    errors: AtomicU64,
+    last_pass_seconds: AtomicU64,
+}
+
+#[derive(Default)]
+struct Queue {
+    urgent: VecDeque<(IssuerKey, Serial)>,
+    /// `Some(None)`: a pass over every issuer was asked for; `Some(Some(k))`: over one.
+    pass: Option<Option<IssuerKey>>,
+    stop: bool,
+}
+
+/// The pre-signing engine.
+pub struct Presigner {
+    store: Arc<Store>,
+    registry: Arc<IssuerRegistry>,
+    clock: Arc<dyn Clock>,
+    cadence: Cadence,
+    threads: usize,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    counters: Counters,
+}
+
+/// One response to sign.
+struct Job {
+    issuer: IssuerKey,
+    serial: Serial,
+    status: StatusRecord,
+    alg: HashAlg,
+}
+
+impl Presigner {
+    /// A pre-signer over `store` for the issuers in `registry`, signing on `threads` threads.
+    pub fn new(
+        store: Arc<Store>,
+        registry: Arc<IssuerRegistry>,
+        clock: Arc<dyn Clock>,
+        cadence: Cadence,
+        threads: usize,
+    ) -> Arc<Presigner> {
+        Arc::new(Presigner {
+            store,
+            registry,
+            clock,
+            cadence,
+            threads: threads.max(1),
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            counters: Counters::default(),
+        })
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        match self.queue.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Puts certificates at the front of the queue (their status changed, or they are new).
+    pub fn urgent(&self, issuer: &IssuerKey, serials: &[Serial]) {
+        let mut q = self.queue();
+        q.urgent
+            .extend(serials.iter().map(|s| (*issuer, s.clone())));
+        self.wake.notify_all();
+    }
+
+    /// The hook to register with [`Store::on_change`].
+    pub fn change_hook(self: &Arc<Self>) -> ocsp_store::ChangeHook {
+        let me = Arc::downgrade(self);
+        Box::new(move |issuer, serials| {
+            if let Some(p) = me.upgrade() {
+                p.urgent(issuer, serials);
+            }
+        })
+    }
+
+    /// Asks for a pass over every issuer (`None`) or one.
+    pub fn request_pass(&self, issuer: Option<IssuerKey>) {
+        let mut q = self.queue();
+        q.pass = match (q.pass, issuer) {
+            (Some(None), _) | (_, None) => Some(None),
+            (_, Some(k)) => Some(Some(k)),
+        };
+        self.wake.notify_all();
+    }
+
+    /// Stops the background loop after its current step.
+    pub fn stop(&self) {
+        self.queue().stop = true;
+        self.wake.notify_all();
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> PresignStats {
+        let c = &self.counters;
+        PresignStats {
+            pass_running: c.pass_running.load(Ordering::Relaxed),
+            pass_done: c.pass_done.load(Ordering::Relaxed),
+            pass_total: c.pass_total.load(Ordering::Relaxed),
+            passes: c.passes.load(Ordering::Relaxed),
+            signed: c.signed.load(Ordering::Relaxed),
+            superseded: c.superseded.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            urgent: self.queue().urgent.len() as u64,
+            last_pass_seconds: c.last_pass_seconds.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The Prometheus text for these counters.
+    pub fn render_metrics(&self) -> String {
+        let s = self.stats();
+        let mut out = String::new();
+        for (name, help, kind, value) in [
+            (
+                "ocspd_presign_signed_total",
+                "Responses pre-signed and stored.",
+                "counter",
+                s.signed,
+            ),
+            (
+                "ocspd_presign_superseded_total",
+                "Pre-signed responses dropped because the status changed while signing.",
+                "counter",
+                s.superseded,
+            ),
+            (
+                "ocspd_presign_errors_total",
+                "Pre-signing failures.",
+                "counter",
+                s.errors,
+            ),
+            (
+                "ocspd_presign_passes_total",
+                "Completed pre-signing passes.",
+                "counter",
+                s.passes,
+            ),
+            (
+                "ocspd_presign_urgent_queue",
+                "Changed certificates waiting at the front of the queue.",
+                "gauge",
+                s.urgent,
+            ),
+            (
+                "ocspd_presign_pass_running",
+                "1 while a pass runs.",
+                "gauge",
+                u64::from(s.pass_running),
+            ),
+            (
+                "ocspd_presign_pass_done",
+                "Certificates looked at in the current or last pass.",
+                "gauge",
+                s.pass_done,
+            ),
+            (
+                "ocspd_presign_pass_total",
+                "Certificates in the database when the pass started (estimate).",
+                "gauge",
+                s.pass_total,
+            ),
+            (
+                "ocspd_presign_last_pass_seconds",
+                "Duration of the last completed pass.",
+                "gauge",
+                s.last_pass_seconds,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        }
+        out
+    }
+
+    /// True when the stored response must be signed (again).
+    fn due(&self, stored: Option<&StoredResponse>, status: &StatusRecord, now: i64) -> bool {
+        match stored {
+            None => true,
+            Some(r) => {
+                !r.signed_from(status)
+                    || now >= self.cadence.refresh_at(r.this_update, r.next_update)
+            }
+        }
+    }
+
+    /// Signs and stores the due responses of these certificates, on every thread.
+    fn process(&self, entries: Vec<(IssuerKey, Serial, StatusRecord)>) {
+        if entries.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let keys: Vec<Vec<u8>> = entries
+            .iter()
+            .flat_map(|(i, s, _)| HashAlg::ALL.into_iter().map(move |a| response_key(i, s, a)))
+            .collect();
+        let stored = match self.store.responses(&keys) {
+            Ok(r) => r,
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "reading stored responses");
+                return;
+            }
+        };
+        let mut jobs = Vec::new();
+        for (n, (issuer, serial, status)) in entries.into_iter().enumerate() {
+            for (j, alg) in HashAlg::ALL.into_iter().enumerate() {
+                if self.due(stored[n * 2 + j].as_ref(), &status, now) {
+                    jobs.push(Job {
+                        issuer,
+                        serial: serial.clone(),
+                        status,
+                        alg,
+                    });
+                }
+            }
+        }
+        let per_thread = jobs.len().div_ceil(self.threads).max(1);
+        std::thread::scope(|scope| {
+            for chunk in jobs.chunks(per_thread) {
+                scope.spawn(move || self.sign_chunk(chunk));
+            }
+        });
+    }
+
+    fn sign_chunk(&self, jobs: &[Job]) {
+        let now = self.clock.now();
+        let (this_update, next_update) = self.cadence.window(now);
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let Some(entry) = self.registry.by_key(&job.issuer) else {
+                continue; // retired or unknown issuer: nothing is served for it
+            };
+            let builder = ResponseBuilder::new(entry.identity.key_hash(), now).answer(Answer {
+                cert_id: entry.hashes.cert_id(job.alg, job.serial.clone()),
+                status: job.status.cert_status(),
+                this_update,
+                next_update,
+            });
+            match entry.identity.sign(&builder) {
+                Ok(signed) => out.push((
+                    job.issuer,
+                    job.serial.clone(),
+                    job.alg,
+                    StoredResponse {
+                        this_update,
+                        next_update,
+                        produced_at: now,
+                        source: job.status.encode(),
+                        der: signed.der,
+                    },
+                )),
+                Err(e) => {
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(issuer = %entry.name, serial = %job.serial, error = %e, "pre-signing failed");
+                }
+            }
+        }
+        match self.store.put_responses_if_current(&out) {
+            Ok(written) => {
+                self.counters
+                    .signed
+                    .fetch_add(written as u64, Ordering::Relaxed);
+                self.counters
+                    .superseded
+                    .fetch_add((out.len() - written) as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "storing pre-signed responses");
+            }
+        }
+    }
+
+    /// Signs everything waiting at the front of the queue. Returns how many certificates.
+    pub fn drain_urgent(&self) -> usize {
+        let batch: Vec<(IssuerKey, Serial)> = {
+            let mut q = self.queue();
+            let n = q.urgent.len().min(SCAN_CHUNK * 4);
+            q.urgent.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            return 0;
+        }
+        match self.store.statuses(&batch) {
+            Ok(statuses) => {
+                let entries = batch
+                    .into_iter()
+                    .zip(statuses)
+                    .filter_map(|((i, s), st)| st.map(|st| (i, s, st)))
+                    .collect();
+                self.process(entries);
+            }
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "reading statuses of changed certificates");
+            }
+        }
+        self.queue().urgent.len() + 1
+    }
+
+    /// One pass over every certificate (of one issuer, or all), signing what is due; changed
+    /// certificates are served first between steps.
+    pub fn run_pass(&self, issuer: Option<IssuerKey>) {
+        let started = Instant::now();
+        let c = &self.counters;
+        c.pass_running.store(true, Ordering::Relaxed);
+        c.pass_done.store(0, Ordering::Relaxed);
+        c.pass_total
+            .store(self.store.estimated_statuses(), Ordering::Relaxed);
+        let mut cursor: Option<Vec<u8>> = issuer.map(|k| k.0.to_vec());
+        loop {
+            while self.drain_urgent() > 0 {}
+            if self.queue().stop {
+                break;
+            }
+            let chunk = match self.store.scan_statuses(cursor.as_deref(), SCAN_CHUNK) {
+                Ok(c) => c,
+                Err(e) => {
+                    c.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, "scanning statuses");
+                    break;
+                }
+            };
+            let Some(last) = chunk.last() else { break };
+            cursor = Some(ocsp_store::status_key(&last.issuer, &last.serial));
+            let n = chunk.len();
+            let mut past_issuer = false;
+            let entries: Vec<_> = chunk
+                .into_iter()
+                .filter(|e| match issuer {
+                    Some(k) if e.issuer != k => {
+                        past_issuer = true;
+                        false
+                    }
+                    _ => true,
+                })
+                .map(|e| (e.issuer, e.serial, e.status))
+                .collect();
+            self.process(entries);
+            c.pass_done.fetch_add(n as u64, Ordering::Relaxed);
+            if past_issuer || n < SCAN_CHUNK {
+                break;
+            }
+        }
+        c.passes.fetch_add(1, Ordering::Relaxed);
+        c.last_pass_seconds
+            .store(started.elapsed().as_secs(), Ordering::Relaxed);
+        c.pass_running.store(false, Ordering::Relaxed);
+    }
+
+    /// Runs the pre-signer until [`Presigner::stop`]: changed certificates first, and a pass
+    /// over everything at start, every `interval`, and when asked.
+    pub fn spawn(
+        self: &Arc<Self>,
+        interval: Duration,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let me = self.clone();
+        me.request_pass(None);
+        std::thread::Builder::new()
+            .name("presign".into())
+            .spawn(move || {
+                let mut last_pass = Instant::now();
+                loop {
+                    let pass = {
+                        let mut q = me.queue();
+                        while !q.stop
+                            && q.urgent.is_empty()
+                            && q.pass.is_none()
+                            && last_pass.elapsed() < interval
+                        {
+                            let wait = interval
+                                .saturating_sub(last_pass.elapsed())
+                                .min(Duration::from_secs(1));
+                            q = match me.wake.wait_timeout(q, wait) {
+                                Ok((g, _)) => g,
+                                Err(p) => p.into_inner().0,
+                            };
+                        }
+                        if q.stop {
+                            return;
+                        }
+                        if q.urgent.is_empty() {
+                            Some(q.pass.take().unwrap_or(None))
+                        } else {
+                            None
+                        }
+                    };
+                    match pass {
+                        None => {
+                            me.drain_urgent();
+                        }
+                        Some(issuer) => {
+                            me.run_pass(issuer);
+                            last_pass = Instant::now();
+                        }
+                    }
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests;

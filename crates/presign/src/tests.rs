@@ -1,0 +1,193 @@
+use crate::*;
+use ocsp_proto::clock::FixedClock;
+use ocsp_proto::{RevocationReason, Serial};
+use ocsp_sign::{IssuerEntry, IssuerRegistry};
+use ocsp_store::{AuditEntry, Store};
+use ocsp_testpki::{Issued, KeyAlg};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    clock: Arc<FixedClock>,
+    issuer: IssuerKey,
+    presigner: Arc<Presigner>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn serial(n: u32) -> Serial {
+    Serial::from_hex(&format!("{n:x}")).unwrap()
+}
+
+fn fixture(certs: u32) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+    let root = Issued::root("r", KeyAlg::P256).unwrap();
+    let int = root.intermediate("i", 2, KeyAlg::P256).unwrap();
+    int.write(dir.path(), "int", true).unwrap();
+    let key = format!("file:{}", dir.path().join("int.key").display());
+    let entry = IssuerEntry::load("int", &int.der, None, &key, now()).unwrap();
+    let issuer = entry.key;
+    let registry = Arc::new(IssuerRegistry::default());
+    registry.insert(entry);
+    let clock = Arc::new(FixedClock::new(now()));
+    let presigner = Presigner::new(
+        store.clone(),
+        registry,
+        clock.clone(),
+        Cadence::new(86_400, 3_600).unwrap(),
+        2,
+    );
+    store.on_change(presigner.change_hook());
+    let list: Vec<(Serial, i64)> = (1..=certs).map(|n| (serial(n), 0)).collect();
+    store
+        .record_issued(&issuer, &list, now(), AuditEntry::new(0, "t", "cert.add"))
+        .unwrap();
+    presigner.queue().urgent.clear();
+    Fixture {
+        _dir: dir,
+        store,
+        clock,
+        issuer,
+        presigner,
+    }
+}
+
+fn stored_status(f: &Fixture, n: u32, alg: HashAlg) -> Option<rasn_status::Status> {
+    let r = f.store.response(&f.issuer, &serial(n), alg).unwrap()?;
+    Some(rasn_status::of(&r.der))
+}
+
+mod rasn_status {
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Status {
+        Good,
+        Revoked,
+        Unknown,
+    }
+
+    /// The certStatus of the single response in a stored OCSPResponse (read with rasn-ocsp).
+    pub fn of(der: &[u8]) -> Status {
+        let (_, basic) = ocsp_proto::decode_response(der).unwrap();
+        let basic = basic.unwrap();
+        assert_eq!(basic.tbs_response_data.responses.len(), 1);
+        match basic.tbs_response_data.responses[0].cert_status {
+            rasn_ocsp::CertStatus::Good => Status::Good,
+            rasn_ocsp::CertStatus::Revoked(_) => Status::Revoked,
+            rasn_ocsp::CertStatus::Unknown(_) => Status::Unknown,
+        }
+    }
+}
+
+use rasn_status::Status;
+
+#[test]
+fn a_pass_signs_both_forms_once_and_refreshes_on_the_cadence() {
+    let f = fixture(300);
+    f.presigner.run_pass(None);
+    assert_eq!(f.presigner.stats().signed, 600);
+    assert_eq!(stored_status(&f, 7, HashAlg::Sha1), Some(Status::Good));
+    assert_eq!(stored_status(&f, 7, HashAlg::Sha256), Some(Status::Good));
+    let first = f
+        .store
+        .response(&f.issuer, &serial(7), HashAlg::Sha1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.next_update - first.this_update, 86_400);
+    assert_eq!(
+        f.clock.now() - first.this_update,
+        3_600,
+        "thisUpdate is backdated an hour"
+    );
+
+    f.presigner.run_pass(None);
+    assert_eq!(f.presigner.stats().signed, 600, "nothing is due yet");
+
+    // thisUpdate = now - 1 h, nextUpdate = now + 23 h; the refresh point is 8 h before
+    // nextUpdate less the 1 h margin: now + 14 h. Just before it nothing is due; after, all is.
+    f.clock.advance(14 * 3600 - 60);
+    f.presigner.run_pass(None);
+    assert_eq!(f.presigner.stats().signed, 600);
+    f.clock.advance(120);
+    f.presigner.run_pass(None);
+    assert_eq!(f.presigner.stats().signed, 1200);
+    let second = f
+        .store
+        .response(&f.issuer, &serial(7), HashAlg::Sha1)
+        .unwrap()
+        .unwrap();
+    assert!(second.this_update > first.this_update);
+    assert_eq!(f.presigner.stats().passes, 4);
+}
+
+#[test]
+fn revocations_jump_the_queue() {
+    let f = fixture(50);
+    f.presigner.run_pass(None);
+    f.store
+        .revoke(
+            &f.issuer,
+            &serial(9),
+            f.clock.now(),
+            RevocationReason::KeyCompromise,
+            f.clock.now(),
+            AuditEntry::new(0, "t", "revoke"),
+        )
+        .unwrap();
+    assert_eq!(
+        stored_status(&f, 9, HashAlg::Sha1),
+        None,
+        "the good response is gone with the revocation"
+    );
+    assert_eq!(f.presigner.stats().urgent, 1);
+    f.presigner.drain_urgent();
+    assert_eq!(stored_status(&f, 9, HashAlg::Sha1), Some(Status::Revoked));
+    assert_eq!(stored_status(&f, 9, HashAlg::Sha256), Some(Status::Revoked));
+    assert_eq!(stored_status(&f, 10, HashAlg::Sha1), Some(Status::Good));
+}
+
+#[test]
+fn revoking_during_a_refresh_pass_never_leaves_a_good_response() {
+    let f = fixture(6_000);
+    let presigner = f.presigner.clone();
+    let pass = std::thread::spawn(move || presigner.run_pass(None));
+    // Revoke while the pass signs.
+    let mut revoked = Vec::new();
+    for n in (1..=6_000).step_by(97) {
+        f.store
+            .revoke(
+                &f.issuer,
+                &serial(n),
+                f.clock.now(),
+                RevocationReason::Superseded,
+                f.clock.now(),
+                AuditEntry::new(0, "t", "revoke"),
+            )
+            .unwrap();
+        revoked.push(n);
+        for alg in HashAlg::ALL {
+            // At no moment after the acknowledgement is a good response stored.
+            assert_ne!(
+                stored_status(&f, n, alg),
+                Some(Status::Good),
+                "serial {n} after its revocation"
+            );
+        }
+    }
+    pass.join().unwrap();
+    while f.presigner.drain_urgent() > 0 {}
+    for n in revoked {
+        for alg in HashAlg::ALL {
+            assert_eq!(
+                stored_status(&f, n, alg),
+                Some(Status::Revoked),
+                "serial {n}"
+            );
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Pre-signed responses, stored beside the statuses they state.
+//!
+//! Each response records the exact status record it was signed from. It is written only if
+//! that record is still current (checked under the store's write lock), and every status change
+//! deletes the certificate's responses in the same atomic batch. So once a revocation is
+//! acknowledged, no response signed from the older status can be served or written back.
+
+use crate::{status_key, StatusRecord, Store, StoreError, CF_RESPONSES, CF_STATUS};
+use ocsp_proto::{HashAlg, IssuerKey, Serial};
+use rocksdb::WriteBatch;
+
+/// A signed OCSPResponse as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// thisUpdate.
+    pub this_update: i64,
+    /// nextUpdate.
+    pub next_update: i64,
+    /// producedAt.
+    pub produced_at: i64,
+    /// The encoded status record it was signed from.
+    pub source: [u8; 27],
+    /// The OCSPResponse DER.
+    pub der: Vec<u8>,
+}
+
+const HEADER: usize = 1 + 8 * 3 + 27;
+
+/// The key of a stored response: the status key and the CertID hash algorithm.
+pub fn response_key(issuer: &IssuerKey, serial: &Serial, alg: HashAlg) -> Vec<u8> {
+    let mut k = status_key(issuer, serial);
+    k.push(alg_byte(alg));
+    k
+}
+
+fn alg_byte(alg: HashAlg) -> u8 {
+    match alg {
+        HashAlg::Sha1 => 1,
+        HashAlg::Sha256 => 2,
+    }
+}
+
+impl StoredResponse {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(HEADER + self.der.len());
+        v.push(1);
+        v.extend_from_slice(&self.this_update.to_be_bytes());
+        v.extend_from_slice(&self.next_update.to_be_bytes());
+        v.extend_from_slice(&self.produced_at.to_be_bytes());
+        v.extend_from_slice(&self.source);
+        v.extend_from_slice(&self.der);
+        v
+    }
+
+    fn decode(b: &[u8]) -> Result<StoredResponse, StoreError> {
+        if b.len() < HEADER || b[0] != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "stored response of {} bytes",
+                b.len()
+            )));
+        }
+        let i64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i..i + 8]);
+            i64::from_be_bytes(a)
+        };
+        let mut source = [0u8; 27];
+        source.copy_from_slice(&b[25..52]);
+        Ok(StoredResponse {
+            this_update: i64_at(1),
+            next_update: i64_at(9),
+            produced_at: i64_at(17),
+            source,
+            der: b[HEADER..].to_vec(),
+        })
+    }
+
+    /// True when signed from exactly this status record.
+    pub fn signed_from(&self, status: &StatusRecord) -> bool {
+        self.source == status.encode()
+    }
+}
+
+/// One certificate as the pre-signer sees it.
+#[derive(Debug, Clone)]
+pub struct StatusEntry {
+    /// Its issuer.
+    pub issuer: IssuerKey,
+    /// Its serial.
+    pub serial: Serial,
+    /// Its status.
+    pub status: StatusRecord,
+}
+
+impl Store {
+    /// The stored response for one CertID form, if any.
+    pub fn response(
+        &self,
+        issuer: &IssuerKey,
+        serial: &Serial,
+        alg: HashAlg,
+    ) -> Result<Option<StoredResponse>, StoreError> {
+        let cf = self.cf(CF_RESPONSES)?;
+        self.db
+            .get_pinned_cf(cf, response_key(issuer, serial, alg))?
+            .map(|v| StoredResponse::decode(&v))
+            .transpose()
+    }
+
+    /// Stored responses for many keys (missing ones as `None`), in order.
+    pub fn responses(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<StoredResponse>>, StoreError> {
+        let cf = self.cf(CF_RESPONSES)?;
+        self.db
+            .batched_multi_get_cf(cf, keys, false)
+            .into_iter()
+            .map(|r| {
+                r.map_err(StoreError::from)?
+                    .map(|v| StoredResponse::decode(&v))
+                    .transpose()
+            })
+            .collect()
+    }
+
+    /// Writes responses whose status is still the one they were signed from; drops the others.
+    /// Returns how many were written. Not fsynced: responses can always be signed again.
+    pub fn put_responses_if_current(
+        &self,
+        items: &[(IssuerKey, Serial, HashAlg, StoredResponse)],
+    ) -> Result<usize, StoreError> {
+        let status_cf = self.cf(CF_STATUS)?;
+        let cf = self.cf(CF_RESPONSES)?;
+        let keys: Vec<Vec<u8>> = items.iter().map(|(i, s, _, _)| status_key(i, s)).collect();
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let current = self.db.batched_multi_get_cf(status_cf, &keys, false);
+        let mut batch = WriteBatch::default();
+        let mut written = 0;
+        for ((issuer, serial, alg, resp), cur) in items.iter().zip(current) {
+            if cur?.is_some_and(|c| c.as_ref() == resp.source) {
+                batch.put_cf(cf, response_key(issuer, serial, *alg), resp.encode());
+                written += 1;
+            }
+        }
+        self.db.write(batch)?;
+        Ok(written)
+    }
+
+    /// Up to `limit` status entries after `after` (a status key), in key order, for a pass.
+    pub fn scan_statuses(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<StatusEntry>, StoreError> {
+        let cf = self.cf(CF_STATUS)?;
+        let mode = match after {
+            Some(k) => rocksdb::IteratorMode::From(k, rocksdb::Direction::Forward),
+            None => rocksdb::IteratorMode::Start,
+        };
+        let mut out = Vec::with_capacity(limit);
+        for item in self.db.iterator_cf(cf, mode) {
+            let (k, v) = item?;
+            if after.is_some_and(|a| k.as_ref() == a) {
+                continue;
+            }
+            if k.len() <= 64 {
+                return Err(StoreError::Corrupt("status key too short".into()));
+            }
+            let mut ik = [0u8; 64];
+            ik.copy_from_slice(&k[..64]);
+            let serial =
+                Serial::from_int_bytes(&k[64..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push(StatusEntry {
+                issuer: IssuerKey(ik),
+                serial,
+                status: StatusRecord::decode(&v)?,
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Status records of many certificates, in order.
+    pub fn statuses(
+        &self,
+        items: &[(IssuerKey, Serial)],
+    ) -> Result<Vec<Option<StatusRecord>>, StoreError> {
+        let cf = self.cf(CF_STATUS)?;
+        let keys: Vec<Vec<u8>> = items.iter().map(|(i, s)| status_key(i, s)).collect();
+        self.db
+            .batched_multi_get_cf(cf, &keys, false)
+            .into_iter()
+            .map(|r| {
+                r.map_err(StoreError::from)?
+                    .map(|v| StatusRecord::decode(&v))
+                    .transpose()
+            })
+            .collect()
+    }
+
+    /// Adds deletes of both stored responses of a certificate to `batch`.
+    pub(crate) fn drop_responses(
+        &self,
+        batch: &mut WriteBatch,
+        issuer: &IssuerKey,
+        serial: &Serial,
+    ) -> Result<(), StoreError> {
+        let cf = self.cf(CF_RESPONSES)?;
+        for alg in HashAlg::ALL {
+            batch.delete_cf(cf, response_key(issuer, serial, alg));
+        }
+        Ok(())
+    }
+
+    /// Approximate number of status records (RocksDB's estimate), for progress bars.
+    pub fn estimated_statuses(&self) -> u64 {
+        self.cf(CF_STATUS)
+            .ok()
+            .and_then(|cf| {
+                self.db
+                    .property_int_value_cf(cf, "rocksdb.estimate-num-keys")
+                    .ok()
+                    .flatten()
+            })
+            .unwrap_or(0)
+    }
+}
