@@ -126,3 +126,106 @@ fn acknowledged_revocations_survive_kill_9() {
     let status = r.ctl_ok(&["--json", "status", "--issuer", "int", "--serial", "1"]);
     assert!(status.contains("revoked"), "{status}");
 }
+
+fn presign_signed(r: &Responder) -> u64 {
+    let m = text(&curl(&[&format!("{}/metrics", r.url)]).body);
+    m.lines()
+        .find(|l| l.starts_with("ocspd_presign_signed_total "))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// kill -9 in the middle of a pre-signing pass: the database opens cleanly, every stored
+/// response is whole and current, and after a restart the pass finishes the rest.
+#[test]
+fn a_presign_pass_resumes_after_kill_9() {
+    const N: u32 = 20_000;
+    let pki = TestPki::new(KeyAlg::P256);
+    let r = Responder::start_with(&["--no-presign"]);
+    pki.register(&r);
+    let issuer =
+        IssuerHashes::of(&ocsp_proto::x509::CertInfo::from_der(&pki.int.der).unwrap()).key();
+    let csv = pki.dir.path().join("issued.csv");
+    std::fs::write(
+        &csv,
+        (1..=N).map(|n| format!("{n:x}\n")).collect::<String>(),
+    )
+    .unwrap();
+    r.ctl_ok(&["import", "--issuer", "int", "--csv", csv.to_str().unwrap()]);
+    let dir = r.kill();
+
+    // The pass at start; killed once part of it is stored.
+    let r = Responder::start_in(dir, &[]);
+    let started = std::time::Instant::now();
+    while presign_signed(&r) < 2_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the pass at start does not sign"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dir = r.kill();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let count_stored = |dir: &tempfile::TempDir| {
+        let store = Store::open(&dir.path().join("data/db"))
+            .expect("the database opens cleanly after kill -9");
+        let mut stored = 0;
+        for n in 1..=N {
+            let serial = Serial::from_hex(&format!("{n:x}")).unwrap();
+            for alg in HashAlg::ALL {
+                if let Some(resp) = store.response(&issuer, &serial, alg).unwrap() {
+                    let (status, basic) =
+                        ocsp_proto::decode_response(&resp.der).expect("a stored response is whole");
+                    assert_eq!(status, rasn_ocsp_status_successful());
+                    assert!(basic.is_some());
+                    assert!(
+                        resp.next_update > now && resp.this_update <= now,
+                        "serial {n:x}: not current"
+                    );
+                    stored += 1;
+                }
+            }
+        }
+        stored
+    };
+    let partial = count_stored(&dir);
+    assert!(
+        partial > 0 && partial < 2 * N as usize,
+        "killed mid-pass: {partial} of {} stored",
+        2 * N
+    );
+
+    let r = Responder::start_in(dir, &[]);
+    r.ctl_ok(&["presign"]);
+    let out = openssl_ocsp(&[
+        "-issuer",
+        &pki.path("int.pem"),
+        "-serial",
+        "0x4e20",
+        "-url",
+        &r.url,
+        "-CAfile",
+        &pki.path("chain.pem"),
+        "-no_nonce",
+    ]);
+    assert!(
+        text(&out.stdout).contains(": good"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let dir = r.kill();
+    assert_eq!(
+        count_stored(&dir),
+        2 * N as usize,
+        "after the restart every response is signed"
+    );
+}
+
+fn rasn_ocsp_status_successful() -> rasn_ocsp::OcspResponseStatus {
+    rasn_ocsp::OcspResponseStatus::Successful
+}

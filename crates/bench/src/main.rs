@@ -73,6 +73,46 @@ impl Server {
     }
 }
 
+impl Server {
+    fn start_with(dir: &Path, extra: &[&str]) -> Result<Server> {
+        let data = dir.join("data");
+        let mut child = Command::new(bin("ocspd")?)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut admin_url = None;
+        while admin_url.is_none() {
+            let line = lines.next().context("ocspd exited before listening")??;
+            if let Some(u) = line.strip_prefix("ocspd: admin API listening on ") {
+                admin_url = Some(u.to_string());
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Server {
+            child,
+            admin_url: admin_url.unwrap_or_default(),
+            data,
+        })
+    }
+
+    /// The pre-signer's counters, from the admin API.
+    fn presign_stats(&self) -> Result<ocsp_admin::api::PresignStats> {
+        let token = std::fs::read_to_string(self.data.join("admin.token"))?;
+        let client = ocsp_admin::AdminClient::new(&self.admin_url, &token)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(rt.block_on(client.call(hyper::Method::GET, "/v1/presign", None::<&()>))?)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -160,6 +200,94 @@ fn revoke(n: u32) -> Result<()> {
     Ok(())
 }
 
+/// `openssl speed` signatures per second on one core, measured now.
+fn openssl_speed(alg: &str) -> Result<f64> {
+    let out = Command::new("openssl")
+        .args(["speed", "-seconds", "3", alg])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The result line ends with "sign/s verify/s": the second-to-last number.
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| {
+            l.contains(if alg == "rsa2048" { "rsa" } else { "nistp256" })
+                && l.split_whitespace().count() >= 4
+        })
+        .with_context(|| format!("no result line in openssl speed {alg}: {text}"))?;
+    let nums: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    nums.get(nums.len().saturating_sub(2))
+        .copied()
+        .context("no sign/s figure")
+}
+
+/// Pre-signing `n` certificates end to end (read status, build, sign, write back, both CertID
+/// forms), against `openssl speed` single-core signing times the cores.
+fn presign(n: u32, alg: ocsp_testpki::KeyAlg, name: &str, speed_alg: &str) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cores = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1);
+    let reference = openssl_speed(speed_alg)? * cores as f64;
+    {
+        // Load the certificates with no pre-signer running, so the pass below does all the work.
+        let server = Server::start_with(dir.path(), &["--no-presign"])?;
+        let root =
+            ocsp_testpki::Issued::root("bench root", alg).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cert = root.write(dir.path(), "root", true)?;
+        let key = dir.path().join("root.key");
+        server.ctl(&[
+            "issuer",
+            "add",
+            "--name",
+            "root",
+            "--cert",
+            &cert.display().to_string(),
+            "--key",
+            &key.display().to_string(),
+        ])?;
+        let serials = dir.path().join("serials.txt");
+        write_serials(&serials, n)?;
+        server.ctl(&[
+            "--json",
+            "import",
+            "--issuer",
+            "root",
+            "--csv",
+            &serials.display().to_string(),
+            "--batch",
+            "50000",
+        ])?;
+    }
+    // The pass at start signs every certificate.
+    let server = Server::start_with(dir.path(), &[])?;
+    let stats = loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let s = server.presign_stats()?;
+        if s.passes >= 1 && !s.pass_running && s.urgent == 0 {
+            break s;
+        }
+    };
+    if stats.errors > 0 || stats.last_pass_signed < 2 * n as u64 {
+        bail!("pre-signing incomplete: {stats:?}");
+    }
+    let rate = stats.last_pass_signed as f64 / (stats.last_pass_ms.max(1) as f64 / 1000.0);
+    println!(
+        "bench {name}: {rate:.0} /s ratio {:.2} vs openssl speed x cores",
+        rate / reference
+    );
+    eprintln!(
+        "({n} certificates, {} responses in {:.1} s on {cores} cores; openssl speed {speed_alg}: {:.0} sign/s per core)",
+        stats.last_pass_signed,
+        stats.last_pass_ms as f64 / 1000.0,
+        reference / cores as f64
+    );
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -170,7 +298,23 @@ fn main() {
                 .unwrap_or(3_000_000);
             revoke(n)
         }
-        _ => Err(anyhow::anyhow!("usage: ocsp-bench revoke [N]")),
+        Some("presign") => {
+            let n = args
+                .get(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1_000_000);
+            presign(n, ocsp_testpki::KeyAlg::P256, "presign_p256", "ecdsap256").and_then(|_| {
+                presign(
+                    n,
+                    ocsp_testpki::KeyAlg::Rsa2048,
+                    "presign_rsa2048",
+                    "rsa2048",
+                )
+            })
+        }
+        _ => Err(anyhow::anyhow!(
+            "usage: ocsp-bench revoke [N] | presign [N]"
+        )),
     };
     if let Err(e) = result {
         eprintln!("ocsp-bench: {e:#}");

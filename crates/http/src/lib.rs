@@ -17,3 +17,6 @@ pub use serve::{serve, Handler, HttpResponse};
 pub use service::{OcspService, ServiceConfig, MAX_REQUEST_BYTES};
 pub use source::BoxFuture;
 pub use source::{AnswerError, LiveConfig, LiveSource, PresignedSource, Source};
+
+#[cfg(test)]
+mod tests;

@@ -50,6 +50,10 @@ pub struct Args {
     /// certificates are signed at once, whatever this is).
     #[arg(long, default_value = "10m")]
     pub presign_interval: String,
+    /// Run no pre-signer in this process: every answer is signed live (for bulk loading, or
+    /// when another node pre-signs into a shared database).
+    #[arg(long)]
+    pub no_presign: bool,
 }
 
 /// Maintenance commands that run instead of the server.
@@ -84,6 +88,7 @@ pub struct Config {
     pub cadence: Cadence,
     pub presign_threads: usize,
     pub presign_interval: std::time::Duration,
+    pub presign: bool,
 }
 
 /// Parses `90s`, `15m`, `8h`, `3d` (or plain seconds).
@@ -184,6 +189,7 @@ impl Args {
                             .unwrap_or(2)
                     }),
                     presign_interval: std::time::Duration::from_secs(interval.max(1) as u64),
+                    presign: !self.no_presign,
                 })
             }
             _ => Err(problems),

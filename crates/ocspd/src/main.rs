@@ -114,7 +114,9 @@ async fn run(config: config::Config) -> Result<()> {
         config.cadence,
         config.presign_threads,
     );
-    store.on_change(presigner.change_hook());
+    if config.presign {
+        store.on_change(presigner.change_hook());
+    }
     let admin = Arc::new(AdminService::new(
         AdminState {
             store: store.clone(),
@@ -130,9 +132,15 @@ async fn run(config: config::Config) -> Result<()> {
         None
     };
 
-    let presign_thread = presigner
-        .spawn(config.presign_interval)
-        .context("starting the pre-signer")?;
+    let presign_thread = if config.presign {
+        Some(
+            presigner
+                .spawn(config.presign_interval)
+                .context("starting the pre-signer")?,
+        )
+    } else {
+        None
+    };
     let metrics = Arc::new(Metrics::default());
     let live = Arc::new(LiveSource::new(
         store.clone(),
@@ -178,7 +186,9 @@ async fn run(config: config::Config) -> Result<()> {
     let _ = stop_tx.send(true);
     let _ = tokio::join!(public_task, admin_task);
     presigner.stop();
-    let _ = tokio::task::spawn_blocking(move || presign_thread.join()).await;
+    if let Some(thread) = presign_thread {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     Ok(())
 }
 

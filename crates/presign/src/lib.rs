@@ -43,6 +43,12 @@ pub struct PresignStats {
     pub urgent: u64,
     /// Seconds the last completed pass took.
     pub last_pass_seconds: u64,
+    /// Milliseconds the last completed pass took.
+    #[serde(default)]
+    pub last_pass_ms: u64,
+    /// Responses signed by the last completed pass.
+    #[serde(default)]
+    pub last_pass_signed: u64,
 }
 
 #[derive(Default)]
@@ -55,6 +61,8 @@ struct Counters {
     superseded: AtomicU64,
     errors: AtomicU64,
     last_pass_seconds: AtomicU64,
+    last_pass_ms: AtomicU64,
+    last_pass_signed: AtomicU64,
 }
 
 #[derive(Default)]
@@ -160,6 +168,8 @@ impl Presigner {
             errors: c.errors.load(Ordering::Relaxed),
             urgent: self.queue().urgent.len() as u64,
             last_pass_seconds: c.last_pass_seconds.load(Ordering::Relaxed),
+            last_pass_ms: c.last_pass_ms.load(Ordering::Relaxed),
+            last_pass_signed: c.last_pass_signed.load(Ordering::Relaxed),
         }
     }
 
@@ -361,6 +371,7 @@ impl Presigner {
     pub fn run_pass(&self, issuer: Option<IssuerKey>) {
         let started = Instant::now();
         let c = &self.counters;
+        let signed_before = c.signed.load(Ordering::Relaxed);
         c.pass_running.store(true, Ordering::Relaxed);
         c.pass_done.store(0, Ordering::Relaxed);
         c.pass_total
@@ -403,6 +414,10 @@ impl Presigner {
         c.passes.fetch_add(1, Ordering::Relaxed);
         c.last_pass_seconds
             .store(started.elapsed().as_secs(), Ordering::Relaxed);
+        c.last_pass_ms
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let signed = c.signed.load(Ordering::Relaxed) - signed_before;
+        c.last_pass_signed.store(signed, Ordering::Relaxed);
         c.pass_running.store(false, Ordering::Relaxed);
     }
 

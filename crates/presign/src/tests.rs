@@ -10,6 +10,7 @@ struct Fixture {
     store: Arc<Store>,
     clock: Arc<FixedClock>,
     issuer: IssuerKey,
+    registry: Arc<IssuerRegistry>,
     presigner: Arc<Presigner>,
 }
 
@@ -38,7 +39,7 @@ fn fixture(certs: u32) -> Fixture {
     let clock = Arc::new(FixedClock::new(now()));
     let presigner = Presigner::new(
         store.clone(),
-        registry,
+        registry.clone(),
         clock.clone(),
         Cadence::new(86_400, 3_600).unwrap(),
         2,
@@ -54,6 +55,7 @@ fn fixture(certs: u32) -> Fixture {
         store,
         clock,
         issuer,
+        registry,
         presigner,
     }
 }
@@ -190,4 +192,66 @@ fn revoking_during_a_refresh_pass_never_leaves_a_good_response() {
             );
         }
     }
+}
+
+/// A signer whose token has gone away: every signature fails.
+#[derive(Debug)]
+struct Broken(Arc<dyn ocsp_sign::Signer>);
+
+impl ocsp_sign::Signer for Broken {
+    fn algorithm(&self) -> ocsp_proto::SignatureAlgorithm {
+        self.0.algorithm()
+    }
+    fn public_key(&self) -> &[u8] {
+        self.0.public_key()
+    }
+    fn sign(&self, _: &[u8]) -> Result<Vec<u8>, ocsp_sign::SignError> {
+        Err(ocsp_sign::SignError::Unavailable(
+            self.0.describe(),
+            "token removed".into(),
+        ))
+    }
+    fn describe(&self) -> String {
+        "broken".into()
+    }
+}
+
+#[test]
+fn a_failing_signer_does_not_stop_the_pass() {
+    let f = fixture(100);
+    // A second issuer whose token is gone, with 50 certificates of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let other = Issued::root("other", KeyAlg::P256).unwrap();
+    other.write(dir.path(), "other", true).unwrap();
+    let key = format!("file:{}", dir.path().join("other.key").display());
+    let mut entry = IssuerEntry::load("other", &other.der, None, &key, now()).unwrap();
+    let cert = ocsp_proto::x509::CertInfo::from_der(&other.der).unwrap();
+    let broken: Arc<dyn ocsp_sign::Signer> = Arc::new(Broken(entry.identity.signer().clone()));
+    entry.identity =
+        ocsp_sign::ResponderIdentity::new(&cert, None, broken, now(), "broken").unwrap();
+    let other_key = entry.key;
+    f.registry.insert(entry);
+    let list: Vec<(Serial, i64)> = (1..=50).map(|n| (serial(n), 0)).collect();
+    f.store
+        .record_issued(
+            &other_key,
+            &list,
+            now(),
+            AuditEntry::new(0, "t", "cert.add"),
+        )
+        .unwrap();
+    // New certificates are queued as urgent; here only the pass is measured.
+    f.presigner.queue().urgent.clear();
+
+    f.presigner.run_pass(None);
+    let s = f.presigner.stats();
+    assert_eq!(s.passes, 1, "the pass completes");
+    assert_eq!(s.errors, 100, "every failed signature is counted: {s:?}");
+    assert_eq!(s.signed, 200, "the working issuer is fully signed: {s:?}");
+    assert_eq!(stored_status(&f, 50, HashAlg::Sha256), Some(Status::Good));
+    assert!(f
+        .store
+        .response(&other_key, &serial(1), HashAlg::Sha1)
+        .unwrap()
+        .is_none());
 }

@@ -1,0 +1,235 @@
+use crate::*;
+use ocsp_proto::clock::FixedClock;
+use ocsp_proto::{CertId, CertStatus, Clock, HashAlg, IssuerKey, OcspRequest, Serial};
+use ocsp_sign::{IssuerEntry, IssuerRegistry, SignError, Signer};
+use ocsp_store::{AuditEntry, Store, StoredResponse};
+use ocsp_testpki::{Issued, KeyAlg};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The real file signer, made slow, as an HSM under load is.
+#[derive(Debug)]
+struct Slow(Arc<dyn Signer>);
+
+impl Signer for Slow {
+    fn algorithm(&self) -> ocsp_proto::SignatureAlgorithm {
+        self.0.algorithm()
+    }
+    fn public_key(&self) -> &[u8] {
+        self.0.public_key()
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        std::thread::sleep(Duration::from_millis(200));
+        self.0.sign(message)
+    }
+    fn describe(&self) -> String {
+        format!("slow {}", self.0.describe())
+    }
+}
+
+/// Counts the requests that reach the tier behind it.
+struct Counting(Arc<dyn Source>, AtomicUsize);
+
+impl Source for Counting {
+    fn answer<'a>(
+        &'a self,
+        request: &'a OcspRequest,
+    ) -> source::BoxFuture<'a, Result<ocsp_proto::SignedResponse, AnswerError>> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        self.0.answer(request)
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    registry: Arc<IssuerRegistry>,
+    clock: Arc<FixedClock>,
+    issuer: IssuerKey,
+    int: Issued,
+}
+
+fn fixture(slow: bool) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+    let int = Issued::root("int", KeyAlg::P256).unwrap();
+    int.write(dir.path(), "int", true).unwrap();
+    let key = format!("file:{}", dir.path().join("int.key").display());
+    let mut entry = IssuerEntry::load("int", &int.der, None, &key, now()).unwrap();
+    if slow {
+        let signer: Arc<dyn Signer> = Arc::new(Slow(entry.identity.signer().clone()));
+        let cert = ocsp_proto::x509::CertInfo::from_der(&int.der).unwrap();
+        entry.identity =
+            ocsp_sign::ResponderIdentity::new(&cert, None, signer, now(), "slow").unwrap();
+    }
+    let issuer = entry.key;
+    let registry = Arc::new(IssuerRegistry::default());
+    registry.insert(entry);
+    store
+        .record_issued(
+            &issuer,
+            &[(Serial::from_hex("01").unwrap(), 0)],
+            now(),
+            AuditEntry::new(0, "t", "cert.add"),
+        )
+        .unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        registry,
+        clock: Arc::new(FixedClock::new(now())),
+        issuer,
+        int,
+    }
+}
+
+fn request(f: &Fixture, serial: &str) -> OcspRequest {
+    let hashes =
+        ocsp_proto::IssuerHashes::of(&ocsp_proto::x509::CertInfo::from_der(&f.int.der).unwrap());
+    let id: CertId = hashes.cert_id(HashAlg::Sha1, Serial::from_hex(serial).unwrap());
+    OcspRequest {
+        cert_ids: vec![id],
+        has_nonce: false,
+    }
+}
+
+fn tiers(
+    f: &Fixture,
+    max_concurrent: usize,
+) -> (Arc<PresignedSource>, Arc<Counting>, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::default());
+    let config = LiveConfig {
+        validity: 86_400,
+        backdate: 3600,
+        max_concurrent,
+    };
+    let live = Arc::new(LiveSource::new(
+        f.store.clone(),
+        f.registry.clone(),
+        f.clock.clone(),
+        config,
+        metrics.clone(),
+    ));
+    let counting = Arc::new(Counting(live, AtomicUsize::new(0)));
+    let presigned = Arc::new(PresignedSource::new(
+        f.store.clone(),
+        f.registry.clone(),
+        f.clock.clone(),
+        counting.clone(),
+        metrics.clone(),
+    ));
+    (presigned, counting, metrics)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_response_is_never_served_past_its_next_update() {
+    let f = fixture(false);
+    let (tier, counting, _) = tiers(&f, 8);
+    let req = request(&f, "01");
+    // Sign one live and store it as the pre-signer would.
+    let live = tier.answer(&req).await.unwrap();
+    let status = f
+        .store
+        .status(&f.issuer, &Serial::from_hex("01").unwrap())
+        .unwrap()
+        .unwrap();
+    let stored = StoredResponse {
+        this_update: live.this_update,
+        next_update: live.next_update,
+        produced_at: live.produced_at,
+        source: status.encode(),
+        der: live.der.clone(),
+    };
+    f.store
+        .put_responses_if_current(&[(
+            f.issuer,
+            Serial::from_hex("01").unwrap(),
+            HashAlg::Sha1,
+            stored,
+        )])
+        .unwrap();
+    let served = tier.answer(&req).await.unwrap();
+    assert_eq!(served.der, live.der, "served as stored");
+    assert_eq!(counting.1.load(Ordering::SeqCst), 1);
+    // A minute before nextUpdate it is no longer served; a fresh one is signed instead.
+    f.clock.advance(live.next_update - f.clock.now() - 30);
+    let fresh = tier.answer(&req).await.unwrap();
+    assert_ne!(fresh.der, live.der);
+    assert!(fresh.next_update > live.next_update);
+    assert_eq!(counting.1.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_sign_once() {
+    let f = fixture(true);
+    let (tier, counting, metrics) = tiers(&f, 8);
+    let req = Arc::new(request(&f, "01"));
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (tier, req) = (tier.clone(), req.clone());
+        tasks.push(tokio::spawn(async move {
+            tier.answer(&req).await.map(|r| r.der)
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap().unwrap());
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "every waiter gets the one signed response"
+    );
+    assert_eq!(
+        counting.1.load(Ordering::SeqCst),
+        1,
+        "twenty requests, one live signing"
+    );
+    assert_eq!(metrics.live_signings.get(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_bound_the_answer_is_try_later() {
+    let f = fixture(true);
+    let serials: Vec<Serial> = (2..=6)
+        .map(|n| Serial::from_hex(&format!("{n:x}")).unwrap())
+        .collect();
+    let list: Vec<(Serial, i64)> = serials.iter().map(|s| (s.clone(), 0)).collect();
+    f.store
+        .record_issued(&f.issuer, &list, now(), AuditEntry::new(0, "t", "cert.add"))
+        .unwrap();
+    let (tier, _, _) = tiers(&f, 2);
+    let mut tasks = Vec::new();
+    for n in 2..=6 {
+        let (tier, req) = (tier.clone(), request(&f, &format!("{n:x}")));
+        tasks.push(tokio::spawn(async move { tier.answer(&req).await }));
+    }
+    let mut signed = 0;
+    let mut try_later = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => {
+                assert_eq!(r.status, CertStatus::Good);
+                signed += 1;
+            }
+            Err(AnswerError::TryLater(_)) => try_later += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        (signed, try_later),
+        (2, 3),
+        "two signings in flight at most; the rest told to try later"
+    );
+    assert_eq!(
+        AnswerError::TryLater(String::new()).ocsp_status(),
+        ocsp_proto::ResponseStatus::TryLater
+    );
+}
