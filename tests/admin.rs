@@ -27,29 +27,12 @@ fn admin_calls_need_the_token_and_refusals_are_logged() {
     let wrong = r.dir.path().join("wrong.token");
     std::fs::write(&wrong, "not-the-token\n").unwrap();
     let out = std::process::Command::new(bin("ocspctl"))
-        .args([
-            "--admin-url",
-            &r.admin_url,
-            "--token-file",
-            wrong.to_str().unwrap(),
-        ])
-        .args([
-            "revoke",
-            "--issuer",
-            "int",
-            "--serial",
-            "0a0b",
-            "--reason",
-            "superseded",
-        ])
+        .args(["--admin-url", &r.admin_url, "--token-file", wrong.to_str().unwrap()])
+        .args(["revoke", "--issuer", "int", "--serial", "0a0b", "--reason", "superseded"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("missing or wrong admin token"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("missing or wrong admin token"), "{}", text(&out.stderr));
     assert!(status(&r).contains(": good"));
     let log = r.log();
     assert!(
@@ -66,35 +49,17 @@ fn public_listener_has_no_admin_routes() {
     let token = std::fs::read_to_string(r.data().join("admin.token")).unwrap();
     let auth = format!("Authorization: Bearer {}", token.trim());
     let body = r#"{"issuer":"int","serial":"0a0b","reason":"superseded"}"#;
-    for path in [
-        "/v1/revoke",
-        "/v1/issuers",
-        "/v1/status?issuer=int&serial=0a0b",
-    ] {
+    for path in ["/v1/revoke", "/v1/issuers", "/v1/status?issuer=int&serial=0a0b"] {
         let url = format!("{}{path}", r.url);
         for http in [
             curl(&["-H", &auth, &url]),
-            curl(&[
-                "-X",
-                "POST",
-                "-H",
-                &auth,
-                "-H",
-                "Content-Type: application/json",
-                "--data",
-                body,
-                &url,
-            ]),
+            curl(&["-X", "POST", "-H", &auth, "-H", "Content-Type: application/json", "--data", body, &url]),
         ] {
             assert!(
-                http.status != 200
-                    || http.header("content-type") == Some("application/ocsp-response"),
+                http.status != 200 || http.header("content-type") == Some("application/ocsp-response"),
                 "{path}: {http:?}"
             );
-            assert!(
-                !text(&http.body).contains("\"issuer\""),
-                "{path}: admin JSON on the public port"
-            );
+            assert!(!text(&http.body).contains("\"issuer\""), "{path}: admin JSON on the public port");
         }
     }
     assert!(status(&r).contains(": good"));
@@ -104,83 +69,21 @@ fn public_listener_has_no_admin_routes() {
 fn bad_cli_calls_say_what_is_wrong_and_change_nothing() {
     let (pki, r, _leaf) = setup();
     let cases: [(&[&str], i32, &str); 6] = [
-        (
-            &[
-                "revoke", "--issuer", "int", "--serial", "0a0b", "--reason", "stolen",
-            ],
-            2,
-            "stolen",
-        ),
-        (
-            &[
-                "revoke",
-                "--issuer",
-                "int",
-                "--serial",
-                "zz",
-                "--reason",
-                "superseded",
-            ],
-            2,
-            "zz",
-        ),
-        (
-            &[
-                "revoke",
-                "--issuer",
-                "int",
-                "--serial",
-                "0a0b",
-                "--time",
-                "yesterday",
-            ],
-            2,
-            "yesterday",
-        ),
-        (
-            &["revoke", "--issuer", "nope", "--serial", "0a0b"],
-            1,
-            "nope",
-        ),
-        (
-            &["revoke", "--issuer", "int", "--serial", "ffff"],
-            1,
-            "never recorded",
-        ),
-        (
-            &[
-                "revoke",
-                "--issuer",
-                "int",
-                "--serial",
-                "0a0b",
-                "--time",
-                "2999-01-01T00:00:00Z",
-            ],
-            1,
-            "future",
-        ),
+        (&["revoke", "--issuer", "int", "--serial", "0a0b", "--reason", "stolen"], 2, "stolen"),
+        (&["revoke", "--issuer", "int", "--serial", "zz", "--reason", "superseded"], 2, "zz"),
+        (&["revoke", "--issuer", "int", "--serial", "0a0b", "--time", "yesterday"], 2, "yesterday"),
+        (&["revoke", "--issuer", "nope", "--serial", "0a0b"], 1, "nope"),
+        (&["revoke", "--issuer", "int", "--serial", "ffff"], 1, "never recorded"),
+        (&["revoke", "--issuer", "int", "--serial", "0a0b", "--time", "2999-01-01T00:00:00Z"], 1, "future"),
     ];
     for (args, code, needle) in cases {
         let out = r.ctl(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-        assert!(
-            text(&out.stderr).contains(needle),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(needle), "{args:?}: {}", text(&out.stderr));
         assert!(status(&r).contains(": good"), "{args:?} changed the status");
     }
     // clap's own usage errors exit 2 as well.
-    assert_eq!(
-        r.ctl(&["revoke", "--serial", "0a0b"]).status.code(),
-        Some(2)
-    );
+    assert_eq!(r.ctl(&["revoke", "--serial", "0a0b"]).status.code(), Some(2));
 
     // A key that does not match its certificate is refused, naming the rule.
     let out = r.ctl(&[
@@ -196,48 +99,15 @@ fn bad_cli_calls_say_what_is_wrong_and_change_nothing() {
         &pki.path("root.key"),
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("does not match"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("does not match"), "{}", text(&out.stderr));
 
     // Revocation is final: another reason is refused, keyCompromise is allowed.
-    r.ctl_ok(&[
-        "revoke",
-        "--issuer",
-        "int",
-        "--serial",
-        "0a0b",
-        "--reason",
-        "superseded",
-    ]);
-    let out = r.ctl(&[
-        "revoke",
-        "--issuer",
-        "int",
-        "--serial",
-        "0a0b",
-        "--reason",
-        "cessationOfOperation",
-    ]);
+    r.ctl_ok(&["revoke", "--issuer", "int", "--serial", "0a0b", "--reason", "superseded"]);
+    let out = r.ctl(&["revoke", "--issuer", "int", "--serial", "0a0b", "--reason", "cessationOfOperation"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("already revoked (superseded)"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("already revoked (superseded)"), "{}", text(&out.stderr));
     assert!(status(&r).contains("superseded"));
-    let out = r.ctl_ok(&[
-        "--json",
-        "revoke",
-        "--issuer",
-        "int",
-        "--serial",
-        "0a0b",
-        "--reason",
-        "keyCompromise",
-    ]);
+    let out = r.ctl_ok(&["--json", "revoke", "--issuer", "int", "--serial", "0a0b", "--reason", "keyCompromise"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["reason"], "keyCompromise");
     assert_eq!(v["outcome"], "changed");

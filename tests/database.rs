@@ -39,11 +39,7 @@ fn imports_from_folder_index_and_csv_are_idempotent() {
     let first = json(&r.ctl_ok(&["--json", "import", "--dir", dir]));
     assert_eq!(first["added"], 3, "{first}");
     let again = json(&r.ctl_ok(&["--json", "import", "--dir", dir]));
-    assert_eq!(
-        (again["added"].as_u64(), again["already"].as_u64()),
-        (Some(0), Some(3)),
-        "{again}"
-    );
+    assert_eq!((again["added"].as_u64(), again["already"].as_u64()), (Some(0), Some(3)), "{again}");
     assert_eq!(status_of(&r, "53")["status"], "good");
 
     // OpenSSL's index.txt: valid, revoked with reasons (including keyTime), expired.
@@ -59,36 +55,16 @@ fn imports_from_folder_index_and_csv_are_idempotent() {
     .unwrap();
     let idx = index.to_str().unwrap();
     let imported = json(&r.ctl_ok(&["--json", "import", "--issuer", "int", "--index", idx]));
-    assert_eq!(
-        (imported["added"].as_u64(), imported["revoked"].as_u64()),
-        (Some(5), Some(3)),
-        "{imported}"
-    );
+    assert_eq!((imported["added"].as_u64(), imported["revoked"].as_u64()), (Some(5), Some(3)), "{imported}");
     let twice = json(&r.ctl_ok(&["--json", "import", "--issuer", "int", "--index", idx]));
-    assert_eq!(
-        (twice["added"].as_u64(), twice["revoked"].as_u64()),
-        (Some(0), Some(0)),
-        "{twice}"
-    );
+    assert_eq!((twice["added"].as_u64(), twice["revoked"].as_u64()), (Some(0), Some(0)), "{twice}");
     assert_eq!(status_of(&r, "61")["status"], "good");
     let k = status_of(&r, "62");
-    assert_eq!(
-        (k["status"].as_str(), k["reason"].as_str()),
-        (Some("revoked"), Some("keyCompromise"))
-    );
-    assert!(
-        k["revocation_time"]
-            .as_str()
-            .unwrap()
-            .starts_with("2025-01-02T03:04:05"),
-        "{k}"
-    );
+    assert_eq!((k["status"].as_str(), k["reason"].as_str()), (Some("revoked"), Some("keyCompromise")));
+    assert!(k["revocation_time"].as_str().unwrap().starts_with("2025-01-02T03:04:05"), "{k}");
     let kt = status_of(&r, "64");
     assert!(
-        kt["revocation_time"]
-            .as_str()
-            .unwrap()
-            .starts_with("2025-01-01T00:00:00"),
+        kt["revocation_time"].as_str().unwrap().starts_with("2025-01-01T00:00:00"),
         "keyTime is the compromise time: {kt}"
     );
     assert_eq!(status_of(&r, "63")["reason"], "superseded");
@@ -98,27 +74,13 @@ fn imports_from_folder_index_and_csv_are_idempotent() {
     let csv = pki.dir.path().join("serials.csv");
     std::fs::write(&csv, "serial,not_after\n71,2030-01-01T00:00:00Z\n72\n").unwrap();
     let c = csv.to_str().unwrap();
-    assert_eq!(
-        json(&r.ctl_ok(&["--json", "import", "--issuer", "int", "--csv", c]))["added"],
-        2
-    );
-    assert_eq!(
-        json(&r.ctl_ok(&["--json", "import", "--issuer", "int", "--csv", c]))["added"],
-        0
-    );
+    assert_eq!(json(&r.ctl_ok(&["--json", "import", "--issuer", "int", "--csv", c]))["added"], 2);
+    assert_eq!(json(&r.ctl_ok(&["--json", "import", "--issuer", "int", "--csv", c]))["added"], 0);
     std::fs::write(&csv, "73\nnot-a-serial\n").unwrap();
     let out = r.ctl(&["import", "--issuer", "int", "--csv", c]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("serials.csv:2"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert_eq!(
-        status_of(&r, "73")["status"],
-        "unknown",
-        "nothing of a bad file is sent"
-    );
+    assert!(text(&out.stderr).contains("serials.csv:2"), "{}", text(&out.stderr));
+    assert_eq!(status_of(&r, "73")["status"], "unknown", "nothing of a bad file is sent");
 }
 
 #[test]
@@ -127,22 +89,12 @@ fn letsencrypt_2020_bulk_revocation_with_dry_run_and_summary() {
     let csv = pki.dir.path().join("issued.csv");
     let issued: String = (1..=20_000u32).map(|n| format!("{n:x}\n")).collect();
     std::fs::write(&csv, issued).unwrap();
-    let imported = json(&r.ctl_ok(&[
-        "--json",
-        "import",
-        "--issuer",
-        "int",
-        "--csv",
-        csv.to_str().unwrap(),
-    ]));
+    let imported = json(&r.ctl_ok(&["--json", "import", "--issuer", "int", "--csv", csv.to_str().unwrap()]));
     assert_eq!(imported["added"], 20_000);
 
     // Revoke 19,000 of them, plus 50 serials never issued.
     let list = pki.dir.path().join("revoke.txt");
-    let serials: String = (1..=19_000u32)
-        .chain(900_000..900_050)
-        .map(|n| format!("{n:x}\n"))
-        .collect();
+    let serials: String = (1..=19_000u32).chain(900_000..900_050).map(|n| format!("{n:x}\n")).collect();
     std::fs::write(&list, serials).unwrap();
     let file = list.to_str().unwrap();
     let dry = json(&r.ctl_ok(&[
@@ -157,19 +109,12 @@ fn letsencrypt_2020_bulk_revocation_with_dry_run_and_summary() {
         "--dry-run",
     ]));
     assert_eq!(
-        (
-            dry["revoked"].as_u64(),
-            dry["unknown_serial"].as_array().map(Vec::len)
-        ),
+        (dry["revoked"].as_u64(), dry["unknown_serial"].as_array().map(Vec::len)),
         (Some(19_000), Some(50)),
         "{dry}"
     );
     assert_eq!(dry["dry_run"], true);
-    assert_eq!(
-        status_of(&r, "1")["status"],
-        "good",
-        "a dry run changes nothing"
-    );
+    assert_eq!(status_of(&r, "1")["status"], "good", "a dry run changes nothing");
 
     let done = json(&r.ctl_ok(&[
         "--json",
@@ -183,24 +128,12 @@ fn letsencrypt_2020_bulk_revocation_with_dry_run_and_summary() {
         "--batch",
         "3000",
     ]));
-    assert_eq!(
-        (done["revoked"].as_u64(), done["already_revoked"].as_u64()),
-        (Some(19_000), Some(0)),
-        "{done}"
-    );
+    assert_eq!((done["revoked"].as_u64(), done["already_revoked"].as_u64()), (Some(19_000), Some(0)), "{done}");
     assert_eq!(done["unknown_serial"].as_array().unwrap().len(), 50);
     assert_eq!(status_of(&r, "4a38")["status"], "revoked"); // 19000
     assert_eq!(status_of(&r, "4a39")["status"], "good"); // 19001
 
-    let text_summary = r.ctl_ok(&[
-        "bulk-revoke",
-        "--issuer",
-        "int",
-        "--file",
-        file,
-        "--reason",
-        "superseded",
-    ]);
+    let text_summary = r.ctl_ok(&["bulk-revoke", "--issuer", "int", "--file", file, "--reason", "superseded"]);
     assert!(
         text_summary.contains("revoked 0")
             && text_summary.contains("already revoked 19000")
@@ -221,19 +154,10 @@ fn letsencrypt_2020_bulk_revocation_with_dry_run_and_summary() {
         &pki.path("chain.pem"),
         "-no_nonce",
     ]);
-    assert!(
-        text(&out.stdout).contains("bulk.pem: revoked"),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert!(text(&out.stdout).contains("bulk.pem: revoked"), "{}{}", text(&out.stdout), text(&out.stderr));
 
     let show = json(&r.ctl_ok(&["--json", "issuer", "show", "int"]));
-    assert_eq!(
-        (show["good"].as_u64(), show["revoked"].as_u64()),
-        (Some(1_000), Some(19_000)),
-        "{show}"
-    );
+    assert_eq!((show["good"].as_u64(), show["revoked"].as_u64()), (Some(1_000), Some(19_000)), "{show}");
 }
 
 #[test]
@@ -241,44 +165,16 @@ fn holds_lift_and_other_revocations_are_final() {
     let (_pki, r) = setup();
     r.ctl_ok(&["cert", "add", "--issuer", "int", "--serial", "a1"]);
     r.ctl_ok(&["cert", "add", "--issuer", "int", "--serial", "a2"]);
-    r.ctl_ok(&[
-        "revoke",
-        "--issuer",
-        "int",
-        "--serial",
-        "a1",
-        "--reason",
-        "certificateHold",
-    ]);
+    r.ctl_ok(&["revoke", "--issuer", "int", "--serial", "a1", "--reason", "certificateHold"]);
     assert_eq!(status_of(&r, "a1")["reason"], "certificateHold");
     let lifted = json(&r.ctl_ok(&["--json", "unhold", "--issuer", "int", "--serial", "a1"]));
     assert_eq!(lifted["status"], "good");
     // A hold may also become a final revocation.
-    r.ctl_ok(&[
-        "revoke",
-        "--issuer",
-        "int",
-        "--serial",
-        "a1",
-        "--reason",
-        "certificateHold",
-    ]);
-    r.ctl_ok(&[
-        "revoke",
-        "--issuer",
-        "int",
-        "--serial",
-        "a1",
-        "--reason",
-        "superseded",
-    ]);
+    r.ctl_ok(&["revoke", "--issuer", "int", "--serial", "a1", "--reason", "certificateHold"]);
+    r.ctl_ok(&["revoke", "--issuer", "int", "--serial", "a1", "--reason", "superseded"]);
     let out = r.ctl(&["unhold", "--issuer", "int", "--serial", "a1"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("not on hold"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("not on hold"), "{}", text(&out.stderr));
     assert_eq!(status_of(&r, "a1")["reason"], "superseded");
 
     // Only keyCompromise may be dated back.
@@ -294,11 +190,7 @@ fn holds_lift_and_other_revocations_are_final() {
         "2024-01-01T00:00:00Z",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("only keyCompromise"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("only keyCompromise"), "{}", text(&out.stderr));
     assert_eq!(status_of(&r, "a2")["status"], "good");
     r.ctl_ok(&[
         "revoke",
@@ -311,10 +203,7 @@ fn holds_lift_and_other_revocations_are_final() {
         "--time",
         "2024-01-01T00:00:00Z",
     ]);
-    assert!(status_of(&r, "a2")["revocation_time"]
-        .as_str()
-        .unwrap()
-        .starts_with("2024-01-01"));
+    assert!(status_of(&r, "a2")["revocation_time"].as_str().unwrap().starts_with("2024-01-01"));
 }
 
 #[test]
@@ -331,70 +220,30 @@ fn audit_names_the_credential_and_the_reason() {
     std::fs::write(&alice, text(&out.stdout)).unwrap();
     let as_alice = |args: &[&str]| {
         std::process::Command::new(bin("ocspctl"))
-            .args([
-                "--admin-url",
-                &r.admin_url,
-                "--token-file",
-                alice.to_str().unwrap(),
-            ])
+            .args(["--admin-url", &r.admin_url, "--token-file", alice.to_str().unwrap()])
             .args(args)
             .output()
             .unwrap()
     };
-    r.ctl_ok(&[
-        "cert",
-        "add",
-        "--issuer",
-        "int",
-        "--serial",
-        "b1",
-        "--why",
-        "issued by hand",
-    ]);
-    let out = as_alice(&[
-        "revoke",
-        "--issuer",
-        "int",
-        "--serial",
-        "b1",
-        "--reason",
-        "keyCompromise",
-        "--why",
-        "ticket 4711",
-    ]);
+    r.ctl_ok(&["cert", "add", "--issuer", "int", "--serial", "b1", "--why", "issued by hand"]);
+    let out =
+        as_alice(&["revoke", "--issuer", "int", "--serial", "b1", "--reason", "keyCompromise", "--why", "ticket 4711"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    let entries: Value =
-        serde_json::from_str(&r.ctl_ok(&["--json", "audit", "--serial", "b1"])).unwrap();
+    let entries: Value = serde_json::from_str(&r.ctl_ok(&["--json", "audit", "--serial", "b1"])).unwrap();
     let entries = entries.as_array().unwrap();
     assert_eq!(entries.len(), 2, "{entries:?}");
-    assert_eq!(
-        (entries[0]["admin"].as_str(), entries[0]["action"].as_str()),
-        (Some("alice"), Some("revoke"))
-    );
+    assert_eq!((entries[0]["admin"].as_str(), entries[0]["action"].as_str()), (Some("alice"), Some("revoke")));
     assert_eq!(entries[0]["reason"], "keyCompromise");
     assert_eq!(entries[0]["detail"], "ticket 4711");
-    assert_eq!(
-        (entries[1]["admin"].as_str(), entries[1]["action"].as_str()),
-        (Some("admin"), Some("cert.add"))
-    );
-    let by_alice: Value =
-        serde_json::from_str(&r.ctl_ok(&["--json", "audit", "--admin", "alice"])).unwrap();
+    assert_eq!((entries[1]["admin"].as_str(), entries[1]["action"].as_str()), (Some("admin"), Some("cert.add")));
+    let by_alice: Value = serde_json::from_str(&r.ctl_ok(&["--json", "audit", "--admin", "alice"])).unwrap();
     assert_eq!(by_alice.as_array().unwrap().len(), 1);
     let text_view = r.ctl_ok(&["audit", "--action", "issuer.add"]);
     assert!(text_view.contains("issuer.add issuer int"), "{text_view}");
     // A refused call leaves no audit entry.
-    let _ = r.ctl(&[
-        "revoke",
-        "--issuer",
-        "int",
-        "--serial",
-        "b1",
-        "--reason",
-        "superseded",
-    ]);
-    let after: Value =
-        serde_json::from_str(&r.ctl_ok(&["--json", "audit", "--serial", "b1"])).unwrap();
+    let _ = r.ctl(&["revoke", "--issuer", "int", "--serial", "b1", "--reason", "superseded"]);
+    let after: Value = serde_json::from_str(&r.ctl_ok(&["--json", "audit", "--serial", "b1"])).unwrap();
     assert_eq!(after.as_array().unwrap().len(), 2);
 }
 
@@ -424,9 +273,6 @@ fn retired_issuers_answer_unauthorized_and_stay_retired() {
     assert!(list[0]["retired"].is_string(), "{list}");
     let dir = r.kill();
     let r = Responder::start_in(dir, &[]);
-    assert!(
-        ask(&r).contains("unauthorized"),
-        "retirement survives a restart"
-    );
+    assert!(ask(&r).contains("unauthorized"), "retirement survives a restart");
     assert_eq!(r.ctl(&["issuer", "retire", "int"]).status.code(), Some(1));
 }

@@ -18,16 +18,11 @@ fn acknowledged_revocations_survive_kill_9() {
     let pki = TestPki::new(KeyAlg::P256);
     let mut r = Responder::start();
     pki.register(&r);
-    let issuer =
-        IssuerHashes::of(&ocsp_proto::x509::CertInfo::from_der(&pki.int.der).unwrap()).key();
+    let issuer = IssuerHashes::of(&ocsp_proto::x509::CertInfo::from_der(&pki.int.der).unwrap()).key();
     let _ = HashAlg::Sha1;
     let csv = pki.dir.path().join("issued.csv");
     let total = PER_ROUND * KILLS as u32;
-    std::fs::write(
-        &csv,
-        (1..=total).map(|n| format!("{n:x}\n")).collect::<String>(),
-    )
-    .unwrap();
+    std::fs::write(&csv, (1..=total).map(|n| format!("{n:x}\n")).collect::<String>()).unwrap();
     r.ctl_ok(&["import", "--issuer", "int", "--csv", csv.to_str().unwrap()]);
 
     let mut killed_mid_run = 0;
@@ -35,29 +30,12 @@ fn acknowledged_revocations_survive_kill_9() {
         let first = round as u32 * PER_ROUND + 1;
         let serials: Vec<u32> = (first..first + PER_ROUND).collect();
         let file = pki.dir.path().join(format!("round{round}.txt"));
-        std::fs::write(
-            &file,
-            serials
-                .iter()
-                .map(|n| format!("{n:x}\n"))
-                .collect::<String>(),
-        )
-        .unwrap();
+        std::fs::write(&file, serials.iter().map(|n| format!("{n:x}\n")).collect::<String>()).unwrap();
 
         let mut ctl = Command::new(bin("ocspctl"))
             .args(["--admin-url", &r.admin_url, "--token-file"])
             .arg(r.token_file())
-            .args([
-                "--json",
-                "bulk-revoke",
-                "--issuer",
-                "int",
-                "--reason",
-                "keyCompromise",
-                "--batch",
-                "50",
-                "--file",
-            ])
+            .args(["--json", "bulk-revoke", "--issuer", "int", "--reason", "keyCompromise", "--batch", "50", "--file"])
             .arg(&file)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -88,17 +66,13 @@ fn acknowledged_revocations_survive_kill_9() {
         let dir = r.kill();
         let _ = ctl.wait();
         let acknowledged = reader.join().unwrap() as usize;
-        assert!(
-            acknowledged > 0,
-            "round {round}: nothing was acknowledged before the kill"
-        );
+        assert!(acknowledged > 0, "round {round}: nothing was acknowledged before the kill");
         if acknowledged < serials.len() {
             killed_mid_run += 1;
         }
 
         {
-            let store = Store::open(&dir.path().join("data/db"))
-                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let store = Store::open(&dir.path().join("data/db")).unwrap_or_else(|e| panic!("round {round}: {e}"));
             for n in &serials[..acknowledged] {
                 let serial = Serial::from_hex(&format!("{n:x}")).unwrap();
                 let rec = store.status(&issuer, &serial).unwrap().unwrap();
@@ -110,18 +84,12 @@ fn acknowledged_revocations_survive_kill_9() {
             // Earlier rounds stay revoked; later ones are untouched.
             let untouched = Serial::from_hex(&format!("{:x}", first + PER_ROUND)).unwrap();
             if round + 1 < KILLS {
-                assert!(matches!(
-                    store.status(&issuer, &untouched).unwrap().unwrap().state,
-                    State::Good
-                ));
+                assert!(matches!(store.status(&issuer, &untouched).unwrap().unwrap().state, State::Good));
             }
         }
         r = Responder::start_in(dir, &[]);
     }
-    assert!(
-        killed_mid_run >= KILLS / 2,
-        "only {killed_mid_run} of {KILLS} kills landed mid-run"
-    );
+    assert!(killed_mid_run >= KILLS / 2, "only {killed_mid_run} of {KILLS} kills landed mid-run");
     // The server answers after the last restart, from the same database.
     let status = r.ctl_ok(&["--json", "status", "--issuer", "int", "--serial", "1"]);
     assert!(status.contains("revoked"), "{status}");
@@ -144,14 +112,9 @@ fn a_presign_pass_resumes_after_kill_9() {
     let pki = TestPki::new(KeyAlg::P256);
     let r = Responder::start_with(&["--no-presign"]);
     pki.register(&r);
-    let issuer =
-        IssuerHashes::of(&ocsp_proto::x509::CertInfo::from_der(&pki.int.der).unwrap()).key();
+    let issuer = IssuerHashes::of(&ocsp_proto::x509::CertInfo::from_der(&pki.int.der).unwrap()).key();
     let csv = pki.dir.path().join("issued.csv");
-    std::fs::write(
-        &csv,
-        (1..=N).map(|n| format!("{n:x}\n")).collect::<String>(),
-    )
-    .unwrap();
+    std::fs::write(&csv, (1..=N).map(|n| format!("{n:x}\n")).collect::<String>()).unwrap();
     r.ctl_ok(&["import", "--issuer", "int", "--csv", csv.to_str().unwrap()]);
     let dir = r.kill();
 
@@ -159,33 +122,22 @@ fn a_presign_pass_resumes_after_kill_9() {
     let r = Responder::start_in(dir, &[]);
     let started = std::time::Instant::now();
     while presign_signed(&r) < 2_000 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the pass at start does not sign"
-        );
+        assert!(started.elapsed() < Duration::from_secs(60), "the pass at start does not sign");
         std::thread::sleep(Duration::from_millis(20));
     }
     let dir = r.kill();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let count_stored = |dir: &tempfile::TempDir| {
-        let store = Store::open(&dir.path().join("data/db"))
-            .expect("the database opens cleanly after kill -9");
+        let store = Store::open(&dir.path().join("data/db")).expect("the database opens cleanly after kill -9");
         let mut stored = 0;
         for n in 1..=N {
             let serial = Serial::from_hex(&format!("{n:x}")).unwrap();
             for alg in HashAlg::ALL {
                 if let Some(resp) = store.response(&issuer, &serial, alg).unwrap() {
-                    let (status, basic) =
-                        ocsp_proto::decode_response(&resp.der).expect("a stored response is whole");
+                    let (status, basic) = ocsp_proto::decode_response(&resp.der).expect("a stored response is whole");
                     assert_eq!(status, rasn_ocsp_status_successful());
                     assert!(basic.is_some());
-                    assert!(
-                        resp.next_update > now && resp.this_update <= now,
-                        "serial {n:x}: not current"
-                    );
+                    assert!(resp.next_update > now && resp.this_update <= now, "serial {n:x}: not current");
                     stored += 1;
                 }
             }
@@ -193,11 +145,7 @@ fn a_presign_pass_resumes_after_kill_9() {
         stored
     };
     let partial = count_stored(&dir);
-    assert!(
-        partial > 0 && partial < 2 * N as usize,
-        "killed mid-pass: {partial} of {} stored",
-        2 * N
-    );
+    assert!(partial > 0 && partial < 2 * N as usize, "killed mid-pass: {partial} of {} stored", 2 * N);
 
     let r = Responder::start_in(dir, &[]);
     r.ctl_ok(&["presign"]);
@@ -212,18 +160,9 @@ fn a_presign_pass_resumes_after_kill_9() {
         &pki.path("chain.pem"),
         "-no_nonce",
     ]);
-    assert!(
-        text(&out.stdout).contains(": good"),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert!(text(&out.stdout).contains(": good"), "{}{}", text(&out.stdout), text(&out.stderr));
     let dir = r.kill();
-    assert_eq!(
-        count_stored(&dir),
-        2 * N as usize,
-        "after the restart every response is signed"
-    );
+    assert_eq!(count_stored(&dir), 2 * N as usize, "after the restart every response is signed");
 }
 
 fn rasn_ocsp_status_successful() -> rasn_ocsp::OcspResponseStatus {

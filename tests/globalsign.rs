@@ -20,9 +20,7 @@ fn globalsign_2016_cross_root() {
     r1.write(dir.path(), "r1", true).unwrap();
     r2.write(dir.path(), "r2", true).unwrap();
     cross.write(dir.path(), "cross", false).unwrap();
-    same_serial_leaf
-        .write(dir.path(), "same-serial", false)
-        .unwrap();
+    same_serial_leaf.write(dir.path(), "same-serial", false).unwrap();
     other_leaf.write(dir.path(), "other", false).unwrap();
 
     let r = Responder::start();
@@ -39,33 +37,16 @@ fn globalsign_2016_cross_root() {
         ]);
     }
     // The server finds each certificate's issuer by name and signature.
-    let added = r.ctl_ok(&[
-        "--json",
-        "cert",
-        "add",
-        "--pem",
-        &p("cross.pem"),
-        &p("same-serial.pem"),
-        &p("other.pem"),
-    ]);
+    let added = r.ctl_ok(&["--json", "cert", "add", "--pem", &p("cross.pem"), &p("same-serial.pem"), &p("other.pem")]);
     let added: serde_json::Value = serde_json::from_str(&added).unwrap();
     assert_eq!(added["added"], 3, "{added}");
     let serials = added["serials"].to_string();
     assert!(
-        serials.contains("[\"r2\",\"0400000000010F\"]")
-            && serials.contains("[\"r1\",\"0400000000010F\"]"),
+        serials.contains("[\"r2\",\"0400000000010F\"]") && serials.contains("[\"r1\",\"0400000000010F\"]"),
         "{serials}"
     );
 
-    r.ctl_ok(&[
-        "revoke",
-        "--issuer",
-        "r2",
-        "--serial",
-        "0400000000010f",
-        "--reason",
-        "cACompromise",
-    ]);
+    r.ctl_ok(&["revoke", "--issuer", "r2", "--serial", "0400000000010f", "--reason", "cACompromise"]);
 
     let ask = |issuer: &str, cert: &str| {
         let out = openssl_ocsp(&[
@@ -84,10 +65,7 @@ fn globalsign_2016_cross_root() {
         stdout
     };
     let cross_answer = ask("r2", "cross");
-    assert!(
-        cross_answer.contains("cross.pem: revoked") && cross_answer.contains("cACompromise"),
-        "{cross_answer}"
-    );
+    assert!(cross_answer.contains("cross.pem: revoked") && cross_answer.contains("cACompromise"), "{cross_answer}");
     assert!(ask("r1", "same-serial").contains("same-serial.pem: good"));
     assert!(ask("r1", "other").contains("other.pem: good"));
     // R1 itself is not touched by the revocation of a certificate bearing its name and key.
@@ -122,37 +100,15 @@ fn rekeyed_and_renamed_issuers_stay_distinct() {
         ]);
         r.ctl_ok(&["cert", "add", "--issuer", name, "--serial", "05"]);
         let leaf = ca.leaf(&format!("{name}.test"), &[5]).unwrap();
-        leaf.write(dir.path(), &format!("leaf-{name}"), false)
-            .unwrap();
+        leaf.write(dir.path(), &format!("leaf-{name}"), false).unwrap();
     }
     twin.write(dir.path(), "twin", false).unwrap();
     std::fs::copy(dir.path().join("old.key"), dir.path().join("twin.key")).unwrap();
-    let out = r.ctl(&[
-        "issuer",
-        "add",
-        "--name",
-        "twin",
-        "--cert",
-        &p("twin.pem"),
-        "--key",
-        &p("twin.key"),
-    ]);
+    let out = r.ctl(&["issuer", "add", "--name", "twin", "--cert", &p("twin.pem"), "--key", &p("twin.key")]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("share CertIDs"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("share CertIDs"), "{}", text(&out.stderr));
 
-    r.ctl_ok(&[
-        "revoke",
-        "--issuer",
-        "old",
-        "--serial",
-        "05",
-        "--reason",
-        "keyCompromise",
-    ]);
+    r.ctl_ok(&["revoke", "--issuer", "old", "--serial", "05", "--reason", "keyCompromise"]);
     for (name, expect) in [("old", "revoked"), ("rekeyed", "good"), ("renamed", "good")] {
         let out = openssl_ocsp(&[
             "-issuer",
@@ -166,14 +122,7 @@ fn rekeyed_and_renamed_issuers_stay_distinct() {
             "-no_nonce",
         ]);
         let stdout = text(&out.stdout);
-        assert!(
-            text(&out.stderr).contains("Response verify OK"),
-            "{name}: {}",
-            text(&out.stderr)
-        );
-        assert!(
-            stdout.contains(&format!("leaf-{name}.pem: {expect}")),
-            "{name}: {stdout}"
-        );
+        assert!(text(&out.stderr).contains("Response verify OK"), "{name}: {}", text(&out.stderr));
+        assert!(stdout.contains(&format!("leaf-{name}.pem: {expect}")), "{name}: {stdout}");
     }
 }

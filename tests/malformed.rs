@@ -10,15 +10,8 @@ const MALFORMED: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x01];
 
 fn valid_request(pki: &TestPki, cert: &str, dir: &std::path::Path) -> Vec<u8> {
     let req = dir.join("req.der");
-    let out = openssl_ocsp(&[
-        "-issuer",
-        &pki.path("int.pem"),
-        "-cert",
-        cert,
-        "-no_nonce",
-        "-reqout",
-        req.to_str().unwrap(),
-    ]);
+    let out =
+        openssl_ocsp(&["-issuer", &pki.path("int.pem"), "-cert", cert, "-no_nonce", "-reqout", req.to_str().unwrap()]);
     assert!(out.status.success());
     std::fs::read(req).unwrap()
 }
@@ -36,42 +29,24 @@ fn malformed_requests_get_errors_and_the_server_goes_on() {
     let mut unknown_hash = good.clone();
     // id-sha1 1.3.14.3.2.26 -> 1.3.14.3.2.27 (not a hash algorithm).
     let sha1 = [0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a];
-    let at = unknown_hash
-        .windows(sha1.len())
-        .position(|w| w == sha1)
-        .unwrap();
+    let at = unknown_hash.windows(sha1.len()).position(|w| w == sha1).unwrap();
     unknown_hash[at + 6] = 0x1b;
-    let random: Vec<u8> = (0..300u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let random: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
 
     let ct = Some("application/ocsp-request");
     let cases: Vec<(&str, Http)> = vec![
         ("empty body", post(&r.url, &[], ct)),
         ("random bytes", post(&r.url, &random, ct)),
         ("truncated DER", post(&r.url, &good[..good.len() - 7], ct)),
-        (
-            "trailing bytes",
-            post(&r.url, &[good.as_slice(), &[0, 0]].concat(), ct),
-        ),
-        (
-            "wrong Content-Type",
-            post(&r.url, &good, Some("text/plain")),
-        ),
+        ("trailing bytes", post(&r.url, &[good.as_slice(), &[0, 0]].concat(), ct)),
+        ("wrong Content-Type", post(&r.url, &good, Some("text/plain"))),
         ("no Content-Type", post(&r.url, &good, None)),
         ("oversized body", post(&r.url, &vec![0x30; 64 * 1024], ct)),
         ("unknown hash algorithm", post(&r.url, &unknown_hash, ct)),
-        (
-            "invalid base64 GET",
-            curl(&[&format!("{}/M!!!not-base64***", r.url)]),
-        ),
+        ("invalid base64 GET", curl(&[&format!("{}/M!!!not-base64***", r.url)])),
         (
             "GET of random bytes",
-            curl(&[&format!(
-                "{}/{}",
-                r.url,
-                base64::engine::general_purpose::STANDARD.encode(&random)
-            )]),
+            curl(&[&format!("{}/{}", r.url, base64::engine::general_purpose::STANDARD.encode(&random))]),
         ),
         ("empty GET", curl(&[&format!("{}/", r.url)])),
         ("PUT", curl(&["-X", "PUT", "--data-binary", "x", &r.url])),
@@ -84,11 +59,7 @@ fn malformed_requests_get_errors_and_the_server_goes_on() {
             assert!((400..500).contains(&http.status), "{what}: {}", http.status);
         }
         if http.header("content-type") == Some("application/ocsp-response") {
-            assert_eq!(
-                http.header("cache-control"),
-                Some("max-age=0, no-cache"),
-                "{what}"
-            );
+            assert_eq!(http.header("cache-control"), Some("max-age=0, no-cache"), "{what}");
         }
     }
     let status_of = |what: &str| cases.iter().find(|(w, _)| *w == what).unwrap().1.status;
@@ -100,16 +71,15 @@ fn malformed_requests_get_errors_and_the_server_goes_on() {
     // A client that stops half-way through its body is cut off, not waited on forever.
     let addr = r.url.trim_start_matches("http://").to_string();
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\nContent-Length: 100\r\n\r\n0123").unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    s.write_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\nContent-Length: 100\r\n\r\n0123",
+    )
+    .unwrap();
     let started = std::time::Instant::now();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(25),
-        "stalled body held the connection"
-    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(25), "stalled body held the connection");
     let head = String::from_utf8_lossy(&buf);
     assert!(head.starts_with("HTTP/1.1 408") || buf.is_empty(), "{head}");
 
@@ -121,8 +91,5 @@ fn malformed_requests_get_errors_and_the_server_goes_on() {
     assert!(!r.log().contains("panicked"), "{}", r.log());
     let metrics = curl(&[&format!("{}/metrics", r.url)]);
     let m = text(&metrics.body);
-    assert!(
-        m.contains("ocspd_requests_total{method=\"POST\",result=\"malformedRequest\"}"),
-        "{m}"
-    );
+    assert!(m.contains("ocspd_requests_total{method=\"POST\",result=\"malformedRequest\"}"), "{m}");
 }

@@ -32,22 +32,8 @@ fn setup(alg: KeyAlg) -> Setup {
     // High bit set: the DER serial needs a leading zero octet.
     let unknown = pki.leaf("unknown", &[0x89, 0xab]);
     r.ctl_ok(&["cert", "add", "--pem", &good, &revoked]);
-    r.ctl_ok(&[
-        "revoke",
-        "--issuer",
-        "int",
-        "--serial",
-        "4567",
-        "--reason",
-        "keyCompromise",
-    ]);
-    Setup {
-        pki,
-        r,
-        good,
-        revoked,
-        unknown,
-    }
+    r.ctl_ok(&["revoke", "--issuer", "int", "--serial", "4567", "--reason", "keyCompromise"]);
+    Setup { pki, r, good, revoked, unknown }
 }
 
 #[test]
@@ -71,22 +57,10 @@ fn openssl_post_good_revoked_unknown_sha1_and_sha256() {
             "-no_nonce",
         ]);
         let (stdout, _) = assert_verified(&out);
-        assert!(
-            stdout.contains(&format!("{}: good", s.good)),
-            "{digest}: {stdout}"
-        );
-        assert!(
-            stdout.contains(&format!("{}: revoked", s.revoked)),
-            "{digest}: {stdout}"
-        );
-        assert!(
-            stdout.contains("Reason: keyCompromise"),
-            "{digest}: {stdout}"
-        );
-        assert!(
-            stdout.contains(&format!("{}: unknown", s.unknown)),
-            "{digest}: {stdout}"
-        );
+        assert!(stdout.contains(&format!("{}: good", s.good)), "{digest}: {stdout}");
+        assert!(stdout.contains(&format!("{}: revoked", s.revoked)), "{digest}: {stdout}");
+        assert!(stdout.contains("Reason: keyCompromise"), "{digest}: {stdout}");
+        assert!(stdout.contains(&format!("{}: unknown", s.unknown)), "{digest}: {stdout}");
     }
 }
 
@@ -108,21 +82,14 @@ fn openssl_post_rsa_responder() {
     ]);
     let (stdout, _) = assert_verified(&out);
     assert!(stdout.contains(&format!("{}: good", s.good)), "{stdout}");
-    assert!(
-        stdout.contains(&format!("{}: revoked", s.revoked)),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("{}: revoked", s.revoked)), "{stdout}");
 }
 
 #[test]
 fn get_with_curl_verified_by_openssl_and_python() {
     let s = setup(KeyAlg::P256);
     let tmp = tempfile::tempdir().unwrap();
-    let cases = [
-        (&s.good, "good", "0123"),
-        (&s.revoked, "revoked", "4567"),
-        (&s.unknown, "unknown", "89ab"),
-    ];
+    let cases = [(&s.good, "good", "0123"), (&s.revoked, "revoked", "4567"), (&s.unknown, "unknown", "89ab")];
     for digest in ["-sha1", "-sha256"] {
         for (cert, expect, serial) in cases {
             let req = tmp.path().join("req.der");
@@ -137,24 +104,14 @@ fn get_with_curl_verified_by_openssl_and_python() {
                 req.to_str().unwrap(),
             ]);
             assert!(out.status.success(), "{}", text(&out.stderr));
-            let b64 =
-                base64::engine::general_purpose::STANDARD.encode(std::fs::read(&req).unwrap());
+            let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&req).unwrap());
             let http = curl(&[&format!("{}/{b64}", s.r.url)]);
             assert_eq!(http.status, 200, "{expect} {digest}");
-            assert_eq!(
-                http.header("content-type"),
-                Some("application/ocsp-response")
-            );
+            assert_eq!(http.header("content-type"), Some("application/ocsp-response"));
             let cc = http.header("cache-control").unwrap();
-            assert!(
-                cc.starts_with("max-age=") && cc.ends_with("public, no-transform, must-revalidate"),
-                "{cc}"
-            );
+            assert!(cc.starts_with("max-age=") && cc.ends_with("public, no-transform, must-revalidate"), "{cc}");
             let etag = http.header("etag").unwrap();
-            assert!(
-                etag.starts_with('"') && !etag.starts_with("W/"),
-                "strong ETag: {etag}"
-            );
+            assert!(etag.starts_with('"') && !etag.starts_with("W/"), "strong ETag: {etag}");
             assert!(http.header("last-modified").is_some() && http.header("expires").is_some());
 
             let resp = tmp.path().join("resp.der");
@@ -172,10 +129,7 @@ fn get_with_curl_verified_by_openssl_and_python() {
                 "-no_nonce",
             ]);
             let (stdout, _) = assert_verified(&out);
-            assert!(
-                stdout.contains(&format!("{cert}: {expect}")),
-                "{digest}: {stdout}"
-            );
+            assert!(stdout.contains(&format!("{cert}: {expect}")), "{digest}: {stdout}");
 
             let mut args = vec![
                 "--response",
@@ -197,30 +151,14 @@ fn get_with_curl_verified_by_openssl_and_python() {
             }
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             let out = python_check(&refs);
-            assert!(
-                out.status.success(),
-                "python cryptography: {}{}",
-                text(&out.stdout),
-                text(&out.stderr)
-            );
+            assert!(out.status.success(), "python cryptography: {}{}", text(&out.stdout), text(&out.stderr));
             let hash = if digest == "-sha1" { "sha1" } else { "sha256" };
-            assert!(
-                text(&out.stdout).contains(&format!("hash {hash}")),
-                "{}",
-                text(&out.stdout)
-            );
+            assert!(text(&out.stdout).contains(&format!("hash {hash}")), "{}", text(&out.stdout));
 
             // The other spellings clients send decode to the same request: percent-encoding,
             // a leading `//`, `+` turned into a space.
-            let encoded = b64
-                .replace('+', "%2B")
-                .replace('/', "%2F")
-                .replace('=', "%3D");
-            for path in [
-                format!("/{encoded}"),
-                format!("//{b64}"),
-                format!("/{}", b64.replace('+', "%20")),
-            ] {
+            let encoded = b64.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+            for path in [format!("/{encoded}"), format!("//{b64}"), format!("/{}", b64.replace('+', "%20"))] {
                 let other = curl(&[&format!("{}{path}", s.r.url)]);
                 assert_eq!(other.status, 200, "{path}");
                 std::fs::write(&resp, &other.body).unwrap();
@@ -237,10 +175,7 @@ fn get_with_curl_verified_by_openssl_and_python() {
                     "-no_nonce",
                 ]);
                 let (stdout, _) = assert_verified(&out);
-                assert!(
-                    stdout.contains(&format!("{cert}: {expect}")),
-                    "{path}: {stdout}"
-                );
+                assert!(stdout.contains(&format!("{cert}: {expect}")), "{path}: {stdout}");
             }
 
             // A cache revalidating with a date after thisUpdate gets 304 and no body; a stale ETag
@@ -248,17 +183,9 @@ fn get_with_curl_verified_by_openssl_and_python() {
             // matches again once responses are pre-signed.)
             let last_modified = http.header("last-modified").unwrap().to_string();
             let later = "Fri, 01 Jan 2100 00:00:00 GMT";
-            let again = curl(&[
-                "-H",
-                &format!("If-Modified-Since: {later}"),
-                &format!("{}/{b64}", s.r.url),
-            ]);
+            let again = curl(&["-H", &format!("If-Modified-Since: {later}"), &format!("{}/{b64}", s.r.url)]);
             assert_eq!(again.status, 304, "If-Modified-Since after {last_modified}");
-            let stale = curl(&[
-                "-H",
-                "If-None-Match: \"0000\"",
-                &format!("{}/{b64}", s.r.url),
-            ]);
+            let stale = curl(&["-H", "If-None-Match: \"0000\"", &format!("{}/{b64}", s.r.url)]);
             assert_eq!(stale.status, 200);
             assert!(again.body.is_empty());
         }
@@ -270,10 +197,7 @@ fn demo_prints_a_working_openssl_command() {
     let r = Responder::start_with(&["--demo"]);
     let mut line = None;
     for _ in 0..100 {
-        line = r
-            .stdout()
-            .into_iter()
-            .find(|l| l.starts_with("openssl ocsp "));
+        line = r.stdout().into_iter().find(|l| l.starts_with("openssl ocsp "));
         if line.is_some() {
             break;
         }
@@ -303,18 +227,8 @@ fn demo_prints_a_working_openssl_command() {
     ]);
     let (stdout, _) = assert_verified(&out);
     assert!(stdout.contains("intermediate.pem: good"), "{stdout}");
-    let out = python_check(&[
-        "--response",
-        "/dev/null",
-        "--issuer",
-        &p("root.pem"),
-        "--expect",
-        "good",
-    ]);
-    assert!(
-        !out.status.success(),
-        "the checker must fail on an empty response"
-    );
+    let out = python_check(&["--response", "/dev/null", "--issuer", &p("root.pem"), "--expect", "good"]);
+    assert!(!out.status.success(), "the checker must fail on an empty response");
 }
 
 #[test]
@@ -322,15 +236,7 @@ fn an_issuer_we_do_not_serve_gets_unauthorized() {
     let s = setup(KeyAlg::P256);
     let stranger = TestPki::new(KeyAlg::P256);
     let leaf = stranger.leaf("stranger", &[0x01]);
-    let out = openssl_ocsp(&[
-        "-issuer",
-        &stranger.path("int.pem"),
-        "-cert",
-        &leaf,
-        "-url",
-        &s.r.url,
-        "-no_nonce",
-    ]);
+    let out = openssl_ocsp(&["-issuer", &stranger.path("int.pem"), "-cert", &leaf, "-url", &s.r.url, "-no_nonce"]);
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(all.contains("unauthorized (6)"), "{all}");
 }

@@ -36,20 +36,9 @@ fn check(pki: &TestPki, body: &[u8], expect: &str, dir: &std::path::Path) {
     std::fs::write(&resp, body).unwrap();
     let mut args = vec!["--response", resp.to_str().unwrap(), "--issuer"];
     let (int, responder) = (pki.path("int.pem"), pki.path("responder.pem"));
-    args.extend([
-        int.as_str(),
-        "--responder",
-        responder.as_str(),
-        "--expect",
-        expect,
-    ]);
+    args.extend([int.as_str(), "--responder", responder.as_str(), "--expect", expect]);
     let out = python_check(&args);
-    assert!(
-        out.status.success(),
-        "python: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert!(out.status.success(), "python: {}{}", text(&out.stdout), text(&out.stderr));
 }
 
 #[test]
@@ -61,10 +50,7 @@ fn presigned_responses_are_stable_verified_and_replaced_at_revocation() {
     let other = pki.leaf("other", &[0x22]);
     r.ctl_ok(&["cert", "add", "--pem", &good, &other]);
     let stats: serde_json::Value = serde_json::from_str(&r.ctl_ok(&["--json", "presign"])).unwrap();
-    assert!(
-        stats["signed"].as_u64().unwrap() >= 4,
-        "both certificates, both CertID forms: {stats}"
-    );
+    assert!(stats["signed"].as_u64().unwrap() >= 4, "both certificates, both CertID forms: {stats}");
     assert_eq!(stats["errors"], 0);
 
     let tmp = tempfile::tempdir().unwrap();
@@ -73,10 +59,7 @@ fn presigned_responses_are_stable_verified_and_replaced_at_revocation() {
         let url = format!("{}/{b64}", r.url);
         let (a, b) = (curl(&[&url]), curl(&[&url]));
         assert_eq!(a.status, 200);
-        assert_eq!(
-            a.body, b.body,
-            "{digest}: the stored response is served as stored"
-        );
+        assert_eq!(a.body, b.body, "{digest}: the stored response is served as stored");
         let etag = a.header("etag").unwrap().to_string();
         assert_eq!(b.header("etag"), Some(etag.as_str()));
         let revalidated = curl(&["-H", &format!("If-None-Match: {etag}"), &url]);
@@ -84,13 +67,7 @@ fn presigned_responses_are_stable_verified_and_replaced_at_revocation() {
         assert_eq!(revalidated.header("etag"), Some(etag.as_str()));
         check(&pki, &a.body, "good", tmp.path());
         let cc = a.header("cache-control").unwrap();
-        let max_age: i64 = cc
-            .trim_start_matches("max-age=")
-            .split(',')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let max_age: i64 = cc.trim_start_matches("max-age=").split(',').next().unwrap().parse().unwrap();
         assert!(max_age > 0 && max_age <= 24 * 3600, "{cc}");
     }
     assert!(metric(&r, "ocspd_tier_answers_total{tier=\"presigned\"}") >= 6.0);
@@ -100,15 +77,7 @@ fn presigned_responses_are_stable_verified_and_replaced_at_revocation() {
     let b64 = request(&pki, &other, "-sha1", tmp.path());
     let url = format!("{}/{b64}", r.url);
     check(&pki, &curl(&[&url]).body, "good", tmp.path());
-    r.ctl_ok(&[
-        "revoke",
-        "--issuer",
-        "int",
-        "--serial",
-        "22",
-        "--reason",
-        "keyCompromise",
-    ]);
+    r.ctl_ok(&["revoke", "--issuer", "int", "--serial", "22", "--reason", "keyCompromise"]);
     check(&pki, &curl(&[&url]).body, "revoked", tmp.path());
     let mut stable = false;
     for _ in 0..100 {
@@ -120,8 +89,5 @@ fn presigned_responses_are_stable_verified_and_replaced_at_revocation() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(
-        stable,
-        "the revoked response is pre-signed and served as stored"
-    );
+    assert!(stable, "the revoked response is pre-signed and served as stored");
 }

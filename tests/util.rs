@@ -13,20 +13,13 @@ pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --release --bins` first (make test does)",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: run `cargo build --release --bins` first (make test does)", path.display());
     path
 }
 
 /// Repository root (for tests/py).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// A running ocspd with its own data folder, stopped when dropped.
@@ -83,19 +76,12 @@ impl Responder {
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    let log =
-                        std::fs::read_to_string(dir.path().join("ocspd.log")).unwrap_or_default();
+                    let log = std::fs::read_to_string(dir.path().join("ocspd.log")).unwrap_or_default();
                     panic!("ocspd did not start; its log:\n{log}");
                 }
             }
         }
-        Responder {
-            dir,
-            child,
-            url: url.unwrap(),
-            admin_url: admin_url.unwrap(),
-            stdout: lines,
-        }
+        Responder { dir, child, url: url.unwrap(), admin_url: admin_url.unwrap(), stdout: lines }
     }
 
     pub fn data(&self) -> PathBuf {
@@ -115,12 +101,7 @@ impl Responder {
     /// Runs ocspctl and insists it succeeds.
     pub fn ctl_ok(&self, args: &[&str]) -> String {
         let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "ocspctl {args:?} failed: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
+        assert!(out.status.success(), "ocspctl {args:?} failed: {}{}", text(&out.stdout), text(&out.stderr));
         text(&out.stdout)
     }
 
@@ -173,10 +154,7 @@ pub struct Http {
 
 impl Http {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -192,32 +170,13 @@ pub fn curl(args: &[&str]) -> Http {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "curl {args:?} failed: {}",
-        text(&out.stderr)
-    );
+    assert!(out.status.success(), "curl {args:?} failed: {}", text(&out.stderr));
     let head = std::fs::read_to_string(&h).unwrap();
     let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect();
-    Http {
-        status,
-        headers,
-        body: std::fs::read(&b).unwrap_or_default(),
-    }
+    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers =
+        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))).collect();
+    Http { status, headers, body: std::fs::read(&b).unwrap_or_default() }
 }
 
 /// POSTs `body` with an optional Content-Type.
@@ -243,9 +202,7 @@ pub fn openssl_ocsp(args: &[&str]) -> Output {
 
 /// The Python `cryptography` checker (tests/py/check_ocsp.py).
 pub fn python_check(args: &[&str]) -> Output {
-    run(Command::new("python3")
-        .arg(repo().join("tests/py/check_ocsp.py"))
-        .args(args))
+    run(Command::new("python3").arg(repo().join("tests/py/check_ocsp.py")).args(args))
 }
 
 /// A throwaway PKI on disk: a root, an intermediate with a delegated responder, and leaves.
@@ -259,23 +216,11 @@ impl TestPki {
         let dir = tempfile::tempdir().unwrap();
         let root = Issued::root("test root", alg).unwrap();
         let int = root.intermediate("test intermediate", 7, alg).unwrap();
-        let responder = int
-            .responder(
-                "test responder",
-                &ResponderOptions {
-                    alg,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+        let responder = int.responder("test responder", &ResponderOptions { alg, ..Default::default() }).unwrap();
         root.write(dir.path(), "root", true).unwrap();
         int.write(dir.path(), "int", true).unwrap();
         responder.write(dir.path(), "responder", true).unwrap();
-        std::fs::write(
-            dir.path().join("chain.pem"),
-            format!("{}{}", int.pem, root.pem),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("chain.pem"), format!("{}{}", int.pem, root.pem)).unwrap();
         TestPki { dir, int }
     }
 

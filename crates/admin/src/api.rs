@@ -232,7 +232,5 @@ pub use ocsp_presign::PresignStats;
 
 /// RFC 3339 for seconds since the epoch.
 pub fn rfc3339(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.to_rfc3339())
-        .unwrap_or_else(|| t.to_string())
+    chrono::DateTime::from_timestamp(t, 0).map(|d| d.to_rfc3339()).unwrap_or_else(|| t.to_string())
 }

@@ -35,20 +35,13 @@ fn new_token() -> std::io::Result<String> {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
 }
 
 impl TokenFile {
     /// The token files of data folder `dir`.
     pub fn in_dir(dir: &Path) -> TokenFile {
-        TokenFile {
-            hashes: dir.join("admin-tokens"),
-            bootstrap: dir.join("admin.token"),
-        }
+        TokenFile { hashes: dir.join("admin-tokens"), bootstrap: dir.join("admin.token") }
     }
 
     /// Loads the accepted tokens, creating a first one named `admin` when there are none.
@@ -56,42 +49,23 @@ impl TokenFile {
         if !self.hashes.exists() {
             let token = new_token()?;
             write_private(&self.bootstrap, &format!("{token}\n"), true)?;
-            write_private(
-                &self.hashes,
-                &format!("admin {}\n", hex(&hash(&token))),
-                true,
-            )?;
+            write_private(&self.hashes, &format!("admin {}\n", hex(&hash(&token))), true)?;
         }
         let (mtime, tokens) = self.read()?;
-        Ok(AdminAuth {
-            file: Some(self.hashes.clone()),
-            state: Mutex::new((mtime, tokens)),
-        })
+        Ok(AdminAuth { file: Some(self.hashes.clone()), state: Mutex::new((mtime, tokens)) })
     }
 
     /// Adds a token named `name` and returns it (shown once; only its hash is kept).
     pub fn add(&self, name: &str) -> std::io::Result<String> {
         if !valid_name(name) {
-            return Err(std::io::Error::other(format!(
-                "token name {name:?} must be 1 to 64 of A-Z a-z 0-9 - _ . @"
-            )));
+            return Err(std::io::Error::other(format!("token name {name:?} must be 1 to 64 of A-Z a-z 0-9 - _ . @")));
         }
-        let (_, tokens) = if self.hashes.exists() {
-            self.read()?
-        } else {
-            (None, Vec::new())
-        };
+        let (_, tokens) = if self.hashes.exists() { self.read()? } else { (None, Vec::new()) };
         if tokens.iter().any(|(n, _)| n == name) {
-            return Err(std::io::Error::other(format!(
-                "a token named {name:?} exists already"
-            )));
+            return Err(std::io::Error::other(format!("a token named {name:?} exists already")));
         }
         let token = new_token()?;
-        let mut text = if self.hashes.exists() {
-            std::fs::read_to_string(&self.hashes)?
-        } else {
-            String::new()
-        };
+        let mut text = if self.hashes.exists() { std::fs::read_to_string(&self.hashes)? } else { String::new() };
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
@@ -120,11 +94,7 @@ impl TokenFile {
                 )));
             };
             let bytes = unhex(h).filter(|b| b.len() == 32).ok_or_else(|| {
-                std::io::Error::other(format!(
-                    "{}:{}: the hash is not 64 hex digits",
-                    self.hashes.display(),
-                    n + 1
-                ))
+                std::io::Error::other(format!("{}:{}: the hash is not 64 hex digits", self.hashes.display(), n + 1))
             })?;
             tokens.push((name.to_string(), bytes));
         }
@@ -158,23 +128,14 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 impl AdminAuth {
     /// Accepts exactly these (name, token) pairs; for tests.
     pub fn from_tokens(tokens: &[(&str, &str)]) -> AdminAuth {
-        let t = tokens
-            .iter()
-            .map(|(n, t)| (n.to_string(), hash(t)))
-            .collect();
-        AdminAuth {
-            file: None,
-            state: Mutex::new((None, t)),
-        }
+        let t = tokens.iter().map(|(n, t)| (n.to_string(), hash(t))).collect();
+        AdminAuth { file: None, state: Mutex::new((None, t)) }
     }
 
     fn refresh(&self, state: &mut (Option<SystemTime>, Tokens)) {
@@ -183,10 +144,7 @@ impl AdminAuth {
         if mtime == state.0 {
             return;
         }
-        let files = TokenFile {
-            hashes: path.clone(),
-            bootstrap: PathBuf::new(),
-        };
+        let files = TokenFile { hashes: path.clone(), bootstrap: PathBuf::new() };
         match files.read() {
             Ok(fresh) => *state = fresh,
             Err(e) => {
@@ -222,14 +180,8 @@ mod tests {
     #[test]
     fn tokens_are_checked() {
         let auth = AdminAuth::from_tokens(&[("alice", "s3cret"), ("bob", "other")]);
-        assert_eq!(
-            auth.authenticate(Some("Bearer s3cret")).as_deref(),
-            Some("alice")
-        );
-        assert_eq!(
-            auth.authenticate(Some("Bearer other")).as_deref(),
-            Some("bob")
-        );
+        assert_eq!(auth.authenticate(Some("Bearer s3cret")).as_deref(), Some("alice"));
+        assert_eq!(auth.authenticate(Some("Bearer other")).as_deref(), Some("bob"));
         assert_eq!(auth.authenticate(Some("Bearer wrong")), None);
         assert_eq!(auth.authenticate(Some("s3cret")), None);
         assert_eq!(auth.authenticate(None), None);
@@ -242,29 +194,15 @@ mod tests {
         let auth = files.load_or_create().unwrap();
         let token = std::fs::read_to_string(&files.bootstrap).unwrap();
         let bearer = |t: &str| format!("Bearer {}", t.trim());
-        assert_eq!(
-            auth.authenticate(Some(&bearer(&token))).as_deref(),
-            Some("admin")
-        );
+        assert_eq!(auth.authenticate(Some(&bearer(&token))).as_deref(), Some("admin"));
         let again = files.load_or_create().unwrap();
-        assert_eq!(
-            again.authenticate(Some(&bearer(&token))).as_deref(),
-            Some("admin")
-        );
+        assert_eq!(again.authenticate(Some(&bearer(&token))).as_deref(), Some("admin"));
         // Make sure the file's mtime moves even on coarse-grained filesystems.
         std::thread::sleep(std::time::Duration::from_millis(20));
         let carol = files.add("carol").unwrap();
-        assert_eq!(
-            auth.authenticate(Some(&bearer(&carol))).as_deref(),
-            Some("carol")
-        );
+        assert_eq!(auth.authenticate(Some(&bearer(&carol))).as_deref(), Some("carol"));
         assert!(files.add("carol").is_err());
         assert!(files.add("bad name").is_err());
-        assert!(
-            !std::fs::read_to_string(&files.hashes)
-                .unwrap()
-                .contains(&carol),
-            "only hashes are stored"
-        );
+        assert!(!std::fs::read_to_string(&files.hashes).unwrap().contains(&carol), "only hashes are stored");
     }
 }

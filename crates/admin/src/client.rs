@@ -43,14 +43,8 @@ impl AdminClient {
             .strip_prefix("http://")
             .map(|s| s.trim_end_matches('/').to_string())
             .filter(|s| !s.is_empty() && !s.contains('/'))
-            .ok_or_else(|| ClientError::Connect {
-                url: url.to_string(),
-                reason: "expected http://host:port".into(),
-            })?;
-        Ok(AdminClient {
-            authority,
-            token: token.trim().to_string(),
-        })
+            .ok_or_else(|| ClientError::Connect { url: url.to_string(), reason: "expected http://host:port".into() })?;
+        Ok(AdminClient { authority, token: token.trim().to_string() })
     }
 
     /// Sends one call and decodes the JSON answer.
@@ -61,16 +55,10 @@ impl AdminClient {
         body: Option<&impl serde::Serialize>,
     ) -> Result<T, ClientError> {
         let url = format!("http://{}{path}", self.authority);
-        let connect = |reason: String| ClientError::Connect {
-            url: url.clone(),
-            reason,
-        };
-        let stream = tokio::net::TcpStream::connect(&self.authority)
-            .await
-            .map_err(|e| connect(e.to_string()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| connect(e.to_string()))?;
+        let connect = |reason: String| ClientError::Connect { url: url.clone(), reason };
+        let stream = tokio::net::TcpStream::connect(&self.authority).await.map_err(|e| connect(e.to_string()))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| connect(e.to_string()))?;
         tokio::spawn(conn);
         let payload = match body {
             Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?,
@@ -80,32 +68,18 @@ impl AdminClient {
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, &self.authority)
-            .header(
-                hyper::header::AUTHORIZATION,
-                format!("Bearer {}", self.token),
-            )
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {}", self.token))
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(payload)))
             .map_err(|e| connect(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| connect(e.to_string()))?;
+        let resp = sender.send_request(req).await.map_err(|e| connect(e.to_string()))?;
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| connect(e.to_string()))?
-            .to_bytes();
+        let bytes = resp.into_body().collect().await.map_err(|e| connect(e.to_string()))?.to_bytes();
         if status != StatusCode::OK && status != StatusCode::CREATED {
             let message = serde_json::from_slice::<ErrorBody>(&bytes)
                 .map(|e| e.error)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(ClientError::Api {
-                status: status.as_u16(),
-                message,
-            });
+            return Err(ClientError::Api { status: status.as_u16(), message });
         }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }

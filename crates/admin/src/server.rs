@@ -1,6 +1,6 @@
 use crate::api::{
-    self, AddCerts, AddIssuer, AddedCerts, BulkResult, BulkRevoke, ErrorBody, IssuerView, Retire,
-    Revoke, StatusView, Unhold,
+    self, AddCerts, AddIssuer, AddedCerts, BulkResult, BulkRevoke, ErrorBody, IssuerView, Retire, Revoke, StatusView,
+    Unhold,
 };
 use crate::AdminAuth;
 use bytes::Bytes;
@@ -12,9 +12,7 @@ use ocsp_http::{Handler, HttpResponse};
 use ocsp_proto::x509::{pem_blocks, CertInfo};
 use ocsp_proto::{Clock, RevocationReason, Serial};
 use ocsp_sign::{verify_issued_by, IssuerEntry, IssuerRegistry};
-use ocsp_store::{
-    AuditEntry, AuditFilter, IssuerRecord, RevokeOutcome, State, Store, UnholdOutcome,
-};
+use ocsp_store::{AuditEntry, AuditFilter, IssuerRecord, RevokeOutcome, State, Store, UnholdOutcome};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,9 +70,7 @@ fn internal(e: impl std::fmt::Display) -> Failure {
 }
 
 fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Reply {
-    serde_json::to_value(value)
-        .map(|v| (status, v))
-        .map_err(internal)
+    serde_json::to_value(value).map(|v| (status, v)).map_err(internal)
 }
 
 fn percent_decode(v: &str) -> String {
@@ -84,10 +80,7 @@ fn percent_decode(v: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if bytes.len() >= i + 3 => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
+                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(b) => {
                         out.push(b);
                         i += 3;
@@ -155,14 +148,7 @@ impl AdminService {
         let entry = match self.state.registry.by_name(&r.name) {
             Some(e) => e,
             None => Arc::new(
-                IssuerEntry::load(
-                    &r.name,
-                    &r.cert_der,
-                    r.responder_cert_der.as_deref(),
-                    &r.responder_key,
-                    now,
-                )
-                .ok()?,
+                IssuerEntry::load(&r.name, &r.cert_der, r.responder_cert_der.as_deref(), &r.responder_key, now).ok()?,
             ),
         };
         let mut v = Self::issuer_view(&entry, &r.responder_key, now);
@@ -174,45 +160,22 @@ impl AdminService {
     pub fn list_issuers(&self) -> Result<Vec<IssuerView>, Failure> {
         let now = self.state.clock.now();
         let records = self.state.store.issuers().map_err(internal)?;
-        Ok(records
-            .iter()
-            .filter_map(|r| self.record_view(r, now))
-            .collect())
+        Ok(records.iter().filter_map(|r| self.record_view(r, now)).collect())
     }
 
     fn record(&self, name: &str) -> Result<IssuerRecord, Failure> {
-        self.state
-            .store
-            .issuers()
-            .map_err(internal)?
-            .into_iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| {
-                Failure(
-                    StatusCode::NOT_FOUND,
-                    format!("no issuer named {name:?}; `ocspctl issuer list` shows them"),
-                )
-            })
+        self.state.store.issuers().map_err(internal)?.into_iter().find(|r| r.name == name).ok_or_else(|| {
+            Failure(StatusCode::NOT_FOUND, format!("no issuer named {name:?}; `ocspctl issuer list` shows them"))
+        })
     }
 
     /// One issuer with its certificate counts.
     pub fn show_issuer(&self, name: &str) -> Result<IssuerView, Failure> {
         let now = self.state.clock.now();
         let record = self.record(name)?;
-        let mut view = self
-            .record_view(&record, now)
-            .ok_or_else(|| internal("issuer record does not load"))?;
-        let entry = IssuerEntry::load(
-            &record.name,
-            &record.cert_der,
-            None,
-            &record.responder_key,
-            now,
-        )
-        .ok();
-        let key = entry
-            .map(|e| e.key)
-            .or_else(|| self.state.registry.by_name(name).map(|e| e.key));
+        let mut view = self.record_view(&record, now).ok_or_else(|| internal("issuer record does not load"))?;
+        let entry = IssuerEntry::load(&record.name, &record.cert_der, None, &record.responder_key, now).ok();
+        let key = entry.map(|e| e.key).or_else(|| self.state.registry.by_name(name).map(|e| e.key));
         if let Some(key) = key {
             let (good, revoked) = self.state.store.count(&key).map_err(internal)?;
             view.good = Some(good);
@@ -226,20 +189,13 @@ impl AdminService {
         let now = self.state.clock.now();
         let mut record = self.record(name)?;
         if record.retired_at.is_some() {
-            return Err(Failure(
-                StatusCode::CONFLICT,
-                format!("issuer {name:?} is already retired"),
-            ));
+            return Err(Failure(StatusCode::CONFLICT, format!("issuer {name:?} is already retired")));
         }
         let entry = self.issuer(name)?;
         record.retired_at = Some(now);
         self.state
             .store
-            .put_issuer(
-                &entry.key,
-                &record,
-                audit(now, who, "issuer.retire", name, req.why.as_deref()),
-            )
+            .put_issuer(&entry.key, &record, audit(now, who, "issuer.retire", name, req.why.as_deref()))
             .map_err(internal)?;
         self.state.registry.remove(name);
         tracing::info!(admin = who, issuer = name, "issuer retired");
@@ -253,31 +209,15 @@ impl AdminService {
         let now = self.state.clock.now();
         if req.name.is_empty()
             || req.name.len() > 64
-            || !req
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || !req.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            return Err(bad(format!(
-                "issuer name {:?} must be 1 to 64 of A-Z a-z 0-9 - _ .",
-                req.name
-            )));
+            return Err(bad(format!("issuer name {:?} must be 1 to 64 of A-Z a-z 0-9 - _ .", req.name)));
         }
-        if self
-            .state
-            .store
-            .issuers()
-            .map_err(internal)?
-            .iter()
-            .any(|r| r.name == req.name)
-        {
-            return Err(Failure(
-                StatusCode::CONFLICT,
-                format!("an issuer named {:?} is already registered", req.name),
-            ));
+        if self.state.store.issuers().map_err(internal)?.iter().any(|r| r.name == req.name) {
+            return Err(Failure(StatusCode::CONFLICT, format!("an issuer named {:?} is already registered", req.name)));
         }
-        let cert = CertInfo::from_pem_or_der(req.cert_pem.as_bytes())
-            .map_err(|e| bad(format!("issuer certificate: {e}")))?;
+        let cert =
+            CertInfo::from_pem_or_der(req.cert_pem.as_bytes()).map_err(|e| bad(format!("issuer certificate: {e}")))?;
         let responder = req
             .responder_cert_pem
             .as_deref()
@@ -285,19 +225,11 @@ impl AdminService {
             .transpose()
             .map_err(|e| bad(format!("responder certificate: {e}")))?;
         if !req.key.starts_with("file:") {
-            return Err(bad(format!(
-                "key {:?}: expected file:<absolute path>",
-                req.key
-            )));
+            return Err(bad(format!("key {:?}: expected file:<absolute path>", req.key)));
         }
-        let entry = IssuerEntry::load(
-            &req.name,
-            &cert.der,
-            responder.as_ref().map(|r| r.der.as_slice()),
-            &req.key,
-            now,
-        )
-        .map_err(|e| bad(e.to_string()))?;
+        let entry =
+            IssuerEntry::load(&req.name, &cert.der, responder.as_ref().map(|r| r.der.as_slice()), &req.key, now)
+                .map_err(|e| bad(e.to_string()))?;
         if let Some(existing) = self.state.registry.by_key(&entry.key) {
             return Err(Failure(
                 StatusCode::CONFLICT,
@@ -317,10 +249,7 @@ impl AdminService {
         };
         let mut a = audit(now, who, "issuer.add", &req.name, req.why.as_deref());
         a.detail = format!("{} key {}", a.detail, req.key).trim().to_string();
-        self.state
-            .store
-            .put_issuer(&entry.key, &record, a)
-            .map_err(internal)?;
+        self.state.store.put_issuer(&entry.key, &record, a).map_err(internal)?;
         let view = Self::issuer_view(&entry, &req.key, now);
         tracing::info!(admin = who, issuer = %req.name, key = %entry.key.short(), "issuer registered");
         self.state.registry.insert(entry);
@@ -329,10 +258,7 @@ impl AdminService {
 
     fn issuer(&self, name: &str) -> Result<Arc<IssuerEntry>, Failure> {
         self.state.registry.by_name(name).ok_or_else(|| {
-            Failure(
-                StatusCode::NOT_FOUND,
-                format!("no active issuer named {name:?}; `ocspctl issuer list` shows them"),
-            )
+            Failure(StatusCode::NOT_FOUND, format!("no active issuer named {name:?}; `ocspctl issuer list` shows them"))
         })
     }
 
@@ -352,8 +278,8 @@ impl AdminService {
                         [one] => one.clone(),
                         _ => pem.as_bytes().to_vec(),
                     };
-                    let cert = CertInfo::from_pem_or_der(&der)
-                        .map_err(|e| bad(format!("certificate {}: {e}", i + 1)))?;
+                    let cert =
+                        CertInfo::from_pem_or_der(&der).map_err(|e| bad(format!("certificate {}: {e}", i + 1)))?;
                     let issuer = match &named {
                         Some(n) if verify_issued_by(&cert, &n.cert) => n.clone(),
                         Some(n) => {
@@ -364,30 +290,28 @@ impl AdminService {
                                 n.name
                             )))
                         }
-                        None => self.state.registry.all().into_iter().find(|e| verify_issued_by(&cert, &e.cert)).ok_or_else(|| {
-                            bad(format!("certificate {} (serial {}): no registered issuer signed it", i + 1, cert.serial_hex()))
-                        })?,
+                        None => self
+                            .state
+                            .registry
+                            .all()
+                            .into_iter()
+                            .find(|e| verify_issued_by(&cert, &e.cert))
+                            .ok_or_else(|| {
+                                bad(format!(
+                                    "certificate {} (serial {}): no registered issuer signed it",
+                                    i + 1,
+                                    cert.serial_hex()
+                                ))
+                            })?,
                     };
-                    let serial =
-                        Serial::from_int_bytes(&cert.serial).map_err(|e| bad(e.to_string()))?;
+                    let serial = Serial::from_int_bytes(&cert.serial).map_err(|e| bad(e.to_string()))?;
                     (issuer, serial, cert.not_after)
                 }
                 (None, Some(hex)) => {
-                    let issuer = named
-                        .clone()
-                        .ok_or_else(|| bad("recording a serial needs --issuer"))?;
-                    (
-                        issuer,
-                        Serial::from_hex(hex).map_err(bad)?,
-                        spec.not_after.unwrap_or(0),
-                    )
+                    let issuer = named.clone().ok_or_else(|| bad("recording a serial needs --issuer"))?;
+                    (issuer, Serial::from_hex(hex).map_err(bad)?, spec.not_after.unwrap_or(0))
                 }
-                _ => {
-                    return Err(bad(format!(
-                        "certificate {}: give either a certificate or a serial",
-                        i + 1
-                    )))
-                }
+                _ => return Err(bad(format!("certificate {}: give either a certificate or a serial", i + 1))),
             };
             let idx = match by_issuer.iter().position(|(e, _)| e.key == issuer.key) {
                 Some(idx) => idx,
@@ -397,8 +321,8 @@ impl AdminService {
                 }
             };
             if let Some(rev) = &spec.revocation {
-                let reason = RevocationReason::parse(&rev.reason)
-                    .map_err(|e| bad(format!("certificate {}: {e}", i + 1)))?;
+                let reason =
+                    RevocationReason::parse(&rev.reason).map_err(|e| bad(format!("certificate {}: {e}", i + 1)))?;
                 if rev.time > now + FUTURE_SLACK {
                     return Err(bad(format!(
                         "certificate {}: revocation time {} is in the future",
@@ -406,48 +330,27 @@ impl AdminService {
                         api::rfc3339(rev.time)
                     )));
                 }
-                revocations
-                    .entry((idx, rev.time, reason.code()))
-                    .or_default()
-                    .push(serial.clone());
+                revocations.entry((idx, rev.time, reason.code())).or_default().push(serial.clone());
             }
             by_issuer[idx].1.push((serial, not_after));
         }
-        let mut out = AddedCerts {
-            added: 0,
-            already: 0,
-            serials: Vec::new(),
-            revoked: 0,
-            conflicts: Vec::new(),
-        };
+        let mut out = AddedCerts { added: 0, already: 0, serials: Vec::new(), revoked: 0, conflicts: Vec::new() };
         for (issuer, list) in &by_issuer {
             let a = audit(now, who, "cert.add", &issuer.name, req.why.as_deref());
-            let added = self
-                .state
-                .store
-                .record_issued(&issuer.key, list, now, a)
-                .map_err(internal)?;
+            let added = self.state.store.record_issued(&issuer.key, list, now, a).map_err(internal)?;
             out.added += added;
             out.already += list.len() - added;
-            out.serials.extend(
-                list.iter()
-                    .map(|(s, _)| (issuer.name.clone(), s.to_string())),
-            );
+            out.serials.extend(list.iter().map(|(s, _)| (issuer.name.clone(), s.to_string())));
         }
         for ((idx, time, code), serials) in revocations {
             let issuer = &by_issuer[idx].0;
-            let reason =
-                RevocationReason::from_code(code).ok_or_else(|| internal("reason code"))?;
+            let reason = RevocationReason::from_code(code).ok_or_else(|| internal("reason code"))?;
             let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
             a.reason = Some(reason.name().to_string());
-            let (summary, _) = self
-                .state
-                .store
-                .revoke_many(&issuer.key, &serials, time, reason, now, false, a)
-                .map_err(internal)?;
+            let (summary, _) =
+                self.state.store.revoke_many(&issuer.key, &serials, time, reason, now, false, a).map_err(internal)?;
             out.revoked += summary.revoked + summary.changed;
-            out.conflicts
-                .extend(summary.refused.iter().map(|s| s.to_string()));
+            out.conflicts.extend(summary.refused.iter().map(|s| s.to_string()));
         }
         Ok(out)
     }
@@ -461,11 +364,9 @@ impl AdminService {
         let (status, time, reason) = match rec.map(|r| r.state) {
             None => ("unknown", None, None),
             Some(State::Good) => ("good", None, None),
-            Some(State::Revoked { time, reason }) => (
-                "revoked",
-                Some(api::rfc3339(time)),
-                reason.map(|r| r.name().to_string()),
-            ),
+            Some(State::Revoked { time, reason }) => {
+                ("revoked", Some(api::rfc3339(time)), reason.map(|r| r.name().to_string()))
+            }
         };
         StatusView {
             issuer: issuer.to_string(),
@@ -473,30 +374,20 @@ impl AdminService {
             status: status.into(),
             revocation_time: time,
             reason,
-            not_after: rec
-                .filter(|r| r.not_after > 0)
-                .map(|r| api::rfc3339(r.not_after)),
+            not_after: rec.filter(|r| r.not_after > 0).map(|r| api::rfc3339(r.not_after)),
             outcome: outcome.map(str::to_string),
         }
     }
 
     /// Checks a revocation request's reason and time against policy.
-    fn revocation_terms(
-        &self,
-        reason: &str,
-        time: Option<i64>,
-        now: i64,
-    ) -> Result<(RevocationReason, i64), Failure> {
+    fn revocation_terms(&self, reason: &str, time: Option<i64>, now: i64) -> Result<(RevocationReason, i64), Failure> {
         let reason = RevocationReason::parse(reason).map_err(bad)?;
         if reason == RevocationReason::RemoveFromCrl {
             return Err(bad("removeFromCRL is not a revocation reason; `ocspctl unhold` lifts a certificateHold"));
         }
         let time = time.unwrap_or(now);
         if time > now + FUTURE_SLACK {
-            return Err(bad(format!(
-                "revocation time {} is in the future",
-                api::rfc3339(time)
-            )));
+            return Err(bad(format!("revocation time {} is in the future", api::rfc3339(time))));
         }
         if time < now - BACKDATE_SLACK && reason != RevocationReason::KeyCompromise {
             return Err(bad(format!(
@@ -515,11 +406,7 @@ impl AdminService {
         let (reason, time) = self.revocation_terms(&req.reason, req.time, now)?;
         let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
         a.reason = Some(reason.name().to_string());
-        let outcome = self
-            .state
-            .store
-            .revoke(&issuer.key, &serial, time, reason, now, a)
-            .map_err(internal)?;
+        let outcome = self.state.store.revoke(&issuer.key, &serial, time, reason, now, a).map_err(internal)?;
         let (rec, label) = match outcome {
             RevokeOutcome::Revoked(r) => (r, "revoked"),
             RevokeOutcome::Changed(r) => (r, "changed"),
@@ -537,17 +424,15 @@ impl AdminService {
             RevokeOutcome::NotIssued => {
                 return Err(Failure(
                     StatusCode::NOT_FOUND,
-                    format!("serial {serial} was never recorded as issued by {:?}; record it first (`ocspctl cert add`)", issuer.name),
+                    format!(
+                        "serial {serial} was never recorded as issued by {:?}; record it first (`ocspctl cert add`)",
+                        issuer.name
+                    ),
                 ))
             }
         };
         tracing::info!(admin = who, issuer = %issuer.name, %serial, reason = reason.name(), outcome = label, "revocation");
-        Ok(Self::status_view(
-            &issuer.name,
-            &serial,
-            Some(rec),
-            Some(label),
-        ))
+        Ok(Self::status_view(&issuer.name, &serial, Some(rec), Some(label)))
     }
 
     /// Revokes many certificates of one issuer; durable when it returns (unless a dry run).
@@ -569,11 +454,8 @@ impl AdminService {
             .map_err(|e| bad(format!("{e}; nothing was revoked")))?;
         let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
         a.reason = Some(reason.name().to_string());
-        let (summary, changed) = self
-            .state
-            .store
-            .revoke_many(&issuer.key, &serials, time, reason, now, req.dry_run, a)
-            .map_err(internal)?;
+        let (summary, changed) =
+            self.state.store.revoke_many(&issuer.key, &serials, time, reason, now, req.dry_run, a).map_err(internal)?;
         if !req.dry_run {
             tracing::info!(admin = who, issuer = %issuer.name, reason = reason.name(), revoked = changed.len(), "bulk revocation");
         }
@@ -593,64 +475,35 @@ impl AdminService {
         let issuer = self.issuer(&req.issuer)?;
         let serial = Serial::from_hex(&req.serial).map_err(bad)?;
         let a = audit(now, who, "unhold", &issuer.name, req.why.as_deref());
-        match self
-            .state
-            .store
-            .unhold(&issuer.key, &serial, now, a)
-            .map_err(internal)?
-        {
-            UnholdOutcome::Lifted(rec) => Ok(Self::status_view(
-                &issuer.name,
-                &serial,
-                Some(rec),
-                Some("hold lifted"),
-            )),
+        match self.state.store.unhold(&issuer.key, &serial, now, a).map_err(internal)? {
+            UnholdOutcome::Lifted(rec) => Ok(Self::status_view(&issuer.name, &serial, Some(rec), Some("hold lifted"))),
             UnholdOutcome::NotOnHold(rec) => Err(Failure(
                 StatusCode::CONFLICT,
                 format!(
                     "serial {serial} is not on hold ({}); only certificateHold can be lifted",
-                    Self::status_view(&issuer.name, &serial, Some(rec), None)
-                        .reason
-                        .unwrap_or_else(|| "good".into())
+                    Self::status_view(&issuer.name, &serial, Some(rec), None).reason.unwrap_or_else(|| "good".into())
                 ),
             )),
             UnholdOutcome::NotIssued => Err(Failure(
                 StatusCode::NOT_FOUND,
-                format!(
-                    "serial {serial} was never recorded as issued by {:?}",
-                    issuer.name
-                ),
+                format!("serial {serial} was never recorded as issued by {:?}", issuer.name),
             )),
         }
     }
 
     fn presigner(&self) -> Result<&Arc<ocsp_presign::Presigner>, Failure> {
-        self.state.presigner.as_ref().ok_or_else(|| {
-            Failure(
-                StatusCode::NOT_FOUND,
-                "no pre-signer runs in this ocspd".into(),
-            )
-        })
+        self.state
+            .presigner
+            .as_ref()
+            .ok_or_else(|| Failure(StatusCode::NOT_FOUND, "no pre-signer runs in this ocspd".into()))
     }
 
     /// Starts a pre-signing pass over every issuer, or one; returns the counters.
-    pub fn start_presign(
-        &self,
-        req: api::Presign,
-        who: &str,
-    ) -> Result<ocsp_presign::PresignStats, Failure> {
-        let key = req
-            .issuer
-            .as_deref()
-            .map(|n| self.issuer(n).map(|e| e.key))
-            .transpose()?;
+    pub fn start_presign(&self, req: api::Presign, who: &str) -> Result<ocsp_presign::PresignStats, Failure> {
+        let key = req.issuer.as_deref().map(|n| self.issuer(n).map(|e| e.key)).transpose()?;
         let presigner = self.presigner()?;
         presigner.request_pass(key);
-        tracing::info!(
-            admin = who,
-            issuer = req.issuer.as_deref().unwrap_or("all"),
-            "pre-signing pass requested"
-        );
+        tracing::info!(admin = who, issuer = req.issuer.as_deref().unwrap_or("all"), "pre-signing pass requested");
         Ok(presigner.stats())
     }
 
@@ -659,11 +512,7 @@ impl AdminService {
         let serial = query_param(query, "serial").ok_or_else(|| bad("missing serial"))?;
         let issuer = self.issuer(&name)?;
         let serial = Serial::from_hex(&serial).map_err(bad)?;
-        let rec = self
-            .state
-            .store
-            .status(&issuer.key, &serial)
-            .map_err(internal)?;
+        let rec = self.state.store.status(&issuer.key, &serial).map_err(internal)?;
         Ok(Self::status_view(&issuer.name, &serial, rec, None))
     }
 
@@ -673,16 +522,10 @@ impl AdminService {
             .transpose()
             .map_err(bad)?;
         let since = query_param(query, "since")
-            .map(|s| {
-                s.parse::<i64>()
-                    .map_err(|_| bad(format!("since {s:?} is not seconds since the epoch")))
-            })
+            .map(|s| s.parse::<i64>().map_err(|_| bad(format!("since {s:?} is not seconds since the epoch"))))
             .transpose()?;
         let limit = query_param(query, "limit")
-            .map(|s| {
-                s.parse::<usize>()
-                    .map_err(|_| bad(format!("limit {s:?} is not a number")))
-            })
+            .map(|s| s.parse::<usize>().map_err(|_| bad(format!("limit {s:?} is not a number"))))
             .transpose()?
             .unwrap_or(100);
         let filter = AuditFilter {
@@ -696,56 +539,30 @@ impl AdminService {
         self.state.store.audit(&filter).map_err(internal)
     }
 
-    fn dispatch(
-        &self,
-        method: &Method,
-        path: &str,
-        q: Option<&str>,
-        body: &[u8],
-        who: &str,
-    ) -> Reply {
+    fn dispatch(&self, method: &Method, path: &str, q: Option<&str>, body: &[u8], who: &str) -> Reply {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
             (&Method::GET, ["v1", "issuers"]) => json(StatusCode::OK, &self.list_issuers()?),
-            (&Method::POST, ["v1", "issuers"]) => {
-                json(StatusCode::CREATED, &self.add_issuer(parse(body)?, who)?)
+            (&Method::POST, ["v1", "issuers"]) => json(StatusCode::CREATED, &self.add_issuer(parse(body)?, who)?),
+            (&Method::GET, ["v1", "issuers", name]) => json(StatusCode::OK, &self.show_issuer(&percent_decode(name))?),
+            (&Method::POST, ["v1", "issuers", name, "retire"]) => {
+                json(StatusCode::OK, &self.retire_issuer(&percent_decode(name), parse(body)?, who)?)
             }
-            (&Method::GET, ["v1", "issuers", name]) => {
-                json(StatusCode::OK, &self.show_issuer(&percent_decode(name))?)
-            }
-            (&Method::POST, ["v1", "issuers", name, "retire"]) => json(
-                StatusCode::OK,
-                &self.retire_issuer(&percent_decode(name), parse(body)?, who)?,
-            ),
-            (&Method::POST, ["v1", "certs"]) => {
-                json(StatusCode::OK, &self.add_certs(parse(body)?, who)?)
-            }
-            (&Method::POST, ["v1", "revoke"]) => {
-                json(StatusCode::OK, &self.revoke(parse(body)?, who)?)
-            }
-            (&Method::POST, ["v1", "revoke", "bulk"]) => {
-                json(StatusCode::OK, &self.bulk_revoke(parse(body)?, who)?)
-            }
-            (&Method::POST, ["v1", "unhold"]) => {
-                json(StatusCode::OK, &self.unhold(parse(body)?, who)?)
-            }
+            (&Method::POST, ["v1", "certs"]) => json(StatusCode::OK, &self.add_certs(parse(body)?, who)?),
+            (&Method::POST, ["v1", "revoke"]) => json(StatusCode::OK, &self.revoke(parse(body)?, who)?),
+            (&Method::POST, ["v1", "revoke", "bulk"]) => json(StatusCode::OK, &self.bulk_revoke(parse(body)?, who)?),
+            (&Method::POST, ["v1", "unhold"]) => json(StatusCode::OK, &self.unhold(parse(body)?, who)?),
             (&Method::GET, ["v1", "status"]) => json(StatusCode::OK, &self.status(q)?),
-            (&Method::POST, ["v1", "presign"]) => {
-                json(StatusCode::OK, &self.start_presign(parse(body)?, who)?)
-            }
+            (&Method::POST, ["v1", "presign"]) => json(StatusCode::OK, &self.start_presign(parse(body)?, who)?),
             (&Method::GET, ["v1", "presign"]) => json(StatusCode::OK, &self.presigner()?.stats()),
             (&Method::GET, ["v1", "audit"]) => json(StatusCode::OK, &self.audit_log(q)?),
-            _ => Err(Failure(
-                StatusCode::NOT_FOUND,
-                format!("no admin route {path}"),
-            )),
+            _ => Err(Failure(StatusCode::NOT_FOUND, format!("no admin route {path}"))),
         }
     }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
-    serde_json::from_slice(body)
-        .map_err(|e| bad(format!("request body is not the expected JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| bad(format!("request body is not the expected JSON: {e}")))
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, Failure> {
@@ -759,10 +576,7 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Failure> {
 fn reply(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
     let mut r = hyper::Response::new(Full::new(Bytes::from(value.to_string())));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     r
 }
 
@@ -773,20 +587,12 @@ impl Handler for AdminService {
         peer: SocketAddr,
     ) -> ocsp_http::BoxFuture<'static, HttpResponse> {
         Box::pin(async move {
-            let auth = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
+            let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
             let Some(who) = self.auth.authenticate(auth) else {
                 tracing::warn!(%peer, path = req.uri().path(), credential = if auth.is_some() { "wrong" } else { "missing" }, "admin call refused");
-                let body = serde_json::json!(ErrorBody {
-                    error: "missing or wrong admin token".into()
-                });
+                let body = serde_json::json!(ErrorBody { error: "missing or wrong admin token".into() });
                 let mut r = reply(StatusCode::UNAUTHORIZED, &body);
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    http::HeaderValue::from_static("Bearer"),
-                );
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
                 return r;
             };
             let method = req.method().clone();
@@ -795,9 +601,9 @@ impl Handler for AdminService {
             let result = match read_body(req).await {
                 // The store's writes wait for fsync: let the runtime move other tasks off this
                 // worker meanwhile, so public OCSP requests are not held up.
-                Ok(body) => tokio::task::block_in_place(|| {
-                    self.dispatch(&method, &path, query.as_deref(), &body, &who)
-                }),
+                Ok(body) => {
+                    tokio::task::block_in_place(|| self.dispatch(&method, &path, query.as_deref(), &body, &who))
+                }
                 Err(f) => Err(f),
             };
             match result {

@@ -4,10 +4,7 @@ use ocsp_proto::SignedResponse;
 
 /// An HTTP-date (RFC 9110 IMF-fixdate) for `secs` since the epoch.
 pub fn http_date(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .unwrap_or_default()
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string()
+    chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 /// Parses an HTTP-date (IMF-fixdate only; other forms are treated as absent).
@@ -20,10 +17,7 @@ pub fn parse_http_date(text: &str) -> Option<i64> {
 /// A strong ETag over the DER: the first 16 bytes of its SHA-256, quoted.
 pub fn etag(der: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-    let hex: String = d.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex: String = d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("\"{hex}\"")
 }
 

@@ -27,11 +27,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections on `listener` and serves each with `handler` (HTTP/1.1 and HTTP/2),
 /// until `shutdown` turns true.
-pub async fn serve<H: Handler>(
-    listener: TcpListener,
-    handler: Arc<H>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -53,14 +49,8 @@ pub async fn serve<H: Handler>(
                 async move { Ok::<_, std::convert::Infallible>(fut.await) }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

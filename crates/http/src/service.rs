@@ -9,9 +9,7 @@ use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::Request;
-use ocsp_proto::{
-    error_response, parse_request, CertStatus, Clock, ProtoError, ResponseStatus, SignedResponse,
-};
+use ocsp_proto::{error_response, parse_request, CertStatus, Clock, ProtoError, ResponseStatus, SignedResponse};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,9 +33,7 @@ pub struct ServiceConfig {
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        ServiceConfig {
-            max_age_cap: 24 * 3600,
-        }
+        ServiceConfig { max_age_cap: 24 * 3600 }
     }
 }
 
@@ -59,19 +55,8 @@ enum Outcome {
 
 impl OcspService {
     /// A service answering from `source`.
-    pub fn new(
-        source: Arc<dyn Source>,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
-        config: ServiceConfig,
-    ) -> Self {
-        OcspService {
-            extra_metrics: Vec::new(),
-            source,
-            clock,
-            metrics,
-            config,
-        }
+    pub fn new(source: Arc<dyn Source>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>, config: ServiceConfig) -> Self {
+        OcspService { extra_metrics: Vec::new(), source, clock, metrics, config }
     }
 
     /// Adds another part's Prometheus text to `/metrics` (the pre-signer's, say).
@@ -108,10 +93,7 @@ impl OcspService {
         }
     }
 
-    async fn route(
-        &self,
-        req: Request<Incoming>,
-    ) -> (Outcome, bool, Option<(String, Option<i64>)>) {
+    async fn route(&self, req: Request<Incoming>) -> (Outcome, bool, Option<(String, Option<i64>)>) {
         let is_get = req.method() == Method::GET || req.method() == Method::HEAD;
         let conditional = conditional(&req);
         let outcome = match *req.method() {
@@ -123,17 +105,10 @@ impl OcspService {
                 }
             },
             Method::POST => {
-                let ct = req
-                    .headers()
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
+                let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
                 let media = ct.split(';').next().unwrap_or("").trim();
                 if !media.eq_ignore_ascii_case(OCSP_REQUEST) {
-                    Outcome::Ocsp(
-                        ResponseStatus::MalformedRequest,
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    )
+                    Outcome::Ocsp(ResponseStatus::MalformedRequest, StatusCode::UNSUPPORTED_MEDIA_TYPE)
                 } else {
                     match read_body(req.into_body()).await {
                         Ok(body) => self.ocsp(&body).await,
@@ -171,68 +146,35 @@ impl OcspService {
                         CertStatus::Revoked { .. } => "revoked",
                         CertStatus::Unknown => "unknown",
                     };
-                    (
-                        StatusCode::OK,
-                        if head {
-                            Bytes::new()
-                        } else {
-                            Bytes::from(resp.der.clone())
-                        },
-                        label,
-                    )
+                    (StatusCode::OK, if head { Bytes::new() } else { Bytes::from(resp.der.clone()) }, label)
                 };
                 let mut r = hyper::Response::new(Full::new(body));
                 *r.status_mut() = status;
                 let h = r.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(OCSP_RESPONSE),
-                );
-                set(
-                    h,
-                    header::LAST_MODIFIED,
-                    &headers::http_date(resp.this_update),
-                );
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCSP_RESPONSE));
+                set(h, header::LAST_MODIFIED, &headers::http_date(resp.this_update));
                 set(h, header::EXPIRES, &headers::http_date(resp.next_update));
                 set(h, header::ETAG, &etag);
-                set(
-                    h,
-                    header::CACHE_CONTROL,
-                    &headers::cache_control(resp, now, self.config.max_age_cap),
-                );
+                set(h, header::CACHE_CONTROL, &headers::cache_control(resp, now, self.config.max_age_cap));
                 (r, label)
             }
             Outcome::Ocsp(status, http_status) => {
-                let body = if head {
-                    Bytes::new()
-                } else {
-                    Bytes::from(error_response(*status))
-                };
+                let body = if head { Bytes::new() } else { Bytes::from(error_response(*status)) };
                 let mut r = hyper::Response::new(Full::new(body));
                 *r.status_mut() = *http_status;
                 let h = r.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(OCSP_RESPONSE),
-                );
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCSP_RESPONSE));
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
-                let label = if http_status.is_success() {
-                    status.label()
-                } else {
-                    "http_error"
-                };
+                let label = if http_status.is_success() { status.label() } else { "http_error" };
                 (r, label)
             }
             Outcome::Http(status, text) => {
                 let mut r = hyper::Response::new(Full::new(Bytes::from_static(text.as_bytes())));
                 *r.status_mut() = *status;
-                r.headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-                r.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
                 if *status == StatusCode::METHOD_NOT_ALLOWED {
-                    r.headers_mut()
-                        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+                    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
                 }
                 (r, "http_error")
             }
@@ -247,16 +189,9 @@ fn set(h: &mut http::HeaderMap, name: header::HeaderName, value: &str) {
 }
 
 fn conditional(req: &Request<Incoming>) -> Option<(String, Option<i64>)> {
-    let inm = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let ims = req
-        .headers()
-        .get(header::IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(headers::parse_http_date);
+    let inm = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let ims =
+        req.headers().get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()).and_then(headers::parse_http_date);
     (inm.is_some() || ims.is_some()).then(|| (inm.unwrap_or_default(), ims))
 }
 
@@ -264,9 +199,7 @@ async fn read_body(body: Incoming) -> Result<Bytes, StatusCode> {
     let limited = Limited::new(body, MAX_REQUEST_BYTES);
     match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
         Err(_) => Err(StatusCode::REQUEST_TIMEOUT),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(StatusCode::PAYLOAD_TOO_LARGE)
-        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(StatusCode::PAYLOAD_TOO_LARGE),
         Ok(Err(_)) => Err(StatusCode::BAD_REQUEST),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
@@ -293,9 +226,7 @@ pub fn decode_get_path(path: &str) -> Result<Vec<u8>, ProtoError> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .ok_or_else(|| bad("truncated percent-encoding"))?;
+                let hex = bytes.get(i + 1..i + 3).ok_or_else(|| bad("truncated percent-encoding"))?;
                 let s = std::str::from_utf8(hex).map_err(|_| bad("bad percent-encoding"))?;
                 text.push(u8::from_str_radix(s, 16).map_err(|_| bad("bad percent-encoding"))?);
                 i += 3;
@@ -317,40 +248,25 @@ pub fn decode_get_path(path: &str) -> Result<Vec<u8>, ProtoError> {
     while text.last() == Some(&b'=') {
         text.pop();
     }
-    base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(&text)
-        .map_err(|e| bad(&format!("bad base64: {e}")))
+    base64::engine::general_purpose::STANDARD_NO_PAD.decode(&text).map_err(|e| bad(&format!("bad base64: {e}")))
 }
 
 impl Handler for OcspService {
-    fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-        _peer: SocketAddr,
-    ) -> BoxFuture<'static, HttpResponse> {
+    fn handle(self: Arc<Self>, req: Request<Incoming>, _peer: SocketAddr) -> BoxFuture<'static, HttpResponse> {
         Box::pin(async move {
             let start = Instant::now();
             let path = req.uri().path();
             if req.method() == Method::GET {
                 match path {
-                    "/metrics" => {
-                        return text(
-                            StatusCode::OK,
-                            self.render_metrics(),
-                            "text/plain; version=0.0.4",
-                        )
-                    }
-                    "/healthz" | "/readyz" => {
-                        return text(StatusCode::OK, "ok\n".into(), "text/plain")
-                    }
+                    "/metrics" => return text(StatusCode::OK, self.render_metrics(), "text/plain; version=0.0.4"),
+                    "/healthz" | "/readyz" => return text(StatusCode::OK, "ok\n".into(), "text/plain"),
                     _ => {}
                 }
             }
             let head = req.method() == Method::HEAD;
             let (outcome, is_get, cond) = self.route(req).await;
             let (resp, label) = self.respond(&outcome, cond, head);
-            self.metrics
-                .request(is_get, label, start.elapsed().as_secs_f64());
+            self.metrics.request(is_get, label, start.elapsed().as_secs_f64());
             resp
         })
     }
@@ -359,10 +275,8 @@ impl Handler for OcspService {
 fn text(status: StatusCode, body: String, content_type: &'static str) -> HttpResponse {
     let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
     r
 }
 
@@ -377,10 +291,7 @@ mod tests {
         let der = vec![0x30, 0x00, 0x00, 0xfb, 0xef, 0xbe, 0xff, 0xff, 0xff, 0x30];
         let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
         assert!(b64.contains('+') && b64.contains('/') && b64.ends_with('='));
-        let encoded = b64
-            .replace('+', "%2B")
-            .replace('/', "%2F")
-            .replace('=', "%3D");
+        let encoded = b64.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
         for path in [
             format!("/{b64}"),
             format!("//{b64}"),

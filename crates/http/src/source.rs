@@ -1,7 +1,4 @@
-use ocsp_proto::{
-    Answer, CertStatus, Clock, OcspRequest, ProtoError, ResponseBuilder, ResponseStatus,
-    SignedResponse,
-};
+use ocsp_proto::{Answer, CertStatus, Clock, OcspRequest, ProtoError, ResponseBuilder, ResponseStatus, SignedResponse};
 use ocsp_sign::IssuerRegistry;
 use ocsp_store::Store;
 use std::future::Future;
@@ -47,10 +44,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// store, live signing) are each a `Source`, wrapping the next one.
 pub trait Source: Send + Sync {
     /// Answers `request`.
-    fn answer<'a>(
-        &'a self,
-        request: &'a OcspRequest,
-    ) -> BoxFuture<'a, Result<SignedResponse, AnswerError>>;
+    fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<SignedResponse, AnswerError>>;
 }
 
 /// How live-signed responses are made.
@@ -66,11 +60,7 @@ pub struct LiveConfig {
 
 impl Default for LiveConfig {
     fn default() -> Self {
-        LiveConfig {
-            validity: 24 * 3600,
-            backdate: 3600,
-            max_concurrent: 64,
-        }
+        LiveConfig { validity: 24 * 3600, backdate: 3600, max_concurrent: 64 }
     }
 }
 
@@ -94,35 +84,20 @@ impl LiveSource {
         metrics: Arc<crate::Metrics>,
     ) -> LiveSource {
         let permits = Arc::new(Semaphore::new(config.max_concurrent.max(1)));
-        LiveSource {
-            store,
-            registry,
-            clock,
-            config,
-            permits,
-            metrics,
-        }
+        LiveSource { store, registry, clock, config, permits, metrics }
     }
 
-    fn build(
-        &self,
-        request: &OcspRequest,
-    ) -> Result<(ResponseBuilder, Arc<ocsp_sign::IssuerEntry>), AnswerError> {
+    fn build(&self, request: &OcspRequest) -> Result<(ResponseBuilder, Arc<ocsp_sign::IssuerEntry>), AnswerError> {
         let now = self.clock.now();
         let mut issuer: Option<Arc<ocsp_sign::IssuerEntry>> = None;
         let mut answers = Vec::with_capacity(request.cert_ids.len());
         for id in &request.cert_ids {
             let entry = self.registry.find(id).ok_or_else(|| {
-                AnswerError::Unauthorized(format!(
-                    "no issuer with {} name/key hash of this CertID",
-                    id.hash.name()
-                ))
+                AnswerError::Unauthorized(format!("no issuer with {} name/key hash of this CertID", id.hash.name()))
             })?;
             match &issuer {
                 Some(first) if first.key != entry.key => {
-                    return Err(AnswerError::Unauthorized(
-                        "CertIDs of different issuers in one request".into(),
-                    ));
+                    return Err(AnswerError::Unauthorized("CertIDs of different issuers in one request".into()));
                 }
                 _ => issuer = Some(entry.clone()),
             }
@@ -148,15 +123,14 @@ impl LiveSource {
 }
 
 impl Source for LiveSource {
-    fn answer<'a>(
-        &'a self,
-        request: &'a OcspRequest,
-    ) -> BoxFuture<'a, Result<SignedResponse, AnswerError>> {
+    fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<SignedResponse, AnswerError>> {
         Box::pin(async move {
             let (builder, issuer) = self.build(request)?;
-            let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
-                AnswerError::TryLater("live signing at its concurrency bound".into())
-            })?;
+            let permit = self
+                .permits
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| AnswerError::TryLater("live signing at its concurrency bound".into()))?;
             self.metrics.live_signings.inc();
             // Signing may block on an HSM; keep it off the reactor threads. The task runs to
             // completion even if the client goes away.
@@ -164,13 +138,10 @@ impl Source for LiveSource {
                 let _permit = permit;
                 issuer.identity.sign(&builder)
             });
-            handle
-                .await
-                .map_err(|e| AnswerError::Internal(format!("signing task: {e}")))?
-                .map_err(|e| match e {
-                    ocsp_sign::SignError::Unavailable(..) => AnswerError::TryLater(e.to_string()),
-                    other => AnswerError::Internal(other.to_string()),
-                })
+            handle.await.map_err(|e| AnswerError::Internal(format!("signing task: {e}")))?.map_err(|e| match e {
+                ocsp_sign::SignError::Unavailable(..) => AnswerError::TryLater(e.to_string()),
+                other => AnswerError::Internal(other.to_string()),
+            })
         })
     }
 }
@@ -211,14 +182,7 @@ impl PresignedSource {
         live: Arc<dyn Source>,
         metrics: Arc<crate::Metrics>,
     ) -> PresignedSource {
-        PresignedSource {
-            store,
-            registry,
-            clock,
-            live,
-            flights: Default::default(),
-            metrics,
-        }
+        PresignedSource { store, registry, clock, live, flights: Default::default(), metrics }
     }
 
     fn stored(&self, request: &OcspRequest) -> Result<Lookup, AnswerError> {
@@ -226,31 +190,22 @@ impl PresignedSource {
             return Ok(Lookup::Several);
         };
         let entry = self.registry.find(id).ok_or_else(|| {
-            AnswerError::Unauthorized(format!(
-                "no issuer with {} name/key hash of this CertID",
-                id.hash.name()
-            ))
+            AnswerError::Unauthorized(format!("no issuer with {} name/key hash of this CertID", id.hash.name()))
         })?;
         let key = ocsp_store::response_key(&entry.key, &id.serial, id.hash);
-        let stored = self
-            .store
-            .response(&entry.key, &id.serial, id.hash)
-            .map_err(|e| AnswerError::Internal(e.to_string()))?;
+        let stored =
+            self.store.response(&entry.key, &id.serial, id.hash).map_err(|e| AnswerError::Internal(e.to_string()))?;
         let now = self.clock.now();
-        let fresh = stored
-            .filter(|r| r.next_update > now + SERVE_MARGIN)
-            .and_then(|r| {
-                let status = ocsp_store::StatusRecord::decode(&r.source)
-                    .ok()?
-                    .cert_status();
-                Some(SignedResponse {
-                    der: r.der,
-                    this_update: r.this_update,
-                    next_update: r.next_update,
-                    produced_at: r.produced_at,
-                    status,
-                })
-            });
+        let fresh = stored.filter(|r| r.next_update > now + SERVE_MARGIN).and_then(|r| {
+            let status = ocsp_store::StatusRecord::decode(&r.source).ok()?.cert_status();
+            Some(SignedResponse {
+                der: r.der,
+                this_update: r.this_update,
+                next_update: r.next_update,
+                produced_at: r.produced_at,
+                status,
+            })
+        });
         Ok(match fresh {
             Some(resp) => Lookup::Fresh(resp),
             None => Lookup::Missing(key),
@@ -259,10 +214,7 @@ impl PresignedSource {
 }
 
 impl Source for PresignedSource {
-    fn answer<'a>(
-        &'a self,
-        request: &'a OcspRequest,
-    ) -> BoxFuture<'a, Result<SignedResponse, AnswerError>> {
+    fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<SignedResponse, AnswerError>> {
         Box::pin(async move {
             let key = match self.stored(request)? {
                 Lookup::Fresh(resp) => {
@@ -277,10 +229,7 @@ impl Source for PresignedSource {
                 let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
                 flights.entry(key.clone()).or_default().clone()
             };
-            let result = flight
-                .get_or_init(|| self.live.answer(request))
-                .await
-                .clone();
+            let result = flight.get_or_init(|| self.live.answer(request)).await.clone();
             let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
             if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
                 flights.remove(&key);

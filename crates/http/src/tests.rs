@@ -9,10 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 /// The real file signer, made slow, as an HSM under load is.
@@ -67,57 +64,27 @@ fn fixture(slow: bool) -> Fixture {
     if slow {
         let signer: Arc<dyn Signer> = Arc::new(Slow(entry.identity.signer().clone()));
         let cert = ocsp_proto::x509::CertInfo::from_der(&int.der).unwrap();
-        entry.identity =
-            ocsp_sign::ResponderIdentity::new(&cert, None, signer, now(), "slow").unwrap();
+        entry.identity = ocsp_sign::ResponderIdentity::new(&cert, None, signer, now(), "slow").unwrap();
     }
     let issuer = entry.key;
     let registry = Arc::new(IssuerRegistry::default());
     registry.insert(entry);
     store
-        .record_issued(
-            &issuer,
-            &[(Serial::from_hex("01").unwrap(), 0)],
-            now(),
-            AuditEntry::new(0, "t", "cert.add"),
-        )
+        .record_issued(&issuer, &[(Serial::from_hex("01").unwrap(), 0)], now(), AuditEntry::new(0, "t", "cert.add"))
         .unwrap();
-    Fixture {
-        _dir: dir,
-        store,
-        registry,
-        clock: Arc::new(FixedClock::new(now())),
-        issuer,
-        int,
-    }
+    Fixture { _dir: dir, store, registry, clock: Arc::new(FixedClock::new(now())), issuer, int }
 }
 
 fn request(f: &Fixture, serial: &str) -> OcspRequest {
-    let hashes =
-        ocsp_proto::IssuerHashes::of(&ocsp_proto::x509::CertInfo::from_der(&f.int.der).unwrap());
+    let hashes = ocsp_proto::IssuerHashes::of(&ocsp_proto::x509::CertInfo::from_der(&f.int.der).unwrap());
     let id: CertId = hashes.cert_id(HashAlg::Sha1, Serial::from_hex(serial).unwrap());
-    OcspRequest {
-        cert_ids: vec![id],
-        has_nonce: false,
-    }
+    OcspRequest { cert_ids: vec![id], has_nonce: false }
 }
 
-fn tiers(
-    f: &Fixture,
-    max_concurrent: usize,
-) -> (Arc<PresignedSource>, Arc<Counting>, Arc<Metrics>) {
+fn tiers(f: &Fixture, max_concurrent: usize) -> (Arc<PresignedSource>, Arc<Counting>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
-    let config = LiveConfig {
-        validity: 86_400,
-        backdate: 3600,
-        max_concurrent,
-    };
-    let live = Arc::new(LiveSource::new(
-        f.store.clone(),
-        f.registry.clone(),
-        f.clock.clone(),
-        config,
-        metrics.clone(),
-    ));
+    let config = LiveConfig { validity: 86_400, backdate: 3600, max_concurrent };
+    let live = Arc::new(LiveSource::new(f.store.clone(), f.registry.clone(), f.clock.clone(), config, metrics.clone()));
     let counting = Arc::new(Counting(live, AtomicUsize::new(0)));
     let presigned = Arc::new(PresignedSource::new(
         f.store.clone(),
@@ -136,11 +103,7 @@ async fn a_stored_response_is_never_served_past_its_next_update() {
     let req = request(&f, "01");
     // Sign one live and store it as the pre-signer would.
     let live = tier.answer(&req).await.unwrap();
-    let status = f
-        .store
-        .status(&f.issuer, &Serial::from_hex("01").unwrap())
-        .unwrap()
-        .unwrap();
+    let status = f.store.status(&f.issuer, &Serial::from_hex("01").unwrap()).unwrap().unwrap();
     let stored = StoredResponse {
         this_update: live.this_update,
         next_update: live.next_update,
@@ -148,14 +111,7 @@ async fn a_stored_response_is_never_served_past_its_next_update() {
         source: status.encode(),
         der: live.der.clone(),
     };
-    f.store
-        .put_responses_if_current(&[(
-            f.issuer,
-            Serial::from_hex("01").unwrap(),
-            HashAlg::Sha1,
-            stored,
-        )])
-        .unwrap();
+    f.store.put_responses_if_current(&[(f.issuer, Serial::from_hex("01").unwrap(), HashAlg::Sha1, stored)]).unwrap();
     let served = tier.answer(&req).await.unwrap();
     assert_eq!(served.der, live.der, "served as stored");
     assert_eq!(counting.1.load(Ordering::SeqCst), 1);
@@ -175,36 +131,23 @@ async fn concurrent_misses_sign_once() {
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let (tier, req) = (tier.clone(), req.clone());
-        tasks.push(tokio::spawn(async move {
-            tier.answer(&req).await.map(|r| r.der)
-        }));
+        tasks.push(tokio::spawn(async move { tier.answer(&req).await.map(|r| r.der) }));
     }
     let mut answers = Vec::new();
     for t in tasks {
         answers.push(t.await.unwrap().unwrap());
     }
-    assert!(
-        answers.windows(2).all(|w| w[0] == w[1]),
-        "every waiter gets the one signed response"
-    );
-    assert_eq!(
-        counting.1.load(Ordering::SeqCst),
-        1,
-        "twenty requests, one live signing"
-    );
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "every waiter gets the one signed response");
+    assert_eq!(counting.1.load(Ordering::SeqCst), 1, "twenty requests, one live signing");
     assert_eq!(metrics.live_signings.get(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_the_bound_the_answer_is_try_later() {
     let f = fixture(true);
-    let serials: Vec<Serial> = (2..=6)
-        .map(|n| Serial::from_hex(&format!("{n:x}")).unwrap())
-        .collect();
+    let serials: Vec<Serial> = (2..=6).map(|n| Serial::from_hex(&format!("{n:x}")).unwrap()).collect();
     let list: Vec<(Serial, i64)> = serials.iter().map(|s| (s.clone(), 0)).collect();
-    f.store
-        .record_issued(&f.issuer, &list, now(), AuditEntry::new(0, "t", "cert.add"))
-        .unwrap();
+    f.store.record_issued(&f.issuer, &list, now(), AuditEntry::new(0, "t", "cert.add")).unwrap();
     let (tier, _, _) = tiers(&f, 2);
     let mut tasks = Vec::new();
     for n in 2..=6 {
@@ -223,13 +166,6 @@ async fn beyond_the_bound_the_answer_is_try_later() {
             Err(e) => panic!("{e}"),
         }
     }
-    assert_eq!(
-        (signed, try_later),
-        (2, 3),
-        "two signings in flight at most; the rest told to try later"
-    );
-    assert_eq!(
-        AnswerError::TryLater(String::new()).ocsp_status(),
-        ocsp_proto::ResponseStatus::TryLater
-    );
+    assert_eq!((signed, try_later), (2, 3), "two signings in flight at most; the rest told to try later");
+    assert_eq!(AnswerError::TryLater(String::new()).ocsp_status(), ocsp_proto::ResponseStatus::TryLater);
 }

@@ -33,9 +33,7 @@ fn parse_time(text: &str) -> Option<i64> {
     if let Ok(n) = t.parse::<i64>() {
         return Some(n);
     }
-    chrono::DateTime::parse_from_rfc3339(t)
-        .ok()
-        .map(|d| d.timestamp())
+    chrono::DateTime::parse_from_rfc3339(t).ok().map(|d| d.timestamp())
 }
 
 /// OpenSSL's `YYMMDDHHMMSSZ` (UTCTime) or `YYYYMMDDHHMMSSZ`.
@@ -49,9 +47,7 @@ fn openssl_time(text: &str) -> Option<i64> {
         14 => t.to_string(),
         _ => return None,
     };
-    chrono::NaiveDateTime::parse_from_str(&full, "%Y%m%d%H%M%S")
-        .ok()
-        .map(|d| d.and_utc().timestamp())
+    chrono::NaiveDateTime::parse_from_str(&full, "%Y%m%d%H%M%S").ok().map(|d| d.and_utc().timestamp())
 }
 
 /// Reads one line of `format` into a certificate spec (`None` for lines to skip).
@@ -64,10 +60,7 @@ pub fn parse_line(format: Format, line: &str, first: bool) -> Result<Option<Cert
         Format::Serials => {
             let s = line.trim();
             Serial::from_hex(s)?;
-            Ok(Some(CertSpec {
-                serial: Some(s.to_string()),
-                ..Default::default()
-            }))
+            Ok(Some(CertSpec { serial: Some(s.to_string()), ..Default::default() }))
         }
         Format::Csv => {
             let mut fields = line.split(',');
@@ -77,27 +70,19 @@ pub fn parse_line(format: Format, line: &str, first: bool) -> Result<Option<Cert
             }
             Serial::from_hex(serial)?;
             let not_after = match fields.next().map(str::trim).filter(|s| !s.is_empty()) {
-                Some(t) => Some(parse_time(t).ok_or_else(|| {
-                    format!("notAfter {t:?} is neither RFC 3339 nor epoch seconds")
-                })?),
+                Some(t) => {
+                    Some(parse_time(t).ok_or_else(|| format!("notAfter {t:?} is neither RFC 3339 nor epoch seconds"))?)
+                }
                 None => None,
             };
-            Ok(Some(CertSpec {
-                serial: Some(serial.to_string()),
-                not_after,
-                ..Default::default()
-            }))
+            Ok(Some(CertSpec { serial: Some(serial.to_string()), not_after, ..Default::default() }))
         }
         Format::Index => {
             let f: Vec<&str> = line.split('\t').collect();
             if f.len() < 4 {
-                return Err(format!(
-                    "expected 6 tab-separated fields, found {}",
-                    f.len()
-                ));
+                return Err(format!("expected 6 tab-separated fields, found {}", f.len()));
             }
-            let not_after = openssl_time(f[1])
-                .ok_or_else(|| format!("expiry {:?} is not YYMMDDHHMMSSZ", f[1]))?;
+            let not_after = openssl_time(f[1]).ok_or_else(|| format!("expiry {:?} is not YYMMDDHHMMSSZ", f[1]))?;
             let serial = f[3].trim();
             Serial::from_hex(serial)?;
             let revocation = match f[0] {
@@ -105,8 +90,8 @@ pub fn parse_line(format: Format, line: &str, first: bool) -> Result<Option<Cert
                 "R" => {
                     let mut parts = f[2].split(',');
                     let when = parts.next().unwrap_or("");
-                    let mut time = openssl_time(when)
-                        .ok_or_else(|| format!("revocation time {when:?} is not YYMMDDHHMMSSZ"))?;
+                    let mut time =
+                        openssl_time(when).ok_or_else(|| format!("revocation time {when:?} is not YYMMDDHHMMSSZ"))?;
                     let reason = match parts.next() {
                         None => RevocationReason::Unspecified,
                         // `openssl ca -crl_compromise` writes keyTime,<compromise time>.
@@ -120,10 +105,7 @@ pub fn parse_line(format: Format, line: &str, first: bool) -> Result<Option<Cert
                         Some("holdInstruction") => RevocationReason::CertificateHold,
                         Some(r) => RevocationReason::parse(r)?,
                     };
-                    Some(ImportedRevocation {
-                        time,
-                        reason: reason.name().to_string(),
-                    })
+                    Some(ImportedRevocation { time, reason: reason.name().to_string() })
                 }
                 other => return Err(format!("status {other:?} is not V, R or E")),
             };
@@ -139,21 +121,14 @@ pub fn parse_line(format: Format, line: &str, first: bool) -> Result<Option<Cert
 
 /// Checks every line of a file; returns the number of entries.
 pub fn check_file(path: &Path, format: Format) -> Result<u64, LineError> {
-    let file =
-        std::fs::File::open(path).map_err(|e| LineError(format!("{}: {e}", path.display())))?;
+    let file = std::fs::File::open(path).map_err(|e| LineError(format!("{}: {e}", path.display())))?;
     let mut n = 0;
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| LineError(format!("{}:{}: {e}", path.display(), i + 1)))?;
         match parse_line(format, &line, i == 0) {
             Ok(Some(_)) => n += 1,
             Ok(None) => {}
-            Err(e) => {
-                return Err(LineError(format!(
-                    "{}:{}: {e}; nothing was sent",
-                    path.display(),
-                    i + 1
-                )))
-            }
+            Err(e) => return Err(LineError(format!("{}:{}: {e}; nothing was sent", path.display(), i + 1))),
         }
     }
     Ok(n)
@@ -170,31 +145,25 @@ pub fn for_each_batch<E>(
 where
     E: From<LineError>,
 {
-    let file =
-        std::fs::File::open(path).map_err(|e| LineError(format!("{}: {e}", path.display())))?;
+    let file = std::fs::File::open(path).map_err(|e| LineError(format!("{}: {e}", path.display())))?;
     let mut reader = BufReader::new(file);
     let mut pending = Vec::with_capacity(batch);
     let (mut line, mut read, mut i) = (String::new(), 0u64, 0usize);
     loop {
         line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .map_err(|e| LineError(format!("{}: {e}", path.display())))?;
+        let n = reader.read_line(&mut line).map_err(|e| LineError(format!("{}: {e}", path.display())))?;
         if n == 0 {
             break;
         }
         read += n as u64;
-        if let Some(spec) = parse_line(format, &line, i == 0)
-            .map_err(|e| LineError(format!("{}:{}: {e}", path.display(), i + 1)))?
+        if let Some(spec) =
+            parse_line(format, &line, i == 0).map_err(|e| LineError(format!("{}:{}: {e}", path.display(), i + 1)))?
         {
             pending.push(spec);
         }
         i += 1;
         if pending.len() >= batch {
-            send(
-                std::mem::replace(&mut pending, Vec::with_capacity(batch)),
-                read,
-            )?;
+            send(std::mem::replace(&mut pending, Vec::with_capacity(batch)), read)?;
         }
     }
     if !pending.is_empty() {
@@ -206,17 +175,10 @@ where
 /// The certificate files directly in `dir` (`.pem`, `.crt`, `.cer`, `.der`), sorted.
 pub fn cert_files(dir: &Path) -> Result<Vec<PathBuf>, LineError> {
     let mut out = Vec::new();
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| LineError(format!("{}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| LineError(format!("{}: {e}", dir.display())))?;
     for entry in entries {
-        let path = entry
-            .map_err(|e| LineError(format!("{}: {e}", dir.display())))?
-            .path();
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let path = entry.map_err(|e| LineError(format!("{}: {e}", dir.display())))?.path();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         if path.is_file() && ["pem", "crt", "cer", "der"].contains(&ext.as_str()) {
             out.push(path);
         }
@@ -231,23 +193,13 @@ mod tests {
 
     #[test]
     fn index_txt_lines() {
-        let v = parse_line(
-            Format::Index,
-            "V\t271231235959Z\t\t1A2B\tunknown\t/CN=a",
-            false,
-        )
-        .unwrap()
-        .unwrap();
+        let v = parse_line(Format::Index, "V\t271231235959Z\t\t1A2B\tunknown\t/CN=a", false).unwrap().unwrap();
         assert_eq!(v.serial.as_deref(), Some("1A2B"));
         assert!(v.revocation.is_none());
         assert_eq!(v.not_after, Some(1_830_297_599));
-        let r = parse_line(
-            Format::Index,
-            "R\t271231235959Z\t240102030405Z,keyCompromise\t0C\tunknown\t/CN=b",
-            false,
-        )
-        .unwrap()
-        .unwrap();
+        let r = parse_line(Format::Index, "R\t271231235959Z\t240102030405Z,keyCompromise\t0C\tunknown\t/CN=b", false)
+            .unwrap()
+            .unwrap();
         let rev = r.revocation.unwrap();
         assert_eq!(rev.reason, "keyCompromise");
         assert_eq!(rev.time, 1_704_164_645);
@@ -259,36 +211,21 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(hold.revocation.unwrap().reason, "certificateHold");
-        let ca = parse_line(
-            Format::Index,
-            "R\t271231235959Z\t240102030405Z,CACompromise\t0E\tunknown\t/CN=d",
-            false,
-        )
-        .unwrap()
-        .unwrap();
+        let ca = parse_line(Format::Index, "R\t271231235959Z\t240102030405Z,CACompromise\t0E\tunknown\t/CN=d", false)
+            .unwrap()
+            .unwrap();
         assert_eq!(ca.revocation.unwrap().reason, "cACompromise");
-        assert!(parse_line(
-            Format::Index,
-            "X\t271231235959Z\t\t1A\tunknown\t/CN=a",
-            false
-        )
-        .is_err());
+        assert!(parse_line(Format::Index, "X\t271231235959Z\t\t1A\tunknown\t/CN=a", false).is_err());
         assert!(parse_line(Format::Index, "V\tsoon\t\t1A\tunknown\t/CN=a", false).is_err());
     }
 
     #[test]
     fn csv_and_serial_lines() {
-        assert!(parse_line(Format::Csv, "serial,not_after", true)
-            .unwrap()
-            .is_none());
-        let c = parse_line(Format::Csv, "0a0b,2030-01-01T00:00:00Z", false)
-            .unwrap()
-            .unwrap();
+        assert!(parse_line(Format::Csv, "serial,not_after", true).unwrap().is_none());
+        let c = parse_line(Format::Csv, "0a0b,2030-01-01T00:00:00Z", false).unwrap().unwrap();
         assert_eq!(c.not_after, Some(1_893_456_000));
         assert!(parse_line(Format::Csv, "0a0b,later", false).is_err());
-        assert!(parse_line(Format::Serials, "# comment", false)
-            .unwrap()
-            .is_none());
+        assert!(parse_line(Format::Serials, "# comment", false).unwrap().is_none());
         assert!(parse_line(Format::Serials, "xyz", false).is_err());
     }
 }

@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand};
 use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
 use ocsp_admin::api::{
-    AddCerts, AddIssuer, AddedCerts, AuditView, BulkResult, BulkRevoke, CertSpec, IssuerView,
-    Presign, PresignStats, Retire, Revoke, StatusView, Unhold,
+    AddCerts, AddIssuer, AddedCerts, AuditView, BulkResult, BulkRevoke, CertSpec, IssuerView, Presign, PresignStats,
+    Retire, Revoke, StatusView, Unhold,
 };
 use ocsp_admin::{AdminClient, MAX_BULK};
 use ocsp_proto::{RevocationReason, Serial};
@@ -20,27 +20,13 @@ use std::path::{Path, PathBuf};
 mod input;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "ocspctl",
-    version,
-    about = "CA staff CLI for ocspd's admin API"
-)]
+#[command(name = "ocspctl", version, about = "CA staff CLI for ocspd's admin API")]
 struct Cli {
     /// ocspd's admin API.
-    #[arg(
-        long,
-        global = true,
-        env = "OCSPCTL_ADMIN_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
+    #[arg(long, global = true, env = "OCSPCTL_ADMIN_URL", default_value = "http://127.0.0.1:8081")]
     admin_url: String,
     /// File holding the admin bearer token (ocspd writes data/admin.token on first start).
-    #[arg(
-        long,
-        global = true,
-        env = "OCSPCTL_TOKEN_FILE",
-        default_value = "./data/admin.token"
-    )]
+    #[arg(long, global = true, env = "OCSPCTL_TOKEN_FILE", default_value = "./data/admin.token")]
     token_file: PathBuf,
     /// Print JSON instead of text, for scripts.
     #[arg(long, global = true)]
@@ -261,8 +247,7 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 }
 
 fn read_file(path: &Path, what: &str) -> anyhow::Result<String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| usage(format!("{what} {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| usage(format!("{what} {}: {e}", path.display())))?;
     match String::from_utf8(bytes) {
         Ok(s) => Ok(s),
         // DER: send as PEM so the JSON stays text.
@@ -275,10 +260,7 @@ fn to_pem(der: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut b64 = String::new();
     for chunk in der.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
         for i in 0..4 {
             if i <= chunk.len() {
                 b64.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -298,18 +280,10 @@ fn to_pem(der: &[u8]) -> String {
 fn parse_time(text: &str, what: &str) -> anyhow::Result<i64> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp())
-        .map_err(|e| {
-            usage(format!(
-                "{what} {text:?} is not an RFC 3339 time like 2026-11-20T10:00:00Z: {e}"
-            ))
-        })
+        .map_err(|e| usage(format!("{what} {text:?} is not an RFC 3339 time like 2026-11-20T10:00:00Z: {e}")))
 }
 
-fn print<T: serde::Serialize>(
-    json: bool,
-    value: &T,
-    text: impl FnOnce(&T) -> String,
-) -> anyhow::Result<()> {
+fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(value)?);
     } else {
@@ -378,19 +352,9 @@ fn import(
     why: Option<String>,
 ) -> anyhow::Result<()> {
     let batch = check_batch(batch)?;
-    let mut total = AddedCerts {
-        added: 0,
-        already: 0,
-        serials: Vec::new(),
-        revoked: 0,
-        conflicts: Vec::new(),
-    };
+    let mut total = AddedCerts { added: 0, already: 0, serials: Vec::new(), revoked: 0, conflicts: Vec::new() };
     let add = |certs: Vec<CertSpec>, total: &mut AddedCerts| -> anyhow::Result<()> {
-        let req = AddCerts {
-            issuer: issuer.clone(),
-            certs,
-            why: why.clone(),
-        };
+        let req = AddCerts { issuer: issuer.clone(), certs, why: why.clone() };
         let r: AddedCerts = api.call(Method::POST, "/v1/certs", Some(&req))?;
         total.added += r.added;
         total.already += r.already;
@@ -410,10 +374,7 @@ fn import(
             }
             let bar = progress(files.len() as u64, json, "import");
             for f in &files {
-                pems.push(CertSpec {
-                    cert_pem: Some(read_file(f, "certificate")?),
-                    ..Default::default()
-                });
+                pems.push(CertSpec { cert_pem: Some(read_file(f, "certificate")?), ..Default::default() });
                 if pems.len() >= batch {
                     add(std::mem::take(&mut pems), &mut total)?;
                 }
@@ -445,10 +406,8 @@ fn import(
         }
     }
     print(json, &total, |t| {
-        let mut s = format!(
-            "recorded {} new, {} already recorded, {} revocations applied",
-            t.added, t.already, t.revoked
-        );
+        let mut s =
+            format!("recorded {} new, {} already recorded, {} revocations applied", t.added, t.already, t.revoked);
         if !t.conflicts.is_empty() {
             s.push_str(&format!(
                 "\n{} revocations conflict with recorded ones (left as recorded): {}",
@@ -474,47 +433,29 @@ fn bulk_revoke(
 ) -> anyhow::Result<()> {
     let batch = check_batch(batch)?;
     RevocationReason::parse(&reason).map_err(usage)?;
-    let time = time
-        .as_deref()
-        .map(|t| parse_time(t, "--time"))
-        .transpose()?;
+    let time = time.as_deref().map(|t| parse_time(t, "--time")).transpose()?;
     let lines = input::check_file(&file, input::Format::Serials).map_err(|e| usage(e.0))?;
     let bar = progress(lines, json, if dry_run { "dry run" } else { "revoke" });
     let mut total = BulkResult::default();
     let mut acknowledged = 0u64;
-    input::for_each_batch(
-        &file,
-        input::Format::Serials,
-        batch,
-        |specs, _| -> anyhow::Result<()> {
-            let serials: Vec<String> = specs.into_iter().filter_map(|s| s.serial).collect();
-            let n = serials.len() as u64;
-            let req = BulkRevoke {
-                issuer: issuer.clone(),
-                serials,
-                reason: reason.clone(),
-                time,
-                dry_run,
-                why: why.clone(),
-            };
-            let r: BulkResult = api.call(Method::POST, "/v1/revoke/bulk", Some(&req))?;
-            acknowledged += n;
-            if json {
-                // One line per durable batch, so a script knows exactly what was acknowledged.
-                println!(
-                    "{}",
-                    serde_json::json!({ "acknowledged": acknowledged, "of": lines })
-                );
-            }
-            total.add(r);
-            bar.inc(n);
-            Ok(())
-        },
-    )?;
+    input::for_each_batch(&file, input::Format::Serials, batch, |specs, _| -> anyhow::Result<()> {
+        let serials: Vec<String> = specs.into_iter().filter_map(|s| s.serial).collect();
+        let n = serials.len() as u64;
+        let req =
+            BulkRevoke { issuer: issuer.clone(), serials, reason: reason.clone(), time, dry_run, why: why.clone() };
+        let r: BulkResult = api.call(Method::POST, "/v1/revoke/bulk", Some(&req))?;
+        acknowledged += n;
+        if json {
+            // One line per durable batch, so a script knows exactly what was acknowledged.
+            println!("{}", serde_json::json!({ "acknowledged": acknowledged, "of": lines }));
+        }
+        total.add(r);
+        bar.inc(n);
+        Ok(())
+    })?;
     bar.finish_and_clear();
     print(json, &total, |t| {
-        let mut s =
-            format!(
+        let mut s = format!(
             "{}revoked {}, reason changed {}, already revoked {}, refused {}, unknown serial {}",
             if t.dry_run { "dry run, nothing changed: would have " } else { "" },
             t.revoked,
@@ -523,17 +464,12 @@ fn bulk_revoke(
             t.refused.len(),
             t.unknown_serial.len()
         );
-        for (label, list) in [
-            ("unknown serials", &t.unknown_serial),
-            ("refused (already revoked for another reason)", &t.refused),
-        ] {
+        for (label, list) in
+            [("unknown serials", &t.unknown_serial), ("refused (already revoked for another reason)", &t.refused)]
+        {
             if !list.is_empty() {
                 let shown: Vec<&str> = list.iter().take(20).map(String::as_str).collect();
-                s.push_str(&format!(
-                    "\n{label}: {}{}",
-                    shown.join(" "),
-                    if list.len() > 20 { " ..." } else { "" }
-                ));
+                s.push_str(&format!("\n{label}: {}{}", shown.join(" "), if list.len() > 20 { " ..." } else { "" }));
             }
         }
         s
@@ -542,8 +478,7 @@ fn bulk_revoke(
 
 fn presign(api: &Api, json: bool, issuer: Option<String>, no_wait: bool) -> anyhow::Result<()> {
     let before: PresignStats = api.call(Method::GET, "/v1/presign", None::<&()>)?;
-    let mut stats: PresignStats =
-        api.call(Method::POST, "/v1/presign", Some(&Presign { issuer }))?;
+    let mut stats: PresignStats = api.call(Method::POST, "/v1/presign", Some(&Presign { issuer }))?;
     if !no_wait {
         let bar = progress(stats.pass_total.max(1), json, "presign");
         // The pass asked for has ended when the pass count moved past the one running (or
@@ -574,11 +509,7 @@ fn issuer_text(v: &IssuerView) -> String {
         v.name,
         v.subject,
         v.responder,
-        if v.delegated {
-            "delegated"
-        } else {
-            "issuer key"
-        },
+        if v.delegated { "delegated" } else { "issuer key" },
         v.responder_expires_in_days,
         v.sha1_name_hash,
         v.sha1_key_hash
@@ -595,215 +526,91 @@ fn issuer_text(v: &IssuerView) -> String {
 fn run(cli: Cli) -> anyhow::Result<()> {
     // Check everything local before contacting ocspd.
     let token = std::fs::read_to_string(&cli.token_file).map_err(|e| {
-        usage(format!(
-            "admin token file {}: {e} (use --token-file or OCSPCTL_TOKEN_FILE)",
-            cli.token_file.display()
-        ))
+        usage(format!("admin token file {}: {e} (use --token-file or OCSPCTL_TOKEN_FILE)", cli.token_file.display()))
     })?;
     let client = AdminClient::new(&cli.admin_url, &token).map_err(|e| usage(e.to_string()))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     let api = Api { rt, client };
     let json = cli.json;
     match cli.command {
-        Command::Issuer(IssuerCmd::Add {
-            name,
-            cert,
-            responder_cert,
-            key,
-            why,
-        }) => {
+        Command::Issuer(IssuerCmd::Add { name, cert, responder_cert, key, why }) => {
             let cert_pem = read_file(&cert, "issuer certificate")?;
-            let responder_cert_pem = responder_cert
-                .as_deref()
-                .map(|p| read_file(p, "responder certificate"))
-                .transpose()?;
-            let key = key
-                .canonicalize()
-                .map_err(|e| usage(format!("key {}: {e}", key.display())))?;
-            let req = AddIssuer {
-                name,
-                cert_pem,
-                responder_cert_pem,
-                key: format!("file:{}", key.display()),
-                why,
-            };
+            let responder_cert_pem =
+                responder_cert.as_deref().map(|p| read_file(p, "responder certificate")).transpose()?;
+            let key = key.canonicalize().map_err(|e| usage(format!("key {}: {e}", key.display())))?;
+            let req = AddIssuer { name, cert_pem, responder_cert_pem, key: format!("file:{}", key.display()), why };
             let view: IssuerView = api.call(Method::POST, "/v1/issuers", Some(&req))?;
-            print(json, &view, |v| {
-                format!(
-                    "registered issuer {} ({}), signed by {}",
-                    v.name, v.subject, v.responder
-                )
-            })
+            print(json, &view, |v| format!("registered issuer {} ({}), signed by {}", v.name, v.subject, v.responder))
         }
         Command::Issuer(IssuerCmd::List) => {
             let views: Vec<IssuerView> = api.call(Method::GET, "/v1/issuers", None::<&()>)?;
-            print(json, &views, |vs| {
-                vs.iter().map(issuer_text).collect::<Vec<_>>().join("\n")
-            })
+            print(json, &views, |vs| vs.iter().map(issuer_text).collect::<Vec<_>>().join("\n"))
         }
         Command::Issuer(IssuerCmd::Show { name }) => {
-            let view: IssuerView = api.call(
-                Method::GET,
-                &format!("/v1/issuers/{}", encode(&name)),
-                None::<&()>,
-            )?;
+            let view: IssuerView = api.call(Method::GET, &format!("/v1/issuers/{}", encode(&name)), None::<&()>)?;
             print(json, &view, issuer_text)
         }
         Command::Issuer(IssuerCmd::Retire { name, why }) => {
-            let view: IssuerView = api.call(
-                Method::POST,
-                &format!("/v1/issuers/{}/retire", encode(&name)),
-                Some(&Retire { why }),
-            )?;
-            print(json, &view, |v| {
-                format!("retired issuer {}; it now answers unauthorized", v.name)
-            })
+            let view: IssuerView =
+                api.call(Method::POST, &format!("/v1/issuers/{}/retire", encode(&name)), Some(&Retire { why }))?;
+            print(json, &view, |v| format!("retired issuer {}; it now answers unauthorized", v.name))
         }
-        Command::Cert(CertCmd::Add {
-            issuer,
-            pem,
-            serial,
-            not_after,
-            why,
-        }) => {
+        Command::Cert(CertCmd::Add { issuer, pem, serial, not_after, why }) => {
             let mut certs = Vec::new();
             for p in &pem {
-                certs.push(CertSpec {
-                    cert_pem: Some(read_file(p, "certificate")?),
-                    ..Default::default()
-                });
+                certs.push(CertSpec { cert_pem: Some(read_file(p, "certificate")?), ..Default::default() });
             }
             if let Some(s) = serial {
                 Serial::from_hex(&s).map_err(usage)?;
-                let not_after = not_after
-                    .as_deref()
-                    .map(|t| parse_time(t, "--not-after"))
-                    .transpose()?;
-                certs.push(CertSpec {
-                    serial: Some(s),
-                    not_after,
-                    ..Default::default()
-                });
+                let not_after = not_after.as_deref().map(|t| parse_time(t, "--not-after")).transpose()?;
+                certs.push(CertSpec { serial: Some(s), not_after, ..Default::default() });
             }
             if certs.is_empty() {
                 return Err(usage("give --pem FILE... or --serial HEX"));
             }
-            let added: AddedCerts = api.call(
-                Method::POST,
-                "/v1/certs",
-                Some(&AddCerts { issuer, certs, why }),
-            )?;
-            print(json, &added, |a| {
-                format!("recorded {} new, {} already recorded", a.added, a.already)
-            })
+            let added: AddedCerts = api.call(Method::POST, "/v1/certs", Some(&AddCerts { issuer, certs, why }))?;
+            print(json, &added, |a| format!("recorded {} new, {} already recorded", a.added, a.already))
         }
-        Command::Import {
-            issuer,
-            dir,
-            index,
-            csv,
-            batch,
-            why,
-        } => import(&api, json, issuer, (dir, index, csv), batch, why),
-        Command::Revoke {
-            issuer,
-            serial,
-            reason,
-            time,
-            why,
-        } => {
+        Command::Import { issuer, dir, index, csv, batch, why } => {
+            import(&api, json, issuer, (dir, index, csv), batch, why)
+        }
+        Command::Revoke { issuer, serial, reason, time, why } => {
             Serial::from_hex(&serial).map_err(usage)?;
             RevocationReason::parse(&reason).map_err(usage)?;
-            let time = time
-                .as_deref()
-                .map(|t| parse_time(t, "--time"))
-                .transpose()?;
-            let view: StatusView = api.call(
-                Method::POST,
-                "/v1/revoke",
-                Some(&Revoke {
-                    issuer,
-                    serial,
-                    reason,
-                    time,
-                    why,
-                }),
-            )?;
+            let time = time.as_deref().map(|t| parse_time(t, "--time")).transpose()?;
+            let view: StatusView =
+                api.call(Method::POST, "/v1/revoke", Some(&Revoke { issuer, serial, reason, time, why }))?;
             print(json, &view, status_text)
         }
-        Command::BulkRevoke {
-            issuer,
-            file,
-            reason,
-            time,
-            dry_run,
-            batch,
-            why,
-        } => bulk_revoke(&api, json, issuer, file, reason, time, dry_run, batch, why),
-        Command::Unhold {
-            issuer,
-            serial,
-            why,
-        } => {
+        Command::BulkRevoke { issuer, file, reason, time, dry_run, batch, why } => {
+            bulk_revoke(&api, json, issuer, file, reason, time, dry_run, batch, why)
+        }
+        Command::Unhold { issuer, serial, why } => {
             Serial::from_hex(&serial).map_err(usage)?;
-            let view: StatusView = api.call(
-                Method::POST,
-                "/v1/unhold",
-                Some(&Unhold {
-                    issuer,
-                    serial,
-                    why,
-                }),
-            )?;
+            let view: StatusView = api.call(Method::POST, "/v1/unhold", Some(&Unhold { issuer, serial, why }))?;
             print(json, &view, status_text)
         }
         Command::Presign { issuer, no_wait } => presign(&api, json, issuer, no_wait),
         Command::Status { issuer, serial } => {
             Serial::from_hex(&serial).map_err(usage)?;
-            let path = format!(
-                "/v1/status?issuer={}&serial={}",
-                encode(&issuer),
-                encode(&serial)
-            );
+            let path = format!("/v1/status?issuer={}&serial={}", encode(&issuer), encode(&serial));
             let view: StatusView = api.call(Method::GET, &path, None::<&()>)?;
             print(json, &view, status_text)
         }
-        Command::Audit {
-            issuer,
-            serial,
-            admin,
-            action,
-            since,
-            limit,
-        } => {
+        Command::Audit { issuer, serial, admin, action, since, limit } => {
             let mut q = vec![format!("limit={limit}")];
             if let Some(s) = &serial {
                 Serial::from_hex(s).map_err(usage)?;
             }
-            let since = since
-                .as_deref()
-                .map(|t| parse_time(t, "--since"))
-                .transpose()?
-                .map(|t| t.to_string());
-            for (k, v) in [
-                ("issuer", issuer),
-                ("serial", serial),
-                ("admin", admin),
-                ("action", action),
-                ("since", since),
-            ] {
+            let since = since.as_deref().map(|t| parse_time(t, "--since")).transpose()?.map(|t| t.to_string());
+            for (k, v) in
+                [("issuer", issuer), ("serial", serial), ("admin", admin), ("action", action), ("since", since)]
+            {
                 if let Some(v) = v {
                     q.push(format!("{k}={}", encode(&v)));
                 }
             }
-            let entries: Vec<AuditView> = api.call(
-                Method::GET,
-                &format!("/v1/audit?{}", q.join("&")),
-                None::<&()>,
-            )?;
+            let entries: Vec<AuditView> = api.call(Method::GET, &format!("/v1/audit?{}", q.join("&")), None::<&()>)?;
             print(json, &entries, |es| {
                 es.iter()
                     .map(|e| {
@@ -818,20 +625,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             ocsp_admin::api::rfc3339(e.time),
                             e.admin,
                             e.action,
-                            e.issuer
-                                .as_ref()
-                                .map(|i| format!(" issuer {i}"))
-                                .unwrap_or_default(),
+                            e.issuer.as_ref().map(|i| format!(" issuer {i}")).unwrap_or_default(),
                             serials,
-                            e.reason
-                                .as_ref()
-                                .map(|r| format!(" reason {r}"))
-                                .unwrap_or_default(),
-                            if e.detail.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" ({})", e.detail)
-                            }
+                            e.reason.as_ref().map(|r| format!(" reason {r}")).unwrap_or_default(),
+                            if e.detail.is_empty() { String::new() } else { format!(" ({})", e.detail) }
                         )
                     })
                     .collect::<Vec<_>>()
@@ -858,10 +655,6 @@ fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("ocspctl: {e:#}");
-        std::process::exit(if e.downcast_ref::<Usage>().is_some() {
-            2
-        } else {
-            1
-        });
+        std::process::exit(if e.downcast_ref::<Usage>().is_some() { 2 } else { 1 });
     }
 }

@@ -8,11 +8,7 @@ use std::path::PathBuf;
 
 /// The OCSP responder.
 #[derive(Debug, Parser)]
-#[command(
-    name = "ocspd",
-    version,
-    about = "OCSP responder (RFC 6960, RFC 5019/9919)"
-)]
+#[command(name = "ocspd", version, about = "OCSP responder (RFC 6960, RFC 5019/9919)")]
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -95,22 +91,15 @@ pub struct Config {
 pub fn parse_duration(text: &str) -> Result<i64, String> {
     let t = text.trim();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 90s, 15m, 8h or 3d"))?;
+    let n: i64 = num.parse().map_err(|_| format!("{text:?} is not a duration like 90s, 15m, 8h or 3d"))?;
     let mult = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => {
-            return Err(format!(
-                "{text:?} has unknown unit {unit:?}; use s, m, h or d"
-            ))
-        }
+        _ => return Err(format!("{text:?} has unknown unit {unit:?}; use s, m, h or d")),
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{text:?} is too large"))
+    n.checked_mul(mult).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 impl Args {
@@ -120,9 +109,7 @@ impl Args {
         let mut addr = |name: &str, v: &str| match v.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                problems.push(format!(
-                    "--{name} {v:?} is not an address like 127.0.0.1:8080"
-                ));
+                problems.push(format!("--{name} {v:?} is not an address like 127.0.0.1:8080"));
                 None
             }
         };
@@ -143,10 +130,7 @@ impl Args {
             (Some(v), Some(b)) => match Cadence::new(v, b) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    problems.push(format!(
-                        "--validity {} / --backdate {}: {e}",
-                        self.validity, self.backdate
-                    ));
+                    problems.push(format!("--validity {} / --backdate {}: {e}", self.validity, self.backdate));
                     None
                 }
             },
@@ -157,37 +141,29 @@ impl Args {
         }
         if let (Some(l), Some(a)) = (listen, admin_listen) {
             if l == a && l.port() != 0 {
-                problems.push(format!("--listen and --admin-listen are both {l}: the admin API must never share the public listener"));
+                problems.push(format!(
+                    "--listen and --admin-listen are both {l}: the admin API must never share the public listener"
+                ));
             }
         }
         if self.live_concurrency == 0 {
             problems.push("--live-concurrency must be at least 1".into());
         }
         match (listen, admin_listen, cadence, max_age, presign_interval) {
-            (Some(listen), Some(admin_listen), Some(cadence), Some(max_age), Some(interval))
-                if problems.is_empty() =>
-            {
+            (Some(listen), Some(admin_listen), Some(cadence), Some(max_age), Some(interval)) if problems.is_empty() => {
                 let (validity, backdate) = (cadence.validity, cadence.backdate);
                 Ok(Config {
                     data_dir: self.data_dir.clone(),
                     listen,
                     admin_listen,
                     demo: self.demo,
-                    live: LiveConfig {
-                        validity,
-                        backdate,
-                        max_concurrent: self.live_concurrency,
-                    },
-                    service: ServiceConfig {
-                        max_age_cap: max_age,
-                    },
+                    live: LiveConfig { validity, backdate, max_concurrent: self.live_concurrency },
+                    service: ServiceConfig { max_age_cap: max_age },
                     expiry_warning_days: self.expiry_warning_days,
                     cadence,
-                    presign_threads: self.presign_threads.unwrap_or_else(|| {
-                        std::thread::available_parallelism()
-                            .map(|n| n.get())
-                            .unwrap_or(2)
-                    }),
+                    presign_threads: self
+                        .presign_threads
+                        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
                     presign_interval: std::time::Duration::from_secs(interval.max(1) as u64),
                     presign: !self.no_presign,
                 })
@@ -214,30 +190,15 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported() {
-        let problems = args(&[
-            "--listen",
-            "nowhere",
-            "--validity",
-            "2h",
-            "--max-age",
-            "soon",
-        ])
-        .validate()
-        .unwrap_err();
+        let problems = args(&["--listen", "nowhere", "--validity", "2h", "--max-age", "soon"]).validate().unwrap_err();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("BR 4.9.9")));
     }
 
     #[test]
     fn admin_may_not_share_the_public_listener() {
-        let problems = args(&[
-            "--listen",
-            "127.0.0.1:9000",
-            "--admin-listen",
-            "127.0.0.1:9000",
-        ])
-        .validate()
-        .unwrap_err();
+        let problems =
+            args(&["--listen", "127.0.0.1:9000", "--admin-listen", "127.0.0.1:9000"]).validate().unwrap_err();
         assert!(problems[0].contains("admin"));
     }
 

@@ -14,15 +14,11 @@ const REVOKED_LEAF: usize = 3;
 const UNKNOWN_LEAF: usize = 4;
 
 fn read(dir: &Path, name: &str) -> Result<String> {
-    std::fs::read_to_string(dir.join(name))
-        .with_context(|| format!("reading {}", dir.join(name).display()))
+    std::fs::read_to_string(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()))
 }
 
 fn key_ref(dir: &Path, name: &str) -> Result<String> {
-    let path = dir
-        .join(name)
-        .canonicalize()
-        .with_context(|| format!("locating {name}"))?;
+    let path = dir.join(name).canonicalize().with_context(|| format!("locating {name}"))?;
     Ok(format!("file:{}", path.display()))
 }
 
@@ -48,39 +44,16 @@ pub fn create(data_dir: &Path, admin: &AdminService) -> Result<()> {
         why: why(),
     };
     admin.add_issuer(intermediate, WHO).map_err(fail)?;
-    let mut certs = vec![CertSpec {
-        cert_pem: Some(read(&dir, "intermediate.pem")?),
-        ..Default::default()
-    }];
+    let mut certs = vec![CertSpec { cert_pem: Some(read(&dir, "intermediate.pem")?), ..Default::default() }];
     for i in 1..=pki.leaf_serials.len() {
         if i != UNKNOWN_LEAF {
-            certs.push(CertSpec {
-                cert_pem: Some(read(&dir, &format!("leaf-{i}.pem"))?),
-                ..Default::default()
-            });
+            certs.push(CertSpec { cert_pem: Some(read(&dir, &format!("leaf-{i}.pem"))?), ..Default::default() });
         }
     }
-    admin
-        .add_certs(
-            AddCerts {
-                issuer: None,
-                certs,
-                why: why(),
-            },
-            WHO,
-        )
-        .map_err(fail)?;
-    let serial: String = pki.leaf_serials[REVOKED_LEAF - 1]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let revoke = Revoke {
-        issuer: "demo-intermediate".into(),
-        serial,
-        reason: "keyCompromise".into(),
-        time: None,
-        why: why(),
-    };
+    admin.add_certs(AddCerts { issuer: None, certs, why: why() }, WHO).map_err(fail)?;
+    let serial: String = pki.leaf_serials[REVOKED_LEAF - 1].iter().map(|b| format!("{b:02x}")).collect();
+    let revoke =
+        Revoke { issuer: "demo-intermediate".into(), serial, reason: "keyCompromise".into(), time: None, why: why() };
     admin.revoke(revoke, WHO).map_err(fail)?;
     tracing::info!(dir = %dir.display(), "demo PKI created");
     Ok(())

@@ -32,10 +32,7 @@ fn main() {
     let config = match args.validate() {
         Ok(c) => c,
         Err(problems) => {
-            eprintln!(
-                "ocspd: the configuration has {} problem(s):",
-                problems.len()
-            );
+            eprintln!("ocspd: the configuration has {} problem(s):", problems.len());
             for p in problems {
                 eprintln!("  - {p}");
             }
@@ -43,16 +40,11 @@ fn main() {
         }
     };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ocspd: cannot start the runtime: {e}");
@@ -69,12 +61,8 @@ async fn run(config: config::Config) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
-    let store = Arc::new(
-        Store::open(&config.data_dir.join("db")).context("opening the revocation database")?,
-    );
-    let auth = TokenFile::in_dir(&config.data_dir)
-        .load_or_create()
-        .context("loading admin tokens")?;
+    let store = Arc::new(Store::open(&config.data_dir.join("db")).context("opening the revocation database")?);
+    let auth = TokenFile::in_dir(&config.data_dir).load_or_create().context("loading admin tokens")?;
 
     let registry = Arc::new(IssuerRegistry::default());
     let now = clock.now();
@@ -101,19 +89,11 @@ async fn run(config: config::Config) -> Result<()> {
         }
     }
     if !problems.is_empty() {
-        anyhow::bail!(
-            "cannot serve with bad responder identities:\n  - {}",
-            problems.join("\n  - ")
-        );
+        anyhow::bail!("cannot serve with bad responder identities:\n  - {}", problems.join("\n  - "));
     }
 
-    let presigner = Presigner::new(
-        store.clone(),
-        registry.clone(),
-        clock.clone(),
-        config.cadence,
-        config.presign_threads,
-    );
+    let presigner =
+        Presigner::new(store.clone(), registry.clone(), clock.clone(), config.cadence, config.presign_threads);
     if config.presign {
         store.on_change(presigner.change_hook());
     }
@@ -133,38 +113,22 @@ async fn run(config: config::Config) -> Result<()> {
     };
 
     let presign_thread = if config.presign {
-        Some(
-            presigner
-                .spawn(config.presign_interval)
-                .context("starting the pre-signer")?,
-        )
+        Some(presigner.spawn(config.presign_interval).context("starting the pre-signer")?)
     } else {
         None
     };
     let metrics = Arc::new(Metrics::default());
-    let live = Arc::new(LiveSource::new(
-        store.clone(),
-        registry.clone(),
-        clock.clone(),
-        config.live.clone(),
-        metrics.clone(),
-    ));
-    let source = Arc::new(PresignedSource::new(
-        store.clone(),
-        registry.clone(),
-        clock.clone(),
-        live,
-        metrics.clone(),
-    ));
+    let live =
+        Arc::new(LiveSource::new(store.clone(), registry.clone(), clock.clone(), config.live.clone(), metrics.clone()));
+    let source = Arc::new(PresignedSource::new(store.clone(), registry.clone(), clock.clone(), live, metrics.clone()));
     let presign_metrics = presigner.clone();
     let service = Arc::new(
         OcspService::new(source, clock.clone(), metrics, config.service.clone())
             .with_metrics(move || presign_metrics.render_metrics()),
     );
 
-    let public = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let public =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("binding admin {}", config.admin_listen))?;
@@ -196,14 +160,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -18,13 +18,18 @@ impl Cadence {
     pub fn new(validity: i64, backdate: i64) -> Result<Cadence, String> {
         let mut problems = Vec::new();
         if validity < 8 * HOUR {
-            problems.push(format!("validity of {validity} s is under 8 hours; CA/B Forum BR 4.9.9 requires at least 8 hours"));
+            problems.push(format!(
+                "validity of {validity} s is under 8 hours; CA/B Forum BR 4.9.9 requires at least 8 hours"
+            ));
         }
         if validity > 10 * DAY {
-            problems.push(format!("validity of {validity} s is over 10 days; CA/B Forum BR 4.9.9 allows at most 10 days"));
+            problems
+                .push(format!("validity of {validity} s is over 10 days; CA/B Forum BR 4.9.9 allows at most 10 days"));
         }
         if !(0..=HOUR).contains(&backdate) {
-            problems.push(format!("backdate of {backdate} s must be between 0 and 1 hour (it only absorbs client clock skew)"));
+            problems.push(format!(
+                "backdate of {backdate} s must be between 0 and 1 hour (it only absorbs client clock skew)"
+            ));
         }
         if problems.is_empty() {
             Ok(Cadence { validity, backdate })
@@ -62,28 +67,14 @@ mod tests {
     fn bounds_name_the_rule() {
         assert!(Cadence::new(8 * HOUR, 0).is_ok());
         assert!(Cadence::new(10 * DAY, HOUR).is_ok());
-        assert!(Cadence::new(7 * HOUR, 0)
-            .unwrap_err()
-            .contains("at least 8 hours"));
-        assert!(Cadence::new(11 * DAY, 0)
-            .unwrap_err()
-            .contains("at most 10 days"));
-        assert!(Cadence::new(DAY, 2 * HOUR)
-            .unwrap_err()
-            .contains("backdate"));
+        assert!(Cadence::new(7 * HOUR, 0).unwrap_err().contains("at least 8 hours"));
+        assert!(Cadence::new(11 * DAY, 0).unwrap_err().contains("at most 10 days"));
+        assert!(Cadence::new(DAY, 2 * HOUR).unwrap_err().contains("backdate"));
     }
 
     #[test]
     fn refresh_meets_the_br_schedule() {
-        for validity in [
-            8 * HOUR,
-            12 * HOUR,
-            16 * HOUR,
-            DAY,
-            3 * DAY,
-            7 * DAY,
-            10 * DAY,
-        ] {
+        for validity in [8 * HOUR, 12 * HOUR, 16 * HOUR, DAY, 3 * DAY, 7 * DAY, 10 * DAY] {
             let c = Cadence::new(validity, HOUR).unwrap();
             let (t, n) = c.window(1_000_000);
             let r = c.refresh_at(t, n);
@@ -91,14 +82,8 @@ mod tests {
             if validity < 16 * HOUR {
                 assert!(r < t + validity / 2, "{validity}: before half has passed");
             } else {
-                assert!(
-                    r <= n - 8 * HOUR,
-                    "{validity}: at least 8 hours before nextUpdate"
-                );
-                assert!(
-                    r <= t + 4 * DAY,
-                    "{validity}: no later than 4 days after thisUpdate"
-                );
+                assert!(r <= n - 8 * HOUR, "{validity}: at least 8 hours before nextUpdate");
+                assert!(r <= t + 4 * DAY, "{validity}: no later than 4 days after thisUpdate");
             }
         }
     }

@@ -124,8 +124,7 @@ impl Presigner {
     /// Puts certificates at the front of the queue (their status changed, or they are new).
     pub fn urgent(&self, issuer: &IssuerKey, serials: &[Serial]) {
         let mut q = self.queue();
-        q.urgent
-            .extend(serials.iter().map(|s| (*issuer, s.clone())));
+        q.urgent.extend(serials.iter().map(|s| (*issuer, s.clone())));
         self.wake.notify_all();
     }
 
@@ -178,64 +177,32 @@ impl Presigner {
         let s = self.stats();
         let mut out = String::new();
         for (name, help, kind, value) in [
-            (
-                "ocspd_presign_signed_total",
-                "Responses pre-signed and stored.",
-                "counter",
-                s.signed,
-            ),
+            ("ocspd_presign_signed_total", "Responses pre-signed and stored.", "counter", s.signed),
             (
                 "ocspd_presign_superseded_total",
                 "Pre-signed responses dropped because the status changed while signing.",
                 "counter",
                 s.superseded,
             ),
-            (
-                "ocspd_presign_errors_total",
-                "Pre-signing failures.",
-                "counter",
-                s.errors,
-            ),
-            (
-                "ocspd_presign_passes_total",
-                "Completed pre-signing passes.",
-                "counter",
-                s.passes,
-            ),
+            ("ocspd_presign_errors_total", "Pre-signing failures.", "counter", s.errors),
+            ("ocspd_presign_passes_total", "Completed pre-signing passes.", "counter", s.passes),
             (
                 "ocspd_presign_urgent_queue",
                 "Changed certificates waiting at the front of the queue.",
                 "gauge",
                 s.urgent,
             ),
-            (
-                "ocspd_presign_pass_running",
-                "1 while a pass runs.",
-                "gauge",
-                u64::from(s.pass_running),
-            ),
-            (
-                "ocspd_presign_pass_done",
-                "Certificates looked at in the current or last pass.",
-                "gauge",
-                s.pass_done,
-            ),
+            ("ocspd_presign_pass_running", "1 while a pass runs.", "gauge", u64::from(s.pass_running)),
+            ("ocspd_presign_pass_done", "Certificates looked at in the current or last pass.", "gauge", s.pass_done),
             (
                 "ocspd_presign_pass_total",
                 "Certificates in the database when the pass started (estimate).",
                 "gauge",
                 s.pass_total,
             ),
-            (
-                "ocspd_presign_last_pass_seconds",
-                "Duration of the last completed pass.",
-                "gauge",
-                s.last_pass_seconds,
-            ),
+            ("ocspd_presign_last_pass_seconds", "Duration of the last completed pass.", "gauge", s.last_pass_seconds),
         ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            ));
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
         }
         out
     }
@@ -244,10 +211,7 @@ impl Presigner {
     fn due(&self, stored: Option<&StoredResponse>, status: &StatusRecord, now: i64) -> bool {
         match stored {
             None => true,
-            Some(r) => {
-                !r.signed_from(status)
-                    || now >= self.cadence.refresh_at(r.this_update, r.next_update)
-            }
+            Some(r) => !r.signed_from(status) || now >= self.cadence.refresh_at(r.this_update, r.next_update),
         }
     }
 
@@ -257,10 +221,8 @@ impl Presigner {
             return;
         }
         let now = self.clock.now();
-        let keys: Vec<Vec<u8>> = entries
-            .iter()
-            .flat_map(|(i, s, _)| HashAlg::ALL.into_iter().map(move |a| response_key(i, s, a)))
-            .collect();
+        let keys: Vec<Vec<u8>> =
+            entries.iter().flat_map(|(i, s, _)| HashAlg::ALL.into_iter().map(move |a| response_key(i, s, a))).collect();
         let stored = match self.store.responses(&keys) {
             Ok(r) => r,
             Err(e) => {
@@ -273,12 +235,7 @@ impl Presigner {
         for (n, (issuer, serial, status)) in entries.into_iter().enumerate() {
             for (j, alg) in HashAlg::ALL.into_iter().enumerate() {
                 if self.due(stored[n * 2 + j].as_ref(), &status, now) {
-                    jobs.push(Job {
-                        issuer,
-                        serial: serial.clone(),
-                        status,
-                        alg,
-                    });
+                    jobs.push(Job { issuer, serial: serial.clone(), status, alg });
                 }
             }
         }
@@ -325,12 +282,8 @@ impl Presigner {
         }
         match self.store.put_responses_if_current(&out) {
             Ok(written) => {
-                self.counters
-                    .signed
-                    .fetch_add(written as u64, Ordering::Relaxed);
-                self.counters
-                    .superseded
-                    .fetch_add((out.len() - written) as u64, Ordering::Relaxed);
+                self.counters.signed.fetch_add(written as u64, Ordering::Relaxed);
+                self.counters.superseded.fetch_add((out.len() - written) as u64, Ordering::Relaxed);
             }
             Err(e) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -351,11 +304,8 @@ impl Presigner {
         }
         match self.store.statuses(&batch) {
             Ok(statuses) => {
-                let entries = batch
-                    .into_iter()
-                    .zip(statuses)
-                    .filter_map(|((i, s), st)| st.map(|st| (i, s, st)))
-                    .collect();
+                let entries =
+                    batch.into_iter().zip(statuses).filter_map(|((i, s), st)| st.map(|st| (i, s, st))).collect();
                 self.process(entries);
             }
             Err(e) => {
@@ -374,8 +324,7 @@ impl Presigner {
         let signed_before = c.signed.load(Ordering::Relaxed);
         c.pass_running.store(true, Ordering::Relaxed);
         c.pass_done.store(0, Ordering::Relaxed);
-        c.pass_total
-            .store(self.store.estimated_statuses(), Ordering::Relaxed);
+        c.pass_total.store(self.store.estimated_statuses(), Ordering::Relaxed);
         let mut cursor: Option<Vec<u8>> = issuer.map(|k| k.0.to_vec());
         loop {
             while self.drain_urgent() > 0 {}
@@ -412,10 +361,8 @@ impl Presigner {
             }
         }
         c.passes.fetch_add(1, Ordering::Relaxed);
-        c.last_pass_seconds
-            .store(started.elapsed().as_secs(), Ordering::Relaxed);
-        c.last_pass_ms
-            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        c.last_pass_seconds.store(started.elapsed().as_secs(), Ordering::Relaxed);
+        c.last_pass_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         let signed = c.signed.load(Ordering::Relaxed) - signed_before;
         c.last_pass_signed.store(signed, Ordering::Relaxed);
         c.pass_running.store(false, Ordering::Relaxed);
@@ -423,52 +370,41 @@ impl Presigner {
 
     /// Runs the pre-signer until [`Presigner::stop`]: changed certificates first, and a pass
     /// over everything at start, every `interval`, and when asked.
-    pub fn spawn(
-        self: &Arc<Self>,
-        interval: Duration,
-    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    pub fn spawn(self: &Arc<Self>, interval: Duration) -> std::io::Result<std::thread::JoinHandle<()>> {
         let me = self.clone();
         me.request_pass(None);
-        std::thread::Builder::new()
-            .name("presign".into())
-            .spawn(move || {
-                let mut last_pass = Instant::now();
-                loop {
-                    let pass = {
-                        let mut q = me.queue();
-                        while !q.stop
-                            && q.urgent.is_empty()
-                            && q.pass.is_none()
-                            && last_pass.elapsed() < interval
-                        {
-                            let wait = interval
-                                .saturating_sub(last_pass.elapsed())
-                                .min(Duration::from_secs(1));
-                            q = match me.wake.wait_timeout(q, wait) {
-                                Ok((g, _)) => g,
-                                Err(p) => p.into_inner().0,
-                            };
-                        }
-                        if q.stop {
-                            return;
-                        }
-                        if q.urgent.is_empty() {
-                            Some(q.pass.take().unwrap_or(None))
-                        } else {
-                            None
-                        }
-                    };
-                    match pass {
-                        None => {
-                            me.drain_urgent();
-                        }
-                        Some(issuer) => {
-                            me.run_pass(issuer);
-                            last_pass = Instant::now();
-                        }
+        std::thread::Builder::new().name("presign".into()).spawn(move || {
+            let mut last_pass = Instant::now();
+            loop {
+                let pass = {
+                    let mut q = me.queue();
+                    while !q.stop && q.urgent.is_empty() && q.pass.is_none() && last_pass.elapsed() < interval {
+                        let wait = interval.saturating_sub(last_pass.elapsed()).min(Duration::from_secs(1));
+                        q = match me.wake.wait_timeout(q, wait) {
+                            Ok((g, _)) => g,
+                            Err(p) => p.into_inner().0,
+                        };
+                    }
+                    if q.stop {
+                        return;
+                    }
+                    if q.urgent.is_empty() {
+                        Some(q.pass.take().unwrap_or(None))
+                    } else {
+                        None
+                    }
+                };
+                match pass {
+                    None => {
+                        me.drain_urgent();
+                    }
+                    Some(issuer) => {
+                        me.run_pass(issuer);
+                        last_pass = Instant::now();
                     }
                 }
-            })
+            }
+        })
     }
 }
 

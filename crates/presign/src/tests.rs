@@ -15,10 +15,7 @@ struct Fixture {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 fn serial(n: u32) -> Serial {
@@ -37,27 +34,13 @@ fn fixture(certs: u32) -> Fixture {
     let registry = Arc::new(IssuerRegistry::default());
     registry.insert(entry);
     let clock = Arc::new(FixedClock::new(now()));
-    let presigner = Presigner::new(
-        store.clone(),
-        registry.clone(),
-        clock.clone(),
-        Cadence::new(86_400, 3_600).unwrap(),
-        2,
-    );
+    let presigner =
+        Presigner::new(store.clone(), registry.clone(), clock.clone(), Cadence::new(86_400, 3_600).unwrap(), 2);
     store.on_change(presigner.change_hook());
     let list: Vec<(Serial, i64)> = (1..=certs).map(|n| (serial(n), 0)).collect();
-    store
-        .record_issued(&issuer, &list, now(), AuditEntry::new(0, "t", "cert.add"))
-        .unwrap();
+    store.record_issued(&issuer, &list, now(), AuditEntry::new(0, "t", "cert.add")).unwrap();
     presigner.queue().urgent.clear();
-    Fixture {
-        _dir: dir,
-        store,
-        clock,
-        issuer,
-        registry,
-        presigner,
-    }
+    Fixture { _dir: dir, store, clock, issuer, registry, presigner }
 }
 
 fn stored_status(f: &Fixture, n: u32, alg: HashAlg) -> Option<rasn_status::Status> {
@@ -95,17 +78,9 @@ fn a_pass_signs_both_forms_once_and_refreshes_on_the_cadence() {
     assert_eq!(f.presigner.stats().signed, 600);
     assert_eq!(stored_status(&f, 7, HashAlg::Sha1), Some(Status::Good));
     assert_eq!(stored_status(&f, 7, HashAlg::Sha256), Some(Status::Good));
-    let first = f
-        .store
-        .response(&f.issuer, &serial(7), HashAlg::Sha1)
-        .unwrap()
-        .unwrap();
+    let first = f.store.response(&f.issuer, &serial(7), HashAlg::Sha1).unwrap().unwrap();
     assert_eq!(first.next_update - first.this_update, 86_400);
-    assert_eq!(
-        f.clock.now() - first.this_update,
-        3_600,
-        "thisUpdate is backdated an hour"
-    );
+    assert_eq!(f.clock.now() - first.this_update, 3_600, "thisUpdate is backdated an hour");
 
     f.presigner.run_pass(None);
     assert_eq!(f.presigner.stats().signed, 600, "nothing is due yet");
@@ -118,11 +93,7 @@ fn a_pass_signs_both_forms_once_and_refreshes_on_the_cadence() {
     f.clock.advance(120);
     f.presigner.run_pass(None);
     assert_eq!(f.presigner.stats().signed, 1200);
-    let second = f
-        .store
-        .response(&f.issuer, &serial(7), HashAlg::Sha1)
-        .unwrap()
-        .unwrap();
+    let second = f.store.response(&f.issuer, &serial(7), HashAlg::Sha1).unwrap().unwrap();
     assert!(second.this_update > first.this_update);
     assert_eq!(f.presigner.stats().passes, 4);
 }
@@ -141,11 +112,7 @@ fn revocations_jump_the_queue() {
             AuditEntry::new(0, "t", "revoke"),
         )
         .unwrap();
-    assert_eq!(
-        stored_status(&f, 9, HashAlg::Sha1),
-        None,
-        "the good response is gone with the revocation"
-    );
+    assert_eq!(stored_status(&f, 9, HashAlg::Sha1), None, "the good response is gone with the revocation");
     assert_eq!(f.presigner.stats().urgent, 1);
     f.presigner.drain_urgent();
     assert_eq!(stored_status(&f, 9, HashAlg::Sha1), Some(Status::Revoked));
@@ -174,22 +141,14 @@ fn revoking_during_a_refresh_pass_never_leaves_a_good_response() {
         revoked.push(n);
         for alg in HashAlg::ALL {
             // At no moment after the acknowledgement is a good response stored.
-            assert_ne!(
-                stored_status(&f, n, alg),
-                Some(Status::Good),
-                "serial {n} after its revocation"
-            );
+            assert_ne!(stored_status(&f, n, alg), Some(Status::Good), "serial {n} after its revocation");
         }
     }
     pass.join().unwrap();
     while f.presigner.drain_urgent() > 0 {}
     for n in revoked {
         for alg in HashAlg::ALL {
-            assert_eq!(
-                stored_status(&f, n, alg),
-                Some(Status::Revoked),
-                "serial {n}"
-            );
+            assert_eq!(stored_status(&f, n, alg), Some(Status::Revoked), "serial {n}");
         }
     }
 }
@@ -206,10 +165,7 @@ impl ocsp_sign::Signer for Broken {
         self.0.public_key()
     }
     fn sign(&self, _: &[u8]) -> Result<Vec<u8>, ocsp_sign::SignError> {
-        Err(ocsp_sign::SignError::Unavailable(
-            self.0.describe(),
-            "token removed".into(),
-        ))
+        Err(ocsp_sign::SignError::Unavailable(self.0.describe(), "token removed".into()))
     }
     fn describe(&self) -> String {
         "broken".into()
@@ -227,19 +183,11 @@ fn a_failing_signer_does_not_stop_the_pass() {
     let mut entry = IssuerEntry::load("other", &other.der, None, &key, now()).unwrap();
     let cert = ocsp_proto::x509::CertInfo::from_der(&other.der).unwrap();
     let broken: Arc<dyn ocsp_sign::Signer> = Arc::new(Broken(entry.identity.signer().clone()));
-    entry.identity =
-        ocsp_sign::ResponderIdentity::new(&cert, None, broken, now(), "broken").unwrap();
+    entry.identity = ocsp_sign::ResponderIdentity::new(&cert, None, broken, now(), "broken").unwrap();
     let other_key = entry.key;
     f.registry.insert(entry);
     let list: Vec<(Serial, i64)> = (1..=50).map(|n| (serial(n), 0)).collect();
-    f.store
-        .record_issued(
-            &other_key,
-            &list,
-            now(),
-            AuditEntry::new(0, "t", "cert.add"),
-        )
-        .unwrap();
+    f.store.record_issued(&other_key, &list, now(), AuditEntry::new(0, "t", "cert.add")).unwrap();
     // New certificates are queued as urgent; here only the pass is measured.
     f.presigner.queue().urgent.clear();
 
@@ -249,9 +197,5 @@ fn a_failing_signer_does_not_stop_the_pass() {
     assert_eq!(s.errors, 100, "every failed signature is counted: {s:?}");
     assert_eq!(s.signed, 200, "the working issuer is fully signed: {s:?}");
     assert_eq!(stored_status(&f, 50, HashAlg::Sha256), Some(Status::Good));
-    assert!(f
-        .store
-        .response(&other_key, &serial(1), HashAlg::Sha1)
-        .unwrap()
-        .is_none());
+    assert!(f.store.response(&other_key, &serial(1), HashAlg::Sha1).unwrap().is_none());
 }

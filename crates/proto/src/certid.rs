@@ -36,10 +36,7 @@ impl Serial {
     /// `0x` prefix and `:` separators are allowed.
     pub fn from_hex(text: &str) -> Result<Serial, String> {
         let t = text.trim();
-        let t = t
-            .strip_prefix("0x")
-            .or_else(|| t.strip_prefix("0X"))
-            .unwrap_or(t);
+        let t = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
         let digits: String = t.chars().filter(|&c| c != ':').collect();
         if digits.is_empty() {
             return Err(format!("serial {text:?} is empty"));
@@ -47,11 +44,7 @@ impl Serial {
         if !digits.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(format!("serial {text:?} is not hexadecimal"));
         }
-        let padded = if digits.len() % 2 == 1 {
-            format!("0{digits}")
-        } else {
-            digits
-        };
+        let padded = if digits.len() % 2 == 1 { format!("0{digits}") } else { digits };
         let mut bytes = vec![0u8];
         for pair in padded.as_bytes().chunks(2) {
             let s = std::str::from_utf8(pair).map_err(|e| e.to_string())?;
@@ -172,12 +165,7 @@ impl IssuerHashes {
     /// The CertID of `serial` under this issuer, in hash `alg`.
     pub fn cert_id(&self, alg: HashAlg, serial: Serial) -> CertId {
         let (name, key) = self.pair(alg);
-        CertId {
-            hash: alg,
-            name_hash: name.to_vec(),
-            key_hash: key.to_vec(),
-            serial,
-        }
+        CertId { hash: alg, name_hash: name.to_vec(), key_hash: key.to_vec(), serial }
     }
 }
 
@@ -188,24 +176,10 @@ mod tests {
 
     #[test]
     fn serial_normalises_sign_octets() {
-        assert_eq!(
-            Serial::from_int_bytes(&[0, 0, 0x7f]).unwrap().as_bytes(),
-            &[0x7f]
-        );
-        assert_eq!(
-            Serial::from_int_bytes(&[0, 0x80]).unwrap().as_bytes(),
-            &[0, 0x80]
-        );
-        assert_eq!(
-            Serial::from_int_bytes(&[0xff, 0xff, 0x80])
-                .unwrap()
-                .as_bytes(),
-            &[0x80]
-        );
-        assert_eq!(
-            Serial::from_int_bytes(&[0xff, 0x7f]).unwrap().as_bytes(),
-            &[0xff, 0x7f]
-        );
+        assert_eq!(Serial::from_int_bytes(&[0, 0, 0x7f]).unwrap().as_bytes(), &[0x7f]);
+        assert_eq!(Serial::from_int_bytes(&[0, 0x80]).unwrap().as_bytes(), &[0, 0x80]);
+        assert_eq!(Serial::from_int_bytes(&[0xff, 0xff, 0x80]).unwrap().as_bytes(), &[0x80]);
+        assert_eq!(Serial::from_int_bytes(&[0xff, 0x7f]).unwrap().as_bytes(), &[0xff, 0x7f]);
         assert!(Serial::from_int_bytes(&[]).is_err());
         assert!(Serial::from_int_bytes(&[1; 80]).is_err());
     }

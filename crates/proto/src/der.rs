@@ -69,11 +69,7 @@ impl<'a> Reader<'a> {
         let header = bytes.len() - after_len.len();
         let raw = &bytes[..header + len];
         self.rest = &bytes[header + len..];
-        Ok(Tlv {
-            tag,
-            value: &raw[header..],
-            raw,
-        })
+        Ok(Tlv { tag, value: &raw[header..], raw })
     }
 
     /// Reads the next element and checks its tag.
@@ -201,18 +197,13 @@ mod tests {
     fn rejects_truncation_and_indefinite_length() {
         assert!(Reader::new(&[0x30, 0x05, 1, 2]).any().is_err());
         assert!(Reader::new(&[0x30, 0x80, 0, 0]).any().is_err());
-        assert!(Reader::new(&[0x30, 0x81, 0x05, 0, 0, 0, 0, 0])
-            .any()
-            .is_err());
+        assert!(Reader::new(&[0x30, 0x81, 0x05, 0, 0, 0, 0, 0]).any().is_err());
         assert!(Reader::new(&[]).any().is_err());
     }
 
     #[test]
     fn oid_decoding() {
-        assert_eq!(
-            oid_arcs(&[0x2b, 0x0e, 0x03, 0x02, 0x1a]),
-            Some(vec![1, 3, 14, 3, 2, 26])
-        );
+        assert_eq!(oid_arcs(&[0x2b, 0x0e, 0x03, 0x02, 0x1a]), Some(vec![1, 3, 14, 3, 2, 26]));
         assert_eq!(oid_arcs(&[0x2b, 0x86]), None);
     }
 }

@@ -53,14 +53,13 @@ impl SignatureAlgorithm {
     pub fn algorithm_identifier(self) -> &'static [u8] {
         match self {
             // SEQUENCE { OID 1.2.840.10045.4.3.2 } (RFC 5758: parameters absent)
-            SignatureAlgorithm::EcdsaP256Sha256 => &[
-                0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
-            ],
+            SignatureAlgorithm::EcdsaP256Sha256 => {
+                &[0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]
+            }
             // SEQUENCE { OID 1.2.840.113549.1.1.11, NULL }
-            SignatureAlgorithm::RsaPkcs1Sha256 => &[
-                0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05,
-                0x00,
-            ],
+            SignatureAlgorithm::RsaPkcs1Sha256 => {
+                &[0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00]
+            }
         }
     }
 
@@ -116,16 +115,13 @@ fn time(secs: i64) -> Result<GeneralizedTime, ProtoError> {
 }
 
 fn rasn_cert_id(id: &CertId) -> Result<o::CertId, ProtoError> {
-    let oid = ObjectIdentifier::new(id.hash.oid_arcs().to_vec())
-        .ok_or_else(|| ProtoError::Encode("hash OID".into()))?;
+    let oid =
+        ObjectIdentifier::new(id.hash.oid_arcs().to_vec()).ok_or_else(|| ProtoError::Encode("hash OID".into()))?;
     let serial = Integer::try_from_signed_bytes(id.serial.as_bytes(), rasn::Codec::Der)
         .map_err(|e| ProtoError::Encode(e.to_string()))?;
     Ok(o::CertId {
         // Parameters NULL, as OpenSSL and most clients send them.
-        hash_algorithm: rasn_pkix::AlgorithmIdentifier {
-            algorithm: oid,
-            parameters: Some(Any::new(vec![0x05, 0x00])),
-        },
+        hash_algorithm: rasn_pkix::AlgorithmIdentifier { algorithm: oid, parameters: Some(Any::new(vec![0x05, 0x00])) },
         issuer_name_hash: id.name_hash.clone().into(),
         issuer_key_hash: id.key_hash.clone().into(),
         serial_number: serial,
@@ -136,11 +132,7 @@ impl ResponseBuilder {
     /// Starts a response by the responder whose public key bits hash (SHA-1) to
     /// `responder_key_hash` (responderID byKey, as RFC 9919 requires).
     pub fn new(responder_key_hash: &[u8], produced_at: i64) -> Self {
-        ResponseBuilder {
-            responder_key_hash: responder_key_hash.to_vec(),
-            produced_at,
-            answers: Vec::new(),
-        }
+        ResponseBuilder { responder_key_hash: responder_key_hash.to_vec(), produced_at, answers: Vec::new() }
     }
 
     /// Adds one SingleResponse.
@@ -152,9 +144,7 @@ impl ResponseBuilder {
     /// The DER `ResponseData`: the bytes the responder signs.
     pub fn tbs(&self) -> Result<Vec<u8>, ProtoError> {
         if self.answers.is_empty() {
-            return Err(ProtoError::Encode(
-                "a response needs at least one answer".into(),
-            ));
+            return Err(ProtoError::Encode("a response needs at least one answer".into()));
         }
         let mut responses = Vec::with_capacity(self.answers.len());
         for a in &self.answers {
@@ -187,13 +177,7 @@ impl ResponseBuilder {
     /// Wraps the signed `tbs` into a complete OCSPResponse. `certs` are DER certificates for
     /// the client to verify the signature with (the delegated responder certificate; none when
     /// the issuer signs itself).
-    pub fn assemble(
-        &self,
-        tbs: &[u8],
-        alg: SignatureAlgorithm,
-        signature: &[u8],
-        certs: &[Vec<u8>],
-    ) -> SignedResponse {
+    pub fn assemble(&self, tbs: &[u8], alg: SignatureAlgorithm, signature: &[u8], certs: &[Vec<u8>]) -> SignedResponse {
         let bits = {
             let mut b = Vec::with_capacity(signature.len() + 1);
             b.push(0);
@@ -207,37 +191,19 @@ impl ResponseBuilder {
             let seq = der::element(tag::SEQUENCE, &refs);
             der::element(tag::explicit(0), &[&seq])
         };
-        let basic = der::element(
-            tag::SEQUENCE,
-            &[tbs, alg.algorithm_identifier(), &bits, &certs_field],
-        );
+        let basic = der::element(tag::SEQUENCE, &[tbs, alg.algorithm_identifier(), &bits, &certs_field]);
         // id-pkix-ocsp-basic 1.3.6.1.5.5.7.48.1.1
-        const BASIC_OID: &[u8] = &[
-            0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x01,
-        ];
+        const BASIC_OID: &[u8] = &[0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x01];
         let octets = der::element(tag::OCTET_STRING, &[&basic]);
         let response_bytes = der::element(tag::SEQUENCE, &[BASIC_OID, &octets]);
         let explicit = der::element(tag::explicit(0), &[&response_bytes]);
         let der_bytes = der::element(tag::SEQUENCE, &[&[0x0a, 0x01, 0x00], &explicit]);
         SignedResponse {
             der: der_bytes,
-            this_update: self
-                .answers
-                .iter()
-                .map(|a| a.this_update)
-                .min()
-                .unwrap_or(0),
-            next_update: self
-                .answers
-                .iter()
-                .map(|a| a.next_update)
-                .min()
-                .unwrap_or(0),
+            this_update: self.answers.iter().map(|a| a.this_update).min().unwrap_or(0),
+            next_update: self.answers.iter().map(|a| a.next_update).min().unwrap_or(0),
             produced_at: self.produced_at,
-            status: self
-                .answers
-                .first()
-                .map_or(CertStatus::Unknown, |a| a.status),
+            status: self.answers.first().map_or(CertStatus::Unknown, |a| a.status),
         }
     }
 }
@@ -261,9 +227,7 @@ fn crl_reason(r: crate::RevocationReason) -> rasn_pkix::CrlReason {
 
 /// Decodes a complete OCSPResponse with rasn-ocsp (for tests and tooling): the status, and for
 /// a successful one, the BasicOCSPResponse.
-pub fn decode_response(
-    der_bytes: &[u8],
-) -> Result<(o::OcspResponseStatus, Option<o::BasicOcspResponse>), ProtoError> {
+pub fn decode_response(der_bytes: &[u8]) -> Result<(o::OcspResponseStatus, Option<o::BasicOcspResponse>), ProtoError> {
     let resp: o::OcspResponse =
         rasn::der::decode(der_bytes).map_err(|e| ProtoError::MalformedRequest(e.to_string()))?;
     let basic = match resp.bytes {

@@ -59,25 +59,14 @@ impl RevocationReason {
 
     /// Parses an RFC 5280 name (any case, `-` and `_` ignored) or a numeric code.
     pub fn parse(text: &str) -> Result<RevocationReason, String> {
-        let folded: String = text
-            .chars()
-            .filter(|c| *c != '-' && *c != '_')
-            .collect::<String>()
-            .to_lowercase();
+        let folded: String = text.chars().filter(|c| *c != '-' && *c != '_').collect::<String>().to_lowercase();
         if let Ok(code) = folded.parse::<u8>() {
-            return Self::from_code(code)
-                .ok_or_else(|| format!("revocation reason code {code} does not exist"));
+            return Self::from_code(code).ok_or_else(|| format!("revocation reason code {code} does not exist"));
         }
-        Self::ALL
-            .into_iter()
-            .find(|r| r.name().to_lowercase() == folded)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|r| r.name()).collect();
-                format!(
-                    "unknown revocation reason {text:?}; expected one of {}",
-                    names.join(", ")
-                )
-            })
+        Self::ALL.into_iter().find(|r| r.name().to_lowercase() == folded).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|r| r.name()).collect();
+            format!("unknown revocation reason {text:?}; expected one of {}", names.join(", "))
+        })
     }
 }
 
@@ -124,13 +113,8 @@ mod tests {
             assert_eq!(RevocationReason::parse(r.name()), Ok(r));
             assert_eq!(RevocationReason::parse(&r.code().to_string()), Ok(r));
         }
-        assert_eq!(
-            RevocationReason::parse("key-compromise"),
-            Ok(RevocationReason::KeyCompromise)
-        );
+        assert_eq!(RevocationReason::parse("key-compromise"), Ok(RevocationReason::KeyCompromise));
         assert!(RevocationReason::parse("7").is_err());
-        assert!(RevocationReason::parse("stolen")
-            .unwrap_err()
-            .contains("keyCompromise"));
+        assert!(RevocationReason::parse("stolen").unwrap_err().contains("keyCompromise"));
     }
 }

@@ -10,12 +10,9 @@ use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage};
 use x509_cert::Certificate;
 
 const OID_EKU: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.29.37");
-const OID_BASIC_CONSTRAINTS: der::asn1::ObjectIdentifier =
-    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.19");
-const OID_KP_OCSP_SIGNING: der::asn1::ObjectIdentifier =
-    der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.9");
-const OID_OCSP_NOCHECK: der::asn1::ObjectIdentifier =
-    der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
+const OID_BASIC_CONSTRAINTS: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.29.19");
+const OID_KP_OCSP_SIGNING: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.9");
+const OID_OCSP_NOCHECK: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
 
 /// What ocspd knows about one certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,9 +62,7 @@ impl CertInfo {
         // SEQUENCE { [0] version OPTIONAL, serial, sigAlg, issuer, validity, subject, spki, ... }
         let mut outer = Reader::new(der_bytes);
         let cert_seq = outer.expect(tag::SEQUENCE).map_err(bad)?;
-        let tbs = Reader::new(cert_seq.value)
-            .expect(tag::SEQUENCE)
-            .map_err(bad)?;
+        let tbs = Reader::new(cert_seq.value).expect(tag::SEQUENCE).map_err(bad)?;
         let mut fields = Reader::new(tbs.value);
         fields.optional(tag::explicit(0)).map_err(bad)?;
         let serial = fields.expect(tag::INTEGER).map_err(bad)?;
@@ -96,11 +91,7 @@ impl CertInfo {
             public_key,
             public_key_alg: tbs_cert.subject_public_key_info.algorithm.oid.to_string(),
             signature_alg: cert.signature_algorithm.oid.to_string(),
-            signature: cert
-                .signature
-                .as_bytes()
-                .ok_or_else(|| bad("signature BIT STRING has unused bits"))?
-                .to_vec(),
+            signature: cert.signature.as_bytes().ok_or_else(|| bad("signature BIT STRING has unused bits"))?.to_vec(),
             is_ca: false,
             ocsp_signing: false,
             ocsp_nocheck: false,
@@ -148,9 +139,7 @@ impl CertInfo {
 
     /// Re-encodes the certificate through x509-cert, to prove the bytes round-trip.
     pub fn reencode(&self) -> Result<Vec<u8>, ProtoError> {
-        Certificate::from_der(&self.der)
-            .and_then(|c| c.to_der())
-            .map_err(bad)
+        Certificate::from_der(&self.der).and_then(|c| c.to_der()).map_err(bad)
     }
 }
 
@@ -161,10 +150,7 @@ pub fn pem_block(text: &str, label: &str) -> Option<Vec<u8>> {
     let end = format!("-----END {label}-----");
     let start = text.find(&begin)? + begin.len();
     let stop = start + text[start..].find(&end)?;
-    let body: String = text[start..stop]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let body: String = text[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
     base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
@@ -186,10 +172,8 @@ pub fn pem_blocks(text: &str, label: &str) -> Vec<Vec<u8>> {
 
 pub(crate) fn hex_lower(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }

@@ -29,18 +29,27 @@ impl fmt::Display for IdentityRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IdentityRule::KeyMatchesCertificate => f.write_str("the key does not match the certificate's public key"),
-            IdentityRule::OcspSigningEku => f.write_str("the delegated responder certificate lacks EKU id-kp-OCSPSigning (1.3.6.1.5.5.7.3.9)"),
-            IdentityRule::OcspNoCheck => f.write_str("the delegated responder certificate lacks id-pkix-ocsp-nocheck (1.3.6.1.5.5.7.48.1.5)"),
-            IdentityRule::IssuedByIssuer => f.write_str("the delegated responder certificate is not issued by this issuer (name and signature must both match)"),
-            IdentityRule::WithinValidity { not_before, not_after } => write!(f, "the certificate is outside its validity ({} to {})", fmt_time(*not_before), fmt_time(*not_after)),
+            IdentityRule::OcspSigningEku => {
+                f.write_str("the delegated responder certificate lacks EKU id-kp-OCSPSigning (1.3.6.1.5.5.7.3.9)")
+            }
+            IdentityRule::OcspNoCheck => {
+                f.write_str("the delegated responder certificate lacks id-pkix-ocsp-nocheck (1.3.6.1.5.5.7.48.1.5)")
+            }
+            IdentityRule::IssuedByIssuer => f.write_str(
+                "the delegated responder certificate is not issued by this issuer (name and signature must both match)",
+            ),
+            IdentityRule::WithinValidity { not_before, not_after } => write!(
+                f,
+                "the certificate is outside its validity ({} to {})",
+                fmt_time(*not_before),
+                fmt_time(*not_after)
+            ),
         }
     }
 }
 
 fn fmt_time(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.to_rfc3339())
-        .unwrap_or_else(|| t.to_string())
+    chrono::DateTime::from_timestamp(t, 0).map(|d| d.to_rfc3339()).unwrap_or_else(|| t.to_string())
 }
 
 /// A key allowed to sign responses for one issuer: the issuer's own key, or a delegated
@@ -93,24 +102,14 @@ impl ResponderIdentity {
             }
         }
         if !cert.valid_at(now) {
-            broken.push(IdentityRule::WithinValidity {
-                not_before: cert.not_before,
-                not_after: cert.not_after,
-            });
+            broken.push(IdentityRule::WithinValidity { not_before: cert.not_before, not_after: cert.not_after });
         }
         if !broken.is_empty() {
-            return Err(IdentityError {
-                what: what.to_string(),
-                broken,
-            });
+            return Err(IdentityError { what: what.to_string(), broken });
         }
         Ok(ResponderIdentity {
             key_hash: HashAlg::Sha1.digest(&cert.public_key),
-            certs: if delegated {
-                vec![cert.der.clone()]
-            } else {
-                Vec::new()
-            },
+            certs: if delegated { vec![cert.der.clone()] } else { Vec::new() },
             signer,
             cert,
             delegated,

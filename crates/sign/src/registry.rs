@@ -7,9 +7,7 @@ use std::sync::{Arc, RwLock};
 /// Loads the signer a key reference names. `file:<path>` is a PKCS#8 PEM file.
 pub fn load_signer(key_ref: &str) -> Result<Arc<dyn Signer>, SignError> {
     if let Some(path) = key_ref.strip_prefix("file:") {
-        return Ok(Arc::new(SoftwareSigner::from_file(std::path::Path::new(
-            path,
-        ))?));
+        return Ok(Arc::new(SoftwareSigner::from_file(std::path::Path::new(path))?));
     }
     Err(SignError::BadKey {
         source_name: key_ref.to_string(),
@@ -62,28 +60,17 @@ impl IssuerEntry {
         key_ref: &str,
         now: i64,
     ) -> Result<IssuerEntry, LoadError> {
-        let cert = CertInfo::from_der(issuer_der).map_err(|source| LoadError::Certificate {
-            what: format!("issuer {name} certificate"),
+        let cert = CertInfo::from_der(issuer_der)
+            .map_err(|source| LoadError::Certificate { what: format!("issuer {name} certificate"), source })?;
+        let responder = responder_der.map(CertInfo::from_der).transpose().map_err(|source| LoadError::Certificate {
+            what: format!("issuer {name} responder certificate"),
             source,
         })?;
-        let responder = responder_der
-            .map(CertInfo::from_der)
-            .transpose()
-            .map_err(|source| LoadError::Certificate {
-                what: format!("issuer {name} responder certificate"),
-                source,
-            })?;
         let signer = load_signer(key_ref)?;
         let what = format!("of issuer {name} (key {key_ref})");
         let identity = ResponderIdentity::new(&cert, responder, signer, now, &what)?;
         let hashes = IssuerHashes::of(&cert);
-        Ok(IssuerEntry {
-            name: name.to_string(),
-            key: hashes.key(),
-            hashes,
-            cert,
-            identity,
-        })
+        Ok(IssuerEntry { name: name.to_string(), key: hashes.key(), hashes, cert, identity })
     }
 }
 
@@ -103,9 +90,7 @@ pub struct IssuerRegistry {
 
 impl std::fmt::Debug for IssuerRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuerRegistry")
-            .field("issuers", &self.len())
-            .finish()
+        f.debug_struct("IssuerRegistry").field("issuers", &self.len()).finish()
     }
 }
 
@@ -119,10 +104,7 @@ impl IssuerRegistry {
 
     /// The issuer a CertID names, matched on its name hash and key hash together.
     pub fn find(&self, id: &CertId) -> Option<Arc<IssuerEntry>> {
-        self.snapshot()
-            .by_hash
-            .get(&(id.hash, id.name_hash.clone(), id.key_hash.clone()))
-            .cloned()
+        self.snapshot().by_hash.get(&(id.hash, id.name_hash.clone(), id.key_hash.clone())).cloned()
     }
 
     /// The issuer with this operator name.
@@ -132,10 +114,7 @@ impl IssuerRegistry {
 
     /// The issuer with this database key.
     pub fn by_key(&self, key: &IssuerKey) -> Option<Arc<IssuerEntry>> {
-        self.snapshot()
-            .by_hash
-            .get(&(HashAlg::Sha256, key.0[..32].to_vec(), key.0[32..].to_vec()))
-            .cloned()
+        self.snapshot().by_hash.get(&(HashAlg::Sha256, key.0[..32].to_vec(), key.0[32..].to_vec())).cloned()
     }
 
     /// Every issuer, by name.
@@ -161,10 +140,7 @@ impl IssuerRegistry {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let mut next = Inner {
-            by_hash: guard.by_hash.clone(),
-            by_name: guard.by_name.clone(),
-        };
+        let mut next = Inner { by_hash: guard.by_hash.clone(), by_name: guard.by_name.clone() };
         let out = change(&mut next);
         *guard = Arc::new(next);
         out
@@ -182,8 +158,7 @@ impl IssuerRegistry {
             next.remove(&entry.name);
             for alg in HashAlg::ALL {
                 let (n, k) = entry.hashes.pair(alg);
-                next.by_hash
-                    .insert((alg, n.to_vec(), k.to_vec()), entry.clone());
+                next.by_hash.insert((alg, n.to_vec(), k.to_vec()), entry.clone());
             }
             next.by_name.insert(entry.name.clone(), entry.clone());
         })

@@ -29,26 +29,21 @@ impl std::fmt::Debug for SoftwareSigner {
 impl SoftwareSigner {
     /// Loads a PKCS#8 PEM key file.
     pub fn from_file(path: &std::path::Path) -> Result<SoftwareSigner, SignError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SignError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SignError::Read { path: path.display().to_string(), source })?;
         SoftwareSigner::from_pkcs8_pem(&text, &path.display().to_string())
     }
 
     /// Loads a PKCS#8 PEM key (`-----BEGIN PRIVATE KEY-----`): P-256, or RSA of 2048 to 4096 bits.
     pub fn from_pkcs8_pem(text: &str, source: &str) -> Result<SoftwareSigner, SignError> {
-        let bad = |reason: &str| SignError::BadKey {
-            source_name: source.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| SignError::BadKey { source_name: source.to_string(), reason: reason.to_string() };
         if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
             return Err(bad("the key is encrypted; ocspd loads unencrypted PKCS#8 keys (keep encrypted keys in an HSM and use PKCS#11)"));
         }
-        if text.contains("-----BEGIN EC PRIVATE KEY-----")
-            || text.contains("-----BEGIN RSA PRIVATE KEY-----")
-        {
-            return Err(bad("the key is in the traditional OpenSSL form; convert it with `openssl pkcs8 -topk8 -nocrypt`"));
+        if text.contains("-----BEGIN EC PRIVATE KEY-----") || text.contains("-----BEGIN RSA PRIVATE KEY-----") {
+            return Err(bad(
+                "the key is in the traditional OpenSSL form; convert it with `openssl pkcs8 -topk8 -nocrypt`",
+            ));
         }
         let der = ocsp_proto::x509::pem_block(text, "PRIVATE KEY")
             .ok_or_else(|| bad("no `-----BEGIN PRIVATE KEY-----` (PKCS#8) block"))?;
@@ -57,22 +52,15 @@ impl SoftwareSigner {
 
     /// Loads a PKCS#8 DER key.
     pub fn from_pkcs8_der(der: &[u8], source: &str) -> Result<SoftwareSigner, SignError> {
-        let bad = |reason: String| SignError::BadKey {
-            source_name: source.to_string(),
-            reason,
-        };
-        let key = if let Ok(k) =
-            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, der)
-        {
+        let bad = |reason: String| SignError::BadKey { source_name: source.to_string(), reason };
+        let key = if let Ok(k) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, der) {
             Key::Ecdsa(k)
         } else {
             match RsaKeyPair::from_pkcs8(der) {
                 Ok(k) => {
                     let bits = k.public_modulus_len() * 8;
                     if !(2048..=4096).contains(&bits) {
-                        return Err(bad(format!(
-                            "RSA key of {bits} bits; ocspd signs with RSA 2048 to 4096"
-                        )));
+                        return Err(bad(format!("RSA key of {bits} bits; ocspd signs with RSA 2048 to 4096")));
                     }
                     Key::Rsa(k)
                 }
@@ -83,12 +71,7 @@ impl SoftwareSigner {
             Key::Ecdsa(k) => k.public_key().as_ref().to_vec(),
             Key::Rsa(k) => k.public_key().as_ref().to_vec(),
         };
-        Ok(SoftwareSigner {
-            key,
-            public_key,
-            source: source.to_string(),
-            rng: SystemRandom::new(),
-        })
+        Ok(SoftwareSigner { key, public_key, source: source.to_string(), rng: SystemRandom::new() })
     }
 
     /// Generates a fresh key (for tests, benchmarks and the demo PKI), returned with its
@@ -96,13 +79,12 @@ impl SoftwareSigner {
     pub fn generate(alg: SignatureAlgorithm) -> Result<(SoftwareSigner, Vec<u8>), SignError> {
         let fail = |_| SignError::SignFailed("key generation".into());
         let der = match alg {
-            SignatureAlgorithm::EcdsaP256Sha256 => EcdsaKeyPair::generate_pkcs8(
-                &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-                &SystemRandom::new(),
-            )
-            .map_err(fail)?
-            .as_ref()
-            .to_vec(),
+            SignatureAlgorithm::EcdsaP256Sha256 => {
+                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new())
+                    .map_err(fail)?
+                    .as_ref()
+                    .to_vec()
+            }
             SignatureAlgorithm::RsaPkcs1Sha256 => {
                 use aws_lc_rs::encoding::AsDer;
                 let k = RsaKeyPair::generate(KeySize::Rsa2048).map_err(fail)?;
@@ -131,8 +113,7 @@ impl Signer for SoftwareSigner {
             Key::Ecdsa(k) => Ok(k.sign(&self.rng, message).map_err(fail)?.as_ref().to_vec()),
             Key::Rsa(k) => {
                 let mut sig = vec![0u8; k.public_modulus_len()];
-                k.sign(&signature::RSA_PKCS1_SHA256, &self.rng, message, &mut sig)
-                    .map_err(fail)?;
+                k.sign(&signature::RSA_PKCS1_SHA256, &self.rng, message, &mut sig).map_err(fail)?;
                 Ok(sig)
             }
         }

@@ -1,31 +1,21 @@
 use crate::*;
 use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256};
 use ocsp_proto::x509::CertInfo;
-use ocsp_proto::{
-    Answer, CertStatus, HashAlg, IssuerHashes, ResponseBuilder, Serial, SignatureAlgorithm,
-};
+use ocsp_proto::{Answer, CertStatus, HashAlg, IssuerHashes, ResponseBuilder, Serial, SignatureAlgorithm};
 use ocsp_testpki::{Issued, KeyAlg, ResponderOptions};
 use std::sync::Arc;
 
 const NOW_SLACK: i64 = 0;
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-        + NOW_SLACK
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + NOW_SLACK
 }
 
 fn signer(pem: &str) -> Arc<dyn Signer> {
     Arc::new(SoftwareSigner::from_pkcs8_pem(pem, "test").unwrap())
 }
 
-fn identity(
-    issuer: &Issued,
-    responder: Option<&Issued>,
-    key_pem: &str,
-) -> Result<ResponderIdentity, IdentityError> {
+fn identity(issuer: &Issued, responder: Option<&Issued>, key_pem: &str) -> Result<ResponderIdentity, IdentityError> {
     let issuer_info = CertInfo::from_der(&issuer.der).unwrap();
     let resp = responder.map(|r| CertInfo::from_der(&r.der).unwrap());
     ResponderIdentity::new(&issuer_info, resp, signer(key_pem), now(), "test identity")
@@ -48,13 +38,8 @@ fn sign_and_verify(id: &ResponderIdentity, issuer: &Issued) {
         SignatureAlgorithm::EcdsaP256Sha256 => &ECDSA_P256_SHA256_ASN1,
         SignatureAlgorithm::RsaPkcs1Sha256 => &RSA_PKCS1_2048_8192_SHA256,
     };
-    UnparsedPublicKey::new(alg, &id.certificate().public_key)
-        .verify(&tbs, &sig)
-        .expect("signature verifies");
-    assert_eq!(
-        basic.certs.map(|c| c.len()).unwrap_or(0),
-        usize::from(id.is_delegated())
-    );
+    UnparsedPublicKey::new(alg, &id.certificate().public_key).verify(&tbs, &sig).expect("signature verifies");
+    assert_eq!(basic.certs.map(|c| c.len()).unwrap_or(0), usize::from(id.is_delegated()));
 }
 
 #[test]
@@ -62,15 +47,7 @@ fn valid_identities_sign_verifiable_responses() {
     for alg in [KeyAlg::P256, KeyAlg::Rsa2048] {
         let root = Issued::root("r", alg).unwrap();
         let int = root.intermediate("i", 2, alg).unwrap();
-        let resp = int
-            .responder(
-                "resp",
-                &ResponderOptions {
-                    alg,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+        let resp = int.responder("resp", &ResponderOptions { alg, ..Default::default() }).unwrap();
         let delegated = identity(&int, Some(&resp), &resp.key_pem).unwrap();
         sign_and_verify(&delegated, &int);
         let own = identity(&int, None, &int.key_pem).unwrap();
@@ -92,65 +69,26 @@ fn each_identity_rule_is_enforced() {
     let e = identity(&int, Some(&resp), &int.key_pem).unwrap_err();
     assert_eq!(broken(e), vec![IdentityRule::KeyMatchesCertificate]);
 
-    let no_eku = int
-        .responder(
-            "no eku",
-            &ResponderOptions {
-                ocsp_signing_eku: false,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    assert_eq!(
-        broken(identity(&int, Some(&no_eku), &no_eku.key_pem).unwrap_err()),
-        vec![IdentityRule::OcspSigningEku]
-    );
+    let no_eku = int.responder("no eku", &ResponderOptions { ocsp_signing_eku: false, ..Default::default() }).unwrap();
+    assert_eq!(broken(identity(&int, Some(&no_eku), &no_eku.key_pem).unwrap_err()), vec![IdentityRule::OcspSigningEku]);
 
-    let no_nocheck = int
-        .responder(
-            "no nocheck",
-            &ResponderOptions {
-                nocheck: false,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let no_nocheck = int.responder("no nocheck", &ResponderOptions { nocheck: false, ..Default::default() }).unwrap();
     assert_eq!(
         broken(identity(&int, Some(&no_nocheck), &no_nocheck.key_pem).unwrap_err()),
         vec![IdentityRule::OcspNoCheck]
     );
 
-    let foreign = other
-        .responder("foreign", &ResponderOptions::default())
-        .unwrap();
+    let foreign = other.responder("foreign", &ResponderOptions::default()).unwrap();
     let e = identity(&int, Some(&foreign), &foreign.key_pem).unwrap_err();
     assert_eq!(broken(e), vec![IdentityRule::IssuedByIssuer]);
 
-    let expired = int
-        .responder(
-            "expired",
-            &ResponderOptions {
-                valid_days: -1,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let expired = int.responder("expired", &ResponderOptions { valid_days: -1, ..Default::default() }).unwrap();
     let e = identity(&int, Some(&expired), &expired.key_pem).unwrap_err();
-    assert!(matches!(
-        broken(e).as_slice(),
-        [IdentityRule::WithinValidity { .. }]
-    ));
+    assert!(matches!(broken(e).as_slice(), [IdentityRule::WithinValidity { .. }]));
 
     // Several rules at once are all reported.
     let bad = int
-        .responder(
-            "bad",
-            &ResponderOptions {
-                ocsp_signing_eku: false,
-                nocheck: false,
-                ..Default::default()
-            },
-        )
+        .responder("bad", &ResponderOptions { ocsp_signing_eku: false, nocheck: false, ..Default::default() })
         .unwrap();
     let e = identity(&int, Some(&bad), &int.key_pem).unwrap_err();
     assert_eq!(e.broken.len(), 3, "{e}");
@@ -160,15 +98,9 @@ fn each_identity_rule_is_enforced() {
 #[test]
 fn key_files_in_other_forms_get_clear_errors() {
     let enc = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
-    assert!(SoftwareSigner::from_pkcs8_pem(enc, "k")
-        .unwrap_err()
-        .to_string()
-        .contains("encrypted"));
+    assert!(SoftwareSigner::from_pkcs8_pem(enc, "k").unwrap_err().to_string().contains("encrypted"));
     let trad = "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n";
-    assert!(SoftwareSigner::from_pkcs8_pem(trad, "k")
-        .unwrap_err()
-        .to_string()
-        .contains("openssl pkcs8"));
+    assert!(SoftwareSigner::from_pkcs8_pem(trad, "k").unwrap_err().to_string().contains("openssl pkcs8"));
     assert!(SoftwareSigner::from_pkcs8_pem("nothing", "k").is_err());
     let garbage = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
     assert!(SoftwareSigner::from_pkcs8_pem(garbage, "k").is_err());
@@ -181,15 +113,9 @@ fn issued_by_needs_name_and_signature() {
     let r1_twin = Issued::root("same name", KeyAlg::P256).unwrap();
     let leaf = r1.leaf("leaf.test", &[1]).unwrap();
     let leaf = CertInfo::from_der(&leaf.der).unwrap();
-    assert!(verify_issued_by(
-        &leaf,
-        &CertInfo::from_der(&r1.der).unwrap()
-    ));
+    assert!(verify_issued_by(&leaf, &CertInfo::from_der(&r1.der).unwrap()));
     // Same subject, other key: not the issuer.
-    assert!(!verify_issued_by(
-        &leaf,
-        &CertInfo::from_der(&r1_twin.der).unwrap()
-    ));
+    assert!(!verify_issued_by(&leaf, &CertInfo::from_der(&r1_twin.der).unwrap()));
 }
 
 #[test]
@@ -206,22 +132,16 @@ fn registry_finds_issuers_by_either_hash_and_forgets_removed_ones() {
     }
     let hashes = IssuerHashes::of(&CertInfo::from_der(&a.der).unwrap());
     for alg in HashAlg::ALL {
-        let found = registry
-            .find(&hashes.cert_id(alg, Serial::from_hex("01").unwrap()))
-            .unwrap();
+        let found = registry.find(&hashes.cert_id(alg, Serial::from_hex("01").unwrap())).unwrap();
         assert_eq!(found.name, "a");
     }
     // Name hash of one issuer with the key hash of another matches nothing.
     let mut mixed = hashes.cert_id(HashAlg::Sha1, Serial::from_hex("01").unwrap());
-    mixed.key_hash = IssuerHashes::of(&CertInfo::from_der(&b.der).unwrap())
-        .sha1_key
-        .clone();
+    mixed.key_hash = IssuerHashes::of(&CertInfo::from_der(&b.der).unwrap()).sha1_key.clone();
     assert!(registry.find(&mixed).is_none());
     assert_eq!(registry.len(), 2);
     assert!(registry.remove("a").is_some());
-    assert!(registry
-        .find(&hashes.cert_id(HashAlg::Sha256, Serial::from_hex("01").unwrap()))
-        .is_none());
+    assert!(registry.find(&hashes.cert_id(HashAlg::Sha256, Serial::from_hex("01").unwrap())).is_none());
     assert!(registry.by_name("b").is_some());
     assert!(registry.remove("a").is_none());
 }

@@ -11,27 +11,17 @@ pub fn verify_issued_by(cert: &CertInfo, issuer: &CertInfo) -> bool {
     }
     algorithms(&cert.signature_alg, &issuer.public_key_alg)
         .iter()
-        .any(|alg| {
-            UnparsedPublicKey::new(*alg, &issuer.public_key)
-                .verify(&cert.tbs, &cert.signature)
-                .is_ok()
-        })
+        .any(|alg| UnparsedPublicKey::new(*alg, &issuer.public_key).verify(&cert.tbs, &cert.signature).is_ok())
 }
 
 fn algorithms(sig_oid: &str, key_oid: &str) -> Vec<&'static dyn VerificationAlgorithm> {
     const EC_KEY: &str = "1.2.840.10045.2.1";
     match (sig_oid, key_oid) {
         ("1.2.840.10045.4.3.2", EC_KEY) => {
-            vec![
-                &signature::ECDSA_P256_SHA256_ASN1,
-                &signature::ECDSA_P384_SHA256_ASN1,
-            ]
+            vec![&signature::ECDSA_P256_SHA256_ASN1, &signature::ECDSA_P384_SHA256_ASN1]
         }
         ("1.2.840.10045.4.3.3", EC_KEY) => {
-            vec![
-                &signature::ECDSA_P384_SHA384_ASN1,
-                &signature::ECDSA_P256_SHA384_ASN1,
-            ]
+            vec![&signature::ECDSA_P384_SHA384_ASN1, &signature::ECDSA_P256_SHA384_ASN1]
         }
         ("1.2.840.113549.1.1.11", _) => vec![&signature::RSA_PKCS1_2048_8192_SHA256],
         ("1.2.840.113549.1.1.12", _) => vec![&signature::RSA_PKCS1_2048_8192_SHA384],

@@ -31,12 +31,7 @@ pub struct AuditEntry {
 impl AuditEntry {
     /// A new entry for `action` by `admin` at `time`.
     pub fn new(time: i64, admin: &str, action: &str) -> AuditEntry {
-        AuditEntry {
-            time,
-            admin: admin.to_string(),
-            action: action.to_string(),
-            ..Default::default()
-        }
+        AuditEntry { time, admin: admin.to_string(), action: action.to_string(), ..Default::default() }
     }
 
     pub(crate) fn encode(&self) -> Result<Vec<u8>, StoreError> {
@@ -67,15 +62,10 @@ pub struct AuditFilter {
 
 impl AuditFilter {
     pub(crate) fn matches(&self, e: &AuditEntry) -> bool {
-        self.issuer
-            .as_ref()
-            .is_none_or(|i| e.issuer.as_ref() == Some(i))
+        self.issuer.as_ref().is_none_or(|i| e.issuer.as_ref() == Some(i))
             && self.admin.as_ref().is_none_or(|a| &e.admin == a)
             && self.action.as_ref().is_none_or(|a| &e.action == a)
             && self.since.is_none_or(|s| e.time >= s)
-            && self
-                .serial
-                .as_ref()
-                .is_none_or(|s| e.serials.iter().any(|x| x.eq_ignore_ascii_case(s)))
+            && self.serial.as_ref().is_none_or(|s| e.serials.iter().any(|x| x.eq_ignore_ascii_case(s)))
     }
 }

@@ -32,10 +32,7 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn open(path: &Path, e: rocksdb::Error) -> StoreError {
-        StoreError::Open {
-            path: path.display().to_string(),
-            reason: e.into_string(),
-        }
+        StoreError::Open { path: path.display().to_string(), reason: e.into_string() }
     }
 }
 

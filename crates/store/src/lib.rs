@@ -74,9 +74,7 @@ pub enum UnholdOutcome {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.db.path())
-            .finish()
+        f.debug_struct("Store").field("path", &self.db.path()).finish()
     }
 }
 
@@ -141,11 +139,7 @@ impl Store {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_max_background_jobs(4);
-        opts.increase_parallelism(
-            std::thread::available_parallelism()
-                .map(|n| n.get() as i32)
-                .unwrap_or(2),
-        );
+        opts.increase_parallelism(std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(2));
         let status_opts = status_options();
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_ISSUERS, Options::default()),
@@ -154,8 +148,7 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_AUDIT, Options::default()),
             ColumnFamilyDescriptor::new(CF_RESPONSES, response_options()),
         ];
-        let db =
-            DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::open(path, e))?;
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::open(path, e))?;
         let store = Store {
             db,
             write_lock: Mutex::new(()),
@@ -172,9 +165,7 @@ impl Store {
         store.audit_seq.store(last + 1, Ordering::SeqCst);
         let meta = store.cf(CF_META)?;
         match store.db.get_cf(meta, SCHEMA_KEY)? {
-            None => store
-                .db
-                .put_cf_opt(meta, SCHEMA_KEY, SCHEMA_VERSION, &synced())?,
+            None => store.db.put_cf_opt(meta, SCHEMA_KEY, SCHEMA_VERSION, &synced())?,
             Some(v) if v == SCHEMA_VERSION => {}
             Some(v) => {
                 return Err(StoreError::Schema(String::from_utf8_lossy(&v).into_owned()));
@@ -184,9 +175,7 @@ impl Store {
     }
 
     fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, StoreError> {
-        self.db
-            .cf_handle(name)
-            .ok_or(StoreError::MissingColumnFamily(name))
+        self.db.cf_handle(name).ok_or(StoreError::MissingColumnFamily(name))
     }
 
     /// Every registered issuer.
@@ -203,19 +192,11 @@ impl Store {
     /// One issuer by its key.
     pub fn issuer(&self, key: &IssuerKey) -> Result<Option<IssuerRecord>, StoreError> {
         let cf = self.cf(CF_ISSUERS)?;
-        self.db
-            .get_cf(cf, key.0)?
-            .map(|v| IssuerRecord::decode(&v))
-            .transpose()
+        self.db.get_cf(cf, key.0)?.map(|v| IssuerRecord::decode(&v)).transpose()
     }
 
     /// Adds or replaces an issuer, durably, with its audit entry.
-    pub fn put_issuer(
-        &self,
-        key: &IssuerKey,
-        record: &IssuerRecord,
-        audit: AuditEntry,
-    ) -> Result<(), StoreError> {
+    pub fn put_issuer(&self, key: &IssuerKey, record: &IssuerRecord, audit: AuditEntry) -> Result<(), StoreError> {
         let cf = self.cf(CF_ISSUERS)?;
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
         let mut batch = WriteBatch::default();
@@ -236,11 +217,7 @@ impl Store {
         }
     }
 
-    fn append_audit(
-        &self,
-        batch: &mut WriteBatch,
-        mut audit: AuditEntry,
-    ) -> Result<(), StoreError> {
+    fn append_audit(&self, batch: &mut WriteBatch, mut audit: AuditEntry) -> Result<(), StoreError> {
         let seq = self.audit_seq.fetch_add(1, Ordering::SeqCst);
         audit.seq = seq;
         batch.put_cf(self.cf(CF_AUDIT)?, seq.to_be_bytes(), audit.encode()?);
@@ -286,16 +263,9 @@ impl Store {
     }
 
     /// The status record of one certificate, if it was ever recorded.
-    pub fn status(
-        &self,
-        issuer: &IssuerKey,
-        serial: &Serial,
-    ) -> Result<Option<StatusRecord>, StoreError> {
+    pub fn status(&self, issuer: &IssuerKey, serial: &Serial) -> Result<Option<StatusRecord>, StoreError> {
         let cf = self.cf(CF_STATUS)?;
-        self.db
-            .get_pinned_cf(cf, status_key(issuer, serial))?
-            .map(|v| StatusRecord::decode(&v))
-            .transpose()
+        self.db.get_pinned_cf(cf, status_key(issuer, serial))?.map(|v| StatusRecord::decode(&v)).transpose()
     }
 
     /// Records issued certificates (good, unless already recorded: a second import never
@@ -392,24 +362,13 @@ impl Store {
         audit: AuditEntry,
     ) -> Result<RevokeOutcome, StoreError> {
         let before = self.status(issuer, serial)?;
-        let (summary, changed) = self.revoke_many(
-            issuer,
-            std::slice::from_ref(serial),
-            time,
-            reason,
-            now,
-            false,
-            audit,
-        )?;
+        let (summary, changed) =
+            self.revoke_many(issuer, std::slice::from_ref(serial), time, reason, now, false, audit)?;
         Ok(match (changed.into_iter().next(), before) {
-            (Some((_, rec)), Some(b)) if matches!(b.state, State::Good) => {
-                RevokeOutcome::Revoked(rec)
-            }
+            (Some((_, rec)), Some(b)) if matches!(b.state, State::Good) => RevokeOutcome::Revoked(rec),
             (Some((_, rec)), _) => RevokeOutcome::Changed(rec),
             (None, _) if !summary.not_issued.is_empty() => RevokeOutcome::NotIssued,
-            (None, Some(current)) if !summary.refused.is_empty() => {
-                RevokeOutcome::Refused { current }
-            }
+            (None, Some(current)) if !summary.refused.is_empty() => RevokeOutcome::Refused { current },
             (None, Some(current)) => RevokeOutcome::AlreadyRevoked(current),
             (None, None) => RevokeOutcome::NotIssued,
         })
@@ -426,19 +385,11 @@ impl Store {
         let cf = self.cf(CF_STATUS)?;
         let key = status_key(issuer, serial);
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
-        let Some(current) = self
-            .db
-            .get_cf(cf, &key)?
-            .map(|v| StatusRecord::decode(&v))
-            .transpose()?
-        else {
+        let Some(current) = self.db.get_cf(cf, &key)?.map(|v| StatusRecord::decode(&v)).transpose()? else {
             return Ok(UnholdOutcome::NotIssued);
         };
         match current.state {
-            State::Revoked {
-                reason: Some(RevocationReason::CertificateHold),
-                ..
-            } => {
+            State::Revoked { reason: Some(RevocationReason::CertificateHold), .. } => {
                 let rec = StatusRecord::good(current.not_after, now);
                 let mut batch = WriteBatch::default();
                 batch.put_cf(cf, &key, rec.encode());

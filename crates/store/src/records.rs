@@ -29,8 +29,7 @@ impl IssuerRecord {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<IssuerRecord, StoreError> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| StoreError::Corrupt(format!("issuer record: {e}")))
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("issuer record: {e}")))
     }
 }
 
@@ -41,9 +40,7 @@ mod b64 {
     }
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map_err(serde::de::Error::custom)
+        base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -55,16 +52,9 @@ mod b64_opt {
             None => s.serialize_none(),
         }
     }
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Vec<u8>>, D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
         let s = Option::<String>::deserialize(d)?;
-        s.map(|s| {
-            base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .map_err(serde::de::Error::custom)
-        })
-        .transpose()
+        s.map(|s| base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom)).transpose()
     }
 }
 
@@ -121,11 +111,7 @@ pub enum RevokeOutcome {
 impl StatusRecord {
     /// A freshly issued certificate.
     pub fn good(not_after: i64, now: i64) -> StatusRecord {
-        StatusRecord {
-            state: State::Good,
-            not_after,
-            updated_at: now,
-        }
+        StatusRecord { state: State::Good, not_after, updated_at: now }
     }
 
     /// The OCSP status this record states.
@@ -139,34 +125,19 @@ impl StatusRecord {
     /// Applies a revocation request to this record.
     pub fn revoke(&self, time: i64, reason: RevocationReason, now: i64) -> RevokeOutcome {
         let revoked = StatusRecord {
-            state: State::Revoked {
-                time,
-                reason: Some(reason),
-            },
+            state: State::Revoked { time, reason: Some(reason) },
             not_after: self.not_after,
             updated_at: now,
         };
         match self.state {
             State::Good => RevokeOutcome::Revoked(revoked),
-            State::Revoked {
-                reason: Some(current),
-                ..
-            } if current == reason => RevokeOutcome::AlreadyRevoked(*self),
-            State::Revoked {
-                time: old_time,
-                reason: current,
-            } => {
+            State::Revoked { reason: Some(current), .. } if current == reason => RevokeOutcome::AlreadyRevoked(*self),
+            State::Revoked { time: old_time, reason: current } => {
                 let from_hold = current == Some(RevocationReason::CertificateHold);
                 if reason == RevocationReason::KeyCompromise {
                     // keyCompromise may move the time earlier, never later.
                     let t = time.min(old_time);
-                    let rec = StatusRecord {
-                        state: State::Revoked {
-                            time: t,
-                            reason: Some(reason),
-                        },
-                        ..revoked
-                    };
+                    let rec = StatusRecord { state: State::Revoked { time: t, reason: Some(reason) }, ..revoked };
                     RevokeOutcome::Changed(rec)
                 } else if from_hold && reason != RevocationReason::RemoveFromCrl {
                     RevokeOutcome::Changed(revoked)
@@ -196,11 +167,7 @@ impl StatusRecord {
     /// Decodes a record.
     pub fn decode(b: &[u8]) -> Result<StatusRecord, StoreError> {
         if b.len() != RECORD_LEN || b[0] != 1 {
-            return Err(StoreError::Corrupt(format!(
-                "status record of {} bytes, version {:?}",
-                b.len(),
-                b.first()
-            )));
+            return Err(StoreError::Corrupt(format!("status record of {} bytes, version {:?}", b.len(), b.first())));
         }
         let i64_at = |i: usize| {
             let mut a = [0u8; 8];
@@ -222,11 +189,7 @@ impl StatusRecord {
             },
             s => return Err(StoreError::Corrupt(format!("state {s}"))),
         };
-        Ok(StatusRecord {
-            state,
-            not_after: i64_at(2),
-            updated_at: i64_at(19),
-        })
+        Ok(StatusRecord { state, not_after: i64_at(2), updated_at: i64_at(19) })
     }
 }
 
@@ -236,10 +199,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn reason() -> impl Strategy<Value = Option<RevocationReason>> {
-        prop_oneof![
-            Just(None),
-            proptest::sample::select(RevocationReason::ALL.to_vec()).prop_map(Some)
-        ]
+        prop_oneof![Just(None), proptest::sample::select(RevocationReason::ALL.to_vec()).prop_map(Some)]
     }
 
     proptest! {
@@ -255,34 +215,13 @@ mod tests {
     fn revocation_rules() {
         use RevocationReason as R;
         let good = StatusRecord::good(100, 1);
-        let RevokeOutcome::Revoked(superseded) = good.revoke(50, R::Superseded, 2) else {
-            panic!("good revokes")
-        };
-        assert!(matches!(
-            superseded.revoke(50, R::Superseded, 3),
-            RevokeOutcome::AlreadyRevoked(_)
-        ));
-        assert!(matches!(
-            superseded.revoke(50, R::CessationOfOperation, 3),
-            RevokeOutcome::Refused { .. }
-        ));
-        let RevokeOutcome::Changed(kc) = superseded.revoke(10, R::KeyCompromise, 3) else {
-            panic!("to keyCompromise")
-        };
-        assert_eq!(
-            kc.state,
-            State::Revoked {
-                time: 10,
-                reason: Some(R::KeyCompromise)
-            }
-        );
-        let RevokeOutcome::Revoked(hold) = good.revoke(50, R::CertificateHold, 2) else {
-            panic!()
-        };
-        assert!(matches!(
-            hold.revoke(60, R::Superseded, 3),
-            RevokeOutcome::Changed(_)
-        ));
+        let RevokeOutcome::Revoked(superseded) = good.revoke(50, R::Superseded, 2) else { panic!("good revokes") };
+        assert!(matches!(superseded.revoke(50, R::Superseded, 3), RevokeOutcome::AlreadyRevoked(_)));
+        assert!(matches!(superseded.revoke(50, R::CessationOfOperation, 3), RevokeOutcome::Refused { .. }));
+        let RevokeOutcome::Changed(kc) = superseded.revoke(10, R::KeyCompromise, 3) else { panic!("to keyCompromise") };
+        assert_eq!(kc.state, State::Revoked { time: 10, reason: Some(R::KeyCompromise) });
+        let RevokeOutcome::Revoked(hold) = good.revoke(50, R::CertificateHold, 2) else { panic!() };
+        assert!(matches!(hold.revoke(60, R::Superseded, 3), RevokeOutcome::Changed(_)));
         assert!(StatusRecord::decode(&[0u8; 5]).is_err());
     }
 }

@@ -54,10 +54,7 @@ impl StoredResponse {
 
     fn decode(b: &[u8]) -> Result<StoredResponse, StoreError> {
         if b.len() < HEADER || b[0] != 1 {
-            return Err(StoreError::Corrupt(format!(
-                "stored response of {} bytes",
-                b.len()
-            )));
+            return Err(StoreError::Corrupt(format!("stored response of {} bytes", b.len())));
         }
         let i64_at = |i: usize| {
             let mut a = [0u8; 8];
@@ -101,10 +98,7 @@ impl Store {
         alg: HashAlg,
     ) -> Result<Option<StoredResponse>, StoreError> {
         let cf = self.cf(CF_RESPONSES)?;
-        self.db
-            .get_pinned_cf(cf, response_key(issuer, serial, alg))?
-            .map(|v| StoredResponse::decode(&v))
-            .transpose()
+        self.db.get_pinned_cf(cf, response_key(issuer, serial, alg))?.map(|v| StoredResponse::decode(&v)).transpose()
     }
 
     /// Stored responses for many keys (missing ones as `None`), in order.
@@ -113,11 +107,7 @@ impl Store {
         self.db
             .batched_multi_get_cf(cf, keys, false)
             .into_iter()
-            .map(|r| {
-                r.map_err(StoreError::from)?
-                    .map(|v| StoredResponse::decode(&v))
-                    .transpose()
-            })
+            .map(|r| r.map_err(StoreError::from)?.map(|v| StoredResponse::decode(&v)).transpose())
             .collect()
     }
 
@@ -145,11 +135,7 @@ impl Store {
     }
 
     /// Up to `limit` status entries after `after` (a status key), in key order, for a pass.
-    pub fn scan_statuses(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<StatusEntry>, StoreError> {
+    pub fn scan_statuses(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<StatusEntry>, StoreError> {
         let cf = self.cf(CF_STATUS)?;
         let mode = match after {
             Some(k) => rocksdb::IteratorMode::From(k, rocksdb::Direction::Forward),
@@ -166,13 +152,8 @@ impl Store {
             }
             let mut ik = [0u8; 64];
             ik.copy_from_slice(&k[..64]);
-            let serial =
-                Serial::from_int_bytes(&k[64..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            out.push(StatusEntry {
-                issuer: IssuerKey(ik),
-                serial,
-                status: StatusRecord::decode(&v)?,
-            });
+            let serial = Serial::from_int_bytes(&k[64..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push(StatusEntry { issuer: IssuerKey(ik), serial, status: StatusRecord::decode(&v)? });
             if out.len() >= limit {
                 break;
             }
@@ -181,20 +162,13 @@ impl Store {
     }
 
     /// Status records of many certificates, in order.
-    pub fn statuses(
-        &self,
-        items: &[(IssuerKey, Serial)],
-    ) -> Result<Vec<Option<StatusRecord>>, StoreError> {
+    pub fn statuses(&self, items: &[(IssuerKey, Serial)]) -> Result<Vec<Option<StatusRecord>>, StoreError> {
         let cf = self.cf(CF_STATUS)?;
         let keys: Vec<Vec<u8>> = items.iter().map(|(i, s)| status_key(i, s)).collect();
         self.db
             .batched_multi_get_cf(cf, &keys, false)
             .into_iter()
-            .map(|r| {
-                r.map_err(StoreError::from)?
-                    .map(|v| StatusRecord::decode(&v))
-                    .transpose()
-            })
+            .map(|r| r.map_err(StoreError::from)?.map(|v| StatusRecord::decode(&v)).transpose())
             .collect()
     }
 
@@ -216,12 +190,7 @@ impl Store {
     pub fn estimated_statuses(&self) -> u64 {
         self.cf(CF_STATUS)
             .ok()
-            .and_then(|cf| {
-                self.db
-                    .property_int_value_cf(cf, "rocksdb.estimate-num-keys")
-                    .ok()
-                    .flatten()
-            })
+            .and_then(|cf| self.db.property_int_value_cf(cf, "rocksdb.estimate-num-keys").ok().flatten())
             .unwrap_or(0)
     }
 }

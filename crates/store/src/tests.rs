@@ -20,36 +20,11 @@ fn imports_are_idempotent_and_never_overwrite_revocations() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let certs: Vec<(Serial, i64)> = (1..=100).map(|n| (serial(n), 5000)).collect();
-    assert_eq!(
-        store
-            .record_issued(&issuer(1), &certs, 10, audit("cert.add"))
-            .unwrap(),
-        100
-    );
-    store
-        .revoke(
-            &issuer(1),
-            &serial(7),
-            20,
-            R::KeyCompromise,
-            20,
-            audit("revoke"),
-        )
-        .unwrap();
-    assert_eq!(
-        store
-            .record_issued(&issuer(1), &certs, 30, audit("cert.add"))
-            .unwrap(),
-        0
-    );
+    assert_eq!(store.record_issued(&issuer(1), &certs, 10, audit("cert.add")).unwrap(), 100);
+    store.revoke(&issuer(1), &serial(7), 20, R::KeyCompromise, 20, audit("revoke")).unwrap();
+    assert_eq!(store.record_issued(&issuer(1), &certs, 30, audit("cert.add")).unwrap(), 0);
     let rec = store.status(&issuer(1), &serial(7)).unwrap().unwrap();
-    assert!(matches!(
-        rec.state,
-        State::Revoked {
-            reason: Some(R::KeyCompromise),
-            ..
-        }
-    ));
+    assert!(matches!(rec.state, State::Revoked { reason: Some(R::KeyCompromise), .. }));
     // Another issuer's identical serial is another certificate.
     assert_eq!(store.status(&issuer(2), &serial(7)).unwrap(), None);
     assert_eq!(store.count(&issuer(1)).unwrap(), (99, 1));
@@ -61,70 +36,20 @@ fn bulk_revocation_summary_and_dry_run() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let certs: Vec<(Serial, i64)> = (1..=10).map(|n| (serial(n), 0)).collect();
-    store
-        .record_issued(&issuer(1), &certs, 1, audit("cert.add"))
-        .unwrap();
-    store
-        .revoke(&issuer(1), &serial(1), 2, R::Superseded, 2, audit("revoke"))
-        .unwrap();
-    store
-        .revoke(
-            &issuer(1),
-            &serial(2),
-            2,
-            R::CessationOfOperation,
-            2,
-            audit("revoke"),
-        )
-        .unwrap();
+    store.record_issued(&issuer(1), &certs, 1, audit("cert.add")).unwrap();
+    store.revoke(&issuer(1), &serial(1), 2, R::Superseded, 2, audit("revoke")).unwrap();
+    store.revoke(&issuer(1), &serial(2), 2, R::CessationOfOperation, 2, audit("revoke")).unwrap();
     let batch: Vec<Serial> = (1..=12).map(serial).collect();
 
-    let (dry, _) = store
-        .revoke_many(
-            &issuer(1),
-            &batch,
-            3,
-            R::Superseded,
-            3,
-            true,
-            audit("revoke"),
-        )
-        .unwrap();
-    assert_eq!(
-        (
-            dry.revoked,
-            dry.already_revoked,
-            dry.refused.len(),
-            dry.not_issued.len()
-        ),
-        (8, 1, 1, 2)
-    );
-    assert_eq!(
-        store.count(&issuer(1)).unwrap(),
-        (8, 2),
-        "a dry run writes nothing"
-    );
+    let (dry, _) = store.revoke_many(&issuer(1), &batch, 3, R::Superseded, 3, true, audit("revoke")).unwrap();
+    assert_eq!((dry.revoked, dry.already_revoked, dry.refused.len(), dry.not_issued.len()), (8, 1, 1, 2));
+    assert_eq!(store.count(&issuer(1)).unwrap(), (8, 2), "a dry run writes nothing");
 
-    let (real, changed) = store
-        .revoke_many(
-            &issuer(1),
-            &batch,
-            3,
-            R::Superseded,
-            3,
-            false,
-            audit("revoke"),
-        )
-        .unwrap();
+    let (real, changed) = store.revoke_many(&issuer(1), &batch, 3, R::Superseded, 3, false, audit("revoke")).unwrap();
     assert_eq!(real, dry);
     assert_eq!(changed.len(), 8);
     assert_eq!(store.count(&issuer(1)).unwrap(), (0, 10));
-    let entries = store
-        .audit(&AuditFilter {
-            action: Some("revoke".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    let entries = store.audit(&AuditFilter { action: Some("revoke".into()), ..Default::default() }).unwrap();
     assert_eq!(entries[0].serials.len(), 8, "the audit lists what changed");
 }
 
@@ -132,49 +57,13 @@ fn bulk_revocation_summary_and_dry_run() {
 fn holds_can_be_lifted_other_revocations_cannot() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    store
-        .record_issued(
-            &issuer(1),
-            &[(serial(1), 0), (serial(2), 0)],
-            1,
-            audit("cert.add"),
-        )
-        .unwrap();
-    store
-        .revoke(
-            &issuer(1),
-            &serial(1),
-            2,
-            R::CertificateHold,
-            2,
-            audit("revoke"),
-        )
-        .unwrap();
-    store
-        .revoke(&issuer(1), &serial(2), 2, R::Superseded, 2, audit("revoke"))
-        .unwrap();
-    assert!(matches!(
-        store
-            .unhold(&issuer(1), &serial(1), 3, audit("unhold"))
-            .unwrap(),
-        UnholdOutcome::Lifted(_)
-    ));
-    assert_eq!(
-        store.status(&issuer(1), &serial(1)).unwrap().unwrap().state,
-        State::Good
-    );
-    assert!(matches!(
-        store
-            .unhold(&issuer(1), &serial(2), 3, audit("unhold"))
-            .unwrap(),
-        UnholdOutcome::NotOnHold(_)
-    ));
-    assert!(matches!(
-        store
-            .unhold(&issuer(1), &serial(9), 3, audit("unhold"))
-            .unwrap(),
-        UnholdOutcome::NotIssued
-    ));
+    store.record_issued(&issuer(1), &[(serial(1), 0), (serial(2), 0)], 1, audit("cert.add")).unwrap();
+    store.revoke(&issuer(1), &serial(1), 2, R::CertificateHold, 2, audit("revoke")).unwrap();
+    store.revoke(&issuer(1), &serial(2), 2, R::Superseded, 2, audit("revoke")).unwrap();
+    assert!(matches!(store.unhold(&issuer(1), &serial(1), 3, audit("unhold")).unwrap(), UnholdOutcome::Lifted(_)));
+    assert_eq!(store.status(&issuer(1), &serial(1)).unwrap().unwrap().state, State::Good);
+    assert!(matches!(store.unhold(&issuer(1), &serial(2), 3, audit("unhold")).unwrap(), UnholdOutcome::NotOnHold(_)));
+    assert!(matches!(store.unhold(&issuer(1), &serial(9), 3, audit("unhold")).unwrap(), UnholdOutcome::NotIssued));
 }
 
 #[test]
@@ -184,42 +73,20 @@ fn audit_survives_reopen_and_filters() {
         let store = Store::open(dir.path()).unwrap();
         let mut a = audit("cert.add");
         a.issuer = Some("int".into());
-        store
-            .record_issued(&issuer(1), &[(serial(1), 0)], 1, a)
-            .unwrap();
+        store.record_issued(&issuer(1), &[(serial(1), 0)], 1, a).unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     let mut a = AuditEntry::new(200, "bob", "revoke");
     a.issuer = Some("int".into());
-    store
-        .revoke(&issuer(1), &serial(1), 200, R::KeyCompromise, 200, a)
-        .unwrap();
+    store.revoke(&issuer(1), &serial(1), 200, R::KeyCompromise, 200, a).unwrap();
     let all = store.audit(&AuditFilter::default()).unwrap();
     assert_eq!(all.len(), 2);
-    assert!(
-        all[0].seq > all[1].seq,
-        "newest first, sequence keeps growing across restarts"
-    );
-    let bob = store
-        .audit(&AuditFilter {
-            admin: Some("bob".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    assert!(all[0].seq > all[1].seq, "newest first, sequence keeps growing across restarts");
+    let bob = store.audit(&AuditFilter { admin: Some("bob".into()), ..Default::default() }).unwrap();
     assert_eq!(bob.len(), 1);
-    let by_serial = store
-        .audit(&AuditFilter {
-            serial: Some("01".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    let by_serial = store.audit(&AuditFilter { serial: Some("01".into()), ..Default::default() }).unwrap();
     assert_eq!(by_serial.len(), 2);
-    let since = store
-        .audit(&AuditFilter {
-            since: Some(150),
-            ..Default::default()
-        })
-        .unwrap();
+    let since = store.audit(&AuditFilter { since: Some(150), ..Default::default() }).unwrap();
     assert_eq!(since.len(), 1);
 }
 
@@ -240,70 +107,22 @@ fn responses_are_written_only_while_their_status_is_current_and_vanish_on_revoca
     let store = Store::open(dir.path()).unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
-    store.on_change(Box::new(move |_, serials| {
-        log.lock().unwrap().extend(serials.iter().cloned())
-    }));
-    store
-        .record_issued(&issuer(1), &[(serial(1), 0)], 1, audit("cert.add"))
-        .unwrap();
+    store.on_change(Box::new(move |_, serials| log.lock().unwrap().extend(serials.iter().cloned())));
+    store.record_issued(&issuer(1), &[(serial(1), 0)], 1, audit("cert.add")).unwrap();
     let good = store.status(&issuer(1), &serial(1)).unwrap().unwrap();
-    let resp = StoredResponse {
-        this_update: 1,
-        next_update: 2,
-        produced_at: 1,
-        source: good.encode(),
-        der: vec![0x30, 0],
-    };
+    let resp =
+        StoredResponse { this_update: 1, next_update: 2, produced_at: 1, source: good.encode(), der: vec![0x30, 0] };
     let item = (issuer(1), serial(1), HashAlg::Sha1, resp.clone());
-    assert_eq!(
-        store
-            .put_responses_if_current(std::slice::from_ref(&item))
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        store
-            .response(&issuer(1), &serial(1), HashAlg::Sha1)
-            .unwrap(),
-        Some(resp)
-    );
-    assert_eq!(
-        store
-            .response(&issuer(1), &serial(1), HashAlg::Sha256)
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.put_responses_if_current(std::slice::from_ref(&item)).unwrap(), 1);
+    assert_eq!(store.response(&issuer(1), &serial(1), HashAlg::Sha1).unwrap(), Some(resp));
+    assert_eq!(store.response(&issuer(1), &serial(1), HashAlg::Sha256).unwrap(), None);
 
-    store
-        .revoke(
-            &issuer(1),
-            &serial(1),
-            5,
-            R::KeyCompromise,
-            5,
-            audit("revoke"),
-        )
-        .unwrap();
-    assert_eq!(
-        store
-            .response(&issuer(1), &serial(1), HashAlg::Sha1)
-            .unwrap(),
-        None,
-        "revocation drops old responses"
-    );
+    store.revoke(&issuer(1), &serial(1), 5, R::KeyCompromise, 5, audit("revoke")).unwrap();
+    assert_eq!(store.response(&issuer(1), &serial(1), HashAlg::Sha1).unwrap(), None, "revocation drops old responses");
     // A good response signed before the revocation, written after it, is dropped.
     assert_eq!(store.put_responses_if_current(&[item]).unwrap(), 0);
-    assert_eq!(
-        store
-            .response(&issuer(1), &serial(1), HashAlg::Sha1)
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        *seen.lock().unwrap(),
-        vec![serial(1), serial(1)],
-        "told of the issuance and the revocation"
-    );
+    assert_eq!(store.response(&issuer(1), &serial(1), HashAlg::Sha1).unwrap(), None);
+    assert_eq!(*seen.lock().unwrap(), vec![serial(1), serial(1)], "told of the issuance and the revocation");
 
     let scanned = store.scan_statuses(None, 10).unwrap();
     assert_eq!(scanned.len(), 1);

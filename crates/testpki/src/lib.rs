@@ -4,8 +4,8 @@
 //! Nothing here is for production: keys are generated in memory and written unencrypted.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
@@ -24,9 +24,7 @@ pub enum KeyAlg {
 fn key_pair(alg: KeyAlg) -> Result<KeyPair, Error> {
     match alg {
         KeyAlg::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-        KeyAlg::Rsa2048 => {
-            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
-        }
+        KeyAlg::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048),
     }
 }
 
@@ -57,9 +55,7 @@ pub struct Issued {
 
 impl std::fmt::Debug for Issued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Issued")
-            .field("pem", &self.pem)
-            .finish_non_exhaustive()
+        f.debug_struct("Issued").field("pem", &self.pem).finish_non_exhaustive()
     }
 }
 
@@ -78,43 +74,24 @@ pub struct ResponderOptions {
 
 impl Default for ResponderOptions {
     fn default() -> Self {
-        ResponderOptions {
-            ocsp_signing_eku: true,
-            nocheck: true,
-            valid_days: 90,
-            alg: KeyAlg::P256,
-        }
+        ResponderOptions { ocsp_signing_eku: true, nocheck: true, valid_days: 90, alg: KeyAlg::P256 }
     }
 }
 
 impl Issued {
-    fn finish(
-        params: CertificateParams,
-        key: KeyPair,
-        issuer: Option<&Issued>,
-    ) -> Result<Issued, Error> {
+    fn finish(params: CertificateParams, key: KeyPair, issuer: Option<&Issued>) -> Result<Issued, Error> {
         let cert = match issuer {
             Some(i) => params.signed_by(&key, &Issuer::from_params(&i.params, &i.key))?,
             None => params.self_signed(&key)?,
         };
-        Ok(Issued {
-            der: cert.der().to_vec(),
-            pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            params,
-            key,
-        })
+        Ok(Issued { der: cert.der().to_vec(), pem: cert.pem(), key_pem: key.serialize_pem(), params, key })
     }
 
     fn ca_params(common_name: &str, serial: u64) -> CertificateParams {
         let mut p = CertificateParams::default();
         p.distinguished_name = dn(common_name);
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         p.serial_number = Some(SerialNumber::from(serial));
         validity(&mut p, 1, 3650);
         p
@@ -126,12 +103,7 @@ impl Issued {
     }
 
     /// An intermediate CA issued by `self`.
-    pub fn intermediate(
-        &self,
-        common_name: &str,
-        serial: u64,
-        alg: KeyAlg,
-    ) -> Result<Issued, Error> {
+    pub fn intermediate(&self, common_name: &str, serial: u64, alg: KeyAlg) -> Result<Issued, Error> {
         let mut p = Issued::ca_params(common_name, serial);
         p.use_authority_key_identifier_extension = true;
         Issued::finish(p, key_pair(alg)?, Some(self))
@@ -139,12 +111,7 @@ impl Issued {
 
     /// An intermediate CA issued by `self` with the subject `common_name` and the key of
     /// `key_of` (a re-named CA that kept its key).
-    pub fn intermediate_with_key(
-        &self,
-        common_name: &str,
-        serial: u64,
-        key_of: &Issued,
-    ) -> Result<Issued, Error> {
+    pub fn intermediate_with_key(&self, common_name: &str, serial: u64, key_of: &Issued) -> Result<Issued, Error> {
         let mut p = Issued::ca_params(common_name, serial);
         p.use_authority_key_identifier_extension = true;
         Issued::finish(p, KeyPair::from_pem(&key_of.key_pem)?, Some(self))
@@ -170,10 +137,8 @@ impl Issued {
         }
         if opts.nocheck {
             // id-pkix-ocsp-nocheck, value NULL
-            p.custom_extensions.push(CustomExtension::from_oid_content(
-                &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5],
-                vec![0x05, 0x00],
-            ));
+            p.custom_extensions
+                .push(CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 48, 1, 5], vec![0x05, 0x00]));
         }
         p.use_authority_key_identifier_extension = true;
         if opts.valid_days < 0 {
@@ -249,8 +214,5 @@ pub fn write_demo(dir: &Path) -> Result<DemoPki, Box<dyn std::error::Error + Sen
         leaf_serials.push(serial);
     }
     std::fs::write(dir.join("chain.pem"), format!("{}{}", int.pem, root.pem))?;
-    Ok(DemoPki {
-        dir: dir.to_path_buf(),
-        leaf_serials,
-    })
+    Ok(DemoPki { dir: dir.to_path_buf(), leaf_serials })
 }
