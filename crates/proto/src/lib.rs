@@ -19,10 +19,9 @@ pub use certid::{CertId, IssuerHashes, IssuerKey, Serial};
 pub use clock::{Clock, SystemClock};
 pub use error::ProtoError;
 pub use hash::HashAlg;
-pub use request::{parse_request, OcspRequest, MAX_CERT_IDS};
+pub use request::{encode_request, parse_request, OcspRequest, MAX_CERT_IDS};
 pub use response::{
-    decode_response, error_response, Answer, ResponseBuilder, ResponseStatus, SignatureAlgorithm,
-    SignedResponse,
+    decode_response, error_response, Answer, ResponseBuilder, ResponseStatus, SignatureAlgorithm, SignedResponse,
 };
 pub use status::{CertStatus, RevocationReason};
 

@@ -25,10 +25,7 @@ pub fn parse_request(der: &[u8]) -> Result<OcspRequest, ProtoError> {
     let (req, rest) = rasn::der::decode_with_remainder::<rasn_ocsp::OcspRequest>(der)
         .map_err(|e| ProtoError::MalformedRequest(first_line(&e.to_string())))?;
     if !rest.is_empty() {
-        return Err(ProtoError::MalformedRequest(format!(
-            "{} trailing bytes",
-            rest.len()
-        )));
+        return Err(ProtoError::MalformedRequest(format!("{} trailing bytes", rest.len())));
     }
     let list = &req.tbs_request.request_list;
     if list.is_empty() {
@@ -37,19 +34,13 @@ pub fn parse_request(der: &[u8]) -> Result<OcspRequest, ProtoError> {
     if list.len() > MAX_CERT_IDS {
         return Err(ProtoError::TooManyCertIds(list.len()));
     }
-    let cert_ids = list
-        .iter()
-        .map(|r| cert_id(&r.req_cert))
-        .collect::<Result<Vec<_>, _>>()?;
+    let cert_ids = list.iter().map(|r| cert_id(&r.req_cert)).collect::<Result<Vec<_>, _>>()?;
     let has_nonce = req
         .tbs_request
         .request_extensions
         .as_ref()
         .is_some_and(|exts| exts.iter().any(|e| e.extn_id.as_ref() == NONCE_ARCS));
-    Ok(OcspRequest {
-        cert_ids,
-        has_nonce,
-    })
+    Ok(OcspRequest { cert_ids, has_nonce })
 }
 
 fn cert_id(id: &rasn_ocsp::CertId) -> Result<CertId, ProtoError> {
@@ -58,29 +49,51 @@ fn cert_id(id: &rasn_ocsp::CertId) -> Result<CertId, ProtoError> {
         let dotted: Vec<String> = arcs.iter().map(u32::to_string).collect();
         ProtoError::UnsupportedHash(dotted.join("."))
     })?;
-    for (field, value) in [
-        ("issuerNameHash", &id.issuer_name_hash),
-        ("issuerKeyHash", &id.issuer_key_hash),
-    ] {
+    for (field, value) in [("issuerNameHash", &id.issuer_name_hash), ("issuerKeyHash", &id.issuer_key_hash)] {
         if value.len() != hash.len() {
-            return Err(ProtoError::BadHashLength {
-                field,
-                alg: hash.name(),
-                got: value.len(),
-                want: hash.len(),
-            });
+            return Err(ProtoError::BadHashLength { field, alg: hash.name(), got: value.len(), want: hash.len() });
         }
     }
     let (bytes, len) = id.serial_number.to_signed_bytes_be();
     let serial = Serial::from_int_bytes(&bytes.as_ref()[..len])?;
-    Ok(CertId {
-        hash,
-        name_hash: id.issuer_name_hash.to_vec(),
-        key_hash: id.issuer_key_hash.to_vec(),
-        serial,
-    })
+    Ok(CertId { hash, name_hash: id.issuer_name_hash.to_vec(), key_hash: id.issuer_key_hash.to_vec(), serial })
 }
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").chars().take(200).collect()
+}
+
+/// Encodes an unsigned OCSPRequest for `ids` (no nonce, as RFC 5019 clients send). For tools,
+/// tests and benchmarks that play the client.
+pub fn encode_request(ids: &[CertId]) -> Result<Vec<u8>, ProtoError> {
+    use rasn::types::{Any, Integer, ObjectIdentifier};
+    let mut list = Vec::with_capacity(ids.len());
+    for id in ids {
+        let oid =
+            ObjectIdentifier::new(id.hash.oid_arcs().to_vec()).ok_or_else(|| ProtoError::Encode("hash OID".into()))?;
+        let serial = Integer::try_from_signed_bytes(id.serial.as_bytes(), rasn::Codec::Der)
+            .map_err(|e| ProtoError::Encode(e.to_string()))?;
+        list.push(rasn_ocsp::Request {
+            req_cert: rasn_ocsp::CertId {
+                hash_algorithm: rasn_pkix::AlgorithmIdentifier {
+                    algorithm: oid,
+                    parameters: Some(Any::new(vec![5, 0])),
+                },
+                issuer_name_hash: id.name_hash.clone().into(),
+                issuer_key_hash: id.key_hash.clone().into(),
+                serial_number: serial,
+            },
+            single_request_extensions: None,
+        });
+    }
+    let req = rasn_ocsp::OcspRequest {
+        tbs_request: rasn_ocsp::TbsRequest {
+            version: Integer::ZERO,
+            requestor_name: None,
+            request_list: list,
+            request_extensions: None,
+        },
+        optional_signature: None,
+    };
+    rasn::der::encode(&req).map_err(|e| ProtoError::Encode(e.to_string()))
 }

@@ -2,7 +2,7 @@ use crate::*;
 use proptest::prelude::*;
 use rasn::types::{Any, Integer, IntegerType, ObjectIdentifier};
 
-fn encode_request(ids: &[CertId], nonce: bool) -> Vec<u8> {
+fn encode_request_with(ids: &[CertId], nonce: bool) -> Vec<u8> {
     let list = ids
         .iter()
         .map(|id| rasn_ocsp::Request {
@@ -13,11 +13,7 @@ fn encode_request(ids: &[CertId], nonce: bool) -> Vec<u8> {
                 },
                 issuer_name_hash: id.name_hash.clone().into(),
                 issuer_key_hash: id.key_hash.clone().into(),
-                serial_number: Integer::try_from_signed_bytes(
-                    id.serial.as_bytes(),
-                    rasn::Codec::Der,
-                )
-                .unwrap(),
+                serial_number: Integer::try_from_signed_bytes(id.serial.as_bytes(), rasn::Codec::Der).unwrap(),
             },
             single_request_extensions: None,
         })
@@ -53,41 +49,32 @@ fn cert_id(hash: HashAlg, serial: &[u8]) -> CertId {
 
 #[test]
 fn parses_several_cert_ids_in_both_hashes() {
-    let ids = vec![
-        cert_id(HashAlg::Sha1, &[0x01, 0x02]),
-        cert_id(HashAlg::Sha256, &[0x00, 0x80]),
-    ];
-    let parsed = parse_request(&encode_request(&ids, true)).unwrap();
+    let ids = vec![cert_id(HashAlg::Sha1, &[0x01, 0x02]), cert_id(HashAlg::Sha256, &[0x00, 0x80])];
+    let parsed = parse_request(&encode_request_with(&ids, true)).unwrap();
     assert_eq!(parsed.cert_ids, ids);
     assert!(parsed.has_nonce);
 }
 
 #[test]
+fn the_public_encoder_round_trips() {
+    let ids = vec![cert_id(HashAlg::Sha1, &[0x01]), cert_id(HashAlg::Sha256, &[0x00, 0x90])];
+    let der = encode_request(&ids).unwrap();
+    assert_eq!(der, encode_request_with(&ids, false));
+    assert_eq!(parse_request(&der).unwrap().cert_ids, ids);
+}
+
+#[test]
 fn rejects_bad_requests() {
-    let good = encode_request(&[cert_id(HashAlg::Sha1, &[1])], false);
-    assert!(matches!(
-        parse_request(&[]),
-        Err(ProtoError::MalformedRequest(_))
-    ));
+    let good = encode_request_with(&[cert_id(HashAlg::Sha1, &[1])], false);
+    assert!(matches!(parse_request(&[]), Err(ProtoError::MalformedRequest(_))));
     assert!(parse_request(&good[..good.len() - 1]).is_err());
     assert!(parse_request(&[good.as_slice(), &[0]].concat()).is_err());
-    assert!(matches!(
-        parse_request(&encode_request(&[], false)),
-        Err(ProtoError::EmptyRequest)
-    ));
-    let many: Vec<CertId> = (0..=MAX_CERT_IDS as u8)
-        .map(|i| cert_id(HashAlg::Sha1, &[i + 1]))
-        .collect();
-    assert!(matches!(
-        parse_request(&encode_request(&many, false)),
-        Err(ProtoError::TooManyCertIds(_))
-    ));
+    assert!(matches!(parse_request(&encode_request_with(&[], false)), Err(ProtoError::EmptyRequest)));
+    let many: Vec<CertId> = (0..=MAX_CERT_IDS as u8).map(|i| cert_id(HashAlg::Sha1, &[i + 1])).collect();
+    assert!(matches!(parse_request(&encode_request_with(&many, false)), Err(ProtoError::TooManyCertIds(_))));
     let mut short = cert_id(HashAlg::Sha256, &[1]);
     short.key_hash.truncate(20);
-    assert!(matches!(
-        parse_request(&encode_request(&[short], false)),
-        Err(ProtoError::BadHashLength { .. })
-    ));
+    assert!(matches!(parse_request(&encode_request_with(&[short], false)), Err(ProtoError::BadHashLength { .. })));
 }
 
 #[test]
@@ -96,10 +83,7 @@ fn response_round_trips_through_rasn() {
     let builder = ResponseBuilder::new(&[9; 20], 1_700_000_100)
         .answer(Answer {
             cert_id: id.clone(),
-            status: CertStatus::Revoked {
-                time: 1_600_000_000,
-                reason: Some(RevocationReason::KeyCompromise),
-            },
+            status: CertStatus::Revoked { time: 1_600_000_000, reason: Some(RevocationReason::KeyCompromise) },
             this_update: 1_700_000_000,
             next_update: 1_700_086_400,
         })
@@ -111,21 +95,13 @@ fn response_round_trips_through_rasn() {
         });
     let tbs = builder.tbs().unwrap();
     let responder = ocsp_testpki::Issued::root("carried", ocsp_testpki::KeyAlg::P256).unwrap();
-    let signed = builder.assemble(
-        &tbs,
-        SignatureAlgorithm::EcdsaP256Sha256,
-        &[0xaa; 70],
-        std::slice::from_ref(&responder.der),
-    );
+    let signed =
+        builder.assemble(&tbs, SignatureAlgorithm::EcdsaP256Sha256, &[0xaa; 70], std::slice::from_ref(&responder.der));
     assert_eq!(signed.next_update, 1_700_000_500);
     let (status, basic) = decode_response(&signed.der).unwrap();
     assert_eq!(status, rasn_ocsp::OcspResponseStatus::Successful);
     let basic = basic.unwrap();
-    assert_eq!(
-        rasn::der::encode(&basic.tbs_response_data).unwrap(),
-        tbs,
-        "signed bytes are the bytes sent"
-    );
+    assert_eq!(rasn::der::encode(&basic.tbs_response_data).unwrap(), tbs, "signed bytes are the bytes sent");
     assert_eq!(basic.certs.unwrap().len(), 1);
     let single = &basic.tbs_response_data.responses[0];
     assert_eq!(single.cert_id.issuer_key_hash.to_vec(), vec![2; 32]);
@@ -163,7 +139,7 @@ proptest! {
     fn request_round_trip(serial in proptest::collection::vec(any::<u8>(), 1..21), sha256 in any::<bool>(), name in any::<u8>()) {
         let hash = if sha256 { HashAlg::Sha256 } else { HashAlg::Sha1 };
         let id = CertId { hash, name_hash: vec![name; hash.len()], key_hash: vec![!name; hash.len()], serial: Serial::from_int_bytes(&serial).unwrap() };
-        let parsed = parse_request(&encode_request(std::slice::from_ref(&id), false)).unwrap();
+        let parsed = parse_request(&encode_request_with(std::slice::from_ref(&id), false)).unwrap();
         prop_assert_eq!(&parsed.cert_ids[0], &id);
     }
 
