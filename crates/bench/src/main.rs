@@ -33,21 +33,6 @@ impl Server {
         Server::start_with(dir, &[])
     }
 
-    fn ctl(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(bin("ocspctl")?)
-            .args(["--admin-url", &self.admin_url, "--token-file"])
-            .arg(self.data.join("admin.token"))
-            .args(args)
-            .stderr(Stdio::inherit())
-            .output()?;
-        if !out.status.success() {
-            bail!("ocspctl {args:?} failed");
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-}
-
-impl Server {
     fn start_with(dir: &Path, extra: &[&str]) -> Result<Server> {
         let data = dir.join("data");
         let mut child = Command::new(bin("ocspd")?)
@@ -75,12 +60,36 @@ impl Server {
         Ok(Server { child, public_url: public_url.unwrap_or_default(), admin_url: admin_url.unwrap_or_default(), data })
     }
 
+    fn ctl(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(bin("ocspctl")?)
+            .args(["--admin-url", &self.admin_url, "--token-file"])
+            .arg(self.data.join("admin.token"))
+            .args(args)
+            .stderr(Stdio::inherit())
+            .output()?;
+        if !out.status.success() {
+            bail!("ocspctl {args:?} failed");
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// The pre-signer's counters, from the admin API.
     fn presign_stats(&self) -> Result<ocsp_admin::api::PresignStats> {
         let token = std::fs::read_to_string(self.data.join("admin.token"))?;
         let client = ocsp_admin::AdminClient::new(&self.admin_url, &token)?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         Ok(rt.block_on(client.call(hyper::Method::GET, "/v1/presign", None::<&()>))?)
+    }
+
+    /// Waits for the pass ocspd runs at start to finish; returns the counters.
+    fn wait_for_pass(&self) -> Result<ocsp_admin::api::PresignStats> {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let s = self.presign_stats()?;
+            if s.passes >= 1 && !s.pass_running && s.urgent == 0 {
+                return Ok(s);
+            }
+        }
     }
 }
 
@@ -99,58 +108,41 @@ fn write_serials(path: &Path, n: u32) -> Result<()> {
     Ok(())
 }
 
+/// Registers a self-signed issuer of `alg` in a fresh ocspd and records `n` serials, with no
+/// pre-signer running; returns the issuer's hashes and the file of serials. ocspd is stopped
+/// again; the database stays in `dir`.
+fn load(dir: &Path, alg: ocsp_testpki::KeyAlg, n: u32) -> Result<(ocsp_proto::IssuerHashes, PathBuf)> {
+    let server = Server::start_with(dir, &["--no-presign"])?;
+    let root = ocsp_testpki::Issued::root("bench root", alg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cert = root.write(dir, "root", true)?.display().to_string();
+    let key = dir.join("root.key").display().to_string();
+    server.ctl(&["issuer", "add", "--name", "root", "--cert", &cert, "--key", &key])?;
+    let serials = dir.join("serials.txt");
+    write_serials(&serials, n)?;
+    let started = Instant::now();
+    let file = serials.display().to_string();
+    server.ctl(&["--json", "import", "--issuer", "root", "--csv", &file, "--batch", "50000"])?;
+    eprintln!("setup: {n} certificates recorded in {:.1} s", started.elapsed().as_secs_f64());
+    Ok((ocsp_proto::IssuerHashes::of(&ocsp_proto::x509::CertInfo::from_der(&root.der)?), serials))
+}
+
+/// `ocspctl bulk-revoke` of every serial in `file`; returns the last (summary) line.
+fn bulk_revoke(server: &Server, file: &Path) -> Result<String> {
+    let file = file.display().to_string();
+    let args =
+        ["--json", "bulk-revoke", "--issuer", "root", "--file", &file, "--reason", "keyCompromise", "--batch", "50000"];
+    Ok(server.ctl(&args)?.lines().last().unwrap_or("").to_string())
+}
+
 /// Bulk revocation of 3,000,000 serials from a file: the time until all are acknowledged
 /// durable (each batch fsynced before ocspctl sends the next).
 fn revoke(n: u32) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = Server::start(dir.path())?;
-    let root =
-        ocsp_testpki::Issued::root("bench root", ocsp_testpki::KeyAlg::P256).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let int =
-        root.intermediate("bench intermediate", 2, ocsp_testpki::KeyAlg::P256).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let cert = int.write(dir.path(), "int", true)?;
-    let key = dir.path().join("int.key");
-    server.ctl(&[
-        "issuer",
-        "add",
-        "--name",
-        "int",
-        "--cert",
-        &cert.display().to_string(),
-        "--key",
-        &key.display().to_string(),
-    ])?;
-
-    let serials = dir.path().join("serials.txt");
-    write_serials(&serials, n)?;
+    let (_, serials) = load(dir.path(), ocsp_testpki::KeyAlg::P256, n)?;
+    let server = Server::start_with(dir.path(), &["--no-presign"])?;
     let started = Instant::now();
-    server.ctl(&[
-        "--json",
-        "import",
-        "--issuer",
-        "int",
-        "--csv",
-        &serials.display().to_string(),
-        "--batch",
-        "50000",
-    ])?;
-    eprintln!("setup: {n} certificates recorded in {:.1} s", started.elapsed().as_secs_f64());
-
-    let started = Instant::now();
-    let out = server.ctl(&[
-        "--json",
-        "bulk-revoke",
-        "--issuer",
-        "int",
-        "--file",
-        &serials.display().to_string(),
-        "--reason",
-        "keyCompromise",
-        "--batch",
-        "50000",
-    ])?;
+    let summary = bulk_revoke(&server, &serials)?;
     let secs = started.elapsed().as_secs_f64();
-    let summary = out.lines().last().unwrap_or("");
     if !summary.contains(&format!("\"revoked\":{n}")) {
         bail!("not every serial was revoked: {summary}");
     }
@@ -179,44 +171,9 @@ fn presign(n: u32, alg: ocsp_testpki::KeyAlg, name: &str, speed_alg: &str) -> Re
     let dir = tempfile::tempdir()?;
     let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
     let reference = openssl_speed(speed_alg)? * cores as f64;
-    {
-        // Load the certificates with no pre-signer running, so the pass below does all the work.
-        let server = Server::start_with(dir.path(), &["--no-presign"])?;
-        let root = ocsp_testpki::Issued::root("bench root", alg).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let cert = root.write(dir.path(), "root", true)?;
-        let key = dir.path().join("root.key");
-        server.ctl(&[
-            "issuer",
-            "add",
-            "--name",
-            "root",
-            "--cert",
-            &cert.display().to_string(),
-            "--key",
-            &key.display().to_string(),
-        ])?;
-        let serials = dir.path().join("serials.txt");
-        write_serials(&serials, n)?;
-        server.ctl(&[
-            "--json",
-            "import",
-            "--issuer",
-            "root",
-            "--csv",
-            &serials.display().to_string(),
-            "--batch",
-            "50000",
-        ])?;
-    }
+    load(dir.path(), alg, n)?;
     // The pass at start signs every certificate.
-    let server = Server::start_with(dir.path(), &[])?;
-    let stats = loop {
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let s = server.presign_stats()?;
-        if s.passes >= 1 && !s.pass_running && s.urgent == 0 {
-            break s;
-        }
-    };
+    let stats = Server::start(dir.path())?.wait_for_pass()?;
     if stats.errors > 0 || stats.last_pass_signed < 2 * n as u64 {
         bail!("pre-signing incomplete: {stats:?}");
     }
@@ -271,75 +228,23 @@ async fn sample_revoked(url: &str, hashes: &ocsp_proto::IssuerHashes, serials: &
 /// start of the revocation until every sampled certificate is served revoked over HTTP.
 fn mass_revocation(n: u32) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let root =
-        ocsp_testpki::Issued::root("bench root", ocsp_testpki::KeyAlg::P256).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let cert = root.write(dir.path(), "root", true)?;
-    let hashes = ocsp_proto::IssuerHashes::of(&ocsp_proto::x509::CertInfo::from_der(&root.der)?);
-    let serials = dir.path().join("serials.txt");
-    write_serials(&serials, n)?;
-    {
-        let server = Server::start_with(dir.path(), &["--no-presign"])?;
-        let key = dir.path().join("root.key");
-        server.ctl(&[
-            "issuer",
-            "add",
-            "--name",
-            "root",
-            "--cert",
-            &cert.display().to_string(),
-            "--key",
-            &key.display().to_string(),
-        ])?;
-        server.ctl(&[
-            "--json",
-            "import",
-            "--issuer",
-            "root",
-            "--csv",
-            &serials.display().to_string(),
-            "--batch",
-            "50000",
-        ])?;
-    }
-    let server = Server::start_with(dir.path(), &[])?;
+    let (hashes, serials) = load(dir.path(), ocsp_testpki::KeyAlg::P256, n)?;
+    let server = Server::start(dir.path())?;
     let setup = Instant::now();
-    loop {
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let s = server.presign_stats()?;
-        if s.passes >= 1 && !s.pass_running && s.urgent == 0 {
-            eprintln!(
-                "setup: {n} certificates, {} responses pre-signed in {:.0} s",
-                s.signed,
-                setup.elapsed().as_secs_f64()
-            );
-            break;
-        }
-    }
-    let url = server.public_url.clone();
+    let stats = server.wait_for_pass()?;
+    eprintln!("setup: {} responses pre-signed in {:.0} s", stats.signed, setup.elapsed().as_secs_f64());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     // 1,000 serials spread over the whole range.
     let sample: Vec<String> = (0..1000u32).map(|i| serial_of(1 + i * (n / 1000).max(1))).collect();
-    let (before, _) = rt.block_on(sample_revoked(&url, &hashes, &sample))?;
+    let (before, _) = rt.block_on(sample_revoked(&server.public_url, &hashes, &sample))?;
     if before != 0 {
         bail!("{before} sampled certificates revoked before the revocation");
     }
-
     let started = Instant::now();
-    server.ctl(&[
-        "--json",
-        "bulk-revoke",
-        "--issuer",
-        "root",
-        "--file",
-        &serials.display().to_string(),
-        "--reason",
-        "keyCompromise",
-        "--batch",
-        "50000",
-    ])?;
+    bulk_revoke(&server, &serials)?;
     let acknowledged = started.elapsed().as_secs_f64();
     loop {
-        let (revoked, failed) = rt.block_on(sample_revoked(&url, &hashes, &sample))?;
+        let (revoked, failed) = rt.block_on(sample_revoked(&server.public_url, &hashes, &sample))?;
         if revoked == sample.len() {
             break;
         }
@@ -349,7 +254,9 @@ fn mass_revocation(n: u32) -> Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     println!("bench mass_revocation_3m: {secs:.1} s");
-    eprintln!("({n} certificates; bulk revocation acknowledged after {acknowledged:.1} s; 1,000 sampled over HTTP all revoked at {secs:.1} s; target: at most 60 s)");
+    eprintln!(
+        "({n} certificates; bulk revocation acknowledged after {acknowledged:.1} s; 1,000 sampled over HTTP all revoked at {secs:.1} s; target: at most 60 s)"
+    );
     Ok(())
 }
 
