@@ -269,14 +269,20 @@ fn main() {
         }
         Some("presign") => {
             let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-            presign(n, ocsp_testpki::KeyAlg::P256, "presign_p256", "ecdsap256")
-                .and_then(|_| presign(n, ocsp_testpki::KeyAlg::Rsa2048, "presign_rsa2048", "rsa2048"))
+            let only = args.get(2).map(String::as_str);
+            let p256 = || presign(n, ocsp_testpki::KeyAlg::P256, "presign_p256", "ecdsap256");
+            let rsa = || presign(n, ocsp_testpki::KeyAlg::Rsa2048, "presign_rsa2048", "rsa2048");
+            match only {
+                Some("p256") => p256(),
+                Some("rsa2048") => rsa(),
+                _ => p256().and_then(|_| rsa()),
+            }
         }
         Some("mass-revocation") => {
             let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3_000_000);
             mass_revocation(n)
         }
-        _ => Err(anyhow::anyhow!("usage: ocsp-bench revoke [N] | presign [N] | mass-revocation [N]")),
+        _ => Err(anyhow::anyhow!("usage: ocsp-bench revoke [N] | presign [N [p256|rsa2048]] | mass-revocation [N]")),
     };
     if let Err(e) = result {
         eprintln!("ocsp-bench: {e:#}");

@@ -85,7 +85,11 @@ pub struct Presigner {
     counters: Counters,
 }
 
+/// Jobs handed to a signing worker at a time.
+const JOB_BATCH: usize = 512;
+
 /// One response to sign.
+#[derive(Clone)]
 struct Job {
     issuer: IssuerKey,
     serial: Serial,
@@ -216,9 +220,10 @@ impl Presigner {
     }
 
     /// Signs and stores the due responses of these certificates, on every thread.
-    fn process(&self, entries: Vec<(IssuerKey, Serial, StatusRecord)>) {
+    /// The responses of these certificates that are due.
+    fn jobs_for(&self, entries: Vec<(IssuerKey, Serial, StatusRecord)>) -> Vec<Job> {
         if entries.is_empty() {
-            return;
+            return Vec::new();
         }
         let now = self.clock.now();
         let keys: Vec<Vec<u8>> =
@@ -228,7 +233,7 @@ impl Presigner {
             Err(e) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "reading stored responses");
-                return;
+                return Vec::new();
             }
         };
         let mut jobs = Vec::new();
@@ -239,12 +244,44 @@ impl Presigner {
                 }
             }
         }
-        let per_thread = jobs.len().div_ceil(self.threads).max(1);
+        jobs
+    }
+
+    /// Signs and stores the due responses of changed certificates. One core is left to the
+    /// admin API and the HTTP front: while a bulk revocation is being written, acknowledging it
+    /// durably matters more than re-signing (answers are signed live meanwhile, and say revoked
+    /// from the moment the revocation is acknowledged).
+    fn process(&self, entries: Vec<(IssuerKey, Serial, StatusRecord)>) {
+        let jobs = self.jobs_for(entries);
+        let workers = self.threads.saturating_sub(1).max(1);
+        let per_thread = jobs.len().div_ceil(workers).max(1);
         std::thread::scope(|scope| {
             for chunk in jobs.chunks(per_thread) {
                 scope.spawn(move || self.sign_chunk(chunk));
             }
         });
+    }
+
+    /// Takes changed certificates off the front of the queue, with their current status.
+    fn take_urgent(&self) -> Option<Vec<(IssuerKey, Serial, StatusRecord)>> {
+        let batch: Vec<(IssuerKey, Serial)> = {
+            let mut q = self.queue();
+            let n = q.urgent.len().min(SCAN_CHUNK * 4);
+            q.urgent.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            return None;
+        }
+        match self.store.statuses(&batch) {
+            Ok(statuses) => {
+                Some(batch.into_iter().zip(statuses).filter_map(|((i, s), st)| st.map(|st| (i, s, st))).collect())
+            }
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "reading statuses of changed certificates");
+                Some(Vec::new())
+            }
+        }
     }
 
     fn sign_chunk(&self, jobs: &[Job]) {
@@ -292,32 +329,21 @@ impl Presigner {
         }
     }
 
-    /// Signs everything waiting at the front of the queue. Returns how many certificates.
+    /// Signs everything waiting at the front of the queue (a batch at a time). Returns 0 when
+    /// the queue was empty.
     pub fn drain_urgent(&self) -> usize {
-        let batch: Vec<(IssuerKey, Serial)> = {
-            let mut q = self.queue();
-            let n = q.urgent.len().min(SCAN_CHUNK * 4);
-            q.urgent.drain(..n).collect()
-        };
-        if batch.is_empty() {
-            return 0;
-        }
-        match self.store.statuses(&batch) {
-            Ok(statuses) => {
-                let entries =
-                    batch.into_iter().zip(statuses).filter_map(|((i, s), st)| st.map(|st| (i, s, st))).collect();
+        match self.take_urgent() {
+            None => 0,
+            Some(entries) => {
                 self.process(entries);
-            }
-            Err(e) => {
-                self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "reading statuses of changed certificates");
+                self.queue().urgent.len() + 1
             }
         }
-        self.queue().urgent.len() + 1
     }
 
     /// One pass over every certificate (of one issuer, or all), signing what is due; changed
-    /// certificates are served first between steps.
+    /// certificates are served first between steps. This thread reads and decides what is
+    /// due while `threads` workers sign, so the signers never wait on the database.
     pub fn run_pass(&self, issuer: Option<IssuerKey>) {
         let started = Instant::now();
         let c = &self.counters;
@@ -325,41 +351,63 @@ impl Presigner {
         c.pass_running.store(true, Ordering::Relaxed);
         c.pass_done.store(0, Ordering::Relaxed);
         c.pass_total.store(self.store.estimated_statuses(), Ordering::Relaxed);
-        let mut cursor: Option<Vec<u8>> = issuer.map(|k| k.0.to_vec());
-        loop {
-            while self.drain_urgent() > 0 {}
-            if self.queue().stop {
-                break;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Job>>(self.threads * 2);
+        let rx = Mutex::new(rx);
+        std::thread::scope(|scope| {
+            for _ in 0..self.threads {
+                scope.spawn(|| loop {
+                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    match next {
+                        Ok(jobs) => self.sign_chunk(&jobs),
+                        Err(_) => break,
+                    }
+                });
             }
-            let chunk = match self.store.scan_statuses(cursor.as_deref(), SCAN_CHUNK) {
-                Ok(c) => c,
-                Err(e) => {
-                    c.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, "scanning statuses");
-                    break;
+            let send = |jobs: Vec<Job>| {
+                for part in jobs.chunks(JOB_BATCH) {
+                    // Workers only stop when this sender is dropped, so sending cannot fail.
+                    let _ = tx.send(part.to_vec());
                 }
             };
-            let Some(last) = chunk.last() else { break };
-            cursor = Some(ocsp_store::status_key(&last.issuer, &last.serial));
-            let n = chunk.len();
-            let mut past_issuer = false;
-            let entries: Vec<_> = chunk
-                .into_iter()
-                .filter(|e| match issuer {
-                    Some(k) if e.issuer != k => {
-                        past_issuer = true;
-                        false
+            let mut cursor: Option<Vec<u8>> = issuer.map(|k| k.0.to_vec());
+            loop {
+                while let Some(entries) = self.take_urgent() {
+                    send(self.jobs_for(entries));
+                }
+                if self.queue().stop {
+                    break;
+                }
+                let chunk = match self.store.scan_statuses(cursor.as_deref(), SCAN_CHUNK) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        c.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "scanning statuses");
+                        break;
                     }
-                    _ => true,
-                })
-                .map(|e| (e.issuer, e.serial, e.status))
-                .collect();
-            self.process(entries);
-            c.pass_done.fetch_add(n as u64, Ordering::Relaxed);
-            if past_issuer || n < SCAN_CHUNK {
-                break;
+                };
+                let Some(last) = chunk.last() else { break };
+                cursor = Some(ocsp_store::status_key(&last.issuer, &last.serial));
+                let n = chunk.len();
+                let mut past_issuer = false;
+                let entries: Vec<_> = chunk
+                    .into_iter()
+                    .filter(|e| match issuer {
+                        Some(k) if e.issuer != k => {
+                            past_issuer = true;
+                            false
+                        }
+                        _ => true,
+                    })
+                    .map(|e| (e.issuer, e.serial, e.status))
+                    .collect();
+                send(self.jobs_for(entries));
+                c.pass_done.fetch_add(n as u64, Ordering::Relaxed);
+                if past_issuer || n < SCAN_CHUNK {
+                    break;
+                }
             }
-        }
+            drop(tx);
+        });
         c.passes.fetch_add(1, Ordering::Relaxed);
         c.last_pass_seconds.store(started.elapsed().as_secs(), Ordering::Relaxed);
         c.last_pass_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
