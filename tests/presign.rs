@@ -91,3 +91,28 @@ fn presigned_responses_are_stable_verified_and_replaced_at_revocation() {
     }
     assert!(stable, "the revoked response is pre-signed and served as stored");
 }
+
+#[test]
+fn without_a_pre_signer_ocspctl_presign_says_so_and_answers_are_signed_live() {
+    let pki = TestPki::new(KeyAlg::P256);
+    let r = Responder::start_with(&["--no-presign"]);
+    pki.register(&r);
+    let leaf = pki.leaf("leaf", &[0x31]);
+    r.ctl_ok(&["cert", "add", "--pem", &leaf]);
+    let out = r.ctl(&["presign"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no pre-signer"), "{}", text(&out.stderr));
+    let out = openssl_ocsp(&[
+        "-issuer",
+        &pki.path("int.pem"),
+        "-cert",
+        &leaf,
+        "-url",
+        &r.url,
+        "-CAfile",
+        &pki.path("chain.pem"),
+        "-no_nonce",
+    ]);
+    assert!(text(&out.stdout).contains("leaf.pem: good"), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(metric(&r, "ocspd_tier_answers_total{tier=\"live\"}") >= 1.0);
+}

@@ -102,7 +102,7 @@ async fn run(config: config::Config) -> Result<()> {
             store: store.clone(),
             registry: registry.clone(),
             clock: clock.clone(),
-            presigner: Some(presigner.clone()),
+            presigner: config.presign.then(|| presigner.clone()),
         },
         auth,
     ));
