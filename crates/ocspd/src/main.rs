@@ -138,6 +138,9 @@ async fn run(config: config::Config) -> Result<()> {
     println!("ocspd: OCSP responder listening on http://{public_addr}");
     println!("ocspd: admin API listening on http://{admin_addr}");
     tracing::info!(%public_addr, %admin_addr, issuers = registry.len(), "ocspd started");
+    if !admin_addr.ip().is_loopback() {
+        tracing::warn!(%admin_addr, "the admin API listens beyond loopback; keep it on a private network or firewall it");
+    }
     if config.demo {
         demo::print_usage(&config.data_dir, public_addr, admin_addr, demo.is_some());
     }
