@@ -143,18 +143,8 @@ fn letsencrypt_2020_bulk_revocation_with_dry_run_and_summary() {
 
     // Served as revoked to a real client.
     let leaf = pki.leaf("bulk", &[0x01, 0x00]); // serial 0x100 = 256, revoked above
-    let out = openssl_ocsp(&[
-        "-issuer",
-        &pki.path("int.pem"),
-        "-cert",
-        &leaf,
-        "-url",
-        &r.url,
-        "-CAfile",
-        &pki.path("chain.pem"),
-        "-no_nonce",
-    ]);
-    assert!(text(&out.stdout).contains("bulk.pem: revoked"), "{}{}", text(&out.stdout), text(&out.stderr));
+    let answer = pki.ask(&r.url, &leaf);
+    assert!(answer.contains("bulk.pem: revoked"), "{answer}");
 
     let show = json(&r.ctl_ok(&["--json", "issuer", "show", "int"]));
     assert_eq!((show["good"].as_u64(), show["revoked"].as_u64()), (Some(1_000), Some(19_000)), "{show}");
@@ -252,20 +242,7 @@ fn retired_issuers_answer_unauthorized_and_stay_retired() {
     let (pki, r) = setup();
     let leaf = pki.leaf("leaf", &[0x11]);
     r.ctl_ok(&["cert", "add", "--pem", &leaf]);
-    let ask = |r: &Responder| {
-        let out = openssl_ocsp(&[
-            "-issuer",
-            &pki.path("int.pem"),
-            "-cert",
-            &leaf,
-            "-url",
-            &r.url,
-            "-CAfile",
-            &pki.path("chain.pem"),
-            "-no_nonce",
-        ]);
-        format!("{}{}", text(&out.stdout), text(&out.stderr))
-    };
+    let ask = |r: &Responder| pki.ask(&r.url, &leaf);
     assert!(ask(&r).contains("leaf.pem: good"));
     r.ctl_ok(&["issuer", "retire", "int", "--why", "CA decommissioned"]);
     assert!(ask(&r).contains("unauthorized"), "{}", ask(&r));

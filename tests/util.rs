@@ -235,6 +235,14 @@ impl TestPki {
         self.path(&format!("{name}.pem"))
     }
 
+    /// Asks `url` about `cert` (issued by the intermediate) with `openssl ocsp`, verifying
+    /// against the chain; returns what openssl printed, stdout then stderr.
+    pub fn ask(&self, url: &str, cert: &str) -> String {
+        let (int, chain) = (self.path("int.pem"), self.path("chain.pem"));
+        let out = openssl_ocsp(&["-issuer", &int, "-cert", cert, "-url", url, "-CAfile", &chain, "-no_nonce"]);
+        format!("{}{}", text(&out.stdout), text(&out.stderr))
+    }
+
     /// Registers the intermediate with its delegated responder.
     pub fn register(&self, r: &Responder) {
         r.ctl_ok(&[
