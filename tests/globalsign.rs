@@ -48,22 +48,7 @@ fn globalsign_2016_cross_root() {
 
     r.ctl_ok(&["revoke", "--issuer", "r2", "--serial", "0400000000010f", "--reason", "cACompromise"]);
 
-    let ask = |issuer: &str, cert: &str| {
-        let out = openssl_ocsp(&[
-            "-issuer",
-            &p(&format!("{issuer}.pem")),
-            "-cert",
-            &p(&format!("{cert}.pem")),
-            "-url",
-            &r.url,
-            "-VAfile",
-            &p(&format!("{issuer}.pem")),
-            "-no_nonce",
-        ]);
-        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-        assert!(stderr.contains("Response verify OK"), "{stdout}{stderr}");
-        stdout
-    };
+    let ask = |issuer: &str, cert: &str| ask_issuer_signed(dir.path(), &r.url, issuer, cert);
     let cross_answer = ask("r2", "cross");
     assert!(cross_answer.contains("cross.pem: revoked") && cross_answer.contains("cACompromise"), "{cross_answer}");
     assert!(ask("r1", "same-serial").contains("same-serial.pem: good"));
@@ -110,19 +95,18 @@ fn rekeyed_and_renamed_issuers_stay_distinct() {
 
     r.ctl_ok(&["revoke", "--issuer", "old", "--serial", "05", "--reason", "keyCompromise"]);
     for (name, expect) in [("old", "revoked"), ("rekeyed", "good"), ("renamed", "good")] {
-        let out = openssl_ocsp(&[
-            "-issuer",
-            &p(&format!("{name}.pem")),
-            "-cert",
-            &p(&format!("leaf-{name}.pem")),
-            "-url",
-            &r.url,
-            "-VAfile",
-            &p(&format!("{name}.pem")),
-            "-no_nonce",
-        ]);
-        let stdout = text(&out.stdout);
-        assert!(text(&out.stderr).contains("Response verify OK"), "{name}: {}", text(&out.stderr));
+        let stdout = ask_issuer_signed(dir.path(), &r.url, name, &format!("leaf-{name}"));
         assert!(stdout.contains(&format!("leaf-{name}.pem: {expect}")), "{name}: {stdout}");
     }
+}
+
+/// `openssl ocsp` for `dir/cert.pem` under `dir/issuer.pem`, whose own key signs the responses
+/// (so it is also the `-VAfile`); insists on a verified answer and returns openssl's stdout.
+fn ask_issuer_signed(dir: &std::path::Path, url: &str, issuer: &str, cert: &str) -> String {
+    let issuer = dir.join(format!("{issuer}.pem")).display().to_string();
+    let cert = dir.join(format!("{cert}.pem")).display().to_string();
+    let out = openssl_ocsp(&["-issuer", &issuer, "-cert", &cert, "-url", url, "-VAfile", &issuer, "-no_nonce"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(stderr.contains("Response verify OK"), "{cert}: {stdout}{stderr}");
+    stdout
 }

@@ -15,6 +15,15 @@ fn assert_verified(out: &std::process::Output) -> (String, String) {
     (stdout, stderr)
 }
 
+/// `openssl ocsp -respin`: reads a response saved in `resp` for `cert` (CertID hashed with
+/// `digest`), verifies it against the chain, and returns openssl's stdout.
+fn verify_stored(s: &Setup, resp: &std::path::Path, digest: &str, cert: &str) -> String {
+    let (int, chain) = (s.pki.path("int.pem"), s.pki.path("chain.pem"));
+    let resp = resp.to_str().unwrap();
+    let out = openssl_ocsp(&["-respin", resp, digest, "-issuer", &int, "-cert", cert, "-CAfile", &chain, "-no_nonce"]);
+    assert_verified(&out).0
+}
+
 struct Setup {
     pki: TestPki,
     r: Responder,
@@ -116,19 +125,7 @@ fn get_with_curl_verified_by_openssl_and_python() {
 
             let resp = tmp.path().join("resp.der");
             std::fs::write(&resp, &http.body).unwrap();
-            let out = openssl_ocsp(&[
-                "-respin",
-                resp.to_str().unwrap(),
-                digest,
-                "-issuer",
-                &s.pki.path("int.pem"),
-                "-cert",
-                cert,
-                "-CAfile",
-                &s.pki.path("chain.pem"),
-                "-no_nonce",
-            ]);
-            let (stdout, _) = assert_verified(&out);
+            let stdout = verify_stored(&s, &resp, digest, cert);
             assert!(stdout.contains(&format!("{cert}: {expect}")), "{digest}: {stdout}");
 
             let mut args = vec![
@@ -162,19 +159,7 @@ fn get_with_curl_verified_by_openssl_and_python() {
                 let other = curl(&[&format!("{}{path}", s.r.url)]);
                 assert_eq!(other.status, 200, "{path}");
                 std::fs::write(&resp, &other.body).unwrap();
-                let out = openssl_ocsp(&[
-                    "-respin",
-                    resp.to_str().unwrap(),
-                    digest,
-                    "-issuer",
-                    &s.pki.path("int.pem"),
-                    "-cert",
-                    cert,
-                    "-CAfile",
-                    &s.pki.path("chain.pem"),
-                    "-no_nonce",
-                ]);
-                let (stdout, _) = assert_verified(&out);
+                let stdout = verify_stored(&s, &resp, digest, cert);
                 assert!(stdout.contains(&format!("{cert}: {expect}")), "{path}: {stdout}");
             }
 
