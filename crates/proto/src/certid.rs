@@ -119,6 +119,17 @@ impl IssuerKey {
     pub fn short(&self) -> String {
         format!("{}.{}", hex_lower(&self.0[..8]), hex_lower(&self.0[32..40]))
     }
+
+    /// The cache tag on every answer of this issuer: `ocsp-` and the first 8 bytes of each
+    /// hash in hex. Tags hold only `[a-z0-9-]`, so they are safe in headers and ban regexes.
+    pub fn cache_tag(&self) -> String {
+        format!("ocsp-{}{}", hex_lower(&self.0[..8]), hex_lower(&self.0[32..40]))
+    }
+
+    /// The cache tag on the answers for one certificate: the issuer's tag, `-`, the serial.
+    pub fn cert_cache_tag(&self, serial: &Serial) -> String {
+        format!("{}-{}", self.cache_tag(), serial.to_hex())
+    }
 }
 
 /// Both hash pairs of one issuer, so that a SHA-1 and a SHA-256 CertID find the same issuer.

@@ -8,11 +8,13 @@
 
 mod audit;
 mod error;
+mod outbox;
 mod records;
 mod responses;
 
 pub use audit::{AuditEntry, AuditFilter};
 pub use error::StoreError;
+pub use outbox::{PurgeEvent, PurgeHook};
 pub use records::{IssuerRecord, RevokeOutcome, State, StatusRecord};
 pub use responses::{response_key, StatusEntry, StoredResponse};
 
@@ -27,6 +29,7 @@ const CF_STATUS: &str = "status";
 const CF_META: &str = "meta";
 const CF_AUDIT: &str = "audit";
 const CF_RESPONSES: &str = "responses";
+const CF_OUTBOX: &str = "outbox";
 const SCHEMA_KEY: &[u8] = b"schema";
 const SCHEMA_VERSION: &[u8] = b"1";
 
@@ -40,7 +43,24 @@ pub struct Store {
     audit_seq: AtomicU64,
     /// Told of every certificate whose status changed or that was newly recorded, after the
     /// change is durable (the pre-signer puts them at the front of its queue).
-    on_change: std::sync::OnceLock<ChangeHook>,
+    change_hooks: std::sync::RwLock<Vec<ChangeHook>>,
+    /// The next purge outbox sequence number.
+    outbox_seq: AtomicU64,
+    /// Told of every purge event after it is durable.
+    purge_hooks: std::sync::RwLock<Vec<PurgeHook>>,
+}
+
+/// Settings of the database.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Block cache shared by the status and response column families, bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { cache_bytes: DEFAULT_CACHE_BYTES }
+    }
 }
 
 /// A function told of changed certificates.
@@ -86,8 +106,9 @@ pub fn status_key(issuer: &IssuerKey, serial: &Serial) -> Vec<u8> {
     k
 }
 
-/// Memory for cached blocks of the status column family (index, filters, data).
-const STATUS_CACHE_BYTES: usize = 512 << 20;
+/// Default memory for cached blocks of the status and response column families (index,
+/// filters, data).
+const DEFAULT_CACHE_BYTES: usize = 512 << 20;
 /// Memtable size of the status column family: bulk imports and revocations of millions of
 /// certificates flush in large, few files instead of stalling on many small ones.
 const STATUS_WRITE_BUFFER: usize = 128 << 20;
@@ -95,10 +116,10 @@ const STATUS_WRITE_BUFFER: usize = 128 << 20;
 /// Status lookups are point reads of random keys (serials are random), mostly hits: bloom
 /// filters and a block cache large enough for the index and filters of tens of millions of
 /// records. Measured with `make bench-revoke` (docs/decisions.md).
-fn status_options() -> Options {
+fn status_options(cache: &rocksdb::Cache) -> Options {
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
-    table.set_block_cache(&rocksdb::Cache::new_lru_cache(STATUS_CACHE_BYTES));
+    table.set_block_cache(cache);
     table.set_cache_index_and_filter_blocks(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     let mut o = Options::default();
@@ -113,10 +134,10 @@ fn status_options() -> Options {
 }
 
 /// Pre-signed responses: point reads by the HTTP front, rewritten by every refresh.
-fn response_options() -> Options {
+fn response_options(cache: &rocksdb::Cache) -> Options {
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
-    table.set_block_cache(&rocksdb::Cache::new_lru_cache(STATUS_CACHE_BYTES));
+    table.set_block_cache(cache);
     table.set_cache_index_and_filter_blocks(true);
     let mut o = Options::default();
     o.set_block_based_table_factory(&table);
@@ -133,36 +154,49 @@ fn synced() -> WriteOptions {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `path`.
+    /// Opens (creating if needed) the database in `path`, with default settings.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, &StoreOptions::default())
+    }
+
+    /// Opens (creating if needed) the database in `path`.
+    pub fn open_with(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let cache = rocksdb::Cache::new_lru_cache(options.cache_bytes);
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_max_background_jobs(4);
         opts.increase_parallelism(std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(2));
-        let status_opts = status_options();
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_ISSUERS, Options::default()),
-            ColumnFamilyDescriptor::new(CF_STATUS, status_opts),
+            ColumnFamilyDescriptor::new(CF_STATUS, status_options(&cache)),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
             ColumnFamilyDescriptor::new(CF_AUDIT, Options::default()),
-            ColumnFamilyDescriptor::new(CF_RESPONSES, response_options()),
+            ColumnFamilyDescriptor::new(CF_RESPONSES, response_options(&cache)),
+            ColumnFamilyDescriptor::new(CF_OUTBOX, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::open(path, e))?;
         let store = Store {
             db,
             write_lock: Mutex::new(()),
             audit_seq: AtomicU64::new(0),
-            on_change: std::sync::OnceLock::new(),
+            change_hooks: Default::default(),
+            outbox_seq: AtomicU64::new(0),
+            purge_hooks: Default::default(),
         };
-        let last = store
-            .db
-            .iterator_cf(store.cf(CF_AUDIT)?, rocksdb::IteratorMode::End)
-            .next()
-            .transpose()?
-            .map(|(k, _)| seq_of(&k))
-            .unwrap_or(0);
-        store.audit_seq.store(last + 1, Ordering::SeqCst);
+        let last = |cf| -> Result<Option<u64>, StoreError> {
+            Ok(store
+                .db
+                .iterator_cf(store.cf(cf)?, rocksdb::IteratorMode::End)
+                .next()
+                .transpose()?
+                .map(|(k, _)| seq_of(&k)))
+        };
+        store.audit_seq.store(last(CF_AUDIT)?.unwrap_or(0) + 1, Ordering::SeqCst);
+        // A trimmed outbox may be empty while cursors point past its end; never reuse numbers.
+        let cursors_max = store.max_outbox_cursor()?;
+        let next_outbox = last(CF_OUTBOX)?.map(|s| s + 1).unwrap_or(0).max(cursors_max);
+        store.outbox_seq.store(next_outbox, Ordering::SeqCst);
         let meta = store.cf(CF_META)?;
         match store.db.get_cf(meta, SCHEMA_KEY)? {
             None => store.db.put_cf_opt(meta, SCHEMA_KEY, SCHEMA_VERSION, &synced())?,
@@ -206,13 +240,16 @@ impl Store {
         Ok(())
     }
 
-    /// Registers the function told of changed certificates (once; later calls are ignored).
+    /// Registers a function told of changed and newly recorded certificates.
     pub fn on_change(&self, hook: ChangeHook) {
-        let _ = self.on_change.set(hook);
+        self.change_hooks.write().unwrap_or_else(|p| p.into_inner()).push(hook);
     }
 
     fn changed(&self, issuer: &IssuerKey, serials: &[Serial]) {
-        if let (Some(hook), false) = (self.on_change.get(), serials.is_empty()) {
+        if serials.is_empty() {
+            return;
+        }
+        for hook in self.change_hooks.read().unwrap_or_else(|p| p.into_inner()).iter() {
             hook(issuer, serials);
         }
     }
@@ -343,9 +380,11 @@ impl Store {
             }
         }
         if !dry_run && !changed.is_empty() {
+            let serials: Vec<Serial> = changed.iter().map(|(s, _)| s.clone()).collect();
+            let event = self.append_purge(&mut batch, issuer, serials.clone(), now)?;
             self.append_audit(&mut batch, audit)?;
             self.db.write_opt(batch, &synced())?;
-            let serials: Vec<Serial> = changed.iter().map(|(s, _)| s.clone()).collect();
+            self.announce_purge(&event);
             self.changed(issuer, &serials);
         }
         Ok((summary, changed))
@@ -395,8 +434,10 @@ impl Store {
                 batch.put_cf(cf, &key, rec.encode());
                 self.drop_responses(&mut batch, issuer, serial)?;
                 audit.serials.push(serial.to_string());
+                let event = self.append_purge(&mut batch, issuer, vec![serial.clone()], now)?;
                 self.append_audit(&mut batch, audit)?;
                 self.db.write_opt(batch, &synced())?;
+                self.announce_purge(&event);
                 self.changed(issuer, std::slice::from_ref(serial));
                 Ok(UnholdOutcome::Lifted(rec))
             }

@@ -130,3 +130,46 @@ fn responses_are_written_only_while_their_status_is_current_and_vanish_on_revoca
     let key = status_key(&issuer(1), &serial(1));
     assert!(store.scan_statuses(Some(&key), 10).unwrap().is_empty());
 }
+
+#[test]
+fn every_status_change_queues_a_durable_purge_and_cursors_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.outbox_cursor("edge").unwrap(), 0, "a new target starts at the head");
+        let announced = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = announced.clone();
+        store.on_purge(Box::new(move |e| log.lock().unwrap().push(e.seq)));
+        let certs: Vec<(Serial, i64)> = (1..=5).map(|n| (serial(n), 0)).collect();
+        store.record_issued(&issuer(1), &certs, 1, audit("cert.add")).unwrap();
+        assert!(store.outbox(0, 10).unwrap().is_empty(), "a new certificate has nothing cached to purge");
+        let batch = [serial(1), serial(2), serial(9)];
+        store.revoke_many(&issuer(1), &batch, 5, R::KeyCompromise, 5, false, audit("revoke")).unwrap();
+        store.revoke_many(&issuer(1), &[serial(3)], 6, R::Superseded, 6, true, audit("dry")).unwrap();
+        store.revoke(&issuer(1), &serial(4), 7, R::CertificateHold, 7, audit("hold")).unwrap();
+        store.unhold(&issuer(1), &serial(4), 8, audit("unhold")).unwrap();
+        store.purge_issuer(&issuer(2), 9, audit("issuer.retire")).unwrap();
+        let events = store.outbox(0, 10).unwrap();
+        let got: Vec<(u64, i64, Vec<Serial>)> = events.iter().map(|e| (e.seq, e.time, e.serials.clone())).collect();
+        assert_eq!(
+            got,
+            vec![(0, 5, vec![serial(1), serial(2)]), (1, 7, vec![serial(4)]), (2, 8, vec![serial(4)]), (3, 9, vec![]),],
+            "unissued serials and dry runs purge nothing"
+        );
+        assert!(events[3].issuer_wide() && events[3].issuer == issuer(2));
+        assert_eq!(*announced.lock().unwrap(), vec![0, 1, 2, 3]);
+        assert_eq!(store.outbox(2, 10).unwrap().len(), 2);
+        store.set_outbox_cursor("edge", 3).unwrap();
+        store.trim_outbox(3).unwrap();
+        assert_eq!(store.outbox(0, 10).unwrap().len(), 1);
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.outbox_cursor("edge").unwrap(), 3);
+    assert_eq!(store.outbox_head(), 4, "sequence numbers are never reused");
+    store.trim_outbox(4).unwrap();
+    let store2 = {
+        drop(store);
+        Store::open(dir.path()).unwrap()
+    };
+    assert_eq!(store2.outbox_head(), 4, "not even after the outbox was emptied");
+}
