@@ -1,7 +1,5 @@
 //! Headers derived from a response itself (RFC 5019 section 6, Boulder's responder.go).
 
-use ocsp_proto::SignedResponse;
-
 /// An HTTP-date (RFC 9110 IMF-fixdate) for `secs` since the epoch.
 pub fn http_date(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
@@ -22,8 +20,8 @@ pub fn etag(der: &[u8]) -> String {
 }
 
 /// `Cache-Control` for an authoritative answer: never beyond nextUpdate, capped by `max_age_cap`.
-pub fn cache_control(resp: &SignedResponse, now: i64, max_age_cap: i64) -> String {
-    let max_age = (resp.next_update - now).clamp(0, max_age_cap.max(0));
+pub fn cache_control(next_update: i64, now: i64, max_age_cap: i64) -> String {
+    let max_age = (next_update - now).clamp(0, max_age_cap.max(0));
     format!("max-age={max_age}, public, no-transform, must-revalidate")
 }
 

@@ -7,12 +7,16 @@
 //! itself; it has no admin routes.
 
 mod headers;
+mod memory;
 mod metrics;
+mod prepared;
 mod serve;
 mod service;
 mod source;
 
+pub use memory::MemoryTier;
 pub use metrics::Metrics;
+pub use prepared::{Prepared, Served, Tier};
 pub use serve::{serve, Handler, HttpResponse};
 pub use service::{OcspService, ServiceConfig, MAX_REQUEST_BYTES};
 pub use source::BoxFuture;

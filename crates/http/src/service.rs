@@ -1,4 +1,5 @@
 use crate::headers::{self, NO_CACHE};
+use crate::prepared::{Served, Tier};
 use crate::serve::{Handler, HttpResponse};
 use crate::source::{AnswerError, BoxFuture, Source};
 use crate::Metrics;
@@ -9,7 +10,7 @@ use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::Request;
-use ocsp_proto::{error_response, parse_request, CertStatus, Clock, ProtoError, ResponseStatus, SignedResponse};
+use ocsp_proto::{error_response, parse_request, CertStatus, Clock, ProtoError, ResponseStatus};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +24,10 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const OCSP_RESPONSE: &str = "application/ocsp-response";
 const OCSP_REQUEST: &str = "application/ocsp-request";
+/// Cache tags for purges, comma-separated (Cloudflare `Cache-Tag`, Akamai renames it).
+const CACHE_TAG: header::HeaderName = header::HeaderName::from_static("cache-tag");
+/// The same tags space-separated (Fastly `Surrogate-Key`; our VCL feeds them to xkey).
+const SURROGATE_KEY: header::HeaderName = header::HeaderName::from_static("surrogate-key");
 
 /// Settings of the public service.
 #[derive(Debug, Clone)]
@@ -48,7 +53,7 @@ pub struct OcspService {
 
 /// What a request came to, before it is turned into HTTP.
 enum Outcome {
-    Answer(SignedResponse),
+    Answer(Served),
     Ocsp(ResponseStatus, StatusCode),
     Http(StatusCode, &'static str),
 }
@@ -130,10 +135,10 @@ impl OcspService {
         match outcome {
             Outcome::Answer(resp) => {
                 let now = self.clock.now();
-                let etag = headers::etag(&resp.der);
+                let etag = resp.etag.as_bytes();
                 let not_modified = conditional.is_some_and(|(inm, ims)| {
                     if !inm.is_empty() {
-                        inm.split(',').any(|t| t.trim() == etag || t.trim() == "*")
+                        inm.split(',').any(|t| t.trim().as_bytes() == etag || t.trim() == "*")
                     } else {
                         ims.is_some_and(|t| t >= resp.this_update)
                     }
@@ -146,16 +151,18 @@ impl OcspService {
                         CertStatus::Revoked { .. } => "revoked",
                         CertStatus::Unknown => "unknown",
                     };
-                    (StatusCode::OK, if head { Bytes::new() } else { Bytes::from(resp.der.clone()) }, label)
+                    (StatusCode::OK, if head { Bytes::new() } else { resp.der.clone() }, label)
                 };
                 let mut r = hyper::Response::new(Full::new(body));
                 *r.status_mut() = status;
                 let h = r.headers_mut();
                 h.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCSP_RESPONSE));
-                set(h, header::LAST_MODIFIED, &headers::http_date(resp.this_update));
-                set(h, header::EXPIRES, &headers::http_date(resp.next_update));
-                set(h, header::ETAG, &etag);
-                set(h, header::CACHE_CONTROL, &headers::cache_control(resp, now, self.config.max_age_cap));
+                h.insert(header::LAST_MODIFIED, resp.last_modified.clone());
+                h.insert(header::EXPIRES, resp.expires.clone());
+                h.insert(header::ETAG, resp.etag.clone());
+                set(h, header::CACHE_CONTROL, &headers::cache_control(resp.next_update, now, self.config.max_age_cap));
+                h.insert(CACHE_TAG, resp.cache_tag.clone());
+                h.insert(SURROGATE_KEY, resp.surrogate_key.clone());
                 (r, label)
             }
             Outcome::Ocsp(status, http_status) => {
@@ -266,7 +273,18 @@ impl Handler for OcspService {
             let head = req.method() == Method::HEAD;
             let (outcome, is_get, cond) = self.route(req).await;
             let (resp, label) = self.respond(&outcome, cond, head);
-            self.metrics.request(is_get, label, start.elapsed().as_secs_f64());
+            let (tier, age) = match &outcome {
+                Outcome::Answer(served) => {
+                    let tier = match served.tier {
+                        Tier::Memory => 0,
+                        Tier::Presigned => 1,
+                        Tier::Live => 2,
+                    };
+                    (tier, Some(self.clock.now() - served.produced_at))
+                }
+                _ => (3, None),
+            };
+            self.metrics.request(is_get, label, tier, start.elapsed().as_secs_f64(), age);
             resp
         })
     }

@@ -1,3 +1,4 @@
+use crate::prepared::{Prepared, Served, Tier};
 use ocsp_proto::{Answer, CertStatus, Clock, OcspRequest, ProtoError, ResponseBuilder, ResponseStatus, SignedResponse};
 use ocsp_sign::IssuerRegistry;
 use ocsp_store::Store;
@@ -44,7 +45,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// store, live signing) are each a `Source`, wrapping the next one.
 pub trait Source: Send + Sync {
     /// Answers `request`.
-    fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<SignedResponse, AnswerError>>;
+    fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<Served, AnswerError>>;
 }
 
 /// How live-signed responses are made.
@@ -123,9 +124,10 @@ impl LiveSource {
 }
 
 impl Source for LiveSource {
-    fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<SignedResponse, AnswerError>> {
+    fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<Served, AnswerError>> {
         Box::pin(async move {
             let (builder, issuer) = self.build(request)?;
+            let key = issuer.key;
             let permit = self
                 .permits
                 .clone()
@@ -138,29 +140,34 @@ impl Source for LiveSource {
                 let _permit = permit;
                 issuer.identity.sign(&builder)
             });
-            handle.await.map_err(|e| AnswerError::Internal(format!("signing task: {e}")))?.map_err(|e| match e {
-                ocsp_sign::SignError::Unavailable(..) => AnswerError::TryLater(e.to_string()),
-                other => AnswerError::Internal(other.to_string()),
-            })
+            let resp =
+                handle.await.map_err(|e| AnswerError::Internal(format!("signing task: {e}")))?.map_err(
+                    |e| match e {
+                        ocsp_sign::SignError::Unavailable(..) => AnswerError::TryLater(e.to_string()),
+                        other => AnswerError::Internal(other.to_string()),
+                    },
+                )?;
+            let serials: Vec<&ocsp_proto::Serial> = request.cert_ids.iter().map(|id| &id.serial).collect();
+            Ok(Served { answer: Arc::new(Prepared::new(resp, &key, &serials)), tier: Tier::Live })
         })
     }
 }
 
 /// How close to nextUpdate a stored response may be and still be served: a client must have
 /// time to use it before it expires.
-const SERVE_MARGIN: i64 = 60;
+pub(crate) const SERVE_MARGIN: i64 = 60;
 
 /// What the store holds for a request.
 enum Lookup {
     /// A stored response, current and far enough from its nextUpdate.
-    Fresh(SignedResponse),
+    Fresh(Prepared),
     /// Nothing usable under this response key.
     Missing(Vec<u8>),
     /// The request names several CertIDs; those are always signed live.
     Several,
 }
 
-type Flight = Arc<tokio::sync::OnceCell<Result<SignedResponse, AnswerError>>>;
+type Flight = Arc<tokio::sync::OnceCell<Result<Served, AnswerError>>>;
 
 /// Answers from the responses the pre-signer stored; what is not there (yet) is signed live,
 /// once per CertID however many clients ask at the same time.
@@ -198,13 +205,14 @@ impl PresignedSource {
         let now = self.clock.now();
         let fresh = stored.filter(|r| r.next_update > now + SERVE_MARGIN).and_then(|r| {
             let status = ocsp_store::StatusRecord::decode(&r.source).ok()?.cert_status();
-            Some(SignedResponse {
+            let resp = SignedResponse {
                 der: r.der,
                 this_update: r.this_update,
                 next_update: r.next_update,
                 produced_at: r.produced_at,
                 status,
-            })
+            };
+            Some(Prepared::new(resp, &entry.key, &[&id.serial]))
         });
         Ok(match fresh {
             Some(resp) => Lookup::Fresh(resp),
@@ -214,14 +222,17 @@ impl PresignedSource {
 }
 
 impl Source for PresignedSource {
-    fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<SignedResponse, AnswerError>> {
+    fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<Served, AnswerError>> {
         Box::pin(async move {
             let key = match self.stored(request)? {
                 Lookup::Fresh(resp) => {
                     self.metrics.tier_presigned.inc();
-                    return Ok(resp);
+                    return Ok(Served { answer: Arc::new(resp), tier: Tier::Presigned });
                 }
-                Lookup::Missing(key) => key,
+                Lookup::Missing(key) => {
+                    self.metrics.presigned_misses.inc();
+                    key
+                }
                 // Several CertIDs in one request: always signed live.
                 Lookup::Several => return self.live.answer(request).await,
             };

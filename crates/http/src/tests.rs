@@ -36,10 +36,7 @@ impl Signer for Slow {
 struct Counting(Arc<dyn Source>, AtomicUsize);
 
 impl Source for Counting {
-    fn answer<'a>(
-        &'a self,
-        request: &'a OcspRequest,
-    ) -> source::BoxFuture<'a, Result<ocsp_proto::SignedResponse, AnswerError>> {
+    fn answer<'a>(&'a self, request: &'a OcspRequest) -> source::BoxFuture<'a, Result<Served, AnswerError>> {
         self.1.fetch_add(1, Ordering::SeqCst);
         self.0.answer(request)
     }
@@ -109,7 +106,7 @@ async fn a_stored_response_is_never_served_past_its_next_update() {
         next_update: live.next_update,
         produced_at: live.produced_at,
         source: status.encode(),
-        der: live.der.clone(),
+        der: live.der.to_vec(),
     };
     f.store.put_responses_if_current(&[(f.issuer, Serial::from_hex("01").unwrap(), HashAlg::Sha1, stored)]).unwrap();
     let served = tier.answer(&req).await.unwrap();
@@ -131,7 +128,7 @@ async fn concurrent_misses_sign_once() {
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let (tier, req) = (tier.clone(), req.clone());
-        tasks.push(tokio::spawn(async move { tier.answer(&req).await.map(|r| r.der) }));
+        tasks.push(tokio::spawn(async move { tier.answer(&req).await.map(|r| r.der.clone()) }));
     }
     let mut answers = Vec::new();
     for t in tasks {
@@ -168,4 +165,114 @@ async fn beyond_the_bound_the_answer_is_try_later() {
     }
     assert_eq!((signed, try_later), (2, 3), "two signings in flight at most; the rest told to try later");
     assert_eq!(AnswerError::TryLater(String::new()).ocsp_status(), ocsp_proto::ResponseStatus::TryLater);
+}
+
+fn memory_tier(f: &Fixture, inner: Arc<dyn Source>, max_bytes: u64) -> (Arc<MemoryTier>, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::default());
+    let tier = Arc::new(MemoryTier::new(max_bytes, inner, f.registry.clone(), f.clock.clone(), metrics.clone()));
+    let (change, purge) = tier.hooks();
+    f.store.on_change(change);
+    f.store.on_purge(purge);
+    (tier, metrics)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_tier_serves_repeats_and_forgets_a_certificate_the_moment_it_is_revoked() {
+    let f = fixture(false);
+    let (presigned, counting, _) = tiers(&f, 8);
+    let (tier, metrics) = memory_tier(&f, presigned, 64 << 20);
+    let req = request(&f, "01");
+    let first = tier.answer(&req).await.unwrap();
+    assert_eq!((first.tier, first.status), (Tier::Live, CertStatus::Good));
+    let second = tier.answer(&req).await.unwrap();
+    assert_eq!(second.tier, Tier::Memory);
+    assert_eq!(second.der, first.der);
+    assert_eq!(counting.1.load(Ordering::SeqCst), 1, "the repeat never reached the tiers behind");
+    let tag = f.issuer.cert_cache_tag(&Serial::from_hex("01").unwrap());
+    assert!(second.cache_tag.to_str().unwrap().split(',').any(|t| t == tag), "tagged with the certificate");
+    assert!(second.surrogate_key.to_str().unwrap().split(' ').any(|t| t == f.issuer.cache_tag()));
+
+    let serial = Serial::from_hex("01").unwrap();
+    f.store
+        .revoke(
+            &f.issuer,
+            &serial,
+            now(),
+            ocsp_proto::RevocationReason::KeyCompromise,
+            now(),
+            AuditEntry::new(0, "t", "r"),
+        )
+        .unwrap();
+    let after = tier.answer(&req).await.unwrap();
+    assert!(matches!(after.status, CertStatus::Revoked { .. }), "no good answer once the revocation returned");
+    assert_ne!(after.tier, Tier::Memory);
+    assert!(metrics.memory_evictions.get() >= 1);
+    assert_eq!(tier.answer(&req).await.unwrap().tier, Tier::Memory, "the revoked answer is cached in turn");
+
+    // An issuer-wide purge (identity change) drops everything of the issuer.
+    f.store.purge_issuer(&f.issuer, now(), AuditEntry::new(0, "t", "issuer.promote")).unwrap();
+    assert_ne!(tier.answer(&req).await.unwrap().tier, Tier::Memory);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_fetched_across_a_revocation_is_not_kept() {
+    // The slow signer takes 200 ms; the revocation lands in the middle.
+    let f = fixture(true);
+    let (presigned, counting, _) = tiers(&f, 8);
+    let (tier, _) = memory_tier(&f, presigned, 64 << 20);
+    let req = Arc::new(request(&f, "01"));
+    let racing = {
+        let (tier, req) = (tier.clone(), req.clone());
+        tokio::spawn(async move { tier.answer(&req).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let serial = Serial::from_hex("01").unwrap();
+    let store = f.store.clone();
+    let issuer = f.issuer;
+    tokio::task::spawn_blocking(move || {
+        store.revoke(
+            &issuer,
+            &serial,
+            now(),
+            ocsp_proto::RevocationReason::Superseded,
+            now(),
+            AuditEntry::new(0, "t", "r"),
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let raced = racing.await;
+    // The racing request may answer good (it began before the revocation returned), but that
+    // answer must not outlive it in memory.
+    assert!(raced.is_ok());
+    let after = tier.answer(&req).await.unwrap();
+    assert!(matches!(after.status, CertStatus::Revoked { .. }), "got {:?} from {:?}", after.status, after.tier);
+    assert_eq!(counting.1.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_tier_stays_within_its_byte_bound_and_never_serves_near_next_update() {
+    let f = fixture(false);
+    let list: Vec<(Serial, i64)> = (2..400).map(|n| (Serial::from_hex(&format!("{n:x}")).unwrap(), 0)).collect();
+    f.store.record_issued(&f.issuer, &list, now(), AuditEntry::new(0, "t", "cert.add")).unwrap();
+    let (presigned, counting, _) = tiers(&f, 64);
+    let cap = 64 * 1024;
+    let (tier, _) = memory_tier(&f, presigned, cap);
+    for n in 2..400 {
+        tier.answer(&request(&f, &format!("{n:x}"))).await.unwrap();
+    }
+    let (entries, bytes) = tier.usage();
+    assert!(bytes <= cap, "{bytes} bytes held, cap {cap}");
+    assert!(entries > 10 && entries < 398, "{entries} entries: some kept, not all");
+
+    let req = request(&f, "02");
+    let a = tier.answer(&req).await.unwrap();
+    assert_eq!(tier.answer(&req).await.unwrap().tier, Tier::Memory);
+    let before = counting.1.load(Ordering::SeqCst);
+    f.clock.advance(a.next_update - f.clock.now() - 30);
+    let b = tier.answer(&req).await.unwrap();
+    assert_ne!(b.tier, Tier::Memory, "30 s before nextUpdate the memory copy is not served");
+    assert!(b.next_update > a.next_update);
+    assert_eq!(counting.1.load(Ordering::SeqCst), before + 1);
 }

@@ -1,0 +1,143 @@
+//! The first tier: prepared answers in memory (moka), bounded in bytes, each entry expiring a
+//! margin before its response's nextUpdate, and evicted the moment a status or signing
+//! identity changes.
+
+use crate::prepared::{Prepared, Served, Tier};
+use crate::source::{AnswerError, BoxFuture, Source, SERVE_MARGIN};
+use crate::Metrics;
+use ocsp_proto::{Clock, HashAlg, IssuerKey, OcspRequest, Serial};
+use ocsp_sign::IssuerRegistry;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Expires each entry [`SERVE_MARGIN`] before its nextUpdate, on the responder's clock.
+struct UntilNextUpdate(Arc<dyn Clock>);
+
+impl moka::Expiry<Vec<u8>, Arc<Prepared>> for UntilNextUpdate {
+    fn expire_after_create(&self, _key: &Vec<u8>, value: &Arc<Prepared>, _at: Instant) -> Option<Duration> {
+        let left = value.next_update - SERVE_MARGIN - self.0.now();
+        Some(Duration::from_secs(left.max(0) as u64))
+    }
+}
+
+/// The memory tier, in front of another [`Source`].
+pub struct MemoryTier {
+    cache: moka::sync::Cache<Vec<u8>, Arc<Prepared>>,
+    inner: Arc<dyn Source>,
+    registry: Arc<IssuerRegistry>,
+    clock: Arc<dyn Clock>,
+    /// Bumped by every eviction; an answer fetched across a bump is not kept (it may predate
+    /// the change).
+    epoch: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl MemoryTier {
+    /// A tier of at most `max_bytes` in front of `inner`.
+    pub fn new(
+        max_bytes: u64,
+        inner: Arc<dyn Source>,
+        registry: Arc<IssuerRegistry>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> MemoryTier {
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|k: &Vec<u8>, v: &Arc<Prepared>| (k.len() + v.weight()).min(u32::MAX as usize) as u32)
+            .expire_after(UntilNextUpdate(clock.clone()))
+            .support_invalidation_closures()
+            .build();
+        MemoryTier { cache, inner, registry, clock, epoch: AtomicU64::new(0), metrics }
+    }
+
+    /// Drops the answers for these certificates (both CertID hash algorithms).
+    pub fn evict(&self, issuer: &IssuerKey, serials: &[Serial]) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        for serial in serials {
+            for alg in HashAlg::ALL {
+                self.cache.invalidate(&ocsp_store::response_key(issuer, serial, alg));
+            }
+        }
+        self.metrics.memory_evictions.add(serials.len() as u64);
+    }
+
+    /// Drops every answer of an issuer.
+    pub fn evict_issuer(&self, issuer: &IssuerKey) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let prefix = issuer.0;
+        if self.cache.invalidate_entries_if(move |k, _| k.starts_with(&prefix)).is_err() {
+            self.cache.invalidate_all();
+        }
+        self.metrics.memory_evictions.inc();
+    }
+
+    /// (entries, bytes) held now.
+    pub fn usage(&self) -> (u64, u64) {
+        self.cache.run_pending_tasks();
+        (self.cache.entry_count(), self.cache.weighted_size())
+    }
+
+    /// Prometheus lines for the tier's size.
+    pub fn render_metrics(&self) -> String {
+        let (entries, bytes) = (self.cache.entry_count(), self.cache.weighted_size());
+        format!(
+            "# HELP ocspd_memory_tier_entries Answers held in the memory tier.\n# TYPE ocspd_memory_tier_entries gauge\nocspd_memory_tier_entries {entries}\n# HELP ocspd_memory_tier_bytes Bytes held in the memory tier.\n# TYPE ocspd_memory_tier_bytes gauge\nocspd_memory_tier_bytes {bytes}\n"
+        )
+    }
+
+    /// Hooks for [`ocsp_store::Store::on_change`] and [`ocsp_store::Store::on_purge`].
+    pub fn hooks(self: &Arc<Self>) -> (ocsp_store::ChangeHook, ocsp_store::PurgeHook) {
+        let (a, b) = (Arc::downgrade(self), Arc::downgrade(self));
+        (
+            Box::new(move |issuer, serials| {
+                if let Some(t) = a.upgrade() {
+                    t.evict(issuer, serials);
+                }
+            }),
+            Box::new(move |event| {
+                if let Some(t) = b.upgrade() {
+                    if event.issuer_wide() {
+                        t.evict_issuer(&event.issuer);
+                    } else {
+                        t.evict(&event.issuer, &event.serials);
+                    }
+                }
+            }),
+        )
+    }
+}
+
+impl Source for MemoryTier {
+    fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<Served, AnswerError>> {
+        Box::pin(async move {
+            let [id] = request.cert_ids.as_slice() else {
+                return self.inner.answer(request).await;
+            };
+            let Some(entry) = self.registry.find(id) else {
+                return self.inner.answer(request).await;
+            };
+            let key = ocsp_store::response_key(&entry.key, &id.serial, id.hash);
+            let now = self.clock.now();
+            if let Some(hit) = self.cache.get(&key) {
+                if hit.next_update > now + SERVE_MARGIN {
+                    self.metrics.tier_memory.inc();
+                    return Ok(Served { answer: hit, tier: Tier::Memory });
+                }
+                self.cache.invalidate(&key);
+            }
+            self.metrics.memory_misses.inc();
+            let epoch = self.epoch.load(Ordering::SeqCst);
+            let served = self.inner.answer(request).await?;
+            if served.next_update > self.clock.now() + SERVE_MARGIN {
+                self.cache.insert(key.clone(), served.answer.clone());
+                // An eviction that began after `epoch` was read may have run before this insert;
+                // the answer may predate it, so it is not kept.
+                if self.epoch.load(Ordering::SeqCst) != epoch {
+                    self.cache.invalidate(&key);
+                }
+            }
+            Ok(served)
+        })
+    }
+}

@@ -1,0 +1,453 @@
+use crate::config::{fill, PurgeConfig, TargetConfig, VarnishMode};
+use crate::event_tags;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use ocsp_store::{PurgeEvent, Store};
+use serde::Serialize;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+
+/// Events read from the outbox at a time.
+const READ_BATCH: usize = 256;
+/// Per-request timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Backoff between failed attempts: doubles from the first to the last.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// One target's delivery state, for metrics and `ocspctl purge status`.
+#[derive(Debug, Default)]
+struct State {
+    last_error: Option<String>,
+    last_error_at: Option<i64>,
+    last_success_at: Option<i64>,
+    oldest_pending: Option<i64>,
+    retry_in_ms: u64,
+}
+
+struct Target {
+    config: TargetConfig,
+    token: Option<String>,
+    cursor: AtomicU64,
+    sent: AtomicU64,
+    failures: AtomicU64,
+    /// Sum and count of delivery delays (event time to acceptance), milliseconds.
+    delay_ms_sum: AtomicU64,
+    delay_count: AtomicU64,
+    delay_ms_max: AtomicU64,
+    state: Mutex<State>,
+}
+
+/// What `ocspctl purge status` shows of a target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetStatus {
+    /// Name.
+    pub name: String,
+    /// varnish-ban, varnish-xkey, http or peer.
+    pub kind: String,
+    /// Outbox events not yet accepted.
+    pub pending_events: u64,
+    /// Certificates (or whole issuers) not yet purged there, oldest first, at most 1,000.
+    pub pending: Vec<PendingCert>,
+    /// Seconds since the oldest pending change (0 when nothing is pending).
+    pub lag_seconds: i64,
+    /// Purge requests accepted.
+    pub sent: u64,
+    /// Failed attempts.
+    pub failures: u64,
+    /// The last failure, if any since the last success.
+    pub last_error: Option<String>,
+    /// When the target last accepted a purge.
+    pub last_success_at: Option<i64>,
+    /// The wait before the next attempt, when failing.
+    pub retry_in_ms: u64,
+}
+
+/// A change not yet purged at a target.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct PendingCert {
+    /// The issuer key (hex).
+    pub issuer: String,
+    /// The serial (hex), or none for every answer of the issuer.
+    pub serial: Option<String>,
+    /// When the change was made.
+    pub since: i64,
+}
+
+/// The purge fan-out.
+pub struct Purger {
+    store: Arc<Store>,
+    targets: Vec<Arc<Target>>,
+    client: HttpClient,
+    head: watch::Sender<u64>,
+    now: Box<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl Purger {
+    /// Prepares delivery to the targets of `config` (reading peer tokens now).
+    pub fn new(store: Arc<Store>, config: &PurgeConfig) -> Result<Arc<Purger>, String> {
+        let mut targets = Vec::new();
+        for t in &config.targets {
+            let token = match t {
+                TargetConfig::Peer { token_file, .. } => Some(
+                    std::fs::read_to_string(token_file)
+                        .map_err(|e| format!("target {}: {}: {e}", t.name(), token_file.display()))?
+                        .trim()
+                        .to_string(),
+                ),
+                _ => None,
+            };
+            let cursor = store.outbox_cursor(t.name()).map_err(|e| e.to_string())?;
+            targets.push(Arc::new(Target {
+                config: t.clone(),
+                token,
+                cursor: AtomicU64::new(cursor),
+                sent: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                delay_ms_sum: AtomicU64::new(0),
+                delay_count: AtomicU64::new(0),
+                delay_ms_max: AtomicU64::new(0),
+                state: Mutex::new(State::default()),
+            }));
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
+        let (head, _) = watch::channel(store.outbox_head());
+        Ok(Arc::new(Purger { store, targets, client, head, now: Box::new(now_secs) }))
+    }
+
+    /// The hook to register with [`Store::on_purge`]: wakes every deliverer.
+    pub fn hook(self: &Arc<Self>) -> ocsp_store::PurgeHook {
+        let me = Arc::downgrade(self);
+        Box::new(move |event| {
+            if let Some(p) = me.upgrade() {
+                p.head.send_replace(event.seq + 1);
+            }
+        })
+    }
+
+    /// Starts one deliverer per target on the current tokio runtime.
+    pub fn spawn(self: &Arc<Self>) {
+        for target in &self.targets {
+            let (me, target) = (self.clone(), target.clone());
+            tokio::spawn(async move { me.run(target).await });
+        }
+        // Nothing to deliver to: keep the outbox from growing.
+        if self.targets.is_empty() {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let mut head = me.head.subscribe();
+                loop {
+                    let next = *head.borrow_and_update();
+                    if let Err(e) = me.store.trim_outbox(next) {
+                        tracing::warn!(error = %e, "cannot trim the purge outbox");
+                    }
+                    if head.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+
+    async fn run(self: Arc<Self>, target: Arc<Target>) {
+        let mut head = self.head.subscribe();
+        let name = target.config.name().to_string();
+        loop {
+            let cursor = target.cursor.load(Ordering::SeqCst);
+            let events = match self.store.outbox(cursor, READ_BATCH) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(target = %name, error = %e, "cannot read the purge outbox");
+                    tokio::time::sleep(BACKOFF_MAX).await;
+                    continue;
+                }
+            };
+            if events.is_empty() {
+                self.state(&target).oldest_pending = None;
+                // Wait for news; wake now and then anyway, in case a change was missed.
+                let _ = tokio::time::timeout(Duration::from_secs(5), head.changed()).await;
+                continue;
+            }
+            self.state(&target).oldest_pending = Some(events[0].time);
+            let last = events[events.len() - 1].seq;
+            self.deliver(&target, &events).await;
+            target.cursor.store(last + 1, Ordering::SeqCst);
+            if let Err(e) = self.store.set_outbox_cursor(&name, last + 1) {
+                tracing::error!(target = %name, error = %e, "cannot record the purge cursor");
+            }
+            self.trim();
+        }
+    }
+
+    /// Sends `events` to `target`, retrying each request until it is accepted.
+    async fn deliver(&self, target: &Target, events: &[PurgeEvent]) {
+        let max = match &target.config {
+            TargetConfig::Varnish { max_tags, .. } | TargetConfig::Http { max_tags, .. } => max_tags.unwrap_or(200),
+            TargetConfig::Peer { .. } => usize::MAX,
+        }
+        .max(1);
+        // Peers get one request per event (issuer and serials); caches get tags in chunks.
+        let mut requests: Vec<(Vec<&PurgeEvent>, Vec<String>)> = Vec::new();
+        for event in events {
+            let tags = event_tags(event);
+            if matches!(target.config, TargetConfig::Peer { .. }) {
+                requests.push((vec![event], tags));
+                continue;
+            }
+            for chunk in tags.chunks(max) {
+                match requests.last_mut() {
+                    Some((evs, acc)) if acc.len() + chunk.len() <= max => {
+                        acc.extend_from_slice(chunk);
+                        if !evs.last().is_some_and(|e| e.seq == event.seq) {
+                            evs.push(event);
+                        }
+                    }
+                    _ => requests.push((vec![event], chunk.to_vec())),
+                }
+            }
+        }
+        for (evs, tags) in requests {
+            let mut backoff = BACKOFF_FIRST;
+            loop {
+                match self.send(target, evs[0], &tags).await {
+                    Ok(()) => {
+                        let now_ms = (self.now)() * 1000;
+                        for e in &evs {
+                            let delay = (now_ms - e.time * 1000).max(0) as u64;
+                            target.delay_ms_sum.fetch_add(delay, Ordering::Relaxed);
+                            target.delay_count.fetch_add(1, Ordering::Relaxed);
+                            target.delay_ms_max.fetch_max(delay, Ordering::Relaxed);
+                        }
+                        target.sent.fetch_add(1, Ordering::Relaxed);
+                        let mut st = self.state(target);
+                        st.last_error = None;
+                        st.last_success_at = Some((self.now)());
+                        st.retry_in_ms = 0;
+                        break;
+                    }
+                    Err(e) => {
+                        target.failures.fetch_add(1, Ordering::Relaxed);
+                        let issuer = evs[0].issuer.short();
+                        let certs: Vec<String> =
+                            evs.iter().flat_map(|e| e.serials.iter().map(|s| s.to_string())).collect();
+                        let shown: Vec<&str> = certs.iter().take(20).map(String::as_str).collect();
+                        tracing::warn!(
+                            target = %target.config.name(),
+                            error = %e,
+                            issuer = %issuer,
+                            serials = %if certs.is_empty() { "all (issuer-wide)".to_string() } else { format!("{}{}", shown.join(","), if certs.len() > 20 { format!(" and {} more", certs.len() - 20) } else { String::new() }) },
+                            retry_in_ms = backoff.as_millis() as u64,
+                            "purge not accepted; it stays queued and will be retried"
+                        );
+                        {
+                            let mut st = self.state(target);
+                            st.last_error = Some(e);
+                            st.last_error_at = Some((self.now)());
+                            st.retry_in_ms = backoff.as_millis() as u64;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&self, target: &Target, event: &PurgeEvent, tags: &[String]) -> Result<(), String> {
+        let request = build_request(target, event, tags)?;
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request))
+            .await
+            .map_err(|_| format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))?
+            .map_err(|e| format!("{e}: {}", source_chain(&e)))?;
+        let status = response.status();
+        let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        if status.is_success() {
+            Ok(())
+        } else {
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string();
+            Err(format!("HTTP {status}: {text}"))
+        }
+    }
+
+    fn state<'a>(&self, target: &'a Target) -> std::sync::MutexGuard<'a, State> {
+        target.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn trim(&self) {
+        let min = self.targets.iter().map(|t| t.cursor.load(Ordering::SeqCst)).min();
+        if let Some(min) = min {
+            if let Err(e) = self.store.trim_outbox(min) {
+                tracing::warn!(error = %e, "cannot trim the purge outbox");
+            }
+        }
+    }
+
+    /// Every target's state, with the changes still pending there.
+    pub fn status(&self) -> Vec<TargetStatus> {
+        let now = (self.now)();
+        self.targets
+            .iter()
+            .map(|t| {
+                let cursor = t.cursor.load(Ordering::SeqCst);
+                let events = self.store.outbox(cursor, 1000).unwrap_or_default();
+                let mut pending = Vec::new();
+                'outer: for e in &events {
+                    let issuer = e.issuer.to_hex();
+                    if e.issuer_wide() {
+                        pending.push(PendingCert { issuer: issuer.clone(), serial: None, since: e.time });
+                    }
+                    for s in &e.serials {
+                        if pending.len() >= 1000 {
+                            break 'outer;
+                        }
+                        pending.push(PendingCert {
+                            issuer: issuer.clone(),
+                            serial: Some(s.to_string()),
+                            since: e.time,
+                        });
+                    }
+                }
+                let st = self.state(t);
+                TargetStatus {
+                    name: t.config.name().to_string(),
+                    kind: t.config.kind().to_string(),
+                    pending_events: self.store.outbox_head().saturating_sub(cursor),
+                    lag_seconds: events.first().map(|e| (now - e.time).max(0)).unwrap_or(0),
+                    pending,
+                    sent: t.sent.load(Ordering::Relaxed),
+                    failures: t.failures.load(Ordering::Relaxed),
+                    last_error: st.last_error.clone(),
+                    last_success_at: st.last_success_at,
+                    retry_in_ms: st.retry_in_ms,
+                }
+            })
+            .collect()
+    }
+
+    /// Prometheus lines: outbox depth and lag, sent and failed purges, delivery delay.
+    pub fn render_metrics(&self) -> String {
+        let now = (self.now)();
+        let head = self.store.outbox_head();
+        let mut s = String::new();
+        s.push_str("# HELP ocspd_purge_outbox_depth Purge events not yet accepted by a target.\n# TYPE ocspd_purge_outbox_depth gauge\n");
+        for t in &self.targets {
+            let depth = head.saturating_sub(t.cursor.load(Ordering::SeqCst));
+            let _ = writeln!(s, "ocspd_purge_outbox_depth{{target=\"{}\"}} {depth}", t.config.name());
+        }
+        s.push_str("# HELP ocspd_purge_lag_seconds Age of the oldest change a target has not yet accepted (0 when none).\n# TYPE ocspd_purge_lag_seconds gauge\n");
+        for t in &self.targets {
+            let oldest = self.state(t).oldest_pending;
+            let depth = head.saturating_sub(t.cursor.load(Ordering::SeqCst));
+            let lag = if depth == 0 { 0 } else { oldest.map(|o| (now - o).max(0)).unwrap_or(0) };
+            let _ = writeln!(s, "ocspd_purge_lag_seconds{{target=\"{}\"}} {lag}", t.config.name());
+        }
+        s.push_str("# HELP ocspd_purge_requests_total Purge requests accepted by each target.\n# TYPE ocspd_purge_requests_total counter\n");
+        for t in &self.targets {
+            let _ = writeln!(
+                s,
+                "ocspd_purge_requests_total{{target=\"{}\"}} {}",
+                t.config.name(),
+                t.sent.load(Ordering::Relaxed)
+            );
+        }
+        s.push_str("# HELP ocspd_purge_failures_total Purge attempts that failed (each is retried).\n# TYPE ocspd_purge_failures_total counter\n");
+        for t in &self.targets {
+            let _ = writeln!(
+                s,
+                "ocspd_purge_failures_total{{target=\"{}\"}} {}",
+                t.config.name(),
+                t.failures.load(Ordering::Relaxed)
+            );
+        }
+        s.push_str("# HELP ocspd_purge_delay_seconds From a change to its acceptance by a target.\n# TYPE ocspd_purge_delay_seconds summary\n");
+        for t in &self.targets {
+            let n = t.config.name();
+            let _ = writeln!(
+                s,
+                "ocspd_purge_delay_seconds_sum{{target=\"{n}\"}} {}",
+                t.delay_ms_sum.load(Ordering::Relaxed) as f64 / 1000.0
+            );
+            let _ = writeln!(
+                s,
+                "ocspd_purge_delay_seconds_count{{target=\"{n}\"}} {}",
+                t.delay_count.load(Ordering::Relaxed)
+            );
+        }
+        s.push_str("# HELP ocspd_purge_delay_max_seconds The longest delay from a change to its acceptance.\n# TYPE ocspd_purge_delay_max_seconds gauge\n");
+        for t in &self.targets {
+            let _ = writeln!(
+                s,
+                "ocspd_purge_delay_max_seconds{{target=\"{}\"}} {}",
+                t.config.name(),
+                t.delay_ms_max.load(Ordering::Relaxed) as f64 / 1000.0
+            );
+        }
+        s
+    }
+}
+
+fn build_request(target: &Target, event: &PurgeEvent, tags: &[String]) -> Result<hyper::Request<Full<Bytes>>, String> {
+    let bad = |e: http::Error| format!("building the request: {e}");
+    match &target.config {
+        TargetConfig::Varnish { url, mode, .. } => {
+            let (method, header) = match mode {
+                VarnishMode::Ban => ("BAN", "ocsp-purge-tags"),
+                VarnishMode::Xkey => ("PURGE", "xkey-purge"),
+            };
+            hyper::Request::builder()
+                .method(method)
+                .uri(url)
+                .header(header, tags.join(" "))
+                .body(Full::new(Bytes::new()))
+                .map_err(bad)
+        }
+        TargetConfig::Http { method, url, headers, body, .. } => {
+            let mut b = hyper::Request::builder().method(method.as_str()).uri(fill(url, tags)?);
+            for (k, v) in headers {
+                b = b.header(k.as_str(), fill(v, tags)?);
+            }
+            b.body(Full::new(Bytes::from(fill(body, tags)?))).map_err(bad)
+        }
+        TargetConfig::Peer { url, .. } => {
+            let body = serde_json::json!({
+                "issuer": event.issuer.to_hex(),
+                "serials": event.serials.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),
+            });
+            hyper::Request::builder()
+                .method("POST")
+                .uri(format!("{}/v1/purge", url.trim_end_matches('/')))
+                .header("authorization", format!("Bearer {}", target.token.as_deref().unwrap_or("")))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .map_err(bad)
+        }
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

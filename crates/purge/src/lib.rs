@@ -1,0 +1,26 @@
+//! Purge fan-out: tells peer responders and edge caches (Varnish, CDN purge APIs) that answers
+//! changed, from the durable outbox the store writes with every status change.
+//!
+//! One deliverer per target reads the outbox from its own cursor, sends each event's tags, and
+//! moves the cursor only when the target accepted them. A target that is down is retried with
+//! exponential backoff, for as long as it takes: nothing is dropped, and the purges reach it
+//! when it is back. Events every target has are trimmed.
+
+mod config;
+mod deliver;
+
+pub use config::{fill, PurgeConfig, TargetConfig, VarnishMode};
+pub use deliver::{PendingCert, Purger, TargetStatus};
+
+/// The tags to purge for one outbox event: the issuer's tag for an issuer-wide event, else one
+/// tag per certificate. These are the tags ocspd puts in `Cache-Tag` and `Surrogate-Key`.
+pub fn event_tags(event: &ocsp_store::PurgeEvent) -> Vec<String> {
+    if event.issuer_wide() {
+        vec![event.issuer.cache_tag()]
+    } else {
+        event.serials.iter().map(|s| event.issuer.cert_cache_tag(s)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+use crate::*;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use ocsp_proto::{IssuerKey, RevocationReason, Serial};
+use ocsp_store::{AuditEntry, Store};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A purge API on 127.0.0.1 that refuses the first `fail` requests with 503 and records the rest.
+struct Api {
+    url: String,
+    seen: Arc<Mutex<Vec<(String, String, String)>>>,
+    calls: Arc<AtomicUsize>,
+}
+
+async fn api(fail: usize) -> Api {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (s, c) = (seen.clone(), calls.clone());
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (s, c) = (s.clone(), c.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (s, c) = (s.clone(), c.clone());
+                    async move {
+                        let n = c.fetch_add(1, Ordering::SeqCst);
+                        let auth =
+                            req.headers().get("x-api-key").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+                        let path = req.uri().path().to_string();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let status = if n < fail {
+                            503
+                        } else {
+                            s.lock().unwrap().push((path, auth, String::from_utf8_lossy(&body).into_owned()));
+                            200
+                        };
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder().status(status).body(Full::new(Bytes::new())).unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    Api { url, seen, calls }
+}
+
+fn serial(n: u32) -> Serial {
+    Serial::from_hex(&format!("{n:x}")).unwrap()
+}
+
+fn http_target(url: &str) -> PurgeConfig {
+    std::env::set_var("OCSP_PURGE_TEST_KEY", "s3cret");
+    toml::from_str(&format!(
+        r#"
+        [[target]]
+        kind = "http"
+        name = "cdn"
+        url = "{url}/purge/{{count}}"
+        headers = {{ "x-api-key" = "{{env:OCSP_PURGE_TEST_KEY}}", "content-type" = "application/json" }}
+        body = '{{"tags":{{tags_json}}}}'
+        max_tags = 2
+        "#
+    ))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_to_a_failing_target_are_retried_until_accepted_and_none_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let issuer = IssuerKey([7; 64]);
+    let certs: Vec<(Serial, i64)> = (1..=3).map(|n| (serial(n), 0)).collect();
+    store.record_issued(&issuer, &certs, 1, AuditEntry::new(1, "t", "cert.add")).unwrap();
+    let api = api(3).await;
+    let config = http_target(&api.url);
+    config.check().unwrap();
+    let purger = Purger::new(store.clone(), &config).unwrap();
+    store.on_purge(purger.hook());
+    purger.spawn();
+    let revoke = |n: u32| {
+        store
+            .revoke(&issuer, &serial(n), 2, RevocationReason::KeyCompromise, 2, AuditEntry::new(2, "t", "revoke"))
+            .unwrap()
+    };
+    revoke(1);
+    revoke(2);
+    revoke(3);
+    store.purge_issuer(&issuer, 3, AuditEntry::new(3, "t", "issuer.promote")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while purger.status()[0].pending_events > 0 {
+        assert!(std::time::Instant::now() < deadline, "still pending: {:?}", purger.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let st = &purger.status()[0];
+    assert_eq!(st.failures, 3, "three refusals, each retried");
+    assert!(st.last_error.is_none());
+    let seen = api.seen.lock().unwrap().clone();
+    let mut tags = Vec::new();
+    for (path, key, body) in &seen {
+        assert_eq!(key, "s3cret", "the key comes from the environment");
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let these: Vec<String> =
+            v["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+        assert!(these.len() <= 2, "max_tags is honoured");
+        assert_eq!(path, &format!("/purge/{}", these.len()));
+        tags.extend(these);
+    }
+    let mut want: Vec<String> = (1..=3).map(|n| issuer.cert_cache_tag(&serial(n))).collect();
+    want.push(issuer.cache_tag());
+    assert_eq!(tags, want, "every tag, in order, once");
+    assert_eq!(api.calls.load(Ordering::SeqCst), 3 + seen.len());
+    assert!(store.outbox(0, 10).unwrap().is_empty(), "delivered events are trimmed");
+    assert!(purger.render_metrics().contains("ocspd_purge_failures_total{target=\"cdn\"} 3"));
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+#[test]
+fn a_restarted_purger_sends_what_was_pending_when_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = IssuerKey([9; 64]);
+    // The target is down (connection refused) while a revocation is acknowledged.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let first = runtime();
+    first.block_on(async {
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        store.record_issued(&issuer, &[(serial(5), 0)], 1, AuditEntry::new(1, "t", "cert.add")).unwrap();
+        let config = http_target(&format!("http://{closed}"));
+        let purger = Purger::new(store.clone(), &config).unwrap();
+        store.on_purge(purger.hook());
+        purger.spawn();
+        store.revoke(&issuer, &serial(5), 2, RevocationReason::Superseded, 2, AuditEntry::new(2, "t", "r")).unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let st = &purger.status()[0];
+        assert!(st.failures >= 1 && st.last_error.is_some(), "{st:?}");
+        assert_eq!(st.pending, vec![PendingCert { issuer: issuer.to_hex(), serial: Some("05".into()), since: 2 }]);
+    });
+    // ocspd stops (its tasks and the database close) and restarts; the target is back.
+    drop(first);
+    let second = runtime();
+    second.block_on(async {
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let api = api(0).await;
+        let purger = Purger::new(store.clone(), &http_target(&api.url)).unwrap();
+        store.on_purge(purger.hook());
+        purger.spawn();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while api.seen.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let body = api.seen.lock().unwrap()[0].2.clone();
+        assert!(body.contains(&issuer.cert_cache_tag(&serial(5))), "{body}");
+    });
+}
+
+#[test]
+fn bad_configurations_are_reported_whole() {
+    let config: PurgeConfig = toml::from_str(
+        r#"
+        [[target]]
+        kind = "varnish"
+        name = "edge"
+        url = "not a url"
+        [[target]]
+        kind = "http"
+        name = "edge"
+        method = "GET X"
+        url = "https://api.example/{nope}"
+        [[target]]
+        kind = "peer"
+        name = "b"
+        url = "http://10.0.0.2:8081"
+        token_file = "/nonexistent/token"
+        "#,
+    )
+    .unwrap();
+    let problems = config.check().unwrap_err();
+    let all = problems.join("\n");
+    for want in ["\"not a url\"", "used twice", "unknown placeholder {nope}", "/nonexistent/token"] {
+        assert!(all.contains(want), "missing {want:?} in:\n{all}");
+    }
+    assert!(toml::from_str::<PurgeConfig>("[[target]]\nkind = \"memcache\"\nname = \"x\"\n").is_err());
+    assert_eq!(fill("{tags_comma}|{tags}|{count}", &["a".into(), "b".into()]).unwrap(), "a,b|a b|2");
+}
