@@ -209,6 +209,10 @@ pub struct StatusView {
     /// What the call did: `revoked`, `changed`, `already revoked`, or nothing for a lookup.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// After a change: the purge targets that had not yet accepted its purge when the call
+    /// returned (down, or slower than the wait). It stays queued for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_pending: Option<Vec<String>>,
 }
 
 /// One audit entry as the API shows it.
@@ -233,4 +237,77 @@ pub use ocsp_presign::PresignStats;
 /// RFC 3339 for seconds since the epoch.
 pub fn rfc3339(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0).map(|d| d.to_rfc3339()).unwrap_or_else(|| t.to_string())
+}
+
+/// `POST /v1/purge`: a peer responder tells us answers changed; we evict our memory tier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerPurge {
+    /// The issuer key, hex (128 characters).
+    pub issuer: String,
+    /// Serials, hex; empty for every answer of the issuer.
+    #[serde(default)]
+    pub serials: Vec<String>,
+}
+
+/// `GET /v1/purge`: the purge fan-out's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PurgeStatus {
+    /// The next outbox sequence number.
+    pub outbox_head: u64,
+    /// One entry per configured target.
+    pub targets: Vec<PurgeTargetView>,
+}
+
+/// One purge target's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PurgeTargetView {
+    /// Name.
+    pub name: String,
+    /// varnish-ban, varnish-xkey, http or peer.
+    pub kind: String,
+    /// Outbox events not yet accepted.
+    pub pending_events: u64,
+    /// Seconds since the oldest pending change.
+    pub lag_seconds: i64,
+    /// Requests accepted.
+    pub sent: u64,
+    /// Failed attempts (each retried).
+    pub failures: u64,
+    /// The last failure since the last success.
+    pub last_error: Option<String>,
+    /// Wait before the next attempt, when failing.
+    pub retry_in_ms: u64,
+    /// Certificates not yet purged there (at most 1,000), oldest first.
+    pub pending: Vec<PendingPurge>,
+}
+
+/// A certificate (or a whole issuer) not yet purged at a target.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingPurge {
+    /// Issuer name (or key hex if no longer registered).
+    pub issuer: String,
+    /// Serial, or none for every answer of the issuer.
+    pub serial: Option<String>,
+    /// When the change was made, RFC 3339.
+    pub since: String,
+}
+
+/// `GET /v1/export`: a page of current pre-signed responses, each with its GET path.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportPage {
+    /// The responses.
+    pub items: Vec<ExportItem>,
+    /// Pass as `after` for the next page; none when this is the last.
+    pub next: Option<String>,
+}
+
+/// One exported response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportItem {
+    /// The GET path (base64 of the canonical RFC 5019 request, no leading slash).
+    pub path: String,
+    /// The OCSPResponse DER, base64.
+    pub der: String,
+    /// nextUpdate, seconds since the epoch.
+    pub next_update: i64,
 }

@@ -36,6 +36,13 @@ pub struct AdminState {
     pub clock: Arc<dyn Clock>,
     /// The pre-signer, when one runs.
     pub presigner: Option<Arc<ocsp_presign::Presigner>>,
+    /// The memory tier, which peers' purges evict.
+    pub memory: Option<Arc<ocsp_http::MemoryTier>>,
+    /// The purge fan-out.
+    pub purger: Option<Arc<ocsp_purge::Purger>>,
+    /// How long a single revocation or unhold waits for its purge to be accepted by every
+    /// target that is up, before it returns.
+    pub purge_wait: std::time::Duration,
 }
 
 /// The admin API service.
@@ -198,6 +205,11 @@ impl AdminService {
             .put_issuer(&entry.key, &record, audit(now, who, "issuer.retire", name, req.why.as_deref()))
             .map_err(internal)?;
         self.state.registry.remove(name);
+        // Caches hold its good answers: they must go, everywhere.
+        self.state
+            .store
+            .purge_issuer(&entry.key, now, audit(now, who, "purge.issuer", name, Some("issuer retired")))
+            .map_err(internal)?;
         tracing::info!(admin = who, issuer = name, "issuer retired");
         let mut view = Self::issuer_view(&entry, &record.responder_key, now);
         view.retired = Some(api::rfc3339(now));
@@ -376,6 +388,7 @@ impl AdminService {
             reason,
             not_after: rec.filter(|r| r.not_after > 0).map(|r| api::rfc3339(r.not_after)),
             outcome: outcome.map(str::to_string),
+            purge_pending: None,
         }
     }
 
@@ -432,7 +445,11 @@ impl AdminService {
             }
         };
         tracing::info!(admin = who, issuer = %issuer.name, %serial, reason = reason.name(), outcome = label, "revocation");
-        Ok(Self::status_view(&issuer.name, &serial, Some(rec), Some(label)))
+        let mut view = Self::status_view(&issuer.name, &serial, Some(rec), Some(label));
+        if label != "already revoked" {
+            view.purge_pending = self.wait_for_purge();
+        }
+        Ok(view)
     }
 
     /// Revokes many certificates of one issuer; durable when it returns (unless a dry run).
@@ -476,7 +493,11 @@ impl AdminService {
         let serial = Serial::from_hex(&req.serial).map_err(bad)?;
         let a = audit(now, who, "unhold", &issuer.name, req.why.as_deref());
         match self.state.store.unhold(&issuer.key, &serial, now, a).map_err(internal)? {
-            UnholdOutcome::Lifted(rec) => Ok(Self::status_view(&issuer.name, &serial, Some(rec), Some("hold lifted"))),
+            UnholdOutcome::Lifted(rec) => {
+                let mut view = Self::status_view(&issuer.name, &serial, Some(rec), Some("hold lifted"));
+                view.purge_pending = self.wait_for_purge();
+                Ok(view)
+            }
             UnholdOutcome::NotOnHold(rec) => Err(Failure(
                 StatusCode::CONFLICT,
                 format!(
@@ -539,6 +560,100 @@ impl AdminService {
         self.state.store.audit(&filter).map_err(internal)
     }
 
+    /// Waits (bounded) until the purges queued so far reached every target that is up;
+    /// returns the targets still pending, if any.
+    fn wait_for_purge(&self) -> Option<Vec<String>> {
+        let purger = self.state.purger.as_ref()?;
+        let pending = purger.wait_delivered(self.state.store.outbox_head(), self.state.purge_wait);
+        (!pending.is_empty()).then_some(pending)
+    }
+
+    /// A peer's purge: evict our memory tier (our own database already has the change, or
+    /// gets it by replication; the memory tier is the only copy a peer cannot reach).
+    pub fn peer_purge(&self, req: api::PeerPurge, who: &str) -> Result<serde_json::Value, Failure> {
+        let raw = hex::decode(&req.issuer).map_err(|_| bad("issuer is not hex"))?;
+        let issuer = ocsp_proto::IssuerKey::new(raw.get(..32).unwrap_or(&[]), raw.get(32..).unwrap_or(&[]))
+            .ok_or_else(|| bad("issuer is not a 64-byte issuer key"))?;
+        let serials = req.serials.iter().map(|s| Serial::from_hex(s)).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+        if let Some(memory) = &self.state.memory {
+            if serials.is_empty() {
+                memory.evict_issuer(&issuer);
+            } else {
+                memory.evict(&issuer, &serials);
+            }
+        }
+        tracing::info!(peer = who, issuer = %issuer.short(), certificates = serials.len(), "peer purge applied");
+        Ok(serde_json::json!({ "evicted": serials.len() }))
+    }
+
+    /// The purge fan-out's state, naming the certificates still pending at each target.
+    pub fn purge_status(&self) -> Result<api::PurgeStatus, Failure> {
+        let purger =
+            self.state.purger.as_ref().ok_or_else(|| Failure(StatusCode::NOT_FOUND, "no purge fan-out runs".into()))?;
+        let name_of = |hex_key: &str| -> String {
+            let raw = hex::decode(hex_key).unwrap_or_default();
+            ocsp_proto::IssuerKey::new(raw.get(..32).unwrap_or(&[]), raw.get(32..).unwrap_or(&[]))
+                .and_then(|k| self.state.registry.by_key(&k))
+                .map(|e| e.name.clone())
+                .unwrap_or_else(|| hex_key.to_string())
+        };
+        let targets = purger
+            .status()
+            .into_iter()
+            .map(|t| api::PurgeTargetView {
+                pending: t
+                    .pending
+                    .iter()
+                    .map(|p| api::PendingPurge {
+                        issuer: name_of(&p.issuer),
+                        serial: p.serial.clone(),
+                        since: api::rfc3339(p.since),
+                    })
+                    .collect(),
+                name: t.name,
+                kind: t.kind,
+                pending_events: t.pending_events,
+                lag_seconds: t.lag_seconds,
+                sent: t.sent,
+                failures: t.failures,
+                last_error: t.last_error,
+                retry_in_ms: t.retry_in_ms,
+            })
+            .collect();
+        Ok(api::PurgeStatus { outbox_head: self.state.store.outbox_head(), targets })
+    }
+
+    /// A page of current pre-signed responses with their GET paths.
+    pub fn export(&self, query: Option<&str>) -> Result<api::ExportPage, Failure> {
+        use base64::Engine;
+        let after =
+            query_param(query, "after").map(|a| hex::decode(a).map_err(|_| bad("after is not hex"))).transpose()?;
+        let limit = query_param(query, "limit")
+            .map(|s| s.parse::<usize>().map_err(|_| bad(format!("limit {s:?} is not a number"))))
+            .transpose()?
+            .unwrap_or(1000)
+            .clamp(1, 10_000);
+        let only = query_param(query, "issuer").map(|n| self.issuer(&n).map(|e| e.key)).transpose()?;
+        let now = self.state.clock.now();
+        let rows = self.state.store.scan_responses(after.as_deref(), limit).map_err(internal)?;
+        let next = (rows.len() == limit).then(|| rows.last().map(|r| hex::encode(&r.0))).flatten();
+        let mut items = Vec::with_capacity(rows.len());
+        for (_, issuer, serial, alg, resp) in rows {
+            if only.is_some_and(|k| k != issuer) || resp.next_update <= now + 60 {
+                continue;
+            }
+            // Retired issuers answer unauthorized: their responses are not exported.
+            let Some(entry) = self.state.registry.by_key(&issuer) else { continue };
+            let request = ocsp_proto::encode_request(&[entry.hashes.cert_id(alg, serial)]).map_err(internal)?;
+            items.push(api::ExportItem {
+                path: base64::engine::general_purpose::STANDARD.encode(request),
+                der: base64::engine::general_purpose::STANDARD.encode(&resp.der),
+                next_update: resp.next_update,
+            });
+        }
+        Ok(api::ExportPage { items, next })
+    }
+
     fn dispatch(&self, method: &Method, path: &str, q: Option<&str>, body: &[u8], who: &str) -> Reply {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
@@ -556,6 +671,9 @@ impl AdminService {
             (&Method::POST, ["v1", "presign"]) => json(StatusCode::OK, &self.start_presign(parse(body)?, who)?),
             (&Method::GET, ["v1", "presign"]) => json(StatusCode::OK, &self.presigner()?.stats()),
             (&Method::GET, ["v1", "audit"]) => json(StatusCode::OK, &self.audit_log(q)?),
+            (&Method::POST, ["v1", "purge"]) => json(StatusCode::OK, &self.peer_purge(parse(body)?, who)?),
+            (&Method::GET, ["v1", "purge"]) => json(StatusCode::OK, &self.purge_status()?),
+            (&Method::GET, ["v1", "export"]) => json(StatusCode::OK, &self.export(q)?),
             _ => Err(Failure(StatusCode::NOT_FOUND, format!("no admin route {path}"))),
         }
     }

@@ -141,6 +141,20 @@ enum Command {
         #[arg(long)]
         serial: String,
     },
+    /// The purge fan-out to peers and edge caches.
+    #[command(subcommand)]
+    Purge(PurgeCmd),
+    /// Write every current pre-signed response as a static file named by its GET path (the
+    /// base64 of the RFC 5019 request), for an object-store origin. The folder is mirrored:
+    /// files a previous export wrote and this one did not (no longer current) are removed.
+    Export {
+        /// The folder to write (created if missing; must be empty or a previous export).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this issuer.
+        #[arg(long)]
+        issuer: Option<String>,
+    },
     /// Show the audit record, newest first.
     Audit {
         /// Only this issuer.
@@ -162,6 +176,12 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PurgeCmd {
+    /// Each target's state and the certificates not yet purged there.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -302,6 +322,12 @@ fn status_text(s: &StatusView) -> String {
     }
     if let Some(o) = &s.outcome {
         out.push_str(&format!(" [{o}]"));
+    }
+    if let Some(p) = &s.purge_pending {
+        out.push_str(&format!(
+            "\nwarning: caches not yet purged: {} (queued durably, retried until accepted; see `ocspctl purge status`)",
+            p.join(", ")
+        ));
     }
     out
 }
@@ -503,6 +529,113 @@ fn presign(api: &Api, json: bool, issuer: Option<String>, no_wait: bool) -> anyh
     })
 }
 
+fn purge_text(s: &ocsp_admin::api::PurgeStatus) -> String {
+    if s.targets.is_empty() {
+        return "no purge targets configured (ocspd --purge-config); only the memory tier is evicted".into();
+    }
+    let mut out = Vec::new();
+    for t in &s.targets {
+        let state = match (&t.last_error, t.pending_events) {
+            (Some(e), _) => format!("FAILING, retry in {} ms: {e}", t.retry_in_ms),
+            (None, 0) => "up to date".into(),
+            (None, n) => format!("{n} event(s) in flight"),
+        };
+        out.push(format!(
+            "{} ({}): {state}; {} pending, lag {} s, {} sent, {} failed attempts",
+            t.name,
+            t.kind,
+            t.pending.len(),
+            t.lag_seconds,
+            t.sent,
+            t.failures
+        ));
+        for p in &t.pending {
+            match &p.serial {
+                Some(serial) => out.push(format!("  pending: {} serial {serial} since {}", p.issuer, p.since)),
+                None => out.push(format!("  pending: {} (every answer) since {}", p.issuer, p.since)),
+            }
+        }
+    }
+    out.join("\n")
+}
+
+/// The marker that makes a folder ours to mirror into.
+const EXPORT_MARKER: &str = ".ocspd-export";
+
+fn export(api: &Api, json: bool, out: &Path, issuer: Option<String>) -> anyhow::Result<()> {
+    use base64::Engine;
+    use std::collections::HashSet;
+    if out.exists() {
+        let empty = std::fs::read_dir(out).map_err(|e| usage(format!("{}: {e}", out.display())))?.next().is_none();
+        if !empty && !out.join(EXPORT_MARKER).exists() {
+            return Err(usage(format!(
+                "{} is neither empty nor a previous export (no {EXPORT_MARKER}); refusing to mirror into it",
+                out.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join(EXPORT_MARKER), "written by ocspctl export; files here are mirrored\n")?;
+    let bar = if json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    bar.set_style(
+        ProgressStyle::with_template("export {spinner} {pos} responses {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let mut written: HashSet<PathBuf> = HashSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut q = vec!["limit=5000".to_string()];
+        if let Some(a) = &after {
+            q.push(format!("after={a}"));
+        }
+        if let Some(i) = &issuer {
+            q.push(format!("issuer={}", encode(i)));
+        }
+        let page: ocsp_admin::api::ExportPage =
+            api.call(Method::GET, &format!("/v1/export?{}", q.join("&")), None::<&()>)?;
+        for item in &page.items {
+            let der = base64::engine::general_purpose::STANDARD.decode(&item.der).context("response from ocspd")?;
+            let rel = PathBuf::from(&item.path);
+            let path = out.join(&rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let tmp = path.with_extension("ocspd-tmp");
+            std::fs::write(&tmp, &der).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path)?;
+            written.insert(rel);
+            bar.inc(1);
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    bar.finish_and_clear();
+    // Mirror: drop what an earlier export wrote and this one did not.
+    let mut removed = 0u64;
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(out).unwrap_or(&path).to_path_buf();
+            if rel.as_os_str() != EXPORT_MARKER && !written.contains(&rel) {
+                std::fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+    }
+    let summary = serde_json::json!({ "written": written.len(), "removed": removed, "out": out.display().to_string() });
+    print(json, &summary, |_| {
+        format!("exported {} responses to {} ({removed} stale files removed)", written.len(), out.display())
+    })
+}
+
 fn issuer_text(v: &IssuerView) -> String {
     let mut s = format!(
         "{}\t{}\tresponder: {} ({}, expires in {} days)\tsha1 {}/{}",
@@ -597,6 +730,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let view: StatusView = api.call(Method::GET, &path, None::<&()>)?;
             print(json, &view, status_text)
         }
+        Command::Purge(PurgeCmd::Status) => {
+            let status: ocsp_admin::api::PurgeStatus = api.call(Method::GET, "/v1/purge", None::<&()>)?;
+            print(json, &status, purge_text)
+        }
+        Command::Export { out, issuer } => export(&api, json, &out, issuer),
         Command::Audit { issuer, serial, admin, action, since, limit } => {
             let mut q = vec![format!("limit={limit}")];
             if let Some(s) = &serial {

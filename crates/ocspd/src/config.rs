@@ -46,6 +46,20 @@ pub struct Args {
     /// certificates are signed at once, whatever this is).
     #[arg(long, default_value = "10m")]
     pub presign_interval: String,
+    /// Memory for the in-memory answer tier, e.g. 256MiB, 1GiB (0 turns it off).
+    #[arg(long, default_value = "256MiB")]
+    pub memory_cache: String,
+    /// Memory for RocksDB's block cache (statuses and pre-signed responses).
+    #[arg(long, default_value = "512MiB")]
+    pub db_cache: String,
+    /// Purge targets (peer responders, Varnish, CDN purge APIs): a TOML file, see
+    /// deploy/purge.example.toml.
+    #[arg(long, env = "OCSPD_PURGE_CONFIG")]
+    pub purge_config: Option<PathBuf>,
+    /// How long `ocspctl revoke` and `unhold` wait for the purge to reach every target that
+    /// is up before returning (it is queued durably either way), e.g. 2s, 0.
+    #[arg(long, default_value = "2s")]
+    pub purge_wait: String,
     /// Run no pre-signer in this process: every answer is signed live (for bulk loading, or
     /// when another node pre-signs into a shared database).
     #[arg(long)]
@@ -85,6 +99,25 @@ pub struct Config {
     pub presign_threads: usize,
     pub presign_interval: std::time::Duration,
     pub presign: bool,
+    pub memory_cache_bytes: u64,
+    pub db_cache_bytes: u64,
+    pub purge_wait: std::time::Duration,
+    pub purge: ocsp_purge::PurgeConfig,
+}
+
+/// Parses `256MiB`, `1GiB`, `512M`, `64k` or plain bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num.parse().map_err(|_| format!("{text:?} is not a size like 256MiB or 1GiB"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{text:?} has unknown unit {unit:?}; use KiB, MiB or GiB")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Parses `90s`, `15m`, `8h`, `3d` (or plain seconds).
@@ -126,6 +159,7 @@ impl Args {
         let backdate = dur("backdate", &self.backdate);
         let max_age = dur("max-age", &self.max_age);
         let presign_interval = dur("presign-interval", &self.presign_interval);
+        let purge_wait = dur("purge-wait", &self.purge_wait);
         let cadence = match (validity, backdate) {
             (Some(v), Some(b)) => match Cadence::new(v, b) {
                 Ok(c) => Some(c),
@@ -146,11 +180,53 @@ impl Args {
                 ));
             }
         }
+        let mut size = |name: &str, v: &str| match parse_size(v) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                problems.push(format!("--{name}: {e}"));
+                None
+            }
+        };
+        let memory_cache_bytes = size("memory-cache", &self.memory_cache);
+        let db_cache_bytes = size("db-cache", &self.db_cache);
+        if db_cache_bytes.is_some_and(|n| n < 8 << 20) {
+            problems.push("--db-cache must be at least 8MiB".into());
+        }
+        let purge = match &self.purge_config {
+            None => Some(ocsp_purge::PurgeConfig::default()),
+            Some(path) => match ocsp_purge::PurgeConfig::load(path) {
+                Ok(c) => Some(c),
+                Err(mut e) => {
+                    problems.append(&mut e);
+                    None
+                }
+            },
+        };
         if self.live_concurrency == 0 {
             problems.push("--live-concurrency must be at least 1".into());
         }
-        match (listen, admin_listen, cadence, max_age, presign_interval) {
-            (Some(listen), Some(admin_listen), Some(cadence), Some(max_age), Some(interval)) if problems.is_empty() => {
+        match (
+            listen,
+            admin_listen,
+            cadence,
+            max_age,
+            presign_interval,
+            memory_cache_bytes,
+            db_cache_bytes,
+            purge,
+            purge_wait,
+        ) {
+            (
+                Some(listen),
+                Some(admin_listen),
+                Some(cadence),
+                Some(max_age),
+                Some(interval),
+                Some(memory_cache_bytes),
+                Some(db_cache_bytes),
+                Some(purge),
+                Some(purge_wait),
+            ) if problems.is_empty() => {
                 let (validity, backdate) = (cadence.validity, cadence.backdate);
                 Ok(Config {
                     data_dir: self.data_dir.clone(),
@@ -166,6 +242,10 @@ impl Args {
                         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
                     presign_interval: std::time::Duration::from_secs(interval.max(1) as u64),
                     presign: !self.no_presign,
+                    memory_cache_bytes,
+                    db_cache_bytes,
+                    purge,
+                    purge_wait: std::time::Duration::from_secs(purge_wait.max(0) as u64),
                 })
             }
             _ => Err(problems),
@@ -200,6 +280,18 @@ mod tests {
         let problems =
             args(&["--listen", "127.0.0.1:9000", "--admin-listen", "127.0.0.1:9000"]).validate().unwrap_err();
         assert!(problems[0].contains("admin"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("12 parsecs").is_err());
+        let problems = args(&["--memory-cache", "lots", "--db-cache", "1MiB", "--purge-config", "/nonexistent.toml"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
     }
 
     #[test]

@@ -7,11 +7,11 @@ mod demo;
 use anyhow::{Context, Result};
 use clap::Parser;
 use ocsp_admin::{AdminService, AdminState, TokenFile};
-use ocsp_http::{LiveSource, Metrics, OcspService, PresignedSource};
+use ocsp_http::{LiveSource, MemoryTier, Metrics, OcspService, PresignedSource, Source};
 use ocsp_presign::Presigner;
 use ocsp_proto::{Clock, SystemClock};
 use ocsp_sign::{IssuerEntry, IssuerRegistry};
-use ocsp_store::Store;
+use ocsp_store::{Store, StoreOptions};
 use std::sync::Arc;
 
 fn main() {
@@ -61,7 +61,10 @@ async fn run(config: config::Config) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
-    let store = Arc::new(Store::open(&config.data_dir.join("db")).context("opening the revocation database")?);
+    let store_options = StoreOptions { cache_bytes: config.db_cache_bytes as usize };
+    let store = Arc::new(
+        Store::open_with(&config.data_dir.join("db"), &store_options).context("opening the revocation database")?,
+    );
     let auth = TokenFile::in_dir(&config.data_dir).load_or_create().context("loading admin tokens")?;
 
     let registry = Arc::new(IssuerRegistry::default());
@@ -97,12 +100,45 @@ async fn run(config: config::Config) -> Result<()> {
     if config.presign {
         store.on_change(presigner.change_hook());
     }
+
+    // The tiers: memory, then pre-signed responses, then live signing.
+    let metrics = Arc::new(Metrics::default());
+    let live =
+        Arc::new(LiveSource::new(store.clone(), registry.clone(), clock.clone(), config.live.clone(), metrics.clone()));
+    let presigned: Arc<dyn Source> =
+        Arc::new(PresignedSource::new(store.clone(), registry.clone(), clock.clone(), live, metrics.clone()));
+    let memory = (config.memory_cache_bytes > 0).then(|| {
+        Arc::new(MemoryTier::new(
+            config.memory_cache_bytes,
+            presigned.clone(),
+            registry.clone(),
+            clock.clone(),
+            metrics.clone(),
+        ))
+    });
+    if let Some(memory) = &memory {
+        let (change, purge) = memory.hooks();
+        store.on_change(change);
+        store.on_purge(purge);
+    }
+    let source: Arc<dyn Source> = match &memory {
+        Some(m) => m.clone(),
+        None => presigned,
+    };
+    let purger = ocsp_purge::Purger::new(store.clone(), &config.purge)
+        .map_err(|e| anyhow::anyhow!("starting the purge fan-out: {e}"))?;
+    store.on_purge(purger.hook());
+    purger.spawn();
+
     let admin = Arc::new(AdminService::new(
         AdminState {
             store: store.clone(),
             registry: registry.clone(),
             clock: clock.clone(),
             presigner: config.presign.then(|| presigner.clone()),
+            memory: memory.clone(),
+            purger: Some(purger.clone()),
+            purge_wait: config.purge_wait,
         },
         auth,
     ));
@@ -117,15 +153,15 @@ async fn run(config: config::Config) -> Result<()> {
     } else {
         None
     };
-    let metrics = Arc::new(Metrics::default());
-    let live =
-        Arc::new(LiveSource::new(store.clone(), registry.clone(), clock.clone(), config.live.clone(), metrics.clone()));
-    let source = Arc::new(PresignedSource::new(store.clone(), registry.clone(), clock.clone(), live, metrics.clone()));
     let presign_metrics = presigner.clone();
-    let service = Arc::new(
-        OcspService::new(source, clock.clone(), metrics, config.service.clone())
-            .with_metrics(move || presign_metrics.render_metrics()),
-    );
+    let purge_metrics = purger.clone();
+    let mut service = OcspService::new(source, clock.clone(), metrics, config.service.clone())
+        .with_metrics(move || presign_metrics.render_metrics())
+        .with_metrics(move || purge_metrics.render_metrics());
+    if let Some(memory) = memory.clone() {
+        service = service.with_metrics(move || memory.render_metrics());
+    }
+    let service = Arc::new(service);
 
     let public =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;

@@ -296,6 +296,22 @@ impl Purger {
         }
     }
 
+    /// Waits until every target that is not failing has accepted every event before `next`,
+    /// at most `timeout`. Returns the names of the targets that have not (failing ones
+    /// included), so a caller can say where a purge is still pending.
+    pub fn wait_delivered(&self, next: u64, timeout: Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let behind: Vec<&Arc<Target>> =
+                self.targets.iter().filter(|t| t.cursor.load(Ordering::SeqCst) < next).collect();
+            let waiting = behind.iter().any(|t| self.state(t).last_error.is_none());
+            if !waiting || std::time::Instant::now() >= deadline {
+                return behind.iter().map(|t| t.config.name().to_string()).collect();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Every target's state, with the changes still pending there.
     pub fn status(&self) -> Vec<TargetStatus> {
         let now = (self.now)();

@@ -134,6 +134,43 @@ impl Store {
         Ok(written)
     }
 
+    /// Up to `limit` stored responses after `after` (a response key), in key order, with the
+    /// certificate each is for (for `ocspctl export`).
+    pub fn scan_responses(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, IssuerKey, Serial, HashAlg, StoredResponse)>, StoreError> {
+        let cf = self.cf(CF_RESPONSES)?;
+        let mode = match after {
+            Some(k) => rocksdb::IteratorMode::From(k, rocksdb::Direction::Forward),
+            None => rocksdb::IteratorMode::Start,
+        };
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for item in self.db.iterator_cf(cf, mode) {
+            let (k, v) = item?;
+            if after.is_some_and(|a| k.as_ref() == a) {
+                continue;
+            }
+            if k.len() <= 65 {
+                return Err(StoreError::Corrupt("response key too short".into()));
+            }
+            let mut ik = [0u8; 64];
+            ik.copy_from_slice(&k[..64]);
+            let serial = Serial::from_int_bytes(&k[64..k.len() - 1]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let alg = match k[k.len() - 1] {
+                1 => HashAlg::Sha1,
+                2 => HashAlg::Sha256,
+                other => return Err(StoreError::Corrupt(format!("response key hash byte {other}"))),
+            };
+            out.push((k.to_vec(), IssuerKey(ik), serial, alg, StoredResponse::decode(&v)?));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Up to `limit` status entries after `after` (a status key), in key order, for a pass.
     pub fn scan_statuses(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<StatusEntry>, StoreError> {
         let cf = self.cf(CF_STATUS)?;
