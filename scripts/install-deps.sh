@@ -2,7 +2,7 @@
 # Installs what `make run`, `make test` and `make bench` need and a fresh Debian machine lacks.
 # Only missing pieces are installed; run it as often as you like.
 #   scripts/install-deps.sh          run + test needs
-#   scripts/install-deps.sh bench    also the benchmark references (nginx, wrk)
+#   scripts/install-deps.sh bench    also the benchmark load generator (wrk)
 set -euo pipefail
 
 want_bench=${1:-}
@@ -19,8 +19,12 @@ ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 have clang || missing+=(clang)
 have g++ || missing+=(g++)
 have make || missing+=(make)
+# The edge-cache tests run the real Varnish with varnish-modules (xkey, bodyaccess) and check
+# the nginx snippet with nginx itself.
+have varnishd || [ -x /usr/sbin/varnishd ] || missing+=(varnish)
+have_pkg varnish-modules || missing+=(varnish-modules)
+have nginx || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 if [ "$want_bench" = bench ]; then
-  have nginx || missing+=(nginx-light)
   have wrk || missing+=(wrk)
 fi
 

@@ -11,6 +11,7 @@ mod util;
 mod admin;
 mod database;
 mod durability;
+mod edge;
 mod globalsign;
 mod malformed;
 mod openssl;

@@ -91,5 +91,12 @@ fn malformed_requests_get_errors_and_the_server_goes_on() {
     assert!(!r.log().contains("panicked"), "{}", r.log());
     let metrics = curl(&[&format!("{}/metrics", r.url)]);
     let m = text(&metrics.body);
-    assert!(m.contains("ocspd_requests_total{method=\"POST\",result=\"malformedRequest\"}"), "{m}");
+    let counted: u64 = m
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("ocspd_requests_total{method=\"POST\",result=\"malformedRequest\",tier=\"none\"} ")
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(counted > 0, "malformed POSTs are counted: {m}");
 }

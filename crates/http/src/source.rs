@@ -160,7 +160,7 @@ pub(crate) const SERVE_MARGIN: i64 = 60;
 /// What the store holds for a request.
 enum Lookup {
     /// A stored response, current and far enough from its nextUpdate.
-    Fresh(Prepared),
+    Fresh(Box<Prepared>),
     /// Nothing usable under this response key.
     Missing(Vec<u8>),
     /// The request names several CertIDs; those are always signed live.
@@ -212,7 +212,7 @@ impl PresignedSource {
                 produced_at: r.produced_at,
                 status,
             };
-            Some(Prepared::new(resp, &entry.key, &[&id.serial]))
+            Some(Box::new(Prepared::new(resp, &entry.key, &[&id.serial])))
         });
         Ok(match fresh {
             Some(resp) => Lookup::Fresh(resp),
@@ -227,7 +227,7 @@ impl Source for PresignedSource {
             let key = match self.stored(request)? {
                 Lookup::Fresh(resp) => {
                     self.metrics.tier_presigned.inc();
-                    return Ok(Served { answer: Arc::new(resp), tier: Tier::Presigned });
+                    return Ok(Served { answer: Arc::from(resp), tier: Tier::Presigned });
                 }
                 Lookup::Missing(key) => {
                     self.metrics.presigned_misses.inc();

@@ -212,7 +212,7 @@ impl Purger {
                 match requests.last_mut() {
                     Some((evs, acc)) if acc.len() + chunk.len() <= max => {
                         acc.extend_from_slice(chunk);
-                        if !evs.last().is_some_and(|e| e.seq == event.seq) {
+                        if evs.last().is_none_or(|e| e.seq != event.seq) {
                             evs.push(event);
                         }
                     }

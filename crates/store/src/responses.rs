@@ -9,6 +9,9 @@ use crate::{status_key, StatusRecord, Store, StoreError, CF_RESPONSES, CF_STATUS
 use ocsp_proto::{HashAlg, IssuerKey, Serial};
 use rocksdb::WriteBatch;
 
+/// One stored response with its key and the certificate it is for.
+pub type ResponseEntry = (Vec<u8>, IssuerKey, Serial, HashAlg, StoredResponse);
+
 /// A signed OCSPResponse as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
@@ -140,7 +143,7 @@ impl Store {
         &self,
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, IssuerKey, Serial, HashAlg, StoredResponse)>, StoreError> {
+    ) -> Result<Vec<ResponseEntry>, StoreError> {
         let cf = self.cf(CF_RESPONSES)?;
         let mode = match after {
             Some(k) => rocksdb::IteratorMode::From(k, rocksdb::Direction::Forward),
