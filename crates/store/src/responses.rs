@@ -139,11 +139,7 @@ impl Store {
 
     /// Up to `limit` stored responses after `after` (a response key), in key order, with the
     /// certificate each is for (for `ocspctl export`).
-    pub fn scan_responses(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<ResponseEntry>, StoreError> {
+    pub fn scan_responses(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<ResponseEntry>, StoreError> {
         let cf = self.cf(CF_RESPONSES)?;
         let mode = match after {
             Some(k) => rocksdb::IteratorMode::From(k, rocksdb::Direction::Forward),
