@@ -4,6 +4,8 @@
 //!
 //! Benchmarks stop by themselves and send traffic to loopback only.
 
+mod http;
+
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -18,6 +20,11 @@ fn bin(name: &str) -> Result<PathBuf> {
         bail!("{} is missing; build with `cargo build --release --bins`", path.display());
     }
     Ok(path)
+}
+
+/// The repository (for deploy/ files).
+fn repo() -> Result<PathBuf> {
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize()?)
 }
 
 /// A running ocspd in a temporary data folder.
@@ -282,7 +289,21 @@ fn main() {
             let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3_000_000);
             mass_revocation(n)
         }
-        _ => Err(anyhow::anyhow!("usage: ocsp-bench revoke [N] | presign [N [p256|rsa2048]] | mass-revocation [N]")),
+        Some("get-hot") => {
+            let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+            http::get_hot(n, 5, 3)
+        }
+        Some("get-cold") => {
+            let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
+            http::get_cold(n, 30.0)
+        }
+        Some("purge-p99") => {
+            let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+            http::purge_p99(n)
+        }
+        _ => Err(anyhow::anyhow!(
+            "usage: ocsp-bench revoke [N] | presign [N [p256|rsa2048]] | mass-revocation [N] | get-hot [N] | get-cold [N] | purge-p99 [N]"
+        )),
     };
     if let Err(e) = result {
         eprintln!("ocsp-bench: {e:#}");

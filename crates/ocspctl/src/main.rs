@@ -595,7 +595,11 @@ fn export(api: &Api, json: bool, out: &Path, issuer: Option<String>) -> anyhow::
             api.call(Method::GET, &format!("/v1/export?{}", q.join("&")), None::<&()>)?;
         for item in &page.items {
             let der = base64::engine::general_purpose::STANDARD.decode(&item.der).context("response from ocspd")?;
-            let rel = PathBuf::from(&item.path);
+            // A path ending in '/' cannot name a file: its last '/' is written as %2F.
+            let rel = match item.path.strip_suffix('/') {
+                Some(head) => PathBuf::from(format!("{head}%2F")),
+                None => PathBuf::from(&item.path),
+            };
             let path = out.join(&rel);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
