@@ -385,7 +385,7 @@ fn rt_get(url: &str) -> Result<String> {
 }
 
 /// purge_p99: `ocspctl revoke` returning, to the first revoked answer through Varnish.
-pub fn purge_p99(n: u32) -> Result<()> {
+pub fn purge_p99(n: u32, wait: bool) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let varnish_port = free_port()?;
     let purge = dir.path().join("purge.toml");
@@ -394,7 +394,12 @@ pub fn purge_p99(n: u32) -> Result<()> {
         format!("[[target]]\nkind = \"varnish\"\nname = \"edge\"\nurl = \"http://127.0.0.1:{varnish_port}/\"\n"),
     )?;
     let hashes = populate(dir.path(), n)?;
-    let server = Server::start_with(dir.path(), &["--purge-config", purge.to_str().context("path")?])?;
+    let mut args = vec!["--purge-config", purge.to_str().context("path")?];
+    if !wait {
+        // ocspctl returns as soon as the revocation is durable; the purge follows on its own.
+        args.extend(["--purge-wait", "0"]);
+    }
+    let server = Server::start_with(dir.path(), &args)?;
     server.wait_for_pass()?;
     let backend_port: u16 = server.public_url.rsplit(':').next().context("port")?.parse()?;
     let vcl = std::fs::read_to_string(super::repo()?.join("deploy/varnish/ocspd.vcl"))?
@@ -476,7 +481,8 @@ pub fn purge_p99(n: u32) -> Result<()> {
         v[((v.len() as f64 - 1.0) * p).round() as usize]
     };
     let p99 = pct(&mut lag, 0.99);
-    println!("bench purge_p99: {p99:.1} ms");
+    let name = if wait { "purge_p99" } else { "purge_p99_no_wait" };
+    println!("bench {name}: {p99:.1} ms");
     eprintln!(
         "({n} revocations; revoke-to-revoked-through-Varnish p50 {:.1} ms, p99 {p99:.1} ms, max {:.1} ms; {polls} polls, {hits_before} stale hits seen after ocspctl returned; ocspctl revoke itself (process start, durable write, purge accepted) p50 {:.0} ms, p99 {:.0} ms; target: p99 <= 1000 ms)",
         pct(&mut lag, 0.5),

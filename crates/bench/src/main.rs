@@ -299,10 +299,10 @@ fn main() {
         }
         Some("purge-p99") => {
             let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
-            http::purge_p99(n)
+            http::purge_p99(n, args.get(2).map(String::as_str) != Some("no-wait"))
         }
         _ => Err(anyhow::anyhow!(
-            "usage: ocsp-bench revoke [N] | presign [N [p256|rsa2048]] | mass-revocation [N] | get-hot [N] | get-cold [N] | purge-p99 [N]"
+            "usage: ocsp-bench revoke [N] | presign [N [p256|rsa2048]] | mass-revocation [N] | get-hot [N] | get-cold [N] | purge-p99 [N [no-wait]]"
         )),
     };
     if let Err(e) = result {
