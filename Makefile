@@ -29,7 +29,7 @@ fmt:
 	$(CARGO) fmt --all
 
 ## make bench: every benchmark; make bench-NAME: one.
-BENCHES := revoke presign
+BENCHES := revoke presign http
 bench: $(addprefix bench-,$(BENCHES))
 
 bench-build:
@@ -39,6 +39,13 @@ bench-build:
 ## bench revoke_3m: bulk revocation of 3,000,000 serials, until all are acknowledged durable.
 bench-revoke: bench-build
 	$(BIN)/ocsp-bench revoke
+
+## bench get_hot, get_cold, rss_cold, purge_p99: the HTTP front and its caches (wrk, nginx,
+## varnishd on 127.0.0.1; the 10,000,000-certificate database is kept in target/bench-data/).
+bench-http: bench-build
+	$(BIN)/ocsp-bench get-hot
+	$(BIN)/ocsp-bench purge-p99
+	$(BIN)/ocsp-bench get-cold
 
 clean-data:
 	rm -rf ./data

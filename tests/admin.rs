@@ -112,3 +112,16 @@ fn bad_cli_calls_say_what_is_wrong_and_change_nothing() {
     assert_eq!(v["reason"], "keyCompromise");
     assert_eq!(v["outcome"], "changed");
 }
+
+#[test]
+fn readyz_says_ready_only_with_an_issuer_to_answer_for() {
+    let r = Responder::start();
+    let not_ready = curl(&[&format!("{}/readyz", r.url)]);
+    assert_eq!(not_ready.status, 503);
+    assert!(text(&not_ready.body).contains("no issuer"), "{}", text(&not_ready.body));
+    assert_eq!(curl(&[&format!("{}/healthz", r.url)]).status, 200, "alive all the same");
+    let pki = TestPki::new(KeyAlg::P256);
+    pki.register(&r);
+    let ready = curl(&[&format!("{}/readyz", r.url)]);
+    assert_eq!((ready.status, ready.header("cache-control")), (200, Some("max-age=0, no-cache")));
+}

@@ -45,6 +45,7 @@ impl Default for ServiceConfig {
 /// The public OCSP service: `GET /{base64}`, `POST /`, `/metrics`, `/healthz`, `/readyz`.
 pub struct OcspService {
     extra_metrics: Vec<Box<dyn Fn() -> String + Send + Sync>>,
+    readiness: Option<Box<dyn Fn() -> Result<(), String> + Send + Sync>>,
     source: Arc<dyn Source>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -61,12 +62,19 @@ enum Outcome {
 impl OcspService {
     /// A service answering from `source`.
     pub fn new(source: Arc<dyn Source>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>, config: ServiceConfig) -> Self {
-        OcspService { extra_metrics: Vec::new(), source, clock, metrics, config }
+        OcspService { extra_metrics: Vec::new(), readiness: None, source, clock, metrics, config }
     }
 
     /// Adds another part's Prometheus text to `/metrics` (the pre-signer's, say).
     pub fn with_metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
         self.extra_metrics.push(Box::new(render));
+        self
+    }
+
+    /// What `/readyz` checks (the database answers, some issuer is served); `/healthz` only
+    /// says the process serves HTTP.
+    pub fn with_readiness(mut self, check: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Self {
+        self.readiness = Some(Box::new(check));
         self
     }
 
@@ -266,7 +274,15 @@ impl Handler for OcspService {
             if req.method() == Method::GET {
                 match path {
                     "/metrics" => return text(StatusCode::OK, self.render_metrics(), "text/plain; version=0.0.4"),
-                    "/healthz" | "/readyz" => return text(StatusCode::OK, "ok\n".into(), "text/plain"),
+                    "/healthz" => return text(StatusCode::OK, "ok\n".into(), "text/plain"),
+                    "/readyz" => {
+                        return match self.readiness.as_ref().map_or(Ok(()), |check| check()) {
+                            Ok(()) => text(StatusCode::OK, "ready\n".into(), "text/plain"),
+                            Err(why) => {
+                                text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"), "text/plain")
+                            }
+                        }
+                    }
                     _ => {}
                 }
             }

@@ -161,6 +161,13 @@ async fn run(config: config::Config) -> Result<()> {
     if let Some(memory) = memory.clone() {
         service = service.with_metrics(move || memory.render_metrics());
     }
+    let (ready_store, ready_registry) = (store.clone(), registry.clone());
+    service = service.with_readiness(move || {
+        if ready_registry.is_empty() {
+            return Err("no issuer is registered (ocspctl issuer add)".into());
+        }
+        ready_store.estimated_statuses_checked().map(|_| ()).map_err(|e| format!("database: {e}"))
+    });
     let service = Arc::new(service);
 
     let public =

@@ -222,6 +222,13 @@ impl Store {
         Ok(())
     }
 
+    /// A cheap read that fails when the database does (for readiness checks).
+    pub fn estimated_statuses_checked(&self) -> Result<u64, StoreError> {
+        let cf = self.cf(CF_STATUS)?;
+        self.db.get_pinned_cf(cf, b"\0")?;
+        Ok(self.db.property_int_value_cf(cf, "rocksdb.estimate-num-keys")?.unwrap_or(0))
+    }
+
     /// Approximate number of status records (RocksDB's estimate), for progress bars.
     pub fn estimated_statuses(&self) -> u64 {
         self.cf(CF_STATUS)
