@@ -43,12 +43,18 @@ impl Responder {
 
     /// Starts ocspd on an existing data folder (for restarts).
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Responder {
+        Responder::start_env(dir, extra, &[])
+    }
+
+    /// Starts ocspd with extra environment variables (SOFTHSM2_CONF, say).
+    pub fn start_env(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Responder {
         let log = std::fs::File::create(dir.path().join("ocspd.log")).unwrap();
         let mut child = Command::new(bin("ocspd"))
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(log)

@@ -11,11 +11,53 @@ pub struct AddIssuer {
     pub cert_pem: String,
     /// A delegated responder certificate, PEM; absent when the issuer's own key signs.
     pub responder_cert_pem: Option<String>,
-    /// Where the signing key is, as ocspd can reach it: `file:<absolute path>`.
+    /// Where the signing key is, as ocspd can reach it: `file:<absolute path>` or a
+    /// `pkcs11:` URI (RFC 7512).
+    pub key: String,
+    /// The backup responder certificate, PEM (absent when the backup key is the issuer's own).
+    #[serde(default)]
+    pub backup_responder_cert_pem: Option<String>,
+    /// The backup signing key, a key other than `key`.
+    #[serde(default)]
+    pub backup_key: Option<String>,
+    /// Why, for the audit record.
+    #[serde(default)]
+    pub why: Option<String>,
+}
+
+/// `POST /v1/issuers/{name}/backup`: provision (or replace) the backup identity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetBackup {
+    /// The backup responder certificate, PEM.
+    pub responder_cert_pem: Option<String>,
+    /// The backup key reference.
     pub key: String,
     /// Why, for the audit record.
     #[serde(default)]
     pub why: Option<String>,
+}
+
+/// `POST /v1/issuers/{name}/promote`: the backup identity signs from now on.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Promote {
+    /// Why, for the audit record.
+    #[serde(default)]
+    pub why: Option<String>,
+}
+
+/// What a promotion did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Promoted {
+    /// The issuer as it is now.
+    pub issuer: IssuerView,
+    /// The responder that signed before.
+    pub previous_responder: String,
+    /// Revoked certificates queued first for re-signing.
+    pub revoked_first: usize,
+    /// Most-asked certificates (held in the memory tier) queued next.
+    pub hot_next: usize,
+    /// Certificates of the issuer in all, re-signed by the pass that follows.
+    pub total: u64,
 }
 
 /// An issuer as the API shows it.
@@ -41,6 +83,15 @@ pub struct IssuerView {
     pub key: String,
     /// Days until the responder certificate expires.
     pub responder_expires_in_days: i64,
+    /// The backup responder's subject, when a backup is provisioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_responder: Option<String>,
+    /// The backup key's location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_key: Option<String>,
+    /// Days until the backup responder certificate expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_expires_in_days: Option<i64>,
     /// Certificates recorded good, when counted (`issuer show`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub good: Option<u64>,

@@ -131,7 +131,7 @@ impl AdminService {
         AdminService { state, auth }
     }
 
-    fn issuer_view(entry: &IssuerEntry, key: &str, now: i64) -> IssuerView {
+    fn issuer_view(entry: &IssuerEntry, key: &str, backup_key: Option<&str>, now: i64) -> IssuerView {
         let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         IssuerView {
             name: entry.name.clone(),
@@ -144,6 +144,9 @@ impl AdminService {
             delegated: entry.identity.is_delegated(),
             key: key.to_string(),
             responder_expires_in_days: entry.identity.expires_in(now) / 86_400,
+            backup_responder: entry.backup.as_ref().map(|b| b.certificate().subject_text()),
+            backup_key: entry.backup.as_ref().and(backup_key).map(str::to_string),
+            backup_expires_in_days: entry.backup.as_ref().map(|b| b.expires_in(now) / 86_400),
             good: None,
             revoked: None,
             retired: None,
@@ -158,7 +161,7 @@ impl AdminService {
                 IssuerEntry::load(&r.name, &r.cert_der, r.responder_cert_der.as_deref(), &r.responder_key, now).ok()?,
             ),
         };
-        let mut v = Self::issuer_view(&entry, &r.responder_key, now);
+        let mut v = Self::issuer_view(&entry, &r.responder_key, r.backup_responder_key.as_deref(), now);
         v.retired = r.retired_at.map(api::rfc3339);
         Some(v)
     }
@@ -211,7 +214,7 @@ impl AdminService {
             .purge_issuer(&entry.key, now, audit(now, who, "purge.issuer", name, Some("issuer retired")))
             .map_err(internal)?;
         tracing::info!(admin = who, issuer = name, "issuer retired");
-        let mut view = Self::issuer_view(&entry, &record.responder_key, now);
+        let mut view = Self::issuer_view(&entry, &record.responder_key, record.backup_responder_key.as_deref(), now);
         view.retired = Some(api::rfc3339(now));
         Ok(view)
     }
@@ -236,12 +239,26 @@ impl AdminService {
             .map(|p| CertInfo::from_pem_or_der(p.as_bytes()))
             .transpose()
             .map_err(|e| bad(format!("responder certificate: {e}")))?;
-        if !req.key.starts_with("file:") {
-            return Err(bad(format!("key {:?}: expected file:<absolute path>", req.key)));
-        }
-        let entry =
+        check_key_ref(&req.key)?;
+        let mut entry =
             IssuerEntry::load(&req.name, &cert.der, responder.as_ref().map(|r| r.der.as_slice()), &req.key, now)
                 .map_err(|e| bad(e.to_string()))?;
+        let backup_cert = req
+            .backup_responder_cert_pem
+            .as_deref()
+            .map(|p| CertInfo::from_pem_or_der(p.as_bytes()))
+            .transpose()
+            .map_err(|e| bad(format!("backup responder certificate: {e}")))?;
+        match (&req.backup_key, &backup_cert) {
+            (Some(k), _) => {
+                check_key_ref(k)?;
+                entry = entry
+                    .with_backup(backup_cert.as_ref().map(|c| c.der.as_slice()), k, now)
+                    .map_err(|e| bad(e.to_string()))?;
+            }
+            (None, Some(_)) => return Err(bad("a backup responder certificate needs its backup key")),
+            (None, None) => {}
+        }
         if let Some(existing) = self.state.registry.by_key(&entry.key) {
             return Err(Failure(
                 StatusCode::CONFLICT,
@@ -256,16 +273,99 @@ impl AdminService {
             cert_der: cert.der.clone(),
             responder_cert_der: responder.map(|r| r.der),
             responder_key: req.key.clone(),
+            backup_responder_cert_der: backup_cert.map(|c| c.der),
+            backup_responder_key: req.backup_key.clone(),
             added_at: now,
             retired_at: None,
         };
         let mut a = audit(now, who, "issuer.add", &req.name, req.why.as_deref());
         a.detail = format!("{} key {}", a.detail, req.key).trim().to_string();
         self.state.store.put_issuer(&entry.key, &record, a).map_err(internal)?;
-        let view = Self::issuer_view(&entry, &req.key, now);
+        let view = Self::issuer_view(&entry, &req.key, req.backup_key.as_deref(), now);
         tracing::info!(admin = who, issuer = %req.name, key = %entry.key.short(), "issuer registered");
         self.state.registry.insert(entry);
         Ok(view)
+    }
+
+    /// Provisions or replaces the backup identity of an issuer (checked by every rule, with a
+    /// key other than the primary's).
+    pub fn set_backup(&self, name: &str, req: api::SetBackup, who: &str) -> Result<IssuerView, Failure> {
+        let now = self.state.clock.now();
+        let current = self.issuer(name)?;
+        let mut record = self.record(name)?;
+        check_key_ref(&req.key)?;
+        let cert = req
+            .responder_cert_pem
+            .as_deref()
+            .map(|p| CertInfo::from_pem_or_der(p.as_bytes()))
+            .transpose()
+            .map_err(|e| bad(format!("backup responder certificate: {e}")))?;
+        let mut base = (*current).clone();
+        base.backup = None;
+        let entry =
+            base.with_backup(cert.as_ref().map(|c| c.der.as_slice()), &req.key, now).map_err(|e| bad(e.to_string()))?;
+        record.backup_responder_cert_der = cert.map(|c| c.der);
+        record.backup_responder_key = Some(req.key.clone());
+        let mut a = audit(now, who, "issuer.backup", name, req.why.as_deref());
+        a.detail = format!("{} backup key {}", a.detail, req.key).trim().to_string();
+        self.state.store.put_issuer(&entry.key, &record, a).map_err(internal)?;
+        let view = Self::issuer_view(&entry, &record.responder_key, Some(&req.key), now);
+        self.state.registry.insert(entry);
+        tracing::info!(admin = who, issuer = name, key = %req.key, "backup identity provisioned");
+        Ok(view)
+    }
+
+    /// Promotes the backup identity: it signs from this moment; every stored response of the
+    /// issuer (signed by the old key) is deleted in the same batch as the record change and an
+    /// issuer-wide purge; re-signing starts with revoked certificates, then the most-asked.
+    pub fn promote(&self, name: &str, req: api::Promote, who: &str) -> Result<api::Promoted, Failure> {
+        let now = self.state.clock.now();
+        let current = self.issuer(name)?;
+        let mut record = self.record(name)?;
+        let promoted = current.promoted().ok_or_else(|| {
+            Failure(
+                StatusCode::CONFLICT,
+                format!("issuer {name:?} has no backup identity; provision one with `ocspctl issuer backup`"),
+            )
+        })?;
+        // The backup was checked when provisioned; check it again now (validity moves on).
+        let backup_key =
+            record.backup_responder_key.clone().ok_or_else(|| internal("backup key missing in the record"))?;
+        IssuerEntry::load(
+            &record.name,
+            &record.cert_der,
+            record.backup_responder_cert_der.as_deref(),
+            &backup_key,
+            now,
+        )
+        .map_err(|e| Failure(StatusCode::CONFLICT, format!("the backup cannot sign: {e}")))?;
+        let previous = current.identity.certificate().subject_text();
+        let previous_key = std::mem::replace(&mut record.responder_key, backup_key);
+        record.responder_cert_der = record.backup_responder_cert_der.take();
+        record.backup_responder_key = None;
+        // What is asked most sits in the memory tier: note it before the eviction.
+        let hot = self.state.memory.as_ref().map(|m| m.serials_of(&current.key)).unwrap_or_default();
+        let revoked = self.state.store.revoked_serials(&current.key).map_err(internal)?;
+        // Sign with the new key at once, then drop everything the old one signed.
+        self.state.registry.insert(promoted);
+        let mut a = audit(now, who, "issuer.promote", name, req.why.as_deref());
+        a.detail = format!("{} previous key {previous_key}, now {}", a.detail, record.responder_key).trim().to_string();
+        self.state.store.change_identity(&current.key, &record, now, a).map_err(internal)?;
+        if let Some(p) = &self.state.presigner {
+            p.urgent(&current.key, &revoked);
+            p.urgent(&current.key, &hot);
+            p.request_pass(Some(current.key));
+        }
+        let entry = self.issuer(name)?;
+        let (good, revoked_count) = self.state.store.count(&current.key).map_err(internal)?;
+        tracing::warn!(admin = who, issuer = name, previous = %previous, now = %entry.identity.certificate().subject_text(), revoked = revoked.len(), hot = hot.len(), "backup identity promoted; re-signing every response");
+        Ok(api::Promoted {
+            issuer: Self::issuer_view(&entry, &record.responder_key, None, now),
+            previous_responder: previous,
+            revoked_first: revoked.len(),
+            hot_next: hot.len(),
+            total: good + revoked_count,
+        })
     }
 
     fn issuer(&self, name: &str) -> Result<Arc<IssuerEntry>, Failure> {
@@ -663,6 +763,12 @@ impl AdminService {
             (&Method::POST, ["v1", "issuers", name, "retire"]) => {
                 json(StatusCode::OK, &self.retire_issuer(&percent_decode(name), parse(body)?, who)?)
             }
+            (&Method::POST, ["v1", "issuers", name, "backup"]) => {
+                json(StatusCode::OK, &self.set_backup(&percent_decode(name), parse(body)?, who)?)
+            }
+            (&Method::POST, ["v1", "issuers", name, "promote"]) => {
+                json(StatusCode::OK, &self.promote(&percent_decode(name), parse(body)?, who)?)
+            }
             (&Method::POST, ["v1", "certs"]) => json(StatusCode::OK, &self.add_certs(parse(body)?, who)?),
             (&Method::POST, ["v1", "revoke"]) => json(StatusCode::OK, &self.revoke(parse(body)?, who)?),
             (&Method::POST, ["v1", "revoke", "bulk"]) => json(StatusCode::OK, &self.bulk_revoke(parse(body)?, who)?),
@@ -676,6 +782,14 @@ impl AdminService {
             (&Method::GET, ["v1", "export"]) => json(StatusCode::OK, &self.export(q)?),
             _ => Err(Failure(StatusCode::NOT_FOUND, format!("no admin route {path}"))),
         }
+    }
+}
+
+fn check_key_ref(key: &str) -> Result<(), Failure> {
+    if key.starts_with("file:/") || key.starts_with("pkcs11:") {
+        Ok(())
+    } else {
+        Err(bad(format!("key {key:?}: expected file:<absolute path> or a pkcs11: URI")))
     }
 }
 

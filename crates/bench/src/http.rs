@@ -293,7 +293,7 @@ fn cold_dir() -> Result<PathBuf> {
 }
 
 /// get_cold and rss_cold.
-pub fn get_cold(n: u32, secs: f64) -> Result<()> {
+pub fn get_cold(n: u32, secs: f64, memory: &str, db_cache: &str) -> Result<()> {
     let dir = cold_dir()?;
     let marker = dir.join("ready");
     // Pre-signed responses are valid 24 h; a database older than 12 h is rebuilt.
@@ -320,7 +320,7 @@ pub fn get_cold(n: u32, secs: f64) -> Result<()> {
         hashes
     };
     // Serve only: no pre-signer pass competes with the measurement.
-    let server = Server::start_with(&dir, &["--no-presign", "--memory-cache", "256MiB", "--db-cache", "128MiB"])?;
+    let server = Server::start_with(&dir, &["--no-presign", "--memory-cache", memory, "--db-cache", db_cache])?;
     let pid = server.child.id();
     let conns = 64;
     // Hot: 10,000 serials, fetched once to sit in the memory tier.
@@ -363,7 +363,7 @@ pub fn get_cold(n: u32, secs: f64) -> Result<()> {
     println!("bench get_cold: {c:.0} /s ratio {:.2} vs hot", c / h);
     println!("bench rss_cold: {hwm:.0} MiB");
     eprintln!(
-        "({n} certificates, {} B of responses on disk; {conns} connections, same generator; hot {:?}, cold {:?}; memory tier {} B in {} entries, RSS now {rss:.0} MiB, peak {hwm:.0} MiB with --memory-cache 256MiB --db-cache 128MiB; targets: ratio >= 0.5, peak <= 512 MiB)",
+        "({n} certificates, {} B of responses on disk; {conns} connections, same generator; hot {:?}, cold {:?}; memory tier {} B in {} entries, RSS now {rss:.0} MiB, peak {hwm:.0} MiB with --memory-cache {memory} --db-cache {db_cache}; targets: ratio >= 0.5, peak <= 512 MiB)",
         dir_size(&dir.join("data/db")),
         hots.iter().map(|v| v.round()).collect::<Vec<_>>(),
         colds.iter().map(|v| v.round()).collect::<Vec<_>>(),

@@ -295,7 +295,9 @@ fn main() {
         }
         Some("get-cold") => {
             let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
-            http::get_cold(n, 30.0)
+            let memory = args.get(2).map(String::as_str).unwrap_or("256MiB");
+            let db_cache = args.get(3).map(String::as_str).unwrap_or("64MiB");
+            http::get_cold(n, 30.0, memory, db_cache)
         }
         Some("purge-p99") => {
             let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);

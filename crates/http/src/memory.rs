@@ -72,6 +72,19 @@ impl MemoryTier {
         self.metrics.memory_evictions.inc();
     }
 
+    /// The certificates of an issuer held now: the ones asked most lately.
+    pub fn serials_of(&self, issuer: &IssuerKey) -> Vec<Serial> {
+        let mut out: Vec<Serial> = self
+            .cache
+            .iter()
+            .filter(|(k, _)| k.len() > 65 && k.starts_with(&issuer.0))
+            .filter_map(|(k, _)| Serial::from_int_bytes(&k[64..k.len() - 1]).ok())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// (entries, bytes) held now.
     pub fn usage(&self) -> (u64, u64) {
         self.cache.run_pending_tasks();

@@ -197,10 +197,47 @@ enum IssuerCmd {
         /// A delegated responder certificate; leave out when the issuer's own key signs.
         #[arg(long)]
         responder_cert: Option<PathBuf>,
-        /// The signing key (PKCS#8 PEM): the responder's, or the issuer's own. ocspd reads it
-        /// from this path.
+        /// The signing key: a PKCS#8 PEM file (ocspd reads it from this path), or a key on an
+        /// HSM as a pkcs11: URI, e.g.
+        /// 'pkcs11:token=ocspd;object=resp?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/ocspd/pin'.
         #[arg(long)]
-        key: PathBuf,
+        key: String,
+        /// A backup responder certificate (issued in advance, with another key).
+        #[arg(long, requires = "backup_key")]
+        backup_responder_cert: Option<PathBuf>,
+        /// The backup's signing key (file or pkcs11: URI), ready for `issuer promote`.
+        #[arg(long)]
+        backup_key: Option<String>,
+        /// Why, for the audit record.
+        #[arg(long)]
+        why: Option<String>,
+    },
+    /// Provision (or replace) the backup responder identity of an issuer: a certificate and a
+    /// key other than the primary's, checked now, promoted with `issuer promote`.
+    Backup {
+        /// The issuer's name.
+        #[arg(long)]
+        name: String,
+        /// The backup responder certificate; leave out when the issuer's own (other) key signs.
+        #[arg(long)]
+        responder_cert: Option<PathBuf>,
+        /// The backup key (file or pkcs11: URI).
+        #[arg(long)]
+        key: String,
+        /// Why, for the audit record.
+        #[arg(long)]
+        why: Option<String>,
+    },
+    /// Promote the backup identity (the primary key is compromised, or rolled over): it signs
+    /// at once, every response of the issuer is re-signed (revoked and most-asked first) and
+    /// every cache tier is purged. Waits, with a progress bar, until all are re-signed.
+    Promote {
+        /// The issuer's name.
+        #[arg(long)]
+        name: String,
+        /// Return once the switch is made, without waiting for the re-signing.
+        #[arg(long)]
+        no_wait: bool,
         /// Why, for the audit record.
         #[arg(long)]
         why: Option<String>,
@@ -529,6 +566,53 @@ fn presign(api: &Api, json: bool, issuer: Option<String>, no_wait: bool) -> anyh
     })
 }
 
+/// A key reference for ocspd: a pkcs11: URI as given, a file as file:<absolute path>.
+fn key_ref(key: &str) -> anyhow::Result<String> {
+    if key.starts_with("pkcs11:") {
+        return Ok(key.to_string());
+    }
+    let path = Path::new(key.strip_prefix("file:").unwrap_or(key));
+    let abs = path.canonicalize().map_err(|e| usage(format!("key {}: {e}", path.display())))?;
+    Ok(format!("file:{}", abs.display()))
+}
+
+fn promote(api: &Api, json: bool, name: &str, no_wait: bool, why: Option<String>) -> anyhow::Result<()> {
+    let before: PresignStats = api.call(Method::GET, "/v1/presign", None::<&()>)?;
+    let started = std::time::Instant::now();
+    let done: ocsp_admin::api::Promoted = api.call(
+        Method::POST,
+        &format!("/v1/issuers/{}/promote", encode(name)),
+        Some(&ocsp_admin::api::Promote { why }),
+    )?;
+    if !no_wait {
+        // Every certificate has two responses (SHA-1 and SHA-256 CertIDs).
+        let bar = progress((done.total * 2).max(1), json, "re-signing");
+        let target = before.passes + u64::from(before.pass_running) + 1;
+        loop {
+            let stats: PresignStats = api.call(Method::GET, "/v1/presign", None::<&()>)?;
+            bar.set_position(stats.signed.saturating_sub(before.signed).min(done.total * 2));
+            if stats.passes >= target && !stats.pass_running && stats.urgent == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        bar.finish_and_clear();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    print(json, &done, |d| {
+        format!(
+            "{}: {} now signs (was {}); {} revoked and {} most-asked certificates re-signed first; {} certificates {} in {secs:.1} s; caches purged",
+            d.issuer.name,
+            d.issuer.responder,
+            d.previous_responder,
+            d.revoked_first,
+            d.hot_next,
+            d.total,
+            if no_wait { "being re-signed" } else { "re-signed" },
+        )
+    })
+}
+
 fn purge_text(s: &ocsp_admin::api::PurgeStatus) -> String {
     if s.targets.is_empty() {
         return "no purge targets configured (ocspd --purge-config); only the memory tier is evicted".into();
@@ -670,15 +754,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let api = Api { rt, client };
     let json = cli.json;
     match cli.command {
-        Command::Issuer(IssuerCmd::Add { name, cert, responder_cert, key, why }) => {
+        Command::Issuer(IssuerCmd::Add { name, cert, responder_cert, key, backup_responder_cert, backup_key, why }) => {
             let cert_pem = read_file(&cert, "issuer certificate")?;
             let responder_cert_pem =
                 responder_cert.as_deref().map(|p| read_file(p, "responder certificate")).transpose()?;
-            let key = key.canonicalize().map_err(|e| usage(format!("key {}: {e}", key.display())))?;
-            let req = AddIssuer { name, cert_pem, responder_cert_pem, key: format!("file:{}", key.display()), why };
+            let backup_responder_cert_pem =
+                backup_responder_cert.as_deref().map(|p| read_file(p, "backup responder certificate")).transpose()?;
+            let key = key_ref(&key)?;
+            let backup_key = backup_key.as_deref().map(key_ref).transpose()?;
+            let req = AddIssuer { name, cert_pem, responder_cert_pem, key, backup_responder_cert_pem, backup_key, why };
             let view: IssuerView = api.call(Method::POST, "/v1/issuers", Some(&req))?;
             print(json, &view, |v| format!("registered issuer {} ({}), signed by {}", v.name, v.subject, v.responder))
         }
+        Command::Issuer(IssuerCmd::Backup { name, responder_cert, key, why }) => {
+            let responder_cert_pem =
+                responder_cert.as_deref().map(|p| read_file(p, "backup responder certificate")).transpose()?;
+            let req = ocsp_admin::api::SetBackup { responder_cert_pem, key: key_ref(&key)?, why };
+            let view: IssuerView =
+                api.call(Method::POST, &format!("/v1/issuers/{}/backup", encode(&name)), Some(&req))?;
+            print(json, &view, |v| {
+                format!("backup identity of {} ready: {}", v.name, v.backup_responder.as_deref().unwrap_or("?"))
+            })
+        }
+        Command::Issuer(IssuerCmd::Promote { name, no_wait, why }) => promote(&api, json, &name, no_wait, why),
         Command::Issuer(IssuerCmd::List) => {
             let views: Vec<IssuerView> = api.call(Method::GET, "/v1/issuers", None::<&()>)?;
             print(json, &views, |vs| vs.iter().map(issuer_text).collect::<Vec<_>>().join("\n"))

@@ -33,6 +33,8 @@ pub fn create(data_dir: &Path, admin: &AdminService) -> Result<()> {
         cert_pem: read(&dir, "root.pem")?,
         responder_cert_pem: None,
         key: key_ref(&dir, "root.key")?,
+        backup_responder_cert_pem: None,
+        backup_key: None,
         why: why(),
     };
     admin.add_issuer(root, WHO).map_err(fail)?;
@@ -41,6 +43,8 @@ pub fn create(data_dir: &Path, admin: &AdminService) -> Result<()> {
         cert_pem: read(&dir, "intermediate.pem")?,
         responder_cert_pem: Some(read(&dir, "responder.pem")?),
         key: key_ref(&dir, "responder.key")?,
+        backup_responder_cert_pem: None,
+        backup_key: None,
         why: why(),
     };
     admin.add_issuer(intermediate, WHO).map_err(fail)?;

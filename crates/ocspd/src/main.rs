@@ -4,6 +4,11 @@
 mod config;
 mod demo;
 
+/// mimalloc: the memory tier churns millions of small allocations across threads; glibc's
+/// per-thread arenas fragment under it (measured in docs/decisions.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, Result};
 use clap::Parser;
 use ocsp_admin::{AdminService, AdminState, TokenFile};
@@ -74,18 +79,20 @@ async fn run(config: config::Config) -> Result<()> {
         if record.retired_at.is_some() {
             continue;
         }
-        match IssuerEntry::load(
+        let loaded = IssuerEntry::load(
             &record.name,
             &record.cert_der,
             record.responder_cert_der.as_deref(),
             &record.responder_key,
             now,
-        ) {
+        )
+        .and_then(|entry| match &record.backup_responder_key {
+            Some(key) => entry.with_backup(record.backup_responder_cert_der.as_deref(), key, now),
+            None => Ok(entry),
+        });
+        match loaded {
             Ok(entry) => {
-                let days = entry.identity.expires_in(now) / 86_400;
-                if days < config.expiry_warning_days {
-                    tracing::warn!(issuer = %record.name, days, "responder certificate expires soon");
-                }
+                warn_expiry(&entry, now, config.expiry_warning_days);
                 registry.insert(entry);
             }
             Err(e) => problems.push(e.to_string()),
@@ -200,6 +207,23 @@ async fn run(config: config::Config) -> Result<()> {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
     Ok(())
+}
+
+/// Warns about responder certificates (primary and backup) that expire soon.
+fn warn_expiry(entry: &IssuerEntry, now: i64, warning_days: i64) {
+    let identities = std::iter::once(("primary", &entry.identity)).chain(entry.backup.iter().map(|b| ("backup", b)));
+    for (role, identity) in identities {
+        let days = identity.expires_in(now) / 86_400;
+        if days < warning_days {
+            tracing::warn!(
+                issuer = %entry.name,
+                role,
+                responder = %identity.certificate().subject_text(),
+                days,
+                "responder certificate expires soon; provision a new one (docs/runbooks.md)"
+            );
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -288,10 +288,15 @@ impl Presigner {
         let now = self.clock.now();
         let (this_update, next_update) = self.cadence.window(now);
         let mut out = Vec::with_capacity(jobs.len());
+        // Which identity signed for each issuer in this chunk (by its key hash).
+        let mut signed_by: Vec<(IssuerKey, Vec<u8>)> = Vec::new();
         for job in jobs {
             let Some(entry) = self.registry.by_key(&job.issuer) else {
                 continue; // retired or unknown issuer: nothing is served for it
             };
+            if !signed_by.iter().any(|(k, _)| *k == job.issuer) {
+                signed_by.push((job.issuer, entry.identity.key_hash().to_vec()));
+            }
             let builder = ResponseBuilder::new(entry.identity.key_hash(), now).answer(Answer {
                 cert_id: entry.hashes.cert_id(job.alg, job.serial.clone()),
                 status: job.status.cert_status(),
@@ -317,7 +322,13 @@ impl Presigner {
                 }
             }
         }
-        match self.store.put_responses_if_current(&out) {
+        // Written only if the identity that signed is still the one that signs (a promotion in
+        // the meantime deleted the issuer's responses; these must not come back).
+        let current = |k: &IssuerKey| {
+            let used = signed_by.iter().find(|(i, _)| i == k).map(|(_, h)| h.as_slice());
+            self.registry.by_key(k).is_some_and(|e| Some(e.identity.key_hash()) == used)
+        };
+        match self.store.put_responses_checked(&out, &current) {
             Ok(written) => {
                 self.counters.signed.fetch_add(written as u64, Ordering::Relaxed);
                 self.counters.superseded.fetch_add((out.len() - written) as u64, Ordering::Relaxed);

@@ -23,6 +23,8 @@ pub enum IdentityRule {
         /// notAfter
         not_after: i64,
     },
+    /// A backup identity must use another key than the primary.
+    DistinctBackupKey,
 }
 
 impl fmt::Display for IdentityRule {
@@ -44,6 +46,9 @@ impl fmt::Display for IdentityRule {
                 fmt_time(*not_before),
                 fmt_time(*not_after)
             ),
+            IdentityRule::DistinctBackupKey => {
+                f.write_str("the backup identity uses the primary's key; a spare must have a key of its own")
+            }
         }
     }
 }

@@ -7,12 +7,14 @@
 
 mod error;
 mod identity;
+mod pkcs11;
 mod registry;
 mod software;
 mod verify;
 
 pub use error::{IdentityError, SignError};
 pub use identity::{IdentityRule, ResponderIdentity};
+pub use pkcs11::{PinSource, Pkcs11Ref, Pkcs11Signer};
 pub use registry::{load_signer, IssuerEntry, IssuerRegistry, LoadError};
 pub use software::SoftwareSigner;
 pub use verify::verify_issued_by;

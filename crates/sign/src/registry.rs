@@ -4,14 +4,18 @@ use ocsp_proto::{CertId, HashAlg, IssuerHashes, IssuerKey};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// Loads the signer a key reference names. `file:<path>` is a PKCS#8 PEM file.
+/// Loads the signer a key reference names: `file:<path>` is a PKCS#8 PEM file; `pkcs11:...`
+/// a key on a PKCS#11 token (see [`crate::Pkcs11Ref`]).
 pub fn load_signer(key_ref: &str) -> Result<Arc<dyn Signer>, SignError> {
     if let Some(path) = key_ref.strip_prefix("file:") {
         return Ok(Arc::new(SoftwareSigner::from_file(std::path::Path::new(path))?));
     }
+    if key_ref.starts_with("pkcs11:") {
+        return Ok(Arc::new(crate::Pkcs11Signer::open(key_ref)?));
+    }
     Err(SignError::BadKey {
         source_name: key_ref.to_string(),
-        reason: "unknown key reference; expected file:<path to PKCS#8 PEM>".into(),
+        reason: "unknown key reference; expected file:<path to PKCS#8 PEM> or pkcs11:<RFC 7512 URI>".into(),
     })
 }
 
@@ -28,6 +32,8 @@ pub struct IssuerEntry {
     pub cert: CertInfo,
     /// Who signs for it.
     pub identity: ResponderIdentity,
+    /// The spare identity, with another key, ready to be promoted (`ocspctl issuer promote`).
+    pub backup: Option<ResponderIdentity>,
 }
 
 /// Why an issuer could not be loaded.
@@ -70,7 +76,45 @@ impl IssuerEntry {
         let what = format!("of issuer {name} (key {key_ref})");
         let identity = ResponderIdentity::new(&cert, responder, signer, now, &what)?;
         let hashes = IssuerHashes::of(&cert);
-        Ok(IssuerEntry { name: name.to_string(), key: hashes.key(), hashes, cert, identity })
+        Ok(IssuerEntry { name: name.to_string(), key: hashes.key(), hashes, cert, identity, backup: None })
+    }
+
+    /// Adds the backup identity, checked by the same rules; its key must differ from the
+    /// primary's (a spare with the same key is no spare when that key is compromised).
+    pub fn with_backup(
+        mut self,
+        responder_der: Option<&[u8]>,
+        key_ref: &str,
+        now: i64,
+    ) -> Result<IssuerEntry, LoadError> {
+        let responder = responder_der.map(CertInfo::from_der).transpose().map_err(|source| LoadError::Certificate {
+            what: format!("issuer {} backup responder certificate", self.name),
+            source,
+        })?;
+        let signer = load_signer(key_ref)?;
+        let what = format!("backup of issuer {} (key {key_ref})", self.name);
+        let backup = ResponderIdentity::new(&self.cert, responder, signer, now, &what)?;
+        if backup.signer().public_key() == self.identity.signer().public_key() {
+            return Err(LoadError::Identity(crate::IdentityError {
+                what,
+                broken: vec![crate::IdentityRule::DistinctBackupKey],
+            }));
+        }
+        self.backup = Some(backup);
+        Ok(self)
+    }
+
+    /// The entry after promoting the backup: the backup signs; no backup is left.
+    pub fn promoted(&self) -> Option<IssuerEntry> {
+        let backup = self.backup.clone()?;
+        Some(IssuerEntry {
+            name: self.name.clone(),
+            key: self.key,
+            hashes: self.hashes.clone(),
+            cert: self.cert.clone(),
+            identity: backup,
+            backup: None,
+        })
     }
 }
 

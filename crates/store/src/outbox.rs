@@ -118,6 +118,36 @@ impl Store {
         Ok(event)
     }
 
+    /// Replaces an issuer's record when its signing identity changes (a backup promoted), in
+    /// one durable batch with: every stored response of the issuer deleted (they carry the
+    /// old signature), an issuer-wide purge event, and the audit entry.
+    pub fn change_identity(
+        &self,
+        issuer: &IssuerKey,
+        record: &crate::IssuerRecord,
+        time: i64,
+        audit: crate::AuditEntry,
+    ) -> Result<PurgeEvent, StoreError> {
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(crate::CF_ISSUERS)?, issuer.0, record.encode()?);
+        let mut end = issuer.0.to_vec();
+        // The first key after every key that starts with the issuer key.
+        while let Some(last) = end.pop() {
+            if last < 0xff {
+                end.push(last + 1);
+                break;
+            }
+        }
+        batch.delete_range_cf(self.cf(crate::CF_RESPONSES)?, issuer.0.as_slice(), end.as_slice());
+        let event = self.append_purge(&mut batch, issuer, Vec::new(), time)?;
+        self.append_audit(&mut batch, audit)?;
+        self.db.write_opt(batch, &crate::synced())?;
+        drop(_guard);
+        self.announce_purge(&event);
+        Ok(event)
+    }
+
     /// Up to `limit` events from sequence number `from` on, oldest first.
     pub fn outbox(&self, from: u64, limit: usize) -> Result<Vec<PurgeEvent>, StoreError> {
         let cf = self.cf(CF_OUTBOX)?;

@@ -14,8 +14,14 @@ pub struct IssuerRecord {
     /// The delegated responder certificate, DER; none when the issuer signs itself.
     #[serde(with = "b64_opt", default)]
     pub responder_cert_der: Option<Vec<u8>>,
-    /// Where the signing key is: `file:<absolute path>`.
+    /// Where the signing key is: `file:<absolute path>` or a `pkcs11:` URI.
     pub responder_key: String,
+    /// The backup responder certificate, DER (none when the issuer's own backup key signs).
+    #[serde(with = "b64_opt", default, skip_serializing_if = "Option::is_none")]
+    pub backup_responder_cert_der: Option<Vec<u8>>,
+    /// The backup signing key, if a backup identity is provisioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_responder_key: Option<String>,
     /// When it was registered.
     pub added_at: i64,
     /// When it was retired (it then answers unauthorized); its records are kept.

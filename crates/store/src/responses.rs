@@ -120,6 +120,18 @@ impl Store {
         &self,
         items: &[(IssuerKey, Serial, HashAlg, StoredResponse)],
     ) -> Result<usize, StoreError> {
+        self.put_responses_checked(items, &|_| true)
+    }
+
+    /// Like [`Store::put_responses_if_current`], and only for issuers for which `signer_current`
+    /// holds, checked under the write lock: a response signed by an identity that was replaced
+    /// meanwhile (a promoted backup) is never written back after the replacement deleted the
+    /// issuer's responses.
+    pub fn put_responses_checked(
+        &self,
+        items: &[(IssuerKey, Serial, HashAlg, StoredResponse)],
+        signer_current: &dyn Fn(&IssuerKey) -> bool,
+    ) -> Result<usize, StoreError> {
         let status_cf = self.cf(CF_STATUS)?;
         let cf = self.cf(CF_RESPONSES)?;
         let keys: Vec<Vec<u8>> = items.iter().map(|(i, s, _, _)| status_key(i, s)).collect();
@@ -127,8 +139,17 @@ impl Store {
         let current = self.db.batched_multi_get_cf(status_cf, &keys, false);
         let mut batch = WriteBatch::default();
         let mut written = 0;
+        let mut checked: Vec<(IssuerKey, bool)> = Vec::new();
         for ((issuer, serial, alg, resp), cur) in items.iter().zip(current) {
-            if cur?.is_some_and(|c| c.as_ref() == resp.source) {
+            let ok = match checked.iter().find(|(k, _)| k == issuer) {
+                Some((_, ok)) => *ok,
+                None => {
+                    let ok = signer_current(issuer);
+                    checked.push((*issuer, ok));
+                    ok
+                }
+            };
+            if ok && cur?.is_some_and(|c| c.as_ref() == resp.source) {
                 batch.put_cf(cf, response_key(issuer, serial, *alg), resp.encode());
                 written += 1;
             }
