@@ -108,8 +108,8 @@ fn p256_and_rsa_keys_on_a_softhsm2_token_sign_responses_openssl_verifies() {
         assert!(out.contains("Response verify OK") && out.contains(": good"), "{label}: {out}");
         let out = pki.ask(&r.url, &bad);
         assert!(out.contains("Response verify OK") && out.contains(": revoked"), "{label}: {out}");
-        let shown = r.ctl_ok(&["issuer", "show", "int"]);
-        assert!(shown.contains("pkcs11:token=ocspd"), "{shown}");
+        let shown: serde_json::Value = serde_json::from_str(&r.ctl_ok(&["--json", "issuer", "show", "int"])).unwrap();
+        assert!(shown["key"].as_str().unwrap().starts_with("pkcs11:token=ocspd;object="), "{shown}");
     }
 }
 
@@ -168,7 +168,7 @@ fn token_errors_become_try_later_and_the_signer_reconnects() {
     let out = pki.ask(&r.url, &leaf);
     assert!(out.contains("trylater"), "{out}");
     let log = r.log();
-    assert!(log.contains("PinIncorrect") || log.contains("PIN_INCORRECT") || log.contains("PIN"), "{log}");
+    assert!(log.contains("login to token \"ocspd\"") && log.to_lowercase().contains("pin"), "{log}");
 
     // The PIN file is fixed: the signer reconnects by itself.
     hsm.pin_file("5555");
@@ -362,7 +362,7 @@ fn promoting_the_backup_switches_signing_at_once_and_re_signs_everything() {
         &hsm.uri("backup"),
     ]);
     let shown: serde_json::Value = serde_json::from_str(&r.ctl_ok(&["--json", "issuer", "show", "int"])).unwrap();
-    assert_eq!(shown["backup_responder"], "CN=backup responder", "{shown}");
+    assert!(shown["backup_responder"].as_str().unwrap().starts_with("CN=backup responder"), "{shown}");
     let leaves: Vec<String> = (1..=20u8).map(|i| pki.leaf(&format!("l{i}"), &[0x40, i])).collect();
     for l in &leaves {
         r.ctl_ok(&["cert", "add", "--pem", l]);
@@ -383,7 +383,7 @@ fn promoting_the_backup_switches_signing_at_once_and_re_signs_everything() {
         serde_json::from_str(&r.ctl_ok(&["--json", "issuer", "promote", "--name", "int", "--why", "drill"])).unwrap();
     assert_eq!(out["revoked_first"], 1, "{out}");
     assert!(out["hot_next"].as_u64().unwrap() >= 5, "{out}");
-    assert_eq!(out["issuer"]["responder"], "CN=backup responder");
+    assert!(out["issuer"]["responder"].as_str().unwrap().starts_with("CN=backup responder"), "{out}");
     // Every answer, cached or not, is now signed by the backup.
     for (i, l) in leaves.iter().enumerate() {
         let body = get_body(&pki, &r.url, l);

@@ -180,13 +180,29 @@ struct Opened {
     public_key: Vec<u8>,
 }
 
+fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Option<cryptoki::slot::Slot>, String> {
+    let slots = ctx.get_slots_with_token().map_err(|e| format!("listing slots: {e}"))?;
+    Ok(slots.into_iter().find(|s| ctx.get_token_info(*s).map(|t| t.label().trim_end() == label).unwrap_or(false)))
+}
+
 fn open(r: &Pkcs11Ref) -> Result<Opened, String> {
     let ctx = context(&r.module)?;
-    let slots = ctx.get_slots_with_token().map_err(|e| format!("listing slots: {e}"))?;
-    let slot = slots
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).map(|t| t.label().trim_end() == r.token).unwrap_or(false))
-        .ok_or_else(|| format!("no token labelled {:?} in {}", r.token, r.module.display()))?;
+    let slot = match find_slot(&ctx, &r.token) {
+        Ok(Some(slot)) => slot,
+        // A module learns of tokens (re)inserted since it was initialized only when it is
+        // initialized again (SoftHSM2, and network HSMs after an outage). Sessions of other
+        // keys on this module then fail once and reconnect.
+        _ => {
+            let _ = ctx.clone().finalize();
+            match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+                Ok(())
+                | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => {}
+                Err(e) => return Err(format!("re-initializing PKCS#11 module {}: {e}", r.module.display())),
+            }
+            find_slot(&ctx, &r.token)?
+                .ok_or_else(|| format!("no token labelled {:?} in {}", r.token, r.module.display()))?
+        }
+    };
     let pin = r.read_pin()?;
     let mut sessions = Vec::with_capacity(r.sessions);
     for _ in 0..r.sessions.max(1) {
