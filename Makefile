@@ -29,7 +29,7 @@ fmt:
 	$(CARGO) fmt --all
 
 ## make bench: every benchmark; make bench-NAME: one.
-BENCHES := revoke presign http
+BENCHES := revoke presign http hsm
 bench: $(addprefix bench-,$(BENCHES))
 
 bench-build:
@@ -46,6 +46,13 @@ bench-http: bench-build
 	$(BIN)/ocsp-bench get-hot
 	$(BIN)/ocsp-bench purge-p99
 	$(BIN)/ocsp-bench get-cold
+
+## bench presign_pkcs11_p256: a pre-signing pass through a SoftHSM2 token (one session per
+## core) against the software signer, same run; bench promote_backup_1m: 1,000,000
+## certificates, `ocspctl issuer promote`, until every stored response is signed by the backup.
+bench-hsm: bench-build
+	$(BIN)/ocsp-bench presign-pkcs11
+	$(BIN)/ocsp-bench promote-backup
 
 clean-data:
 	rm -rf ./data

@@ -19,6 +19,8 @@ ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 have clang || missing+=(clang)
 have g++ || missing+=(g++)
 have make || missing+=(make)
+# PKCS#11 tests and benchmarks sign through a real SoftHSM2 token.
+have softhsm2-util || missing+=(softhsm2)
 # The edge-cache tests run the real Varnish with varnish-modules (xkey, bodyaccess) and check
 # the nginx snippet with nginx itself.
 have varnishd || [ -x /usr/sbin/varnishd ] || missing+=(varnish)

@@ -50,7 +50,7 @@ impl Drop for Proc {
 }
 
 /// The GET path of the RFC 5019 request (SHA-1 CertID, no nonce) for one serial.
-fn get_path(hashes: &ocsp_proto::IssuerHashes, serial: &str) -> Result<String> {
+pub(crate) fn get_path(hashes: &ocsp_proto::IssuerHashes, serial: &str) -> Result<String> {
     let serial = ocsp_proto::Serial::from_hex(serial).map_err(|e| anyhow::anyhow!(e))?;
     let der = ocsp_proto::encode_request(&[hashes.cert_id(ocsp_proto::HashAlg::Sha1, serial)])?;
     Ok(format!("/{}", base64::engine::general_purpose::STANDARD.encode(der)))
@@ -124,13 +124,24 @@ fn wrk(url: &str, script: &Path, secs: u32) -> Result<f64> {
 
 /// Registers a self-signed P-256 issuer in a fresh ocspd and records `n` certificates directly
 /// in its database (batches of 100,000, each durable). Returns the issuer's hashes.
-fn populate(dir: &Path, n: u32) -> Result<ocsp_proto::IssuerHashes> {
+pub(crate) fn populate(dir: &Path, n: u32) -> Result<ocsp_proto::IssuerHashes> {
+    Ok(populate_with(dir, n, &[], |dir| Ok(dir.join("root.key").display().to_string()))?.0)
+}
+
+/// Like [`populate`], with the issuer's key given by `key` (a file or a pkcs11: URI, made
+/// from the folder where root.key was written) and ocspd started with `env`.
+pub(crate) fn populate_with(
+    dir: &Path,
+    n: u32,
+    env: &[(&str, &str)],
+    key: impl FnOnce(&Path) -> Result<String>,
+) -> Result<(ocsp_proto::IssuerHashes, ocsp_testpki::Issued)> {
     let root =
         ocsp_testpki::Issued::root("bench root", ocsp_testpki::KeyAlg::P256).map_err(|e| anyhow::anyhow!("{e}"))?;
     {
-        let server = Server::start_with(dir, &["--no-presign"])?;
         let cert = root.write(dir, "root", true)?.display().to_string();
-        let key = dir.join("root.key").display().to_string();
+        let key = key(dir)?;
+        let server = Server::start_env(dir, &["--no-presign"], env)?;
         server.ctl(&["issuer", "add", "--name", "root", "--cert", &cert, "--key", &key])?;
     }
     let hashes = ocsp_proto::IssuerHashes::of(&ocsp_proto::x509::CertInfo::from_der(&root.der)?);
@@ -148,7 +159,7 @@ fn populate(dir: &Path, n: u32) -> Result<ocsp_proto::IssuerHashes> {
         i = end;
     }
     eprintln!("setup: {n} certificates recorded directly in {:.0} s", started.elapsed().as_secs_f64());
-    Ok(hashes)
+    Ok((hashes, root))
 }
 
 fn rss_mib(pid: u32) -> Result<(f64, f64)> {
@@ -228,6 +239,10 @@ pub fn get_hot(n: u32, secs: u32, rounds: usize) -> Result<()> {
         theirs.iter().map(|v| v.round()).collect::<Vec<_>>()
     );
     Ok(())
+}
+
+pub(crate) async fn fetch_all_pub(url: &str, paths: &[String]) -> Result<Vec<Vec<u8>>> {
+    fetch_all(url, paths).await
 }
 
 async fn fetch_all(url: &str, paths: &[String]) -> Result<Vec<Vec<u8>>> {

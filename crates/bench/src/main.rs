@@ -4,6 +4,7 @@
 //!
 //! Benchmarks stop by themselves and send traffic to loopback only.
 
+mod hsm;
 mod http;
 
 use anyhow::{bail, Context, Result};
@@ -41,12 +42,17 @@ impl Server {
     }
 
     fn start_with(dir: &Path, extra: &[&str]) -> Result<Server> {
+        Server::start_env(dir, extra, &[])
+    }
+
+    fn start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Server> {
         let data = dir.join("data");
         let mut child = Command::new(bin("ocspd")?)
             .arg("--data-dir")
             .arg(&data)
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -289,6 +295,14 @@ fn main() {
             let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3_000_000);
             mass_revocation(n)
         }
+        Some("presign-pkcs11") => {
+            let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
+            hsm::presign_pkcs11(n)
+        }
+        Some("promote-backup") => {
+            let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+            hsm::promote_backup(n)
+        }
         Some("get-hot") => {
             let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
             http::get_hot(n, 5, 3)
@@ -304,7 +318,7 @@ fn main() {
             http::purge_p99(n, args.get(2).map(String::as_str) != Some("no-wait"))
         }
         _ => Err(anyhow::anyhow!(
-            "usage: ocsp-bench revoke [N] | presign [N [p256|rsa2048]] | mass-revocation [N] | get-hot [N] | get-cold [N] | purge-p99 [N [no-wait]]"
+            "usage: ocsp-bench revoke [N] | presign [N [p256|rsa2048]] | mass-revocation [N] | get-hot [N] | get-cold [N [MEM DBCACHE]] | purge-p99 [N [no-wait]] | presign-pkcs11 [N] | promote-backup [N]"
         )),
     };
     if let Err(e) = result {
