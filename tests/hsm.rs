@@ -363,6 +363,15 @@ fn promoting_the_backup_switches_signing_at_once_and_re_signs_everything() {
     ]);
     let shown: serde_json::Value = serde_json::from_str(&r.ctl_ok(&["--json", "issuer", "show", "int"])).unwrap();
     assert!(shown["backup_responder"].as_str().unwrap().starts_with("CN=backup responder"), "{shown}");
+    let metrics = text(&curl(&[&format!("{}/metrics", r.url)]).body);
+    for role in ["primary", "backup"] {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("ocspd_responder_cert_expiry_seconds{{issuer=\"int\",role=\"{role}\"}}")))
+            .unwrap_or_else(|| panic!("no expiry metric for the {role}: {metrics}"));
+        let secs: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(secs > 80 * 86_400 && secs <= 90 * 86_400, "{line}");
+    }
     let leaves: Vec<String> = (1..=20u8).map(|i| pki.leaf(&format!("l{i}"), &[0x40, i])).collect();
     for l in &leaves {
         r.ctl_ok(&["cert", "add", "--pem", l]);

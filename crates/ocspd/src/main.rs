@@ -168,6 +168,8 @@ async fn run(config: config::Config) -> Result<()> {
     if let Some(memory) = memory.clone() {
         service = service.with_metrics(move || memory.render_metrics());
     }
+    let (expiry_registry, expiry_clock) = (registry.clone(), clock.clone());
+    service = service.with_metrics(move || expiry_metrics(&expiry_registry, expiry_clock.now()));
     let (ready_store, ready_registry) = (store.clone(), registry.clone());
     service = service.with_readiness(move || {
         if ready_registry.is_empty() {
@@ -195,6 +197,19 @@ async fn run(config: config::Config) -> Result<()> {
         demo::print_usage(&config.data_dir, public_addr, admin_addr, demo.is_some());
     }
 
+    // Responder certificates expire while ocspd runs: check every hour, not only at start.
+    let (watch_registry, watch_clock, warning_days) = (registry.clone(), clock.clone(), config.expiry_warning_days);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            for entry in watch_registry.all() {
+                warn_expiry(&entry, watch_clock.now(), warning_days);
+            }
+        }
+    });
+
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let public_task = tokio::spawn(ocsp_http::serve(public, service, stop_rx.clone()));
     let admin_task = tokio::spawn(ocsp_http::serve(admin_listener, admin, stop_rx));
@@ -207,6 +222,23 @@ async fn run(config: config::Config) -> Result<()> {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
     Ok(())
+}
+
+/// `ocspd_responder_cert_expiry_seconds`: seconds until each responder certificate expires.
+fn expiry_metrics(registry: &IssuerRegistry, now: i64) -> String {
+    let mut s = String::from("# HELP ocspd_responder_cert_expiry_seconds Seconds until each responder certificate expires.\n# TYPE ocspd_responder_cert_expiry_seconds gauge\n");
+    for entry in registry.all() {
+        let identities =
+            std::iter::once(("primary", &entry.identity)).chain(entry.backup.iter().map(|b| ("backup", b)));
+        for (role, identity) in identities {
+            s.push_str(&format!(
+                "ocspd_responder_cert_expiry_seconds{{issuer=\"{}\",role=\"{role}\"}} {}\n",
+                entry.name,
+                identity.expires_in(now)
+            ));
+        }
+    }
+    s
 }
 
 /// Warns about responder certificates (primary and backup) that expire soon.
