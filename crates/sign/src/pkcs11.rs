@@ -365,14 +365,29 @@ impl Pkcs11Signer {
         let what = reference.describe();
         let opened = open(&reference).map_err(|reason| SignError::BadKey { source_name: what.clone(), reason })?;
         tracing::info!(key = %what, sessions = reference.sessions, "PKCS#11 key opened");
-        Ok(Pkcs11Signer {
+        let signer = Pkcs11Signer {
             reference,
             alg: opened.alg,
             public_key: opened.public_key,
             conn: Mutex::new(Some(Arc::new(opened.conn))),
             last_attempt: Mutex::new(None),
             what,
-        })
+        };
+        // The certificate check compares the token's public-key object; prove the private
+        // object belongs to it with one signature.
+        let probe = b"ocspd: does the private key match its public key object?";
+        let sig = signer.sign(probe)?;
+        let alg: &dyn aws_lc_rs::signature::VerificationAlgorithm = match signer.alg {
+            SignatureAlgorithm::EcdsaP256Sha256 => &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+            SignatureAlgorithm::RsaPkcs1Sha256 => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+        };
+        aws_lc_rs::signature::UnparsedPublicKey::new(alg, &signer.public_key).verify(probe, &sig).map_err(|_| {
+            SignError::BadKey {
+                source_name: signer.what.clone(),
+                reason: "the private key on the token does not match the public key object of the same label/id".into(),
+            }
+        })?;
+        Ok(signer)
     }
 
     fn connection(&self) -> Result<Arc<Connection>, SignError> {
