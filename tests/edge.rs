@@ -99,18 +99,7 @@ fn port_of(url: &str) -> u16 {
 
 /// An RFC 5019 request for `cert` (SHA-1 CertID, no nonce), made by openssl.
 fn request_der(pki: &TestPki, cert: &str) -> Vec<u8> {
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let o = openssl_ocsp(&[
-        "-issuer",
-        &pki.path("int.pem"),
-        "-cert",
-        cert,
-        "-no_nonce",
-        "-reqout",
-        out.path().to_str().unwrap(),
-    ]);
-    assert!(o.status.success());
-    std::fs::read(out.path()).unwrap()
+    pki.request_der(cert)
 }
 
 /// What openssl makes of a response body for `cert`: "good", "revoked" or a failure.

@@ -74,18 +74,8 @@ fn start(hsm: &SoftHsm, extra: &[&str]) -> Responder {
 
 /// Registers the test intermediate with its delegated responder's key on the token.
 fn register_pkcs11(pki: &TestPki, r: &Responder, key_uri: &str) {
-    r.ctl_ok(&[
-        "issuer",
-        "add",
-        "--name",
-        "int",
-        "--cert",
-        &pki.path("int.pem"),
-        "--responder-cert",
-        &pki.path("responder.pem"),
-        "--key",
-        key_uri,
-    ]);
+    let out = pki.add_int(r, "responder.pem", key_uri, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -230,18 +220,7 @@ fn each_identity_rule_is_checked_when_an_identity_is_registered_and_expiry_warns
     for (name, opts, rule) in cases {
         let cert = pki.int.responder(name, &opts).unwrap();
         cert.write(dir, name, true).unwrap();
-        let out = r.ctl(&[
-            "issuer",
-            "add",
-            "--name",
-            "int",
-            "--cert",
-            &pki.path("int.pem"),
-            "--responder-cert",
-            &pki.path(&format!("{name}.pem")),
-            "--key",
-            &pki.path(&format!("{name}.key")),
-        ]);
+        let out = pki.add_int(&r, &format!("{name}.pem"), &pki.path(&format!("{name}.key")), &[]);
         assert_eq!(out.status.code(), Some(1), "{name}");
         assert!(text(&out.stderr).contains(rule), "{name}: {}", text(&out.stderr));
     }
@@ -249,54 +228,18 @@ fn each_identity_rule_is_checked_when_an_identity_is_registered_and_expiry_warns
     let stranger = Issued::root("stranger", KeyAlg::P256).unwrap();
     let foreign = stranger.responder("foreign", &ResponderOptions::default()).unwrap();
     foreign.write(dir, "foreign", true).unwrap();
-    let out = r.ctl(&[
-        "issuer",
-        "add",
-        "--name",
-        "int",
-        "--cert",
-        &pki.path("int.pem"),
-        "--responder-cert",
-        &pki.path("foreign.pem"),
-        "--key",
-        &pki.path("foreign.key"),
-    ]);
+    let out = pki.add_int(&r, "foreign.pem", &pki.path("foreign.key"), &[]);
     assert!(text(&out.stderr).contains("not issued by this issuer"), "{}", text(&out.stderr));
     // A backup with the primary's own key is no spare.
-    let out = r.ctl(&[
-        "issuer",
-        "add",
-        "--name",
-        "int",
-        "--cert",
-        &pki.path("int.pem"),
-        "--responder-cert",
-        &pki.path("responder.pem"),
-        "--key",
-        &pki.path("responder.key"),
-        "--backup-responder-cert",
-        &pki.path("responder.pem"),
-        "--backup-key",
-        &pki.path("responder.key"),
-    ]);
+    let (cert, key) = (pki.path("responder.pem"), pki.path("responder.key"));
+    let out = pki.add_int(&r, "responder.pem", &key, &["--backup-responder-cert", &cert, "--backup-key", &key]);
     assert!(text(&out.stderr).contains("a spare must have a key of its own"), "{}", text(&out.stderr));
     assert!(!r.ctl_ok(&["issuer", "list"]).contains("int"), "nothing was registered");
 
     // A responder certificate 10 days from expiry: accepted, with a warning at start.
     let soon = pki.int.responder("soon", &ResponderOptions { valid_days: 10, ..Default::default() }).unwrap();
     soon.write(dir, "soon", true).unwrap();
-    r.ctl_ok(&[
-        "issuer",
-        "add",
-        "--name",
-        "int",
-        "--cert",
-        &pki.path("int.pem"),
-        "--responder-cert",
-        &pki.path("soon.pem"),
-        "--key",
-        &pki.path("soon.key"),
-    ]);
+    assert!(pki.add_int(&r, "soon.pem", &pki.path("soon.key"), &[]).status.success());
     let data = r.kill();
     let r = Responder::start_in(data, &["--expiry-warning-days", "30"]);
     assert!(r.log().contains("responder certificate expires soon"), "{}", r.log());
@@ -319,19 +262,8 @@ fn check_signed_by(pki: &TestPki, body: &[u8], responder: &str, expect: &str) {
 }
 
 fn get_body(pki: &TestPki, url: &str, cert: &str) -> Vec<u8> {
-    let req = tempfile::NamedTempFile::new().unwrap();
-    let o = openssl_ocsp(&[
-        "-issuer",
-        &pki.path("int.pem"),
-        "-cert",
-        cert,
-        "-no_nonce",
-        "-reqout",
-        req.path().to_str().unwrap(),
-    ]);
-    assert!(o.status.success());
     use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(req.path()).unwrap());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pki.request_der(cert));
     curl(&[&format!("{url}/{b64}")]).body
 }
 
@@ -345,22 +277,10 @@ fn promoting_the_backup_switches_signing_at_once_and_re_signs_everything() {
     hsm.import(&pki.path("backup.key"), "backup", "02", "1234");
     hsm.pin_file("1234");
     let r = start(&hsm, &[]);
-    r.ctl_ok(&[
-        "issuer",
-        "add",
-        "--name",
-        "int",
-        "--cert",
-        &pki.path("int.pem"),
-        "--responder-cert",
-        &pki.path("responder.pem"),
-        "--key",
-        &pki.path("responder.key"),
-        "--backup-responder-cert",
-        &pki.path("backup.pem"),
-        "--backup-key",
-        &hsm.uri("backup"),
-    ]);
+    let (backup_cert, backup_uri) = (pki.path("backup.pem"), hsm.uri("backup"));
+    let extra = ["--backup-responder-cert", backup_cert.as_str(), "--backup-key", backup_uri.as_str()];
+    let added = pki.add_int(&r, "responder.pem", &pki.path("responder.key"), &extra);
+    assert!(added.status.success(), "{}", text(&added.stderr));
     let shown: serde_json::Value = serde_json::from_str(&r.ctl_ok(&["--json", "issuer", "show", "int"])).unwrap();
     assert!(shown["backup_responder"].as_str().unwrap().starts_with("CN=backup responder"), "{shown}");
     let metrics = text(&curl(&[&format!("{}/metrics", r.url)]).body);

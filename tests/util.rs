@@ -249,6 +249,24 @@ impl TestPki {
         format!("{}{}", text(&out.stdout), text(&out.stderr))
     }
 
+    /// The RFC 5019 request (SHA-1 CertID, no nonce) openssl makes for `cert`.
+    pub fn request_der(&self, cert: &str) -> Vec<u8> {
+        let req = tempfile::NamedTempFile::new().unwrap();
+        let path = req.path().to_str().unwrap();
+        let out = openssl_ocsp(&["-issuer", &self.path("int.pem"), "-cert", cert, "-no_nonce", "-reqout", path]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        std::fs::read(req.path()).unwrap()
+    }
+
+    /// `ocspctl issuer add` of the intermediate as "int" with `responder` (a file name in the
+    /// PKI folder) and `key`, plus `extra` arguments; returns what ocspctl did.
+    pub fn add_int(&self, r: &Responder, responder: &str, key: &str, extra: &[&str]) -> Output {
+        let (int, cert) = (self.path("int.pem"), self.path(responder));
+        let mut args = vec!["issuer", "add", "--name", "int", "--cert", &int, "--responder-cert", &cert, "--key", key];
+        args.extend_from_slice(extra);
+        r.ctl(&args)
+    }
+
     /// Registers the intermediate with its delegated responder.
     pub fn register(&self, r: &Responder) {
         r.ctl_ok(&[

@@ -108,12 +108,23 @@ impl Store {
         time: i64,
         audit: crate::AuditEntry,
     ) -> Result<PurgeEvent, StoreError> {
-        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
-        let mut batch = WriteBatch::default();
+        self.commit_issuer_purge(WriteBatch::default(), issuer, time, audit)
+    }
+
+    /// Adds an issuer-wide purge event and the audit entry to `batch`, writes it durably under
+    /// the write lock, then announces the event.
+    fn commit_issuer_purge(
+        &self,
+        mut batch: WriteBatch,
+        issuer: &IssuerKey,
+        time: i64,
+        audit: crate::AuditEntry,
+    ) -> Result<PurgeEvent, StoreError> {
+        let guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
         let event = self.append_purge(&mut batch, issuer, Vec::new(), time)?;
         self.append_audit(&mut batch, audit)?;
         self.db.write_opt(batch, &crate::synced())?;
-        drop(_guard);
+        drop(guard);
         self.announce_purge(&event);
         Ok(event)
     }
@@ -128,7 +139,6 @@ impl Store {
         time: i64,
         audit: crate::AuditEntry,
     ) -> Result<PurgeEvent, StoreError> {
-        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(crate::CF_ISSUERS)?, issuer.0, record.encode()?);
         let mut end = issuer.0.to_vec();
@@ -140,12 +150,7 @@ impl Store {
             }
         }
         batch.delete_range_cf(self.cf(crate::CF_RESPONSES)?, issuer.0.as_slice(), end.as_slice());
-        let event = self.append_purge(&mut batch, issuer, Vec::new(), time)?;
-        self.append_audit(&mut batch, audit)?;
-        self.db.write_opt(batch, &crate::synced())?;
-        drop(_guard);
-        self.announce_purge(&event);
-        Ok(event)
+        self.commit_issuer_purge(batch, issuer, time, audit)
     }
 
     /// Up to `limit` events from sequence number `from` on, oldest first.
