@@ -203,16 +203,14 @@ impl AdminService {
         }
         let entry = self.issuer(name)?;
         record.retired_at = Some(now);
-        self.state
-            .store
-            .put_issuer(&entry.key, &record, audit(now, who, "issuer.retire", name, req.why.as_deref()))
-            .map_err(internal)?;
+        // Stop answering first, then record the retirement with a purge of every cached answer
+        // (one batch); if that write fails, nothing changed.
         self.state.registry.remove(name);
-        // Caches hold its good answers: they must go, everywhere.
-        self.state
-            .store
-            .purge_issuer(&entry.key, now, audit(now, who, "purge.issuer", name, Some("issuer retired")))
-            .map_err(internal)?;
+        let a = audit(now, who, "issuer.retire", name, req.why.as_deref());
+        if let Err(e) = self.state.store.put_issuer_and_purge(&entry.key, &record, false, now, a) {
+            self.state.registry.insert((*entry).clone());
+            return Err(internal(e));
+        }
         tracing::info!(admin = who, issuer = name, "issuer retired");
         let mut view = Self::issuer_view(&entry, &record.responder_key, record.backup_responder_key.as_deref(), now);
         view.retired = Some(api::rfc3339(now));
@@ -331,14 +329,10 @@ impl AdminService {
         // The backup was checked when provisioned; check it again now (validity moves on).
         let backup_key =
             record.backup_responder_key.clone().ok_or_else(|| internal("backup key missing in the record"))?;
-        IssuerEntry::load(
-            &record.name,
-            &record.cert_der,
-            record.backup_responder_cert_der.as_deref(),
-            &backup_key,
-            now,
-        )
-        .map_err(|e| Failure(StatusCode::CONFLICT, format!("the backup cannot sign: {e}")))?;
+        promoted
+            .identity
+            .recheck(&current.cert, now, &format!("backup of issuer {name} (key {backup_key})"))
+            .map_err(|e| Failure(StatusCode::CONFLICT, format!("the backup cannot sign: {e}")))?;
         let previous = current.identity.certificate().subject_text();
         let previous_key = std::mem::replace(&mut record.responder_key, backup_key);
         record.responder_cert_der = record.backup_responder_cert_der.take();
@@ -350,7 +344,11 @@ impl AdminService {
         self.state.registry.insert(promoted);
         let mut a = audit(now, who, "issuer.promote", name, req.why.as_deref());
         a.detail = format!("{} previous key {previous_key}, now {}", a.detail, record.responder_key).trim().to_string();
-        self.state.store.change_identity(&current.key, &record, now, a).map_err(internal)?;
+        if let Err(e) = self.state.store.put_issuer_and_purge(&current.key, &record, true, now, a) {
+            // Nothing was written: the primary keeps signing.
+            self.state.registry.insert((*current).clone());
+            return Err(internal(e));
+        }
         if let Some(p) = &self.state.presigner {
             p.urgent(&current.key, &revoked);
             p.urgent(&current.key, &hot);

@@ -358,60 +358,42 @@ impl Purger {
     pub fn render_metrics(&self) -> String {
         let now = (self.now)();
         let head = self.store.outbox_head();
+        let depth = |t: &Target| head.saturating_sub(t.cursor.load(Ordering::SeqCst));
         let mut s = String::new();
-        s.push_str("# HELP ocspd_purge_outbox_depth Purge events not yet accepted by a target.\n# TYPE ocspd_purge_outbox_depth gauge\n");
-        for t in &self.targets {
-            let depth = head.saturating_sub(t.cursor.load(Ordering::SeqCst));
-            let _ = writeln!(s, "ocspd_purge_outbox_depth{{target=\"{}\"}} {depth}", t.config.name());
-        }
-        s.push_str("# HELP ocspd_purge_lag_seconds Age of the oldest change a target has not yet accepted (0 when none).\n# TYPE ocspd_purge_lag_seconds gauge\n");
-        for t in &self.targets {
-            let oldest = self.state(t).oldest_pending;
-            let depth = head.saturating_sub(t.cursor.load(Ordering::SeqCst));
-            let lag = if depth == 0 { 0 } else { oldest.map(|o| (now - o).max(0)).unwrap_or(0) };
-            let _ = writeln!(s, "ocspd_purge_lag_seconds{{target=\"{}\"}} {lag}", t.config.name());
-        }
-        s.push_str("# HELP ocspd_purge_requests_total Purge requests accepted by each target.\n# TYPE ocspd_purge_requests_total counter\n");
-        for t in &self.targets {
-            let _ = writeln!(
-                s,
-                "ocspd_purge_requests_total{{target=\"{}\"}} {}",
-                t.config.name(),
-                t.sent.load(Ordering::Relaxed)
-            );
-        }
-        s.push_str("# HELP ocspd_purge_failures_total Purge attempts that failed (each is retried).\n# TYPE ocspd_purge_failures_total counter\n");
-        for t in &self.targets {
-            let _ = writeln!(
-                s,
-                "ocspd_purge_failures_total{{target=\"{}\"}} {}",
-                t.config.name(),
-                t.failures.load(Ordering::Relaxed)
-            );
-        }
-        s.push_str("# HELP ocspd_purge_delay_seconds From a change to its acceptance by a target.\n# TYPE ocspd_purge_delay_seconds summary\n");
-        for t in &self.targets {
-            let n = t.config.name();
-            let _ = writeln!(
-                s,
-                "ocspd_purge_delay_seconds_sum{{target=\"{n}\"}} {}",
-                t.delay_ms_sum.load(Ordering::Relaxed) as f64 / 1000.0
-            );
-            let _ = writeln!(
-                s,
-                "ocspd_purge_delay_seconds_count{{target=\"{n}\"}} {}",
-                t.delay_count.load(Ordering::Relaxed)
-            );
-        }
-        s.push_str("# HELP ocspd_purge_delay_max_seconds The longest delay from a change to its acceptance.\n# TYPE ocspd_purge_delay_max_seconds gauge\n");
-        for t in &self.targets {
-            let _ = writeln!(
-                s,
-                "ocspd_purge_delay_max_seconds{{target=\"{}\"}} {}",
-                t.config.name(),
-                t.delay_ms_max.load(Ordering::Relaxed) as f64 / 1000.0
-            );
-        }
+        let mut family = |name: &str, help: &str, kind: &str, value: &dyn Fn(&Target) -> String| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for t in &self.targets {
+                let _ = writeln!(s, "{name}{{target=\"{}\"}} {}", t.config.name(), value(t));
+            }
+        };
+        family("ocspd_purge_outbox_depth", "Purge events not yet accepted by a target.", "gauge", &|t| {
+            depth(t).to_string()
+        });
+        family(
+            "ocspd_purge_lag_seconds",
+            "Age of the oldest change a target has not yet accepted (0 when none).",
+            "gauge",
+            &|t| {
+                let oldest = self.state(t).oldest_pending;
+                let lag = if depth(t) == 0 { 0 } else { oldest.map(|o| (now - o).max(0)).unwrap_or(0) };
+                lag.to_string()
+            },
+        );
+        family("ocspd_purge_requests_total", "Purge requests accepted by each target.", "counter", &|t| {
+            t.sent.load(Ordering::Relaxed).to_string()
+        });
+        family("ocspd_purge_failures_total", "Purge attempts that failed (each is retried).", "counter", &|t| {
+            t.failures.load(Ordering::Relaxed).to_string()
+        });
+        family("ocspd_purge_delay_seconds_sum", "Sum of delays from a change to its acceptance.", "counter", &|t| {
+            (t.delay_ms_sum.load(Ordering::Relaxed) as f64 / 1000.0).to_string()
+        });
+        family("ocspd_purge_delay_seconds_count", "Changes accepted, for the delay sum.", "counter", &|t| {
+            t.delay_count.load(Ordering::Relaxed).to_string()
+        });
+        family("ocspd_purge_delay_max_seconds", "The longest delay from a change to its acceptance.", "gauge", &|t| {
+            (t.delay_ms_max.load(Ordering::Relaxed) as f64 / 1000.0).to_string()
+        });
         s
     }
 }

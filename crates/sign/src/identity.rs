@@ -79,6 +79,12 @@ impl fmt::Debug for ResponderIdentity {
 }
 
 impl ResponderIdentity {
+    /// Checks every rule again at `now` (validity moves on), with the key already loaded.
+    pub fn recheck(&self, issuer: &CertInfo, now: i64, what: &str) -> Result<(), IdentityError> {
+        let responder = self.delegated.then(|| self.cert.clone());
+        ResponderIdentity::new(issuer, responder, self.signer.clone(), now, what).map(|_| ())
+    }
+
     /// Checks every rule and builds the identity. `responder` is the delegated responder
     /// certificate, or `None` when the issuer signs with its own key. `what` names the identity
     /// in errors (a file name).

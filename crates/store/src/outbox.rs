@@ -129,18 +129,23 @@ impl Store {
         Ok(event)
     }
 
-    /// Replaces an issuer's record when its signing identity changes (a backup promoted), in
-    /// one durable batch with: every stored response of the issuer deleted (they carry the
-    /// old signature), an issuer-wide purge event, and the audit entry.
-    pub fn change_identity(
+    /// Replaces an issuer's record in one durable batch with an issuer-wide purge event and
+    /// the audit entry: when it is retired, or when its signing identity changes (a backup
+    /// promoted, `drop_responses`: every stored response of the issuer, signed by the old key,
+    /// is deleted in the same batch).
+    pub fn put_issuer_and_purge(
         &self,
         issuer: &IssuerKey,
         record: &crate::IssuerRecord,
+        drop_responses: bool,
         time: i64,
         audit: crate::AuditEntry,
     ) -> Result<PurgeEvent, StoreError> {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(crate::CF_ISSUERS)?, issuer.0, record.encode()?);
+        if !drop_responses {
+            return self.commit_issuer_purge(batch, issuer, time, audit);
+        }
         let mut end = issuer.0.to_vec();
         // The first key after every key that starts with the issuer key.
         while let Some(last) = end.pop() {

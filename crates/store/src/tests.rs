@@ -173,3 +173,42 @@ fn every_status_change_queues_a_durable_purge_and_cursors_survive_reopening() {
     };
     assert_eq!(store2.outbox_head(), 4, "not even after the outbox was emptied");
 }
+
+#[test]
+fn an_issuer_record_change_and_its_purge_are_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.record_issued(&issuer(1), &[(serial(1), 0)], 1, audit("cert.add")).unwrap();
+    let good = store.status(&issuer(1), &serial(1)).unwrap().unwrap();
+    let resp =
+        StoredResponse { this_update: 1, next_update: 2, produced_at: 1, source: good.encode(), der: vec![0x30, 0] };
+    store.put_responses_if_current(&[(issuer(1), serial(1), HashAlg::Sha1, resp)]).unwrap();
+    let record = IssuerRecord {
+        name: "int".into(),
+        cert_der: vec![1],
+        responder_cert_der: None,
+        responder_key: "file:/k".into(),
+        backup_responder_cert_der: None,
+        backup_responder_key: None,
+        added_at: 1,
+        retired_at: Some(5),
+    };
+    // Retired: record and purge, responses kept.
+    store.put_issuer_and_purge(&issuer(1), &record, false, 5, audit("issuer.retire")).unwrap();
+    assert_eq!(store.issuer(&issuer(1)).unwrap().unwrap().retired_at, Some(5));
+    assert!(store.response(&issuer(1), &serial(1), HashAlg::Sha1).unwrap().is_some());
+    // Identity changed: the issuer's responses go in the same batch; other issuers' stay.
+    store.record_issued(&issuer(2), &[(serial(1), 0)], 1, audit("cert.add")).unwrap();
+    let good2 = store.status(&issuer(2), &serial(1)).unwrap().unwrap();
+    let resp2 =
+        StoredResponse { this_update: 1, next_update: 2, produced_at: 1, source: good2.encode(), der: vec![0x30, 0] };
+    store.put_responses_if_current(&[(issuer(2), serial(1), HashAlg::Sha1, resp2)]).unwrap();
+    store.put_issuer_and_purge(&issuer(1), &record, true, 6, audit("issuer.promote")).unwrap();
+    assert!(store.response(&issuer(1), &serial(1), HashAlg::Sha1).unwrap().is_none());
+    assert!(store.response(&issuer(2), &serial(1), HashAlg::Sha1).unwrap().is_some());
+    let events = store.outbox(0, 10).unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.issuer_wide() && e.issuer == issuer(1)));
+    let actions: Vec<String> = store.audit(&AuditFilter::default()).unwrap().into_iter().map(|a| a.action).collect();
+    assert!(actions.contains(&"issuer.retire".to_string()) && actions.contains(&"issuer.promote".to_string()));
+}
