@@ -330,6 +330,10 @@ pub struct PurgeTargetView {
     pub retry_in_ms: u64,
     /// Certificates not yet purged there (at most 1,000), oldest first.
     pub pending: Vec<PendingPurge>,
+    /// Changes the target refused even alone (too large or malformed for it): skipped so the
+    /// purges behind them go on; their answers stay cached there until they expire.
+    #[serde(default)]
+    pub undeliverable: Vec<PendingPurge>,
 }
 
 /// A certificate (or a whole issuer) not yet purged at a target.
@@ -361,4 +365,8 @@ pub struct ExportItem {
     pub der: String,
     /// nextUpdate, seconds since the epoch.
     pub next_update: i64,
+    /// The issuer's key (hex of its SHA-256 name and key hashes), which names its export
+    /// manifest.
+    #[serde(default)]
+    pub issuer_key: String,
 }

@@ -3,7 +3,78 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-type Tokens = Vec<(String, Vec<u8>)>;
+type Tokens = Vec<(String, Vec<u8>, Role)>;
+
+/// What a token may do. Tokens without a role in the file are `staff` (full rights), as
+/// before roles existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Role {
+    /// Everything: issuers, certificates, revocations, holds, pre-signing, reading.
+    Staff,
+    /// Revoke (single and bulk) and read; nothing that registers, un-revokes or loads keys.
+    Revoke,
+    /// Only a peer's purge (`POST /v1/purge`): what other ocspd nodes are given.
+    Purge,
+    /// Only reading: issuers, statuses, the audit record, purge state, export.
+    Read,
+}
+
+/// What an admin call needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Permission {
+    /// Reading anything.
+    Read,
+    /// Revoking certificates.
+    Revoke,
+    /// A peer's purge of the memory tier.
+    PeerPurge,
+    /// Everything else: issuers, keys, certificates, holds, pre-signing.
+    Manage,
+}
+
+impl Role {
+    /// Parses `staff`, `revoke`, `purge` or `read`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "staff" => Some(Role::Staff),
+            "revoke" => Some(Role::Revoke),
+            "purge" => Some(Role::Purge),
+            "read" => Some(Role::Read),
+            _ => None,
+        }
+    }
+
+    /// The role's name in the token file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Staff => "staff",
+            Role::Revoke => "revoke",
+            Role::Purge => "purge",
+            Role::Read => "read",
+        }
+    }
+
+    /// True when this role may do what `p` names.
+    pub fn allows(self, p: Permission) -> bool {
+        match self {
+            Role::Staff => true,
+            Role::Revoke => matches!(p, Permission::Read | Permission::Revoke),
+            Role::Purge => p == Permission::PeerPurge,
+            Role::Read => p == Permission::Read,
+        }
+    }
+}
+
+/// An accepted credential: its name and role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The token's name (recorded in the audit record).
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+}
 
 /// The admin credentials ocspd accepts: named tokens, kept as SHA-256 hashes, never in clear.
 ///
@@ -22,7 +93,7 @@ fn hash(token: &str) -> Vec<u8> {
 /// Where the token files live inside ocspd's data folder.
 #[derive(Debug, Clone)]
 pub struct TokenFile {
-    /// `admin-tokens`: one `name sha256hex` line per accepted token.
+    /// `admin-tokens`: one `name sha256hex [role]` line per accepted token.
     pub hashes: PathBuf,
     /// `admin.token`: the first token in clear, readable by its owner only, for ocspctl.
     pub bootstrap: PathBuf,
@@ -55,13 +126,19 @@ impl TokenFile {
         Ok(AdminAuth { file: Some(self.hashes.clone()), state: Mutex::new((mtime, tokens)) })
     }
 
-    /// Adds a token named `name` and returns it (shown once; only its hash is kept).
+    /// Adds a token named `name` with full staff rights and returns it (shown once; only its
+    /// hash is kept).
     pub fn add(&self, name: &str) -> std::io::Result<String> {
+        self.add_with_role(name, Role::Staff)
+    }
+
+    /// Adds a token named `name` with `role` and returns it (shown once).
+    pub fn add_with_role(&self, name: &str, role: Role) -> std::io::Result<String> {
         if !valid_name(name) {
             return Err(std::io::Error::other(format!("token name {name:?} must be 1 to 64 of A-Z a-z 0-9 - _ . @")));
         }
         let (_, tokens) = if self.hashes.exists() { self.read()? } else { (None, Vec::new()) };
-        if tokens.iter().any(|(n, _)| n == name) {
+        if tokens.iter().any(|(n, _, _)| n == name) {
             return Err(std::io::Error::other(format!("a token named {name:?} exists already")));
         }
         let token = new_token()?;
@@ -69,7 +146,7 @@ impl TokenFile {
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
-        text.push_str(&format!("{name} {}\n", hex(&hash(&token))));
+        text.push_str(&format!("{name} {} {}\n", hex(&hash(&token)), role.name()));
         let tmp = self.hashes.with_extension("tmp");
         write_private(&tmp, &text, false)?;
         std::fs::rename(&tmp, &self.hashes)?;
@@ -86,17 +163,27 @@ impl TokenFile {
                 continue;
             }
             let mut parts = line.split_whitespace();
-            let (Some(name), Some(h), None) = (parts.next(), parts.next(), parts.next()) else {
+            let (Some(name), Some(h), role, None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
                 return Err(std::io::Error::other(format!(
-                    "{}:{}: expected `name sha256hex`",
+                    "{}:{}: expected `name sha256hex [staff|revoke|purge|read]`",
                     self.hashes.display(),
                     n + 1
                 )));
             };
+            let role = match role {
+                None => Role::Staff,
+                Some(r) => Role::parse(r).ok_or_else(|| {
+                    std::io::Error::other(format!(
+                        "{}:{}: role {r:?} is not one of staff, revoke, purge, read",
+                        self.hashes.display(),
+                        n + 1
+                    ))
+                })?,
+            };
             let bytes = unhex(h).filter(|b| b.len() == 32).ok_or_else(|| {
                 std::io::Error::other(format!("{}:{}: the hash is not 64 hex digits", self.hashes.display(), n + 1))
             })?;
-            tokens.push((name.to_string(), bytes));
+            tokens.push((name.to_string(), bytes, role));
         }
         Ok((mtime, tokens))
     }
@@ -134,7 +221,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 impl AdminAuth {
     /// Accepts exactly these (name, token) pairs; for tests.
     pub fn from_tokens(tokens: &[(&str, &str)]) -> AdminAuth {
-        let t = tokens.iter().map(|(n, t)| (n.to_string(), hash(t))).collect();
+        let t = tokens.iter().map(|(n, t)| (n.to_string(), hash(t), Role::Staff)).collect();
         AdminAuth { file: None, state: Mutex::new((None, t)) }
     }
 
@@ -153,8 +240,19 @@ impl AdminAuth {
         }
     }
 
+    /// Accepts exactly these (name, token, role) triples; for tests.
+    pub fn from_tokens_with_roles(tokens: &[(&str, &str, Role)]) -> AdminAuth {
+        let t = tokens.iter().map(|(n, t, r)| (n.to_string(), hash(t), *r)).collect();
+        AdminAuth { file: None, state: Mutex::new((None, t)) }
+    }
+
     /// The name of the credential an `Authorization: Bearer` header carries, if accepted.
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<String> {
+        self.credential(authorization).map(|c| c.name)
+    }
+
+    /// The credential an `Authorization: Bearer` header carries, if accepted.
+    pub fn credential(&self, authorization: Option<&str>) -> Option<Credential> {
         let token = authorization?.strip_prefix("Bearer ")?.trim();
         let h = hash(token);
         let mut state = match self.state.lock() {
@@ -164,9 +262,9 @@ impl AdminAuth {
         self.refresh(&mut state);
         // Compare against every token in constant time so timing tells nothing.
         let mut found = None;
-        for (name, expected) in &state.1 {
+        for (name, expected, role) in &state.1 {
             if aws_lc_rs::constant_time::verify_slices_are_equal(expected, &h).is_ok() {
-                found = Some(name.clone());
+                found = Some(Credential { name: name.clone(), role: *role });
             }
         }
         found
@@ -204,5 +302,29 @@ mod tests {
         assert!(files.add("carol").is_err());
         assert!(files.add("bad name").is_err());
         assert!(!std::fs::read_to_string(&files.hashes).unwrap().contains(&carol), "only hashes are stored");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let peer = files.add_with_role("peer-b", Role::Purge).unwrap();
+        let cred = auth.credential(Some(&bearer(&peer))).unwrap();
+        assert_eq!(cred.role, Role::Purge);
+        assert!(cred.role.allows(Permission::PeerPurge) && !cred.role.allows(Permission::Revoke));
+        assert!(!cred.role.allows(Permission::Read) && !cred.role.allows(Permission::Manage));
+        assert_eq!(auth.credential(Some(&bearer(&token))).unwrap().role, Role::Staff, "old lines are staff");
+    }
+
+    #[test]
+    fn roles_allow_what_they_say() {
+        use Permission::*;
+        let table = [
+            (Role::Staff, [true, true, true, true]),
+            (Role::Revoke, [true, true, false, false]),
+            (Role::Purge, [false, false, true, false]),
+            (Role::Read, [true, false, false, false]),
+        ];
+        for (role, want) in table {
+            let got = [Read, Revoke, PeerPurge, Manage].map(|p| role.allows(p));
+            assert_eq!(got, want, "{role:?}");
+            assert_eq!(Role::parse(role.name()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
     }
 }

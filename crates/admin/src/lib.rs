@@ -10,6 +10,6 @@ mod auth;
 mod client;
 mod server;
 
-pub use auth::{AdminAuth, TokenFile};
+pub use auth::{AdminAuth, Credential, Permission, Role, TokenFile};
 pub use client::{AdminClient, ClientError};
 pub use server::{AdminService, AdminState, Failure, MAX_BULK};

@@ -2,7 +2,7 @@ use crate::api::{
     self, AddCerts, AddIssuer, AddedCerts, BulkResult, BulkRevoke, ErrorBody, IssuerView, Retire, Revoke, StatusView,
     Unhold,
 };
-use crate::AdminAuth;
+use crate::{AdminAuth, Permission};
 use bytes::Bytes;
 use http::{header, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -25,6 +25,11 @@ const FUTURE_SLACK: i64 = 300;
 const BACKDATE_SLACK: i64 = 300;
 /// The most serials one bulk call takes; ocspctl sends files in batches of this or less.
 pub const MAX_BULK: usize = 100_000;
+/// Audit entries per listing unless asked otherwise, and the most one listing returns.
+const AUDIT_PAGE: usize = 100;
+const MAX_AUDIT_PAGE: usize = 1000;
+/// Serials shown per audit entry in a listing (the count says how many it names).
+const MAX_AUDIT_SERIALS: usize = 20;
 
 /// What the admin API acts on.
 pub struct AdminState {
@@ -646,16 +651,32 @@ impl AdminService {
         let limit = query_param(query, "limit")
             .map(|s| s.parse::<usize>().map_err(|_| bad(format!("limit {s:?} is not a number"))))
             .transpose()?
-            .unwrap_or(100);
+            .unwrap_or(AUDIT_PAGE);
+        if limit == 0 || limit > MAX_AUDIT_PAGE {
+            return Err(bad(format!("limit must be 1 to {MAX_AUDIT_PAGE}; page with before=<seq of the last entry>")));
+        }
+        let before = query_param(query, "before")
+            .map(|s| s.parse::<u64>().map_err(|_| bad(format!("before {s:?} is not a sequence number"))))
+            .transpose()?;
         let filter = AuditFilter {
             issuer: query_param(query, "issuer"),
             serial,
             admin: query_param(query, "admin"),
             action: query_param(query, "action"),
             since,
+            before,
             limit,
         };
-        self.state.store.audit(&filter).map_err(internal)
+        let mut entries = self.state.store.audit(&filter).map_err(internal)?;
+        // A bulk revocation names up to 100,000 serials: a listing shows the first few of each
+        // entry and how many there are (`--serial` finds the entries naming one).
+        for e in &mut entries {
+            if e.serials.len() > MAX_AUDIT_SERIALS {
+                e.serial_count = Some(e.serials.len());
+                e.serials.truncate(MAX_AUDIT_SERIALS);
+            }
+        }
+        Ok(entries)
     }
 
     /// Waits (bounded) until the purges queued so far reached every target that is up;
@@ -708,6 +729,15 @@ impl AdminService {
                         since: api::rfc3339(p.since),
                     })
                     .collect(),
+                undeliverable: t
+                    .undeliverable
+                    .iter()
+                    .map(|p| api::PendingPurge {
+                        issuer: name_of(&p.issuer),
+                        serial: p.serial.clone(),
+                        since: api::rfc3339(p.since),
+                    })
+                    .collect(),
                 name: t.name,
                 kind: t.kind,
                 pending_events: t.pending_events,
@@ -747,6 +777,7 @@ impl AdminService {
                 path: base64::engine::general_purpose::STANDARD.encode(request),
                 der: base64::engine::general_purpose::STANDARD.encode(&resp.der),
                 next_update: resp.next_update,
+                issuer_key: issuer.to_hex(),
             });
         }
         Ok(api::ExportPage { items, next })
@@ -780,6 +811,17 @@ impl AdminService {
             (&Method::GET, ["v1", "export"]) => json(StatusCode::OK, &self.export(q)?),
             _ => Err(Failure(StatusCode::NOT_FOUND, format!("no admin route {path}"))),
         }
+    }
+}
+
+/// What a call needs: reading, revoking, a peer's purge, or managing (everything else).
+pub fn permission(method: &Method, path: &str) -> Permission {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (&Method::GET, _) => Permission::Read,
+        (&Method::POST, ["v1", "revoke"]) | (&Method::POST, ["v1", "revoke", "bulk"]) => Permission::Revoke,
+        (&Method::POST, ["v1", "purge"]) => Permission::PeerPurge,
+        _ => Permission::Manage,
     }
 }
 
@@ -818,23 +860,35 @@ impl Handler for AdminService {
     ) -> ocsp_http::BoxFuture<'static, HttpResponse> {
         Box::pin(async move {
             let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            let Some(who) = self.auth.authenticate(auth) else {
+            let Some(credential) = self.auth.credential(auth) else {
                 tracing::warn!(%peer, path = req.uri().path(), credential = if auth.is_some() { "wrong" } else { "missing" }, "admin call refused");
                 let body = serde_json::json!(ErrorBody { error: "missing or wrong admin token".into() });
                 let mut r = reply(StatusCode::UNAUTHORIZED, &body);
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
                 return r;
             };
+            let who = credential.name.clone();
             let method = req.method().clone();
             let path = req.uri().path().to_string();
             let query = req.uri().query().map(str::to_string);
-            let result = match read_body(req).await {
-                // The store's writes wait for fsync: let the runtime move other tasks off this
-                // worker meanwhile, so public OCSP requests are not held up.
-                Ok(body) => {
-                    tokio::task::block_in_place(|| self.dispatch(&method, &path, query.as_deref(), &body, &who))
+            let needed = permission(&method, &path);
+            let result = if !credential.role.allows(needed) {
+                Err(Failure(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "token {who:?} has role {} and may not {method} {path} (it needs {needed:?}); ask for a staff token",
+                        credential.role.name()
+                    ),
+                ))
+            } else {
+                match read_body(req).await {
+                    // The store's writes wait for fsync: let the runtime move other tasks off this
+                    // worker meanwhile, so public OCSP requests are not held up.
+                    Ok(body) => {
+                        tokio::task::block_in_place(|| self.dispatch(&method, &path, query.as_deref(), &body, &who))
+                    }
+                    Err(f) => Err(f),
                 }
-                Err(f) => Err(f),
             };
             match result {
                 Ok((status, value)) => reply(status, &value),
@@ -843,6 +897,14 @@ impl Handler for AdminService {
                         tracing::error!(admin = %who, %error, "admin call failed");
                     } else {
                         tracing::info!(admin = %who, %error, "admin call refused");
+                    }
+                    // Every refused change, and every call a role forbids, is on the record.
+                    if status == StatusCode::FORBIDDEN || (method != Method::GET && status.is_client_error()) {
+                        let mut a = AuditEntry::new(self.state.clock.now(), &who, "refused");
+                        a.detail = format!("{method} {path}: {status}: {error}");
+                        if let Err(e) = tokio::task::block_in_place(|| self.state.store.record_audit(a)) {
+                            tracing::error!(error = %e, "cannot record a refused admin call in the audit record");
+                        }
                     }
                     reply(status, &serde_json::json!(ErrorBody { error }))
                 }

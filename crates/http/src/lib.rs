@@ -17,7 +17,7 @@ mod source;
 pub use memory::MemoryTier;
 pub use metrics::Metrics;
 pub use prepared::{Prepared, Served, Tier};
-pub use serve::{serve, Handler, HttpResponse};
+pub use serve::{connection_budget, open_files_limit, serve, Handler, HttpResponse, ListenerLimits, ListenerStats};
 pub use service::{OcspService, ServiceConfig, MAX_REQUEST_BYTES};
 pub use source::BoxFuture;
 pub use source::{AnswerError, LiveConfig, LiveSource, PresignedSource, Source};

@@ -30,6 +30,10 @@ pub struct MemoryTier {
     /// Bumped by every eviction; an answer fetched across a bump is not kept (it may predate
     /// the change).
     epoch: AtomicU64,
+    /// Held shared by an insert (check the epoch, insert) and exclusively by an eviction (bump
+    /// the epoch, invalidate): no stale answer is ever visible, not even for a moment, to a
+    /// request made after the eviction returned.
+    gate: std::sync::RwLock<()>,
     metrics: Arc<Metrics>,
 }
 
@@ -48,11 +52,20 @@ impl MemoryTier {
             .expire_after(UntilNextUpdate(clock.clone()))
             .support_invalidation_closures()
             .build();
-        MemoryTier { cache, inner, registry, clock, epoch: AtomicU64::new(0), metrics }
+        MemoryTier {
+            cache,
+            inner,
+            registry,
+            clock,
+            epoch: AtomicU64::new(0),
+            gate: std::sync::RwLock::new(()),
+            metrics,
+        }
     }
 
     /// Drops the answers for these certificates (both CertID hash algorithms).
     pub fn evict(&self, issuer: &IssuerKey, serials: &[Serial]) {
+        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
         self.epoch.fetch_add(1, Ordering::SeqCst);
         for serial in serials {
             for alg in HashAlg::ALL {
@@ -64,6 +77,7 @@ impl MemoryTier {
 
     /// Drops every answer of an issuer.
     pub fn evict_issuer(&self, issuer: &IssuerKey) {
+        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
         self.epoch.fetch_add(1, Ordering::SeqCst);
         let prefix = issuer.0;
         if self.cache.invalidate_entries_if(move |k, _| k.starts_with(&prefix)).is_err() {
@@ -143,11 +157,11 @@ impl Source for MemoryTier {
             let epoch = self.epoch.load(Ordering::SeqCst);
             let served = self.inner.answer(request).await?;
             if served.next_update > self.clock.now() + SERVE_MARGIN {
-                self.cache.insert(key.clone(), served.answer.clone());
-                // An eviction that began after `epoch` was read may have run before this insert;
-                // the answer may predate it, so it is not kept.
-                if self.epoch.load(Ordering::SeqCst) != epoch {
-                    self.cache.invalidate(&key);
+                // An eviction since `epoch` was read means the answer may predate the change:
+                // it is not kept. The gate makes the check and the insert one step.
+                let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+                if self.epoch.load(Ordering::SeqCst) == epoch {
+                    self.cache.insert(key.clone(), served.answer.clone());
                 }
             }
             Ok(served)

@@ -91,6 +91,8 @@ pub struct Metrics {
     requests: Vec<Counter>,
     /// Responses signed on request.
     pub live_signings: Counter,
+    /// Live signings refused for unknown serials or several CertIDs over their rate bound.
+    pub live_untrusted_refused: Counter,
     /// Answers served from the memory tier.
     pub tier_memory: Counter,
     /// Lookups the memory tier could not answer.
@@ -110,6 +112,7 @@ impl Default for Metrics {
         Metrics {
             requests: (0..2 * RESULTS.len() * TIERS.len()).map(|_| Counter::default()).collect(),
             live_signings: Counter::default(),
+            live_untrusted_refused: Counter::default(),
             tier_memory: Counter::default(),
             memory_misses: Counter::default(),
             memory_evictions: Counter::default(),
@@ -159,6 +162,7 @@ impl Metrics {
             }
         }
         let _ = writeln!(s, "# HELP ocspd_live_signings_total Responses signed on request.\n# TYPE ocspd_live_signings_total counter\nocspd_live_signings_total {}", self.live_signings.get());
+        let _ = writeln!(s, "# HELP ocspd_live_untrusted_refused_total Live signings for unknown serials or several CertIDs refused (tryLater) over --untrusted-signing-rate.\n# TYPE ocspd_live_untrusted_refused_total counter\nocspd_live_untrusted_refused_total {}", self.live_untrusted_refused.get());
         let memory = (self.tier_memory.get(), self.memory_misses.get());
         let presigned = (self.tier_presigned.get(), self.presigned_misses.get());
         let _ = writeln!(s, "# HELP ocspd_tier_answers_total Answers by the tier that produced them.\n# TYPE ocspd_tier_answers_total counter\nocspd_tier_answers_total{{tier=\"memory\"}} {}\nocspd_tier_answers_total{{tier=\"presigned\"}} {}\nocspd_tier_answers_total{{tier=\"live\"}} {}", memory.0, presigned.0, self.live_signings.get());

@@ -57,11 +57,43 @@ pub struct LiveConfig {
     pub backdate: i64,
     /// Signings in flight at once; beyond this, requests get tryLater.
     pub max_concurrent: usize,
+    /// Live signings per second (and burst) for answers no known certificate stands behind:
+    /// unknown serials, and requests with several CertIDs. Beyond it: tryLater. Known
+    /// certificates asked one at a time are never held back by these.
+    pub untrusted_per_second: u32,
 }
 
 impl Default for LiveConfig {
     fn default() -> Self {
-        LiveConfig { validity: 24 * 3600, backdate: 3600, max_concurrent: 64 }
+        LiveConfig { validity: 24 * 3600, backdate: 3600, max_concurrent: 64, untrusted_per_second: 50 }
+    }
+}
+
+/// A token bucket: `rate` tokens a second, holding at most `rate` (at least one).
+#[derive(Debug)]
+struct RateBound {
+    rate: f64,
+    state: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+impl RateBound {
+    fn new(per_second: u32) -> RateBound {
+        let rate = f64::from(per_second.max(1));
+        RateBound { rate, state: std::sync::Mutex::new((rate, std::time::Instant::now())) }
+    }
+
+    fn try_take(&self) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let (tokens, last) = *st;
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
+        if tokens >= 1.0 {
+            *st = (tokens - 1.0, now);
+            true
+        } else {
+            *st = (tokens, now);
+            false
+        }
     }
 }
 
@@ -72,6 +104,7 @@ pub struct LiveSource {
     clock: Arc<dyn Clock>,
     config: LiveConfig,
     permits: Arc<Semaphore>,
+    untrusted: RateBound,
     metrics: Arc<crate::Metrics>,
 }
 
@@ -85,10 +118,16 @@ impl LiveSource {
         metrics: Arc<crate::Metrics>,
     ) -> LiveSource {
         let permits = Arc::new(Semaphore::new(config.max_concurrent.max(1)));
-        LiveSource { store, registry, clock, config, permits, metrics }
+        let untrusted = RateBound::new(config.untrusted_per_second);
+        LiveSource { store, registry, clock, config, permits, untrusted, metrics }
     }
 
-    fn build(&self, request: &OcspRequest) -> Result<(ResponseBuilder, Arc<ocsp_sign::IssuerEntry>), AnswerError> {
+    /// The response to sign, its issuer, and whether a known certificate stands behind it
+    /// alone (false for unknown serials and for several CertIDs).
+    fn build(
+        &self,
+        request: &OcspRequest,
+    ) -> Result<(ResponseBuilder, Arc<ocsp_sign::IssuerEntry>, bool), AnswerError> {
         let now = self.clock.now();
         let mut issuer: Option<Arc<ocsp_sign::IssuerEntry>> = None;
         let mut answers = Vec::with_capacity(request.cert_ids.len());
@@ -115,18 +154,25 @@ impl LiveSource {
             });
         }
         let issuer = issuer.ok_or(AnswerError::Malformed(ProtoError::EmptyRequest))?;
+        let trusted = answers.len() == 1 && answers.iter().all(|a| !matches!(a.status, CertStatus::Unknown));
         let mut builder = ResponseBuilder::new(issuer.identity.key_hash(), now);
         for a in answers {
             builder = builder.answer(a);
         }
-        Ok((builder, issuer))
+        Ok((builder, issuer, trusted))
     }
 }
 
 impl Source for LiveSource {
     fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<Served, AnswerError>> {
         Box::pin(async move {
-            let (builder, issuer) = self.build(request)?;
+            let (builder, issuer, trusted) = self.build(request)?;
+            if !trusted && !self.untrusted.try_take() {
+                self.metrics.live_untrusted_refused.inc();
+                return Err(AnswerError::TryLater(
+                    "live signing for unknown serials or several CertIDs at its rate bound".into(),
+                ));
+            }
             let key = issuer.key;
             let permit = self
                 .permits
@@ -143,7 +189,9 @@ impl Source for LiveSource {
             let resp =
                 handle.await.map_err(|e| AnswerError::Internal(format!("signing task: {e}")))?.map_err(
                     |e| match e {
-                        ocsp_sign::SignError::Unavailable(..) => AnswerError::TryLater(e.to_string()),
+                        ocsp_sign::SignError::Unavailable(..) | ocsp_sign::SignError::OutsideValidity { .. } => {
+                            AnswerError::TryLater(e.to_string())
+                        }
                         other => AnswerError::Internal(other.to_string()),
                     },
                 )?;
@@ -218,6 +266,50 @@ impl PresignedSource {
             Some(resp) => Lookup::Fresh(resp),
             None => Lookup::Missing(key),
         })
+    }
+}
+
+impl PresignedSource {
+    /// Forgets the live signings in flight for these certificates: they may have read the
+    /// status before a change, so requests from now on start a signing of their own. Called
+    /// after the change is durable and before it is acknowledged.
+    pub fn forget(&self, issuer: &ocsp_proto::IssuerKey, serials: &[ocsp_proto::Serial]) {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if flights.is_empty() {
+            return;
+        }
+        for serial in serials {
+            for alg in ocsp_proto::HashAlg::ALL {
+                flights.remove(&ocsp_store::response_key(issuer, serial, alg));
+            }
+        }
+    }
+
+    /// Forgets every live signing in flight for an issuer (identity or issuer-wide change).
+    pub fn forget_issuer(&self, issuer: &ocsp_proto::IssuerKey) {
+        self.flights.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| !k.starts_with(&issuer.0));
+    }
+
+    /// Hooks for [`ocsp_store::Store::on_change`] and [`ocsp_store::Store::on_purge`]; register
+    /// them before the memory tier's, so a flight is gone before the memory tier's epoch moves.
+    pub fn hooks(self: &Arc<Self>) -> (ocsp_store::ChangeHook, ocsp_store::PurgeHook) {
+        let (a, b) = (Arc::downgrade(self), Arc::downgrade(self));
+        (
+            Box::new(move |issuer, serials| {
+                if let Some(t) = a.upgrade() {
+                    t.forget(issuer, serials);
+                }
+            }),
+            Box::new(move |event| {
+                if let Some(t) = b.upgrade() {
+                    if event.issuer_wide() {
+                        t.forget_issuer(&event.issuer);
+                    } else {
+                        t.forget(&event.issuer, &event.serials);
+                    }
+                }
+            }),
+        )
     }
 }
 

@@ -14,7 +14,7 @@ fn now() -> i64 {
 
 /// The real file signer, made slow, as an HSM under load is.
 #[derive(Debug)]
-struct Slow(Arc<dyn Signer>);
+struct Slow(Arc<dyn Signer>, Duration);
 
 impl Signer for Slow {
     fn algorithm(&self) -> ocsp_proto::SignatureAlgorithm {
@@ -24,7 +24,7 @@ impl Signer for Slow {
         self.0.public_key()
     }
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(self.1);
         self.0.sign(message)
     }
     fn describe(&self) -> String {
@@ -52,14 +52,18 @@ struct Fixture {
 }
 
 fn fixture(slow: bool) -> Fixture {
+    fixture_signing_in(slow.then_some(Duration::from_millis(200)))
+}
+
+fn fixture_signing_in(delay: Option<Duration>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
     let int = Issued::root("int", KeyAlg::P256).unwrap();
     int.write(dir.path(), "int", true).unwrap();
     let key = format!("file:{}", dir.path().join("int.key").display());
     let mut entry = IssuerEntry::load("int", &int.der, None, &key, now()).unwrap();
-    if slow {
-        let signer: Arc<dyn Signer> = Arc::new(Slow(entry.identity.signer().clone()));
+    if let Some(delay) = delay {
+        let signer: Arc<dyn Signer> = Arc::new(Slow(entry.identity.signer().clone(), delay));
         let cert = ocsp_proto::x509::CertInfo::from_der(&int.der).unwrap();
         entry.identity = ocsp_sign::ResponderIdentity::new(&cert, None, signer, now(), "slow").unwrap();
     }
@@ -80,7 +84,7 @@ fn request(f: &Fixture, serial: &str) -> OcspRequest {
 
 fn tiers(f: &Fixture, max_concurrent: usize) -> (Arc<PresignedSource>, Arc<Counting>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
-    let config = LiveConfig { validity: 86_400, backdate: 3600, max_concurrent };
+    let config = LiveConfig { validity: 86_400, backdate: 3600, max_concurrent, untrusted_per_second: 1000 };
     let live = Arc::new(LiveSource::new(f.store.clone(), f.registry.clone(), f.clock.clone(), config, metrics.clone()));
     let counting = Arc::new(Counting(live, AtomicUsize::new(0)));
     let presigned = Arc::new(PresignedSource::new(
@@ -275,4 +279,109 @@ async fn the_memory_tier_stays_within_its_byte_bound_and_never_serves_near_next_
     assert_ne!(b.tier, Tier::Memory, "30 s before nextUpdate the memory copy is not served");
     assert!(b.next_update > a.next_update);
     assert_eq!(counting.1.load(Ordering::SeqCst), before + 1);
+}
+
+/// Issue 10.3: a live signing that read the status before a revocation committed must not be
+/// handed to a request made after the revocation was acknowledged, nor kept in memory. 24
+/// clients ask for a fresh certificate while it is revoked at a random moment; every answer to
+/// a request sent after the acknowledgement must say revoked. Half the trials run with the
+/// memory tier in front, half with live signing alone (`--memory-cache 0 --no-presign`).
+#[test]
+fn no_answer_signed_from_a_superseded_status_is_served_after_the_acknowledgement() {
+    const TRIALS: u32 = 1000;
+    const CLIENTS: usize = 24;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+    // Signing takes 3 ms, as an HSM does: a wide window for the race.
+    let f = Arc::new(fixture_signing_in(Some(Duration::from_millis(3))));
+    let mut stale = 0u32;
+    let mut after_ack = 0u64;
+    for trial in 0..TRIALS {
+        let serial = Serial::from_hex(&format!("{:x}", 0x1000 + trial)).unwrap();
+        f.store.record_issued(&f.issuer, &[(serial.clone(), 0)], now(), AuditEntry::new(0, "t", "cert.add")).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let config = LiveConfig { validity: 86_400, backdate: 3600, max_concurrent: 64, untrusted_per_second: 1000 };
+        let live =
+            Arc::new(LiveSource::new(f.store.clone(), f.registry.clone(), f.clock.clone(), config, metrics.clone()));
+        let presigned =
+            Arc::new(PresignedSource::new(f.store.clone(), f.registry.clone(), f.clock.clone(), live, metrics.clone()));
+        let (change, purge) = presigned.hooks();
+        f.store.on_change(change);
+        f.store.on_purge(purge);
+        let source: Arc<dyn Source> = if trial % 2 == 0 {
+            let memory = Arc::new(MemoryTier::new(
+                16 << 20,
+                presigned.clone(),
+                f.registry.clone(),
+                f.clock.clone(),
+                metrics.clone(),
+            ));
+            let (change, purge) = memory.hooks();
+            f.store.on_change(change);
+            f.store.on_purge(purge);
+            memory
+        } else {
+            presigned.clone()
+        };
+        let req = Arc::new(request(&f, &serial.to_hex()));
+        let acked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (found, asked_after) = rt.block_on(async {
+            let mut clients = Vec::new();
+            for client in 0..CLIENTS {
+                let (source, req, acked) = (source.clone(), req.clone(), acked.clone());
+                clients.push(tokio::spawn(async move {
+                    let (mut stale, mut after) = (0u32, 0u64);
+                    // Clients think for 0 to 3 ms between requests, as independent clients on a
+                    // network arrive spread out, so some always join a signing in flight.
+                    let think = Duration::from_millis(client as u64 % 4);
+                    // Ask until a few answers to requests made after the acknowledgement came.
+                    while after < 4 {
+                        // Memory hits never wait: let the timer and the revoking task run.
+                        tokio::task::yield_now().await;
+                        if !think.is_zero() {
+                            tokio::time::sleep(think).await;
+                        }
+                        let sent_after_ack = acked.load(Ordering::SeqCst);
+                        let answer = source.answer(&req).await.unwrap();
+                        if sent_after_ack {
+                            after += 1;
+                            if answer.status == CertStatus::Good {
+                                stale += 1;
+                            }
+                        }
+                    }
+                    (stale, after)
+                }));
+            }
+            // Revoke at a random moment within the first few signings.
+            let wait = u64::from(trial.wrapping_mul(2_654_435_761) % 9_000);
+            tokio::time::sleep(Duration::from_micros(wait)).await;
+            let (store, issuer, serial, acked) = (f.store.clone(), f.issuer, serial.clone(), acked.clone());
+            tokio::task::spawn_blocking(move || {
+                store
+                    .revoke(
+                        &issuer,
+                        &serial,
+                        now(),
+                        ocsp_proto::RevocationReason::KeyCompromise,
+                        now(),
+                        AuditEntry::new(0, "t", "revoke"),
+                    )
+                    .unwrap();
+                // The admin call returns here: the acknowledgement.
+                acked.store(true, Ordering::SeqCst);
+            })
+            .await
+            .unwrap();
+            let mut total = (0u32, 0u64);
+            for c in clients {
+                let (s, a) = c.await.unwrap();
+                total = (total.0 + s, total.1 + a);
+            }
+            total
+        });
+        stale += found;
+        after_ack += asked_after;
+    }
+    assert!(after_ack >= u64::from(TRIALS) * CLIENTS as u64 * 4);
+    assert_eq!(stale, 0, "{stale} answers said good to requests made after the revocation was acknowledged");
 }

@@ -145,15 +145,20 @@ enum Command {
     #[command(subcommand)]
     Purge(PurgeCmd),
     /// Write every current pre-signed response as a static file named by its GET path (the
-    /// base64 of the RFC 5019 request), for an object-store origin. The folder is mirrored:
-    /// files a previous export wrote and this one did not (no longer current) are removed.
+    /// base64 of the RFC 5019 request), for an object-store origin. The folder is mirrored per
+    /// issuer: files a previous export wrote for the issuers exported now and this one did not
+    /// (no longer current) are removed; nothing else in the folder is touched.
     Export {
         /// The folder to write (created if missing; must be empty or a previous export).
         #[arg(long)]
         out: PathBuf,
-        /// Only this issuer.
+        /// Only this issuer: files of other issuers in the folder are left as they are.
         #[arg(long)]
         issuer: Option<String>,
+        /// How long to wait for the pre-signer to finish re-signing changed certificates
+        /// first, so that certificates being re-signed are not dropped from the folder.
+        #[arg(long, default_value = "10m")]
+        wait: String,
     },
     /// Show the audit record, newest first.
     Audit {
@@ -172,9 +177,12 @@ enum Command {
         /// Only since this time, RFC 3339.
         #[arg(long)]
         since: Option<String>,
-        /// At most this many entries.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
+        /// At most this many entries (1 to 1,000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: u64,
+        /// Only entries older than this one (the #number shown): the next page.
+        #[arg(long)]
+        before: Option<u64>,
     },
 }
 
@@ -342,9 +350,9 @@ fn parse_time(text: &str, what: &str) -> anyhow::Result<i64> {
 
 fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> String) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(value)?);
+        out_line(&serde_json::to_string(value)?);
     } else {
-        println!("{}", text(value));
+        out_line(&text(value));
     }
     Ok(())
 }
@@ -510,7 +518,7 @@ fn bulk_revoke(
         acknowledged += n;
         if json {
             // One line per durable batch, so a script knows exactly what was acknowledged.
-            println!("{}", serde_json::json!({ "acknowledged": acknowledged, "of": lines }));
+            out_line(&serde_json::json!({ "acknowledged": acknowledged, "of": lines }).to_string());
         }
         total.add(r);
         bar.inc(n);
@@ -639,16 +647,74 @@ fn purge_text(s: &ocsp_admin::api::PurgeStatus) -> String {
                 None => out.push(format!("  pending: {} (every answer) since {}", p.issuer, p.since)),
             }
         }
+        for p in &t.undeliverable {
+            let what = p.serial.as_ref().map(|s| format!("serial {s}")).unwrap_or_else(|| "(every answer)".into());
+            out.push(format!(
+                "  UNDELIVERABLE (refused even alone; purge it by hand): {} {what} since {}",
+                p.issuer, p.since
+            ));
+        }
     }
     out.join("\n")
 }
 
 /// The marker that makes a folder ours to mirror into.
 const EXPORT_MARKER: &str = ".ocspd-export";
+/// The folder of manifests: one file per issuer, listing the files written for it.
+const EXPORT_MANIFESTS: &str = ".ocspd-export.d";
 
-fn export(api: &Api, json: bool, out: &Path, issuer: Option<String>) -> anyhow::Result<()> {
+/// The file a GET path is written to, relative to the export folder, if the path is one ocspd
+/// could have sent: base64 (A-Z a-z 0-9 + / =) of a request, so never absolute, never with
+/// `.` or `..` components, never empty. A path ending in '/' cannot name a file: its last '/'
+/// is written as %2F.
+pub(crate) fn export_file_name(path: &str) -> Option<PathBuf> {
+    let ok = !path.is_empty()
+        && path.len() <= 4096
+        && !path.starts_with('/')
+        && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+    if !ok {
+        return None;
+    }
+    let rel = match path.strip_suffix('/') {
+        Some(head) => PathBuf::from(format!("{head}%2F")),
+        None => PathBuf::from(path),
+    };
+    rel.components().all(|c| matches!(c, std::path::Component::Normal(_))).then_some(rel)
+}
+
+/// Waits until the pre-signer has nothing changed left to sign (no urgent work, no pass),
+/// at most `wait`; true when it is idle or none runs.
+fn wait_for_presigner(api: &Api, json: bool, wait: std::time::Duration) -> anyhow::Result<bool> {
+    let deadline = std::time::Instant::now() + wait;
+    let bar = if json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    loop {
+        let stats: ocsp_admin::api::PresignStats = match api.call(Method::GET, "/v1/presign", None::<&()>) {
+            Ok(s) => s,
+            // No pre-signer in this ocspd: nothing is being re-signed.
+            Err(e) if e.to_string().contains("no pre-signer") => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        if stats.urgent == 0 && !stats.pass_running {
+            bar.finish_and_clear();
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            bar.finish_and_clear();
+            return Ok(false);
+        }
+        bar.set_message(format!(
+            "waiting for the pre-signer: {} changed certificates queued, pass {}/{}",
+            stats.urgent, stats.pass_done, stats.pass_total
+        ));
+        bar.tick();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn export(api: &Api, json: bool, out: &Path, issuer: Option<String>, wait: &str) -> anyhow::Result<()> {
     use base64::Engine;
-    use std::collections::HashSet;
+    use std::collections::{BTreeMap, BTreeSet};
+    let wait = parse_duration(wait).map_err(|e| usage(format!("--wait: {e}")))?;
     if out.exists() {
         let empty = std::fs::read_dir(out).map_err(|e| usage(format!("{}: {e}", out.display())))?.next().is_none();
         if !empty && !out.join(EXPORT_MARKER).exists() {
@@ -658,15 +724,26 @@ fn export(api: &Api, json: bool, out: &Path, issuer: Option<String>) -> anyhow::
             )));
         }
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    // Certificates being re-signed (after a revocation or a promotion) have no current
+    // response for a moment: mirroring then would drop their files.
+    let idle = wait_for_presigner(api, json, wait)?;
+    if !idle {
+        anyhow::bail!(
+            "the pre-signer is still re-signing changed certificates after {}; nothing was exported (run again, or raise --wait)",
+            humantime(wait)
+        );
+    }
+    std::fs::create_dir_all(out.join(EXPORT_MANIFESTS)).with_context(|| format!("creating {}", out.display()))?;
     std::fs::write(out.join(EXPORT_MARKER), "written by ocspctl export; files here are mirrored\n")?;
     let bar = if json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
     bar.set_style(
         ProgressStyle::with_template("export {spinner} {pos} responses {per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let mut written: HashSet<PathBuf> = HashSet::new();
+    // issuer key (hex) -> files written for it now
+    let mut written: BTreeMap<String, BTreeSet<PathBuf>> = BTreeMap::new();
     let mut after: Option<String> = None;
+    let mut refused = 0u64;
     loop {
         let mut q = vec!["limit=5000".to_string()];
         if let Some(a) = &after {
@@ -678,12 +755,15 @@ fn export(api: &Api, json: bool, out: &Path, issuer: Option<String>) -> anyhow::
         let page: ocsp_admin::api::ExportPage =
             api.call(Method::GET, &format!("/v1/export?{}", q.join("&")), None::<&()>)?;
         for item in &page.items {
-            let der = base64::engine::general_purpose::STANDARD.decode(&item.der).context("response from ocspd")?;
-            // A path ending in '/' cannot name a file: its last '/' is written as %2F.
-            let rel = match item.path.strip_suffix('/') {
-                Some(head) => PathBuf::from(format!("{head}%2F")),
-                None => PathBuf::from(&item.path),
+            let (Some(rel), true) = (
+                export_file_name(&item.path),
+                !item.issuer_key.is_empty() && item.issuer_key.bytes().all(|b| b.is_ascii_hexdigit()),
+            ) else {
+                refused += 1;
+                eprintln!("ocspctl: skipped an exported item with an unsafe path {:?}", item.path);
+                continue;
             };
+            let der = base64::engine::general_purpose::STANDARD.decode(&item.der).context("response from ocspd")?;
             let path = out.join(&rel);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
@@ -691,7 +771,7 @@ fn export(api: &Api, json: bool, out: &Path, issuer: Option<String>) -> anyhow::
             let tmp = path.with_extension("ocspd-tmp");
             std::fs::write(&tmp, &der).with_context(|| format!("writing {}", tmp.display()))?;
             std::fs::rename(&tmp, &path)?;
-            written.insert(rel);
+            written.entry(item.issuer_key.clone()).or_default().insert(rel);
             bar.inc(1);
         }
         match page.next {
@@ -700,28 +780,73 @@ fn export(api: &Api, json: bool, out: &Path, issuer: Option<String>) -> anyhow::
         }
     }
     bar.finish_and_clear();
-    // Mirror: drop what an earlier export wrote and this one did not.
+    // Mirror, issuer by issuer: remove what an earlier export wrote for an issuer exported now
+    // and this one did not. A full export also clears issuers no longer exported (retired).
+    let manifests = out.join(EXPORT_MANIFESTS);
+    let mut previous: BTreeMap<String, BTreeSet<PathBuf>> = BTreeMap::new();
+    for entry in std::fs::read_dir(&manifests)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(key) = name.strip_suffix(".list") else { continue };
+        let text = std::fs::read_to_string(entry.path())?;
+        let files = text.lines().filter_map(export_file_name).collect();
+        previous.insert(key.to_string(), files);
+    }
+    let exported_keys: BTreeSet<String> = match &issuer {
+        // The issuer's key is learnt from what was written; with nothing written, from the
+        // issuer's record.
+        Some(name) => {
+            let view: IssuerView = api.call(Method::GET, &format!("/v1/issuers/{}", encode(name)), None::<&()>)?;
+            let key = format!("{}{}", view.sha256_name_hash, view.sha256_key_hash);
+            written.keys().cloned().chain(std::iter::once(key)).collect()
+        }
+        None => written.keys().cloned().chain(previous.keys().cloned()).collect(),
+    };
     let mut removed = 0u64;
-    let mut stack = vec![out.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            if entry.file_type()?.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let rel = path.strip_prefix(out).unwrap_or(&path).to_path_buf();
-            if rel.as_os_str() != EXPORT_MARKER && !written.contains(&rel) {
-                std::fs::remove_file(&path)?;
-                removed += 1;
+    for key in &exported_keys {
+        let now: BTreeSet<PathBuf> = written.get(key).cloned().unwrap_or_default();
+        for old in previous.get(key).into_iter().flatten() {
+            if !now.contains(old) && written.values().all(|w| !w.contains(old)) {
+                match std::fs::remove_file(out.join(old)) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
+        let list = manifests.join(format!("{key}.list"));
+        if now.is_empty() {
+            let _ = std::fs::remove_file(&list);
+        } else {
+            let text: String = now.iter().map(|p| format!("{}\n", p.display())).collect();
+            let tmp = list.with_extension("tmp");
+            std::fs::write(&tmp, text)?;
+            std::fs::rename(&tmp, &list)?;
+        }
     }
-    let summary = serde_json::json!({ "written": written.len(), "removed": removed, "out": out.display().to_string() });
+    let count: usize = written.values().map(BTreeSet::len).sum();
+    let summary = serde_json::json!({ "written": count, "removed": removed, "refused": refused, "out": out.display().to_string() });
     print(json, &summary, |_| {
-        format!("exported {} responses to {} ({removed} stale files removed)", written.len(), out.display())
+        format!("exported {count} responses to {} ({removed} stale files removed)", out.display())
     })
+}
+
+fn humantime(d: std::time::Duration) -> String {
+    format!("{} s", d.as_secs())
+}
+
+/// `30s`, `10m`, `1h`, or a number of seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num.parse().map_err(|_| format!("{text:?} is not a duration like 30s, 10m, 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{text:?} is not a duration like 30s, 10m, 1h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 fn issuer_text(v: &IssuerView) -> String {
@@ -836,9 +961,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let status: ocsp_admin::api::PurgeStatus = api.call(Method::GET, "/v1/purge", None::<&()>)?;
             print(json, &status, purge_text)
         }
-        Command::Export { out, issuer } => export(&api, json, &out, issuer),
-        Command::Audit { issuer, serial, admin, action, since, limit } => {
+        Command::Export { out, issuer, wait } => export(&api, json, &out, issuer, &wait),
+        Command::Audit { issuer, serial, admin, action, since, limit, before } => {
             let mut q = vec![format!("limit={limit}")];
+            if let Some(b) = before {
+                q.push(format!("before={b}"));
+            }
             if let Some(s) = &serial {
                 Serial::from_hex(s).map_err(usage)?;
             }
@@ -854,10 +982,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print(json, &entries, |es| {
                 es.iter()
                     .map(|e| {
-                        let serials = match e.serials.len() {
+                        let serials = match e.serial_count.unwrap_or(e.serials.len()) {
                             0 => String::new(),
                             1..=5 => format!(" serials {}", e.serials.join(",")),
-                            n => format!(" {n} serials ({} ...)", e.serials[..3].join(",")),
+                            n => format!(" {n} serials ({} ...)", e.serials[..3.min(e.serials.len())].join(",")),
                         };
                         format!(
                             "#{} {} {} {}{}{}{}{}",
@@ -871,6 +999,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             if e.detail.is_empty() { String::new() } else { format!(" ({})", e.detail) }
                         )
                     })
+                    .chain(
+                        (es.len() as u64 == limit)
+                            .then(|| es.last().map(|e| format!("(more: ocspctl audit --before {})", e.seq)))
+                            .flatten(),
+                    )
                     .collect::<Vec<_>>()
                     .join("\n")
             })
@@ -889,6 +1022,21 @@ fn encode(v: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Writes one line to standard output. When the reader went away (`ocspctl ... | head`), the
+/// rest of the output has nowhere to go: stop quietly, as Unix tools do, instead of panicking.
+/// Whatever the command changed on the server is done either way.
+fn out_line(line: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("ocspctl: writing the output: {e}");
+        std::process::exit(1);
+    }
 }
 
 fn main() {

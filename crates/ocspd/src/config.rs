@@ -52,6 +52,10 @@ pub struct Args {
     /// Memory for RocksDB's block cache (statuses and pre-signed responses).
     #[arg(long, default_value = "512MiB")]
     pub db_cache: String,
+    /// RocksDB memtable size of the status and response column families; the write-ahead log
+    /// preallocates about as much on disk. Smaller suits small disks, larger bulk imports.
+    #[arg(long, default_value = "128MiB")]
+    pub db_write_buffer: String,
     /// Purge targets (peer responders, Varnish, CDN purge APIs): a TOML file, see
     /// deploy/purge.example.toml.
     #[arg(long, env = "OCSPD_PURGE_CONFIG")]
@@ -61,9 +65,30 @@ pub struct Args {
     #[arg(long, default_value = "2s")]
     pub purge_wait: String,
     /// Run no pre-signer in this process: every answer is signed live (for bulk loading, or
-    /// when another node pre-signs into a shared database).
+    /// to measure live signing).
     #[arg(long)]
     pub no_presign: bool,
+    /// Connections the public listener holds open at once (default: 10,000, or less to fit
+    /// three quarters of the open-file limit after a reserve for the database and admin API).
+    #[arg(long, env = "OCSPD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Connections the admin listener holds open at once.
+    #[arg(long, default_value_t = 64)]
+    pub admin_max_connections: usize,
+    /// A public connection with no request in flight for this long is closed (any protocol:
+    /// HTTP/1.1, h2c, a silent or partial preface).
+    #[arg(long, default_value = "15s")]
+    pub idle_timeout: String,
+    /// PKCS#11 modules (shared libraries) that issuers' `pkcs11:` keys may load; repeat the
+    /// flag, or separate paths with ':' in OCSPD_PKCS11_MODULES. A key naming any other
+    /// module is refused before the library is opened.
+    #[arg(long = "pkcs11-module", env = "OCSPD_PKCS11_MODULES", value_delimiter = ':')]
+    pub pkcs11_modules: Vec<PathBuf>,
+    /// Live signings per second for answers that no pre-signed response can serve without
+    /// a known certificate behind them: unknown serials and requests with several CertIDs
+    /// (beyond it: tryLater), so that such requests cannot spend the live-signing budget.
+    #[arg(long, default_value_t = 50)]
+    pub untrusted_signing_rate: u32,
 }
 
 /// Maintenance commands that run instead of the server.
@@ -82,6 +107,10 @@ pub enum TokenCmd {
         /// The credential's name, as the audit record will show it.
         #[arg(long)]
         name: String,
+        /// What it may do: staff (everything), revoke (revoke and read), purge (only a peer's
+        /// purge, for other ocspd nodes), read.
+        #[arg(long, default_value = "staff", value_parser = ["staff", "revoke", "purge", "read"])]
+        role: String,
     },
 }
 
@@ -101,8 +130,12 @@ pub struct Config {
     pub presign: bool,
     pub memory_cache_bytes: u64,
     pub db_cache_bytes: u64,
+    pub db_write_buffer_bytes: u64,
     pub purge_wait: std::time::Duration,
     pub purge: ocsp_purge::PurgeConfig,
+    pub public_limits: ocsp_http::ListenerLimits,
+    pub admin_limits: ocsp_http::ListenerLimits,
+    pub pkcs11_modules: Vec<PathBuf>,
 }
 
 /// Parses `256MiB`, `1GiB`, `512M`, `64k` or plain bytes.
@@ -160,6 +193,18 @@ impl Args {
         let max_age = dur("max-age", &self.max_age);
         let presign_interval = dur("presign-interval", &self.presign_interval);
         let purge_wait = dur("purge-wait", &self.purge_wait);
+        let idle_timeout = dur("idle-timeout", &self.idle_timeout);
+        if idle_timeout.is_some_and(|t| !(1..=3600).contains(&t)) {
+            problems.push("--idle-timeout must be from 1s to 1h".into());
+        }
+        if self.max_connections == Some(0) || self.admin_max_connections == 0 {
+            problems.push("--max-connections and --admin-max-connections must be at least 1".into());
+        }
+        for m in &self.pkcs11_modules {
+            if !m.is_absolute() {
+                problems.push(format!("--pkcs11-module {}: give an absolute path", m.display()));
+            }
+        }
         let cadence = match (validity, backdate) {
             (Some(v), Some(b)) => match Cadence::new(v, b) {
                 Ok(c) => Some(c),
@@ -189,6 +234,10 @@ impl Args {
         };
         let memory_cache_bytes = size("memory-cache", &self.memory_cache);
         let db_cache_bytes = size("db-cache", &self.db_cache);
+        let db_write_buffer_bytes = size("db-write-buffer", &self.db_write_buffer);
+        if db_write_buffer_bytes.is_some_and(|n| !((256 << 10)..=(1 << 30)).contains(&n)) {
+            problems.push("--db-write-buffer must be from 256KiB to 1GiB".into());
+        }
         if db_cache_bytes.is_some_and(|n| n < 8 << 20) {
             problems.push("--db-cache must be at least 8MiB".into());
         }
@@ -233,7 +282,12 @@ impl Args {
                     listen,
                     admin_listen,
                     demo: self.demo,
-                    live: LiveConfig { validity, backdate, max_concurrent: self.live_concurrency },
+                    live: LiveConfig {
+                        validity,
+                        backdate,
+                        max_concurrent: self.live_concurrency,
+                        untrusted_per_second: self.untrusted_signing_rate,
+                    },
                     service: ServiceConfig { max_age_cap: max_age },
                     expiry_warning_days: self.expiry_warning_days,
                     cadence,
@@ -244,8 +298,22 @@ impl Args {
                     presign: !self.no_presign,
                     memory_cache_bytes,
                     db_cache_bytes,
+                    db_write_buffer_bytes: db_write_buffer_bytes.unwrap_or(128 << 20),
                     purge,
                     purge_wait: std::time::Duration::from_secs(purge_wait.max(0) as u64),
+                    public_limits: {
+                        let mut l = ocsp_http::ListenerLimits::public_default(ocsp_http::open_files_limit());
+                        if let Some(n) = self.max_connections {
+                            l.max_connections = n;
+                        }
+                        l.idle_timeout = std::time::Duration::from_secs(idle_timeout.unwrap_or(15).max(1) as u64);
+                        l
+                    },
+                    admin_limits: ocsp_http::ListenerLimits {
+                        max_connections: self.admin_max_connections,
+                        ..ocsp_http::ListenerLimits::admin_default()
+                    },
+                    pkcs11_modules: self.pkcs11_modules.clone(),
                 })
             }
             _ => Err(problems),

@@ -21,11 +21,12 @@ use std::sync::Arc;
 
 fn main() {
     let args = config::Args::parse();
-    if let Some(config::Command::Token(config::TokenCmd::Add { name })) = &args.command {
-        match TokenFile::in_dir(&args.data_dir).add(name) {
+    if let Some(config::Command::Token(config::TokenCmd::Add { name, role })) = &args.command {
+        let role = ocsp_admin::Role::parse(role).unwrap_or(ocsp_admin::Role::Read);
+        match TokenFile::in_dir(&args.data_dir).add_with_role(name, role) {
             Ok(token) => {
                 println!("{token}");
-                eprintln!("ocspd: token {name:?} added; it works at once and is shown only now");
+                eprintln!("ocspd: token {name:?} (role {}) added; it works at once and is shown only now", role.name());
                 return;
             }
             Err(e) => {
@@ -66,12 +67,19 @@ async fn run(config: config::Config) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
-    let store_options = StoreOptions { cache_bytes: config.db_cache_bytes as usize };
+    // RocksDB's files share the open-file limit with the listeners: a quarter of it.
+    let max_open_files = ocsp_http::open_files_limit().map(|n| (n / 4).clamp(64, 10_000) as i32).unwrap_or(-1);
+    let store_options = StoreOptions {
+        cache_bytes: config.db_cache_bytes as usize,
+        max_open_files,
+        write_buffer_bytes: config.db_write_buffer_bytes as usize,
+    };
     let store = Arc::new(
         Store::open_with(&config.data_dir.join("db"), &store_options).context("opening the revocation database")?,
     );
     let auth = TokenFile::in_dir(&config.data_dir).load_or_create().context("loading admin tokens")?;
 
+    ocsp_sign::allow_pkcs11_modules(&config.pkcs11_modules);
     let registry = Arc::new(IssuerRegistry::default());
     let now = clock.now();
     let mut problems = Vec::new();
@@ -79,15 +87,19 @@ async fn run(config: config::Config) -> Result<()> {
         if record.retired_at.is_some() {
             continue;
         }
-        let loaded = IssuerEntry::load(
+        // A responder certificate outside its validity stops only its own issuer (tryLater,
+        // loud metric), never the others: it is loaded, and refuses to sign.
+        let lenient = ocsp_sign::ValidityPolicy::AllowOutside;
+        let loaded = IssuerEntry::load_with(
             &record.name,
             &record.cert_der,
             record.responder_cert_der.as_deref(),
             &record.responder_key,
             now,
+            lenient,
         )
         .and_then(|entry| match &record.backup_responder_key {
-            Some(key) => entry.with_backup(record.backup_responder_cert_der.as_deref(), key, now),
+            Some(key) => entry.with_backup_checked(record.backup_responder_cert_der.as_deref(), key, now, lenient),
             None => Ok(entry),
         });
         match loaded {
@@ -112,8 +124,13 @@ async fn run(config: config::Config) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let live =
         Arc::new(LiveSource::new(store.clone(), registry.clone(), clock.clone(), config.live.clone(), metrics.clone()));
-    let presigned: Arc<dyn Source> =
+    let presigned_tier =
         Arc::new(PresignedSource::new(store.clone(), registry.clone(), clock.clone(), live, metrics.clone()));
+    // Live signings in flight die with the change, before the memory tier's epoch moves.
+    let (change, purge) = presigned_tier.hooks();
+    store.on_change(change);
+    store.on_purge(purge);
+    let presigned: Arc<dyn Source> = presigned_tier;
     let memory = (config.memory_cache_bytes > 0).then(|| {
         Arc::new(MemoryTier::new(
             config.memory_cache_bytes,
@@ -170,10 +187,24 @@ async fn run(config: config::Config) -> Result<()> {
     }
     let (expiry_registry, expiry_clock) = (registry.clone(), clock.clone());
     service = service.with_metrics(move || expiry_metrics(&expiry_registry, expiry_clock.now()));
+    let (public_stats, admin_stats) =
+        (Arc::new(ocsp_http::ListenerStats::default()), Arc::new(ocsp_http::ListenerStats::default()));
+    let (p, a) = (public_stats.clone(), admin_stats.clone());
+    service = service.with_metrics(move || format!("{}{}", p.render("public"), a.render("admin")));
+    tracing::info!(
+        public_max = config.public_limits.max_connections,
+        admin_max = config.admin_limits.max_connections,
+        idle_timeout_s = config.public_limits.idle_timeout.as_secs(),
+        open_files = ?ocsp_http::open_files_limit(),
+        "connection bounds"
+    );
     let (ready_store, ready_registry) = (store.clone(), registry.clone());
     service = service.with_readiness(move || {
         if ready_registry.is_empty() {
             return Err("no issuer is registered (ocspctl issuer add)".into());
+        }
+        if let Some(fault) = ready_store.write_fault() {
+            return Err(format!("database refuses writes ({fault}); recovering by itself when space returns"));
         }
         ready_store.estimated_statuses_checked().map(|_| ()).map_err(|e| format!("database: {e}"))
     });
@@ -210,9 +241,12 @@ async fn run(config: config::Config) -> Result<()> {
         }
     });
 
+    tokio::spawn(watch_writes(store.clone(), config.data_dir.clone(), public_addr, admin_addr));
+
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let public_task = tokio::spawn(ocsp_http::serve(public, service, stop_rx.clone()));
-    let admin_task = tokio::spawn(ocsp_http::serve(admin_listener, admin, stop_rx));
+    let public_task =
+        tokio::spawn(ocsp_http::serve(public, service, config.public_limits, public_stats, stop_rx.clone()));
+    let admin_task = tokio::spawn(ocsp_http::serve(admin_listener, admin, config.admin_limits, admin_stats, stop_rx));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -238,11 +272,27 @@ fn expiry_metrics(registry: &IssuerRegistry, now: i64) -> String {
             ));
         }
     }
+    s.push_str("# HELP ocspd_issuer_signing_blocked 1 when an issuer's signing responder certificate is outside its validity (the issuer answers tryLater).\n# TYPE ocspd_issuer_signing_blocked gauge\n");
+    for entry in registry.all() {
+        s.push_str(&format!(
+            "ocspd_issuer_signing_blocked{{issuer=\"{}\"}} {}\n",
+            entry.name,
+            u8::from(!entry.identity.valid_at(now))
+        ));
+    }
     s
 }
 
-/// Warns about responder certificates (primary and backup) that expire soon.
+/// Warns about responder certificates (primary and backup) that expire soon; an error for a
+/// primary that is outside its validity now (its issuer answers tryLater).
 fn warn_expiry(entry: &IssuerEntry, now: i64, warning_days: i64) {
+    if !entry.identity.valid_at(now) {
+        tracing::error!(
+            issuer = %entry.name,
+            responder = %entry.identity.certificate().subject_text(),
+            "responder certificate outside its validity: this issuer answers tryLater until a valid identity is provisioned or the backup promoted (docs/runbooks.md)"
+        );
+    }
     let identities = std::iter::once(("primary", &entry.identity)).chain(entry.backup.iter().map(|b| ("backup", b)));
     for (role, identity) in identities {
         let days = identity.expires_in(now) / 86_400;
@@ -256,6 +306,78 @@ fn warn_expiry(entry: &IssuerEntry, now: i64, warning_days: i64) {
             );
         }
     }
+}
+
+/// After a write fails (a full disk, an I/O error), RocksDB refuses every later write until
+/// the database is opened again. Every second: probe with a small write; if it still fails but
+/// the disk takes a test file again, start this program afresh in this process (exec), on the
+/// same ports. That is as safe as kill -9, which every acknowledged change survives. Until then
+/// /readyz says not ready while reads go on.
+async fn watch_writes(
+    store: Arc<Store>,
+    data_dir: std::path::PathBuf,
+    public: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(fault) = store.write_fault() else { continue };
+        let (probe_store, dir) = (store.clone(), data_dir.clone());
+        let verdict = tokio::task::spawn_blocking(move || {
+            if probe_store.probe_write().is_ok() {
+                return None;
+            }
+            Some(disk_takes_writes(&dir))
+        })
+        .await
+        .unwrap_or(None);
+        match verdict {
+            None => tracing::warn!(%fault, "database writes work again"),
+            Some(false) => tracing::debug!(%fault, "database still refuses writes; the disk is still full"),
+            Some(true) => {
+                tracing::error!(%fault, "the disk takes writes again but the database does not until it is reopened: restarting ocspd in place");
+                restart_in_place(public, admin);
+            }
+        }
+    }
+}
+
+/// True when a 4 MiB file can be written and synced in `dir`.
+fn disk_takes_writes(dir: &std::path::Path) -> bool {
+    use std::io::Write;
+    let path = dir.join(".ocspd-space-probe");
+    let ok = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(&vec![0u8; 4 << 20])?;
+        f.sync_all()
+    })()
+    .is_ok();
+    let _ = std::fs::remove_file(&path);
+    ok
+}
+
+/// Replaces this process with a fresh ocspd with the same arguments, listening where this one
+/// listens (ports given as 0 become the ports bound). File descriptors are closed on exec.
+fn restart_in_place(public: std::net::SocketAddr, admin: std::net::SocketAddr) -> ! {
+    use std::os::unix::process::CommandExt;
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut given = std::env::args_os().skip(1);
+    while let Some(a) = given.next() {
+        let text = a.to_string_lossy().into_owned();
+        match text.as_str() {
+            "--listen" | "--admin-listen" => {
+                let _ = given.next();
+            }
+            t if t.starts_with("--listen=") || t.starts_with("--admin-listen=") => {}
+            _ => args.push(a),
+        }
+    }
+    args.extend(["--listen".into(), public.to_string().into(), "--admin-listen".into(), admin.to_string().into()]);
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let e = std::process::Command::new(exe).args(args).exec();
+    tracing::error!(error = %e, "cannot restart in place; exiting for the service manager to restart");
+    std::process::exit(75);
 }
 
 async fn shutdown_signal() {

@@ -141,6 +141,11 @@ impl ResponseBuilder {
         self
     }
 
+    /// producedAt of the response.
+    pub fn produced_at(&self) -> i64 {
+        self.produced_at
+    }
+
     /// The DER `ResponseData`: the bytes the responder signs.
     pub fn tbs(&self) -> Result<Vec<u8>, ProtoError> {
         if self.answers.is_empty() {

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeConfig {
+    /// The deadline of one purge attempt, whole (connect, request, answer and its body),
+    /// seconds; default 10.
+    #[serde(default)]
+    pub timeout_seconds: Option<f64>,
     /// Where purges go.
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetConfig>,
@@ -43,6 +47,10 @@ pub enum TargetConfig {
         /// Tags per request.
         #[serde(default)]
         max_tags: Option<usize>,
+        /// Bytes of tags (joined by one space) per request: the `Ocsp-Purge-Tags` or
+        /// `xkey-purge` header must stay under Varnish's `http_req_hdr_len` (8 KiB by default).
+        #[serde(default)]
+        max_bytes: Option<usize>,
     },
     /// Any HTTP purge API (Fastly, Cloudflare, Akamai, an in-house one), by template.
     Http {
@@ -62,6 +70,10 @@ pub enum TargetConfig {
         /// Tags per request.
         #[serde(default)]
         max_tags: Option<usize>,
+        /// Bytes of tags (joined by one separator) per request, for APIs that bound a header,
+        /// URL or body.
+        #[serde(default)]
+        max_bytes: Option<usize>,
     },
     /// Another ocspd: its admin API evicts its memory tier.
     Peer {
@@ -78,7 +90,25 @@ fn default_method() -> String {
     "POST".into()
 }
 
+/// Tags per purge request unless a target says otherwise.
+pub const DEFAULT_MAX_TAGS: usize = 200;
+/// Bytes of tags per purge request unless a target says otherwise: half of Varnish's default
+/// `http_req_hdr_len` (8 KiB), which bounds one header line, name included.
+pub const DEFAULT_MAX_BYTES: usize = 4096;
+/// The smallest `max_bytes` accepted: one tag of a 20-byte serial is about 80 bytes.
+pub const MIN_MAX_BYTES: usize = 256;
+
 impl TargetConfig {
+    /// (tags, bytes of tags) one request may carry. Peers take one event per request.
+    pub fn limits(&self) -> (usize, usize) {
+        match self {
+            TargetConfig::Varnish { max_tags, max_bytes, .. } | TargetConfig::Http { max_tags, max_bytes, .. } => {
+                (max_tags.unwrap_or(DEFAULT_MAX_TAGS).max(1), max_bytes.unwrap_or(DEFAULT_MAX_BYTES).max(MIN_MAX_BYTES))
+            }
+            TargetConfig::Peer { .. } => (usize::MAX, usize::MAX),
+        }
+    }
+
     /// The target's name.
     pub fn name(&self) -> &str {
         match self {
@@ -144,19 +174,31 @@ pub fn fill(template: &str, tags: &[String]) -> Result<String, String> {
 }
 
 impl PurgeConfig {
+    /// The deadline of one purge attempt.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.timeout_seconds.unwrap_or(10.0).clamp(0.1, 300.0))
+    }
+
+    /// Parses and checks the text of a purge file (`name` is used in messages). Every problem
+    /// is reported.
+    pub fn parse(name: &str, text: &str) -> Result<PurgeConfig, Vec<String>> {
+        let config: PurgeConfig = toml::from_str(text).map_err(|e| vec![format!("{name}: {e}")])?;
+        config.check().map_err(|problems| problems.into_iter().map(|p| format!("{name}: {p}")).collect::<Vec<_>>())?;
+        Ok(config)
+    }
+
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<PurgeConfig, Vec<String>> {
         let text = std::fs::read_to_string(path).map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
-        let config: PurgeConfig = toml::from_str(&text).map_err(|e| vec![format!("{}: {e}", path.display())])?;
-        config
-            .check()
-            .map_err(|problems| problems.into_iter().map(|p| format!("{}: {p}", path.display())).collect::<Vec<_>>())?;
-        Ok(config)
+        PurgeConfig::parse(&path.display().to_string(), &text)
     }
 
     /// Every problem of the configuration.
     pub fn check(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
+        if self.timeout_seconds.is_some_and(|t| !(0.1..=300.0).contains(&t)) {
+            problems.push("timeout_seconds must be between 0.1 and 300".to_string());
+        }
         let mut names = std::collections::HashSet::new();
         let sample = vec!["ocsp-0000000000000000".to_string()];
         for t in &self.targets {
@@ -180,6 +222,16 @@ impl PurgeConfig {
             match url.parse::<http::Uri>() {
                 Ok(u) if matches!(u.scheme_str(), Some("http") | Some("https")) && u.host().is_some() => {}
                 _ => problems.push(format!("target {name:?}: url {url:?} is not an http:// or https:// URL")),
+            }
+            if let TargetConfig::Varnish { max_tags, max_bytes, .. } | TargetConfig::Http { max_tags, max_bytes, .. } =
+                t
+            {
+                if *max_tags == Some(0) {
+                    problems.push(format!("target {name:?}: max_tags must be at least 1"));
+                }
+                if max_bytes.is_some_and(|b| b < MIN_MAX_BYTES) {
+                    problems.push(format!("target {name:?}: max_bytes must be at least {MIN_MAX_BYTES}"));
+                }
             }
             match t {
                 TargetConfig::Http { method, headers, body, .. } => {

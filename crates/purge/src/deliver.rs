@@ -1,5 +1,4 @@
 use crate::config::{fill, PurgeConfig, TargetConfig, VarnishMode};
-use crate::event_tags;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -16,8 +15,10 @@ type HttpClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy
 
 /// Events read from the outbox at a time.
 const READ_BATCH: usize = 256;
-/// Per-request timeout.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of a target's answer that is read (for the error message); the rest is dropped.
+const MAX_ANSWER_BYTES: usize = 4096;
+/// Undeliverable tags kept for `ocspctl purge status`.
+const MAX_SHOWN: usize = 1000;
 /// Backoff between failed attempts: doubles from the first to the last.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -30,6 +31,123 @@ struct State {
     last_success_at: Option<i64>,
     oldest_pending: Option<i64>,
     retry_in_ms: u64,
+    /// Tags the target refused even alone (oldest first, at most [`MAX_SHOWN`]).
+    undeliverable: Vec<PendingCert>,
+}
+
+/// Why an attempt failed.
+#[derive(Debug)]
+struct SendError {
+    message: String,
+    /// The target said the request is too large (or malformed, as Varnish says of an
+    /// over-long header): a smaller one may pass.
+    too_large: bool,
+}
+
+impl SendError {
+    fn other(message: String) -> SendError {
+        SendError { message, too_large: false }
+    }
+}
+
+/// 400 (Varnish's answer to a header over `http_req_hdr_len`), 413, 414 and 431: the request
+/// itself is refused, so splitting it may help; anything else is retried as it is.
+fn refused_as_too_large(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 413 | 414 | 431)
+}
+
+/// One tag to purge and the change it stands for.
+#[derive(Debug, Clone)]
+pub(crate) struct Tag {
+    pub(crate) text: String,
+    issuer: ocsp_proto::IssuerKey,
+    serial: Option<ocsp_proto::Serial>,
+    since: i64,
+}
+
+impl Tag {
+    fn pending(&self) -> PendingCert {
+        PendingCert {
+            issuer: self.issuer.to_hex(),
+            serial: self.serial.as_ref().map(|s| s.to_string()),
+            since: self.since,
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.serial.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "all (issuer-wide)".into())
+    }
+}
+
+/// One purge request: its tags, and for peers the event they come from.
+#[derive(Debug, Clone)]
+pub(crate) struct Batch {
+    pub(crate) tags: Vec<Tag>,
+    peer_event: Option<PurgeEvent>,
+}
+
+impl Batch {
+    /// Bytes of the tags joined by one separator.
+    pub(crate) fn bytes(&self) -> usize {
+        self.tags.iter().map(|t| t.text.len() + 1).sum::<usize>().saturating_sub(1)
+    }
+
+    fn texts(&self) -> Vec<String> {
+        self.tags.iter().map(|t| t.text.clone()).collect()
+    }
+
+    fn split(self) -> (Batch, Batch) {
+        let mut first = self.tags;
+        let second = first.split_off(first.len() / 2);
+        (Batch { tags: first, peer_event: None }, Batch { tags: second, peer_event: None })
+    }
+}
+
+/// Splits `events` into requests within the target's limits: at most `max_tags` tags and
+/// `max_bytes` bytes of tags each (a single tag over the limit goes alone). Peers get one
+/// request per event.
+pub(crate) fn plan(config: &TargetConfig, events: &[PurgeEvent]) -> Vec<Batch> {
+    let mut out: Vec<Batch> = Vec::new();
+    if matches!(config, TargetConfig::Peer { .. }) {
+        for e in events {
+            let tags = tags_of(e);
+            out.push(Batch { tags, peer_event: Some(e.clone()) });
+        }
+        return out;
+    }
+    let (max_tags, max_bytes) = config.limits();
+    let mut current = Batch { tags: Vec::new(), peer_event: None };
+    let mut bytes = 0usize;
+    for tag in events.iter().flat_map(tags_of) {
+        let add = if current.tags.is_empty() { tag.text.len() } else { tag.text.len() + 1 };
+        if !current.tags.is_empty() && (current.tags.len() >= max_tags || bytes + add > max_bytes) {
+            out.push(std::mem::replace(&mut current, Batch { tags: Vec::new(), peer_event: None }));
+            bytes = 0;
+        }
+        bytes += if current.tags.is_empty() { tag.text.len() } else { tag.text.len() + 1 };
+        current.tags.push(tag);
+    }
+    if !current.tags.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+fn tags_of(event: &PurgeEvent) -> Vec<Tag> {
+    if event.issuer_wide() {
+        vec![Tag { text: event.issuer.cache_tag(), issuer: event.issuer, serial: None, since: event.time }]
+    } else {
+        event
+            .serials
+            .iter()
+            .map(|s| Tag {
+                text: event.issuer.cert_cache_tag(s),
+                issuer: event.issuer,
+                serial: Some(s.clone()),
+                since: event.time,
+            })
+            .collect()
+    }
 }
 
 struct Target {
@@ -38,6 +156,10 @@ struct Target {
     cursor: AtomicU64,
     sent: AtomicU64,
     failures: AtomicU64,
+    /// Requests split after a target refused them as too large.
+    splits: AtomicU64,
+    /// Tags refused even alone, skipped.
+    undeliverable: AtomicU64,
     /// Sum and count of delivery delays (event time to acceptance), milliseconds.
     delay_ms_sum: AtomicU64,
     delay_count: AtomicU64,
@@ -68,6 +190,9 @@ pub struct TargetStatus {
     pub last_success_at: Option<i64>,
     /// The wait before the next attempt, when failing.
     pub retry_in_ms: u64,
+    /// Changes the target refused even alone: skipped, so their answers stay cached there
+    /// until they expire (at most 1,000 shown).
+    pub undeliverable: Vec<PendingCert>,
 }
 
 /// A change not yet purged at a target.
@@ -88,6 +213,8 @@ pub struct Purger {
     client: HttpClient,
     head: watch::Sender<u64>,
     now: Box<dyn Fn() -> i64 + Send + Sync>,
+    /// The deadline of one attempt, whole.
+    timeout: Duration,
 }
 
 impl Purger {
@@ -111,6 +238,8 @@ impl Purger {
                 cursor: AtomicU64::new(cursor),
                 sent: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                splits: AtomicU64::new(0),
+                undeliverable: AtomicU64::new(0),
                 delay_ms_sum: AtomicU64::new(0),
                 delay_count: AtomicU64::new(0),
                 delay_ms_max: AtomicU64::new(0),
@@ -126,7 +255,7 @@ impl Purger {
             .build();
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
         let (head, _) = watch::channel(store.outbox_head());
-        Ok(Arc::new(Purger { store, targets, client, head, now: Box::new(now_secs) }))
+        Ok(Arc::new(Purger { store, targets, client, head, now: Box::new(now_secs), timeout: config.timeout() }))
     }
 
     /// The hook to register with [`Store::on_purge`]: wakes every deliverer.
@@ -193,45 +322,16 @@ impl Purger {
         }
     }
 
-    /// Sends `events` to `target`, retrying each request until it is accepted.
+    /// Sends `events` to `target`, retrying each request until it is accepted. A request the
+    /// target refuses as too large is split in halves; a single tag still refused is reported
+    /// as undeliverable and skipped, so it never holds up the events behind it.
     async fn deliver(&self, target: &Target, events: &[PurgeEvent]) {
-        let max = match &target.config {
-            TargetConfig::Varnish { max_tags, .. } | TargetConfig::Http { max_tags, .. } => max_tags.unwrap_or(200),
-            TargetConfig::Peer { .. } => usize::MAX,
-        }
-        .max(1);
-        // Peers get one request per event (issuer and serials); caches get tags in chunks.
-        let mut requests: Vec<(Vec<&PurgeEvent>, Vec<String>)> = Vec::new();
-        for event in events {
-            let tags = event_tags(event);
-            if matches!(target.config, TargetConfig::Peer { .. }) {
-                requests.push((vec![event], tags));
-                continue;
-            }
-            for chunk in tags.chunks(max) {
-                match requests.last_mut() {
-                    Some((evs, acc)) if acc.len() + chunk.len() <= max => {
-                        acc.extend_from_slice(chunk);
-                        if evs.last().is_none_or(|e| e.seq != event.seq) {
-                            evs.push(event);
-                        }
-                    }
-                    _ => requests.push((vec![event], chunk.to_vec())),
-                }
-            }
-        }
-        for (evs, tags) in requests {
+        let mut queue: std::collections::VecDeque<Batch> = plan(&target.config, events).into();
+        while let Some(batch) = queue.pop_front() {
             let mut backoff = BACKOFF_FIRST;
             loop {
-                match self.send(target, evs[0], &tags).await {
+                match self.send(target, &batch).await {
                     Ok(()) => {
-                        let now_ms = (self.now)() * 1000;
-                        for e in &evs {
-                            let delay = (now_ms - e.time * 1000).max(0) as u64;
-                            target.delay_ms_sum.fetch_add(delay, Ordering::Relaxed);
-                            target.delay_count.fetch_add(1, Ordering::Relaxed);
-                            target.delay_ms_max.fetch_max(delay, Ordering::Relaxed);
-                        }
                         target.sent.fetch_add(1, Ordering::Relaxed);
                         let mut st = self.state(target);
                         st.last_error = None;
@@ -239,23 +339,53 @@ impl Purger {
                         st.retry_in_ms = 0;
                         break;
                     }
+                    Err(e) if e.too_large && batch.tags.len() > 1 => {
+                        target.failures.fetch_add(1, Ordering::Relaxed);
+                        target.splits.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(
+                            target = %target.config.name(),
+                            error = %e.message,
+                            tags = batch.tags.len(),
+                            bytes = batch.bytes(),
+                            "purge refused as too large; sending it again in two halves"
+                        );
+                        let (first, second) = batch.split();
+                        queue.push_front(second);
+                        queue.push_front(first);
+                        break;
+                    }
+                    Err(e) if e.too_large => {
+                        target.failures.fetch_add(1, Ordering::Relaxed);
+                        target.undeliverable.fetch_add(1, Ordering::Relaxed);
+                        let tag = &batch.tags[0];
+                        tracing::error!(
+                            target = %target.config.name(),
+                            error = %e.message,
+                            tag = %tag.text,
+                            "purge can never be accepted by this target (refused even alone); skipped so the purges behind it go on. Its answers stay cached there until they expire: purge them by hand"
+                        );
+                        let mut st = self.state(target);
+                        if st.undeliverable.len() < MAX_SHOWN {
+                            st.undeliverable.push(tag.pending());
+                        }
+                        st.last_error = Some(format!("undeliverable: {}", e.message));
+                        st.last_error_at = Some((self.now)());
+                        break;
+                    }
                     Err(e) => {
                         target.failures.fetch_add(1, Ordering::Relaxed);
-                        let issuer = evs[0].issuer.short();
-                        let certs: Vec<String> =
-                            evs.iter().flat_map(|e| e.serials.iter().map(|s| s.to_string())).collect();
+                        let certs: Vec<String> = batch.tags.iter().map(|t| t.describe()).collect();
                         let shown: Vec<&str> = certs.iter().take(20).map(String::as_str).collect();
                         tracing::warn!(
                             target = %target.config.name(),
-                            error = %e,
-                            issuer = %issuer,
-                            serials = %if certs.is_empty() { "all (issuer-wide)".to_string() } else { format!("{}{}", shown.join(","), if certs.len() > 20 { format!(" and {} more", certs.len() - 20) } else { String::new() }) },
+                            error = %e.message,
+                            serials = %format!("{}{}", shown.join(","), if certs.len() > 20 { format!(" and {} more", certs.len() - 20) } else { String::new() }),
                             retry_in_ms = backoff.as_millis() as u64,
                             "purge not accepted; it stays queued and will be retried"
                         );
                         {
                             let mut st = self.state(target);
-                            st.last_error = Some(e);
+                            st.last_error = Some(e.message);
                             st.last_error_at = Some((self.now)());
                             st.retry_in_ms = backoff.as_millis() as u64;
                         }
@@ -265,21 +395,40 @@ impl Purger {
                 }
             }
         }
+        let now_ms = (self.now)() * 1000;
+        for e in events {
+            let delay = (now_ms - e.time * 1000).max(0) as u64;
+            target.delay_ms_sum.fetch_add(delay, Ordering::Relaxed);
+            target.delay_count.fetch_add(1, Ordering::Relaxed);
+            target.delay_ms_max.fetch_max(delay, Ordering::Relaxed);
+        }
     }
 
-    async fn send(&self, target: &Target, event: &PurgeEvent, tags: &[String]) -> Result<(), String> {
-        let request = build_request(target, event, tags)?;
-        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request))
+    /// One attempt: the whole exchange (connect, send, answer and body) within
+    /// the configured deadline, and at most [`MAX_ANSWER_BYTES`] of the answer read.
+    async fn send(&self, target: &Target, batch: &Batch) -> Result<(), SendError> {
+        let request = build_request(target, batch).map_err(SendError::other)?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| format!("{e}: {}", source_chain(&e)))?;
+            let status = response.status();
+            // A target may stream a body forever or send it a byte at a time: read a little,
+            // within the same deadline, and drop the rest with the connection.
+            let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Ok::<_, String>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))?
-            .map_err(|e| format!("{e}: {}", source_chain(&e)))?;
-        let status = response.status();
-        let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            .map_err(|_| SendError::other(format!("no complete answer within {:.1} s", self.timeout.as_secs_f64())))?
+            .map_err(SendError::other)?;
         if status.is_success() {
             Ok(())
         } else {
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string();
-            Err(format!("HTTP {status}: {text}"))
+            Err(SendError { message: format!("HTTP {status}: {text}"), too_large: refused_as_too_large(status) })
         }
     }
 
@@ -349,6 +498,7 @@ impl Purger {
                     last_error: st.last_error.clone(),
                     last_success_at: st.last_success_at,
                     retry_in_ms: st.retry_in_ms,
+                    undeliverable: st.undeliverable.clone(),
                 }
             })
             .collect()
@@ -385,6 +535,18 @@ impl Purger {
         family("ocspd_purge_failures_total", "Purge attempts that failed (each is retried).", "counter", &|t| {
             t.failures.load(Ordering::Relaxed).to_string()
         });
+        family(
+            "ocspd_purge_splits_total",
+            "Purge requests refused as too large and sent again in halves.",
+            "counter",
+            &|t| t.splits.load(Ordering::Relaxed).to_string(),
+        );
+        family(
+            "ocspd_purge_undeliverable_total",
+            "Tags a target refused even alone; skipped, their answers stay cached there until they expire.",
+            "counter",
+            &|t| t.undeliverable.load(Ordering::Relaxed).to_string(),
+        );
         family("ocspd_purge_delay_seconds_sum", "Sum of delays from a change to its acceptance.", "counter", &|t| {
             (t.delay_ms_sum.load(Ordering::Relaxed) as f64 / 1000.0).to_string()
         });
@@ -398,7 +560,8 @@ impl Purger {
     }
 }
 
-fn build_request(target: &Target, event: &PurgeEvent, tags: &[String]) -> Result<hyper::Request<Full<Bytes>>, String> {
+fn build_request(target: &Target, batch: &Batch) -> Result<hyper::Request<Full<Bytes>>, String> {
+    let tags = &batch.texts();
     let bad = |e: http::Error| format!("building the request: {e}");
     match &target.config {
         TargetConfig::Varnish { url, mode, .. } => {
@@ -421,6 +584,7 @@ fn build_request(target: &Target, event: &PurgeEvent, tags: &[String]) -> Result
             b.body(Full::new(Bytes::from(fill(body, tags)?))).map_err(bad)
         }
         TargetConfig::Peer { url, .. } => {
+            let event = batch.peer_event.as_ref().ok_or("a peer purge names its event")?;
             let body = serde_json::json!({
                 "issuer": event.issuer.to_hex(),
                 "serials": event.serials.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),

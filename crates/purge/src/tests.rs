@@ -196,3 +196,214 @@ fn bad_configurations_are_reported_whole() {
     assert!(toml::from_str::<PurgeConfig>("[[target]]\nkind = \"memcache\"\nname = \"x\"\n").is_err());
     assert_eq!(fill("{tags_comma}|{tags}|{count}", &["a".into(), "b".into()]).unwrap(), "a,b|a b|2");
 }
+
+/// A purge API on 127.0.0.1 whose answers `respond` decides: given the request number and the
+/// tags it carried (from `Ocsp-Purge-Tags`), it returns a status and a body plan.
+enum Body {
+    Empty,
+    /// One byte per second, for ever.
+    Trickle,
+    /// This many bytes, as fast as the socket takes them.
+    Flood(usize),
+}
+
+struct Edge {
+    url: String,
+    accepted: Arc<Mutex<Vec<String>>>,
+}
+
+async fn edge(respond: impl Fn(usize, &[String]) -> (u16, Body) + Send + Sync + 'static) -> Edge {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let respond = Arc::new(respond);
+    let acc = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let (acc, calls, respond) = (acc.clone(), calls.clone(), respond.clone());
+            tokio::spawn(async move {
+                // One request per connection: read the head, answer, close.
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let tags: Vec<String> = text
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("ocsp-purge-tags:").map(str::to_string))
+                    .map(|v| v.split_whitespace().map(str::to_string).collect())
+                    .unwrap_or_default();
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = respond(n, &tags);
+                if status == 200 {
+                    acc.lock().unwrap().extend(tags);
+                }
+                let len = match body {
+                    Body::Empty => 0,
+                    Body::Trickle => 1_000_000,
+                    Body::Flood(n) => n,
+                };
+                let head = format!("HTTP/1.1 {status} X\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n");
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                match body {
+                    Body::Empty => {}
+                    Body::Trickle => loop {
+                        if stream.write_all(b"x").await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    },
+                    Body::Flood(mut left) => {
+                        let chunk = vec![b'x'; 64 * 1024];
+                        while left > 0 {
+                            let n = left.min(chunk.len());
+                            if stream.write_all(&chunk[..n]).await.is_err() {
+                                return;
+                            }
+                            left -= n;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Edge { url, accepted }
+}
+
+fn varnish_target(url: &str, extra: &str) -> PurgeConfig {
+    PurgeConfig::parse(
+        "test",
+        &format!("timeout_seconds = 1.0\n[[target]]\nkind = \"varnish\"\nname = \"edge\"\nurl = \"{url}\"\n{extra}\n"),
+    )
+    .unwrap()
+}
+
+/// 20-byte serials, as the Baseline Requirements' 64 bits of entropy and CAs' habits give.
+fn long_serial(n: u32) -> Serial {
+    Serial::from_hex(&format!("7f{:036x}", n)).unwrap()
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+async fn wait_until_delivered(purger: &Purger, secs: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while purger.status()[0].pending_events > 0 {
+        assert!(std::time::Instant::now() < deadline, "still pending: {:?}", purger.status()[0].last_error);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn purges_are_sized_by_bytes_and_split_when_refused_as_too_large() {
+    // The default bound keeps 300 tags of 20-byte serials in requests under Varnish's 8 KiB
+    // header limit; the refusal below plays Varnish's 400 for an over-long header.
+    let issuer = IssuerKey([3; 64]);
+    let serials: Vec<Serial> = (0..300).map(long_serial).collect();
+    let event = ocsp_store::PurgeEvent { seq: 0, issuer, serials: serials.clone(), time: 1 };
+    let config = varnish_target("http://127.0.0.1:1/", "");
+    for batch in crate::deliver::plan(&config.targets[0], std::slice::from_ref(&event)) {
+        assert!(batch.bytes() <= DEFAULT_MAX_BYTES, "{} bytes", batch.bytes());
+    }
+    let rt = runtime();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let certs: Vec<(Serial, i64)> = serials.iter().map(|s| (s.clone(), 0)).collect();
+        store.record_issued(&issuer, &certs, 1, AuditEntry::new(1, "t", "cert.add")).unwrap();
+        // This edge takes at most 1,000 bytes of tags; the target is configured for 8,000.
+        let edge = edge(|_, tags| (if tags.join(" ").len() > 1000 { 400 } else { 200 }, Body::Empty)).await;
+        let purger = Purger::new(store.clone(), &varnish_target(&edge.url, "max_bytes = 8000")).unwrap();
+        store.on_purge(purger.hook());
+        purger.spawn();
+        store
+            .revoke_many(&issuer, &serials, 2, RevocationReason::Superseded, 2, false, AuditEntry::new(2, "t", "r"))
+            .unwrap();
+        wait_until_delivered(&purger, 20).await;
+        let mut got = edge.accepted.lock().unwrap().clone();
+        let mut want: Vec<String> = serials.iter().map(|s| issuer.cert_cache_tag(s)).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "every tag reached the edge once");
+        assert!(purger.status()[0].undeliverable.is_empty());
+    });
+}
+
+#[test]
+fn an_undeliverable_tag_is_reported_and_does_not_block_the_purges_behind_it() {
+    let issuer = IssuerKey([4; 64]);
+    let rt = runtime();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let certs: Vec<(Serial, i64)> = (1..=3).map(|n| (serial(n), 0)).collect();
+        store.record_issued(&issuer, &certs, 1, AuditEntry::new(1, "t", "cert.add")).unwrap();
+        let poison = issuer.cert_cache_tag(&serial(1));
+        let p = poison.clone();
+        let edge = edge(move |_, tags| (if tags.contains(&p) { 400 } else { 200 }, Body::Empty)).await;
+        let purger = Purger::new(store.clone(), &varnish_target(&edge.url, "")).unwrap();
+        store.on_purge(purger.hook());
+        purger.spawn();
+        for n in 1..=3 {
+            store
+                .revoke(&issuer, &serial(n), 2, RevocationReason::Superseded, 2, AuditEntry::new(2, "t", "r"))
+                .unwrap();
+        }
+        wait_until_delivered(&purger, 20).await;
+        let got = edge.accepted.lock().unwrap().clone();
+        assert_eq!(got, vec![issuer.cert_cache_tag(&serial(2)), issuer.cert_cache_tag(&serial(3))]);
+        let st = &purger.status()[0];
+        assert_eq!(st.undeliverable.len(), 1, "{st:?}");
+        assert_eq!(st.undeliverable[0].serial.as_deref(), Some("01"));
+        assert!(purger.render_metrics().contains("ocspd_purge_undeliverable_total{target=\"edge\"} 1"));
+    });
+}
+
+#[test]
+fn a_target_that_trickles_or_floods_its_answer_neither_stalls_delivery_nor_bloats_memory() {
+    let issuer = IssuerKey([5; 64]);
+    let rt = runtime();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let certs: Vec<(Serial, i64)> = (1..=2).map(|n| (serial(n), 0)).collect();
+        store.record_issued(&issuer, &certs, 1, AuditEntry::new(1, "t", "cert.add")).unwrap();
+        // First answer: 200 with a body at one byte a second; then 200 with 400 MB; then normal.
+        let edge = edge(|n, _| match n {
+            0 => (200, Body::Trickle),
+            1 => (200, Body::Flood(400 << 20)),
+            _ => (200, Body::Empty),
+        })
+        .await;
+        let purger = Purger::new(store.clone(), &varnish_target(&edge.url, "")).unwrap();
+        store.on_purge(purger.hook());
+        purger.spawn();
+        let before = rss_kib();
+        let started = std::time::Instant::now();
+        store.revoke(&issuer, &serial(1), 2, RevocationReason::Superseded, 2, AuditEntry::new(2, "t", "r")).unwrap();
+        wait_until_delivered(&purger, 15).await;
+        store.revoke(&issuer, &serial(2), 2, RevocationReason::Superseded, 2, AuditEntry::new(2, "t", "r")).unwrap();
+        wait_until_delivered(&purger, 15).await;
+        let took = started.elapsed();
+        let grown = rss_kib().saturating_sub(before);
+        assert!(took < Duration::from_secs(10), "a trickling answer held delivery for {took:?} (deadline 1 s)");
+        assert!(grown < 64 * 1024, "memory grew by {grown} KiB reading a 400 MB answer");
+        let got = edge.accepted.lock().unwrap().clone();
+        assert!(got.contains(&issuer.cert_cache_tag(&serial(1))) && got.contains(&issuer.cert_cache_tag(&serial(2))));
+    });
+}

@@ -26,6 +26,19 @@ pub enum SignError {
     /// The signer cannot sign now (token unreachable, session lost); retry later.
     #[error("signer {0} is unavailable: {1}")]
     Unavailable(String, String),
+    /// The responder certificate is outside its validity at the signing time: this issuer
+    /// answers tryLater until a valid identity is provisioned (others are unaffected).
+    #[error("responder certificate {subject} is outside its validity at {at} (valid {not_before} to {not_after}); provision a new one (docs/runbooks.md)")]
+    OutsideValidity {
+        /// The responder certificate's subject.
+        subject: String,
+        /// The signing time.
+        at: i64,
+        /// notBefore.
+        not_before: i64,
+        /// notAfter.
+        not_after: i64,
+    },
     /// The response could not be encoded.
     #[error(transparent)]
     Proto(#[from] ocsp_proto::ProtoError),

@@ -57,6 +57,16 @@ fn fmt_time(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0).map(|d| d.to_rfc3339()).unwrap_or_else(|| t.to_string())
 }
 
+/// Whether an identity outside its certificate's validity may be loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidityPolicy {
+    /// Refuse it (registration, promotion).
+    Require,
+    /// Load it anyway (start-up): it refuses to sign while outside its validity, so only its
+    /// issuer answers tryLater and the other issuers are served.
+    AllowOutside,
+}
+
 /// A key allowed to sign responses for one issuer: the issuer's own key, or a delegated
 /// responder certificate's key.
 #[derive(Clone)]
@@ -95,6 +105,18 @@ impl ResponderIdentity {
         now: i64,
         what: &str,
     ) -> Result<ResponderIdentity, IdentityError> {
+        ResponderIdentity::checked(issuer, responder, signer, now, what, ValidityPolicy::Require)
+    }
+
+    /// As [`ResponderIdentity::new`], with the validity rule applied as `validity` says.
+    pub fn checked(
+        issuer: &CertInfo,
+        responder: Option<CertInfo>,
+        signer: Arc<dyn Signer>,
+        now: i64,
+        what: &str,
+        validity: ValidityPolicy,
+    ) -> Result<ResponderIdentity, IdentityError> {
         let delegated = responder.is_some();
         let cert = responder.unwrap_or_else(|| issuer.clone());
         let mut broken = Vec::new();
@@ -112,7 +134,7 @@ impl ResponderIdentity {
                 broken.push(IdentityRule::IssuedByIssuer);
             }
         }
-        if !cert.valid_at(now) {
+        if !cert.valid_at(now) && validity == ValidityPolicy::Require {
             broken.push(IdentityRule::WithinValidity { not_before: cert.not_before, not_after: cert.not_after });
         }
         if !broken.is_empty() {
@@ -152,8 +174,24 @@ impl ResponderIdentity {
         self.cert.not_after - now
     }
 
+    /// True when the certificate is within its validity at `now`.
+    pub fn valid_at(&self, now: i64) -> bool {
+        self.cert.valid_at(now)
+    }
+
     /// Signs a response. May block (HSM): call from a blocking context in async code.
+    /// Refused when the certificate is outside its validity at the response's producedAt: a
+    /// response signed under an expired responder certificate fails every client's check.
     pub fn sign(&self, builder: &ResponseBuilder) -> Result<SignedResponse, SignError> {
+        let at = builder.produced_at();
+        if !self.cert.valid_at(at) {
+            return Err(SignError::OutsideValidity {
+                subject: self.cert.subject_text(),
+                at,
+                not_before: self.cert.not_before,
+                not_after: self.cert.not_after,
+            });
+        }
         let tbs = builder.tbs()?;
         let signature = self.signer.sign(&tbs)?;
         Ok(builder.assemble(&tbs, self.signer.algorithm(), &signature, &self.certs))

@@ -13,8 +13,8 @@ mod software;
 mod verify;
 
 pub use error::{IdentityError, SignError};
-pub use identity::{IdentityRule, ResponderIdentity};
-pub use pkcs11::{PinSource, Pkcs11Ref, Pkcs11Signer};
+pub use identity::{IdentityRule, ResponderIdentity, ValidityPolicy};
+pub use pkcs11::{allow_pkcs11_modules, PinSource, Pkcs11Ref, Pkcs11Signer};
 pub use registry::{load_signer, IssuerEntry, IssuerRegistry, LoadError};
 pub use software::SoftwareSigner;
 pub use verify::verify_issued_by;

@@ -149,6 +149,34 @@ impl Pkcs11Ref {
     }
 }
 
+/// The PKCS#11 modules keys may load, set once by the binary from its own configuration.
+static ALLOWED_MODULES: std::sync::RwLock<Vec<PathBuf>> = std::sync::RwLock::new(Vec::new());
+
+/// Sets the PKCS#11 modules (shared libraries) that `pkcs11:` keys may name; any other is
+/// refused before it is opened. Empty (the default) refuses every module. Paths are compared
+/// after resolving symbolic links.
+pub fn allow_pkcs11_modules(modules: &[PathBuf]) {
+    let resolved = modules.iter().map(|m| std::fs::canonicalize(m).unwrap_or_else(|_| m.clone())).collect();
+    *ALLOWED_MODULES.write().unwrap_or_else(|p| p.into_inner()) = resolved;
+}
+
+fn check_module_allowed(module: &std::path::Path) -> Result<(), String> {
+    let allowed = ALLOWED_MODULES.read().unwrap_or_else(|p| p.into_inner());
+    let resolved = std::fs::canonicalize(module).unwrap_or_else(|_| module.to_path_buf());
+    if allowed.iter().any(|a| *a == resolved) {
+        return Ok(());
+    }
+    Err(format!(
+        "PKCS#11 module {} is not allowed by this ocspd (allowed: {}); the operator lists modules with ocspd --pkcs11-module",
+        module.display(),
+        if allowed.is_empty() {
+            "none".to_string()
+        } else {
+            allowed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        }
+    ))
+}
+
 /// One library context per module, for the life of the process: C_Initialize may be called
 /// once, and several keys may live behind one module.
 fn context(module: &PathBuf) -> Result<Pkcs11, String> {
@@ -363,6 +391,9 @@ impl Pkcs11Signer {
     pub fn open(uri: &str) -> Result<Pkcs11Signer, SignError> {
         let reference = Pkcs11Ref::parse(uri)?;
         let what = reference.describe();
+        // Loading a module runs its code inside this process: only the operator's own list.
+        check_module_allowed(&reference.module)
+            .map_err(|reason| SignError::BadKey { source_name: what.clone(), reason })?;
         let opened = open(&reference).map_err(|reason| SignError::BadKey { source_name: what.clone(), reason })?;
         tracing::info!(key = %what, sessions = reference.sessions, "PKCS#11 key opened");
         let signer = Pkcs11Signer {

@@ -1,4 +1,4 @@
-use crate::{IdentityError, ResponderIdentity, SignError, Signer, SoftwareSigner};
+use crate::{IdentityError, ResponderIdentity, SignError, Signer, SoftwareSigner, ValidityPolicy};
 use ocsp_proto::x509::CertInfo;
 use ocsp_proto::{CertId, HashAlg, IssuerHashes, IssuerKey};
 use std::collections::HashMap;
@@ -66,6 +66,18 @@ impl IssuerEntry {
         key_ref: &str,
         now: i64,
     ) -> Result<IssuerEntry, LoadError> {
+        IssuerEntry::load_with(name, issuer_der, responder_der, key_ref, now, ValidityPolicy::Require)
+    }
+
+    /// As [`IssuerEntry::load`], with the validity rule applied as `validity` says.
+    pub fn load_with(
+        name: &str,
+        issuer_der: &[u8],
+        responder_der: Option<&[u8]>,
+        key_ref: &str,
+        now: i64,
+        validity: ValidityPolicy,
+    ) -> Result<IssuerEntry, LoadError> {
         let cert = CertInfo::from_der(issuer_der)
             .map_err(|source| LoadError::Certificate { what: format!("issuer {name} certificate"), source })?;
         let responder = responder_der.map(CertInfo::from_der).transpose().map_err(|source| LoadError::Certificate {
@@ -74,18 +86,25 @@ impl IssuerEntry {
         })?;
         let signer = load_signer(key_ref)?;
         let what = format!("of issuer {name} (key {key_ref})");
-        let identity = ResponderIdentity::new(&cert, responder, signer, now, &what)?;
+        let identity = ResponderIdentity::checked(&cert, responder, signer, now, &what, validity)?;
         let hashes = IssuerHashes::of(&cert);
         Ok(IssuerEntry { name: name.to_string(), key: hashes.key(), hashes, cert, identity, backup: None })
     }
 
     /// Adds the backup identity, checked by the same rules; its key must differ from the
     /// primary's (a spare with the same key is no spare when that key is compromised).
-    pub fn with_backup(
+    pub fn with_backup(self, responder_der: Option<&[u8]>, key_ref: &str, now: i64) -> Result<IssuerEntry, LoadError> {
+        self.with_backup_checked(responder_der, key_ref, now, ValidityPolicy::Require)
+    }
+
+    /// As [`IssuerEntry::with_backup`], with the validity rule applied as `validity` says
+    /// (promotion checks it again, strictly).
+    pub fn with_backup_checked(
         mut self,
         responder_der: Option<&[u8]>,
         key_ref: &str,
         now: i64,
+        validity: ValidityPolicy,
     ) -> Result<IssuerEntry, LoadError> {
         let responder = responder_der.map(CertInfo::from_der).transpose().map_err(|source| LoadError::Certificate {
             what: format!("issuer {} backup responder certificate", self.name),
@@ -93,7 +112,7 @@ impl IssuerEntry {
         })?;
         let signer = load_signer(key_ref)?;
         let what = format!("backup of issuer {} (key {key_ref})", self.name);
-        let backup = ResponderIdentity::new(&self.cert, responder, signer, now, &what)?;
+        let backup = ResponderIdentity::checked(&self.cert, responder, signer, now, &what, validity)?;
         if backup.signer().public_key() == self.identity.signer().public_key() {
             return Err(LoadError::Identity(crate::IdentityError {
                 what,

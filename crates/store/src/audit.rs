@@ -26,6 +26,9 @@ pub struct AuditEntry {
     /// Free text: the operator's `--why`, counts, file names.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// In a listing that shows only the first serials of a large entry: how many it names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_count: Option<usize>,
 }
 
 impl AuditEntry {
@@ -56,7 +59,9 @@ pub struct AuditFilter {
     pub action: Option<String>,
     /// Only entries at or after this time.
     pub since: Option<i64>,
-    /// At most this many, newest first.
+    /// Only entries older than this sequence number (the next page of a listing).
+    pub before: Option<u64>,
+    /// At most this many, newest first (0: no bound, for internal use only).
     pub limit: usize,
 }
 

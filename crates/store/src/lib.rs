@@ -48,6 +48,8 @@ pub struct Store {
     outbox_seq: AtomicU64,
     /// Told of every purge event after it is durable.
     purge_hooks: std::sync::RwLock<Vec<PurgeHook>>,
+    /// The last write failure not yet followed by a successful write (out of space, I/O).
+    write_fault: Mutex<Option<String>>,
 }
 
 /// Settings of the database.
@@ -55,11 +57,17 @@ pub struct Store {
 pub struct StoreOptions {
     /// Block cache shared by the status and response column families, bytes.
     pub cache_bytes: usize,
+    /// Files RocksDB keeps open at once (-1: no bound), to stay inside the process's
+    /// open-file limit, which the listeners share.
+    pub max_open_files: i32,
+    /// Memtable size of the status and response column families, bytes (RocksDB also
+    /// preallocates about this much for its write-ahead log).
+    pub write_buffer_bytes: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { cache_bytes: DEFAULT_CACHE_BYTES }
+        StoreOptions { cache_bytes: DEFAULT_CACHE_BYTES, max_open_files: -1, write_buffer_bytes: STATUS_WRITE_BUFFER }
     }
 }
 
@@ -116,7 +124,7 @@ const STATUS_WRITE_BUFFER: usize = 128 << 20;
 /// Status lookups are point reads of random keys (serials are random), mostly hits: bloom
 /// filters and a block cache large enough for the index and filters of tens of millions of
 /// records. Measured with `make bench-revoke` (docs/decisions.md).
-fn status_options(cache: &rocksdb::Cache) -> Options {
+fn status_options(cache: &rocksdb::Cache, write_buffer: usize) -> Options {
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
     table.set_block_cache(cache);
@@ -125,10 +133,10 @@ fn status_options(cache: &rocksdb::Cache) -> Options {
     let mut o = Options::default();
     o.set_block_based_table_factory(&table);
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    o.set_write_buffer_size(STATUS_WRITE_BUFFER);
+    o.set_write_buffer_size(write_buffer);
     o.set_max_write_buffer_number(4);
-    o.set_target_file_size_base(STATUS_WRITE_BUFFER as u64);
-    o.set_max_bytes_for_level_base(4 * STATUS_WRITE_BUFFER as u64);
+    o.set_target_file_size_base(write_buffer as u64);
+    o.set_max_bytes_for_level_base(4 * write_buffer as u64);
     o.set_level_compaction_dynamic_level_bytes(true);
     o
 }
@@ -138,7 +146,7 @@ fn status_options(cache: &rocksdb::Cache) -> Options {
 /// interval 16) and 16 KiB data blocks keep the index small; index and filters stay in
 /// memory outside the block cache, so a read never waits for an evicted index block.
 /// Measured with `make bench-http` (docs/decisions.md).
-fn response_options(cache: &rocksdb::Cache) -> Options {
+fn response_options(cache: &rocksdb::Cache, write_buffer: usize) -> Options {
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
     table.set_block_cache(cache);
@@ -147,7 +155,7 @@ fn response_options(cache: &rocksdb::Cache) -> Options {
     table.set_cache_index_and_filter_blocks(false);
     let mut o = Options::default();
     o.set_block_based_table_factory(&table);
-    o.set_write_buffer_size(STATUS_WRITE_BUFFER);
+    o.set_write_buffer_size(write_buffer);
     o.set_max_write_buffer_number(4);
     o.set_level_compaction_dynamic_level_bytes(true);
     o
@@ -172,13 +180,17 @@ impl Store {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_max_background_jobs(4);
+        opts.set_max_open_files(options.max_open_files);
         opts.increase_parallelism(std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(2));
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_ISSUERS, Options::default()),
-            ColumnFamilyDescriptor::new(CF_STATUS, status_options(&cache)),
+            ColumnFamilyDescriptor::new(CF_STATUS, status_options(&cache, options.write_buffer_bytes.max(64 << 10))),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
             ColumnFamilyDescriptor::new(CF_AUDIT, Options::default()),
-            ColumnFamilyDescriptor::new(CF_RESPONSES, response_options(&cache)),
+            ColumnFamilyDescriptor::new(
+                CF_RESPONSES,
+                response_options(&cache, options.write_buffer_bytes.max(64 << 10)),
+            ),
             ColumnFamilyDescriptor::new(CF_OUTBOX, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::open(path, e))?;
@@ -189,6 +201,7 @@ impl Store {
             change_hooks: Default::default(),
             outbox_seq: AtomicU64::new(0),
             purge_hooks: Default::default(),
+            write_fault: Mutex::new(None),
         };
         let last = |cf| -> Result<Option<u64>, StoreError> {
             Ok(store
@@ -212,6 +225,41 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Writes a batch (synced: durable when it returns), noting a failure or a recovery.
+    fn commit(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
+        let result = if sync { self.db.write_opt(batch, &synced()) } else { self.db.write(batch) };
+        self.noted(result)
+    }
+
+    /// Notes the outcome of a write for [`Store::write_fault`].
+    fn noted<T>(&self, result: Result<T, rocksdb::Error>) -> Result<T, StoreError> {
+        let mut fault = self.write_fault.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(v) => {
+                *fault = None;
+                Ok(v)
+            }
+            Err(e) => {
+                let e = StoreError::from(e);
+                *fault = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// The last write failure, if no write succeeded since (a full disk, an I/O error). After
+    /// one, RocksDB refuses every write until the database is opened again.
+    pub fn write_fault(&self) -> Option<String> {
+        self.write_fault.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Tries one small durable write, to learn whether the database takes writes now.
+    pub fn probe_write(&self) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META)?, b"probe", now_marker());
+        self.commit(batch, true)
     }
 
     fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -242,7 +290,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.put_cf(cf, key.0, record.encode()?);
         self.append_audit(&mut batch, audit)?;
-        self.db.write_opt(batch, &synced())?;
+        self.commit(batch, true)?;
         Ok(())
     }
 
@@ -267,11 +315,28 @@ impl Store {
         Ok(())
     }
 
+    /// Writes one audit entry on its own, durably: for calls that were refused and so change
+    /// nothing else.
+    pub fn record_audit(&self, audit: AuditEntry) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        self.append_audit(&mut batch, audit)?;
+        self.commit(batch, true)?;
+        Ok(())
+    }
+
     /// Audit entries matching `filter`, newest first.
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
         let cf = self.cf(CF_AUDIT)?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::End) {
+        let start = filter.before.map(|b| b.saturating_sub(1).to_be_bytes());
+        let mode = match &start {
+            Some(k) => rocksdb::IteratorMode::From(k, rocksdb::Direction::Reverse),
+            None => rocksdb::IteratorMode::End,
+        };
+        if filter.before == Some(0) {
+            return Ok(out);
+        }
+        for item in self.db.iterator_cf(cf, mode) {
             let (_, v) = item?;
             let entry = AuditEntry::decode(&v)?;
             if filter.since.is_some_and(|s| entry.time < s) {
@@ -353,7 +418,7 @@ impl Store {
         }
         if !new.is_empty() {
             self.append_audit(&mut batch, audit)?;
-            self.db.write_opt(batch, &synced())?;
+            self.commit(batch, true)?;
             self.changed(issuer, &new);
         }
         Ok(new.len())
@@ -406,7 +471,7 @@ impl Store {
             let serials: Vec<Serial> = changed.iter().map(|(s, _)| s.clone()).collect();
             let event = self.append_purge(&mut batch, issuer, serials.clone(), now)?;
             self.append_audit(&mut batch, audit)?;
-            self.db.write_opt(batch, &synced())?;
+            self.commit(batch, true)?;
             self.announce_purge(&event);
             self.changed(issuer, &serials);
         }
@@ -459,7 +524,7 @@ impl Store {
                 audit.serials.push(serial.to_string());
                 let event = self.append_purge(&mut batch, issuer, vec![serial.clone()], now)?;
                 self.append_audit(&mut batch, audit)?;
-                self.db.write_opt(batch, &synced())?;
+                self.commit(batch, true)?;
                 self.announce_purge(&event);
                 self.changed(issuer, std::slice::from_ref(serial));
                 Ok(UnholdOutcome::Lifted(rec))
@@ -467,6 +532,11 @@ impl Store {
             _ => Ok(UnholdOutcome::NotOnHold(current)),
         }
     }
+}
+
+fn now_marker() -> [u8; 8] {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    t.to_be_bytes()
 }
 
 fn seq_of(key: &[u8]) -> u64 {

@@ -123,7 +123,7 @@ impl Store {
         let guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
         let event = self.append_purge(&mut batch, issuer, Vec::new(), time)?;
         self.append_audit(&mut batch, audit)?;
-        self.db.write_opt(batch, &crate::synced())?;
+        self.commit(batch, true)?;
         drop(guard);
         self.announce_purge(&event);
         Ok(event)
@@ -197,7 +197,7 @@ impl Store {
     /// target may be sent a purge twice, never none.
     pub fn set_outbox_cursor(&self, target: &str, next: u64) -> Result<(), StoreError> {
         let key = [CURSOR_PREFIX, target.as_bytes()].concat();
-        self.db.put_cf_opt(self.cf(CF_META)?, key, next.to_be_bytes(), &crate::synced())?;
+        self.noted(self.db.put_cf_opt(self.cf(CF_META)?, key, next.to_be_bytes(), &crate::synced()))?;
         Ok(())
     }
 
@@ -224,8 +224,8 @@ impl Store {
         if let Some(first) = first.filter(|f| *f < before) {
             // Remember how far numbers were used, so an emptied outbox never reuses them.
             let used = self.outbox_head();
-            self.db.put_cf_opt(self.cf(CF_META)?, TRIMMED_KEY, used.to_be_bytes(), &crate::synced())?;
-            self.db.delete_range_cf(cf, first.to_be_bytes(), before.to_be_bytes())?;
+            self.noted(self.db.put_cf_opt(self.cf(CF_META)?, TRIMMED_KEY, used.to_be_bytes(), &crate::synced()))?;
+            self.noted(self.db.delete_range_cf(cf, first.to_be_bytes(), before.to_be_bytes()))?;
         }
         Ok(())
     }

@@ -154,7 +154,7 @@ impl Store {
                 written += 1;
             }
         }
-        self.db.write(batch)?;
+        self.commit(batch, false)?;
         Ok(written)
     }
 
