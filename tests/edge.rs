@@ -341,9 +341,15 @@ fn export_writes_every_current_response_under_its_get_path_and_mirrors() {
     r.ctl_ok(&["export", "--out", dir.to_str().unwrap()]);
     assert_eq!(status_of(&pki, &a, &std::fs::read(&file_a).unwrap()), "revoked");
 
-    // A file an earlier export left that is no longer current is removed.
+    // A file an earlier export wrote for this issuer that is no longer current is removed
+    // (an export removes only what it wrote itself, listed in its manifest for the issuer).
     let stale = dir.join("MEQwQjBAMD4wPDAJBgUrDgMCGgUABBRzdGFsZQ");
     std::fs::write(&stale, b"old").unwrap();
+    let manifests: Vec<_> = std::fs::read_dir(dir.join(".ocspd-export.d")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(manifests.len(), 1, "one issuer, one manifest: {manifests:?}");
+    let mut listed = std::fs::read_to_string(&manifests[0]).unwrap();
+    listed.push_str("MEQwQjBAMD4wPDAJBgUrDgMCGgUABBRzdGFsZQ\n");
+    std::fs::write(&manifests[0], listed).unwrap();
     let summary: serde_json::Value =
         serde_json::from_str(&r.ctl_ok(&["--json", "export", "--out", dir.to_str().unwrap(), "--issuer", "int"]))
             .unwrap();

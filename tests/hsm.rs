@@ -63,8 +63,9 @@ impl SoftHsm {
         )
     }
 
-    fn env(&self) -> [(&str, &str); 1] {
-        [("SOFTHSM2_CONF", self.conf.to_str().unwrap())]
+    /// The token's configuration, and SoftHSM2's module on ocspd's PKCS#11 allowlist.
+    fn env(&self) -> [(&str, &str); 2] {
+        [("SOFTHSM2_CONF", self.conf.to_str().unwrap()), ("OCSPD_PKCS11_MODULES", MODULE)]
     }
 }
 

@@ -55,7 +55,7 @@ pub fn presign_pkcs11(n: u32) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let conf = softhsm(dir.path())?;
     let conf_s = conf.display().to_string();
-    let env = [("SOFTHSM2_CONF", conf_s.as_str())];
+    let env = [("SOFTHSM2_CONF", conf_s.as_str()), ("OCSPD_PKCS11_MODULES", MODULE)];
     let uri = format!(
         "pkcs11:token=bench;object=root?module-path={MODULE}&pin-source=file:{}&sessions={cores}",
         dir.path().join("pin").display()
