@@ -13,6 +13,7 @@ mod database;
 mod durability;
 mod edge;
 mod globalsign;
+mod hostile;
 mod hsm;
 mod malformed;
 mod openssl;

@@ -48,8 +48,26 @@ impl Responder {
 
     /// Starts ocspd with extra environment variables (SOFTHSM2_CONF, say).
     pub fn start_env(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Responder {
+        Responder::start_limited(dir, extra, env, None)
+    }
+
+    /// Starts ocspd, with its open-file limit (`ulimit -n`) set to `open_files` when given.
+    pub fn start_limited(
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        open_files: Option<u32>,
+    ) -> Responder {
         let log = std::fs::File::create(dir.path().join("ocspd.log")).unwrap();
-        let mut child = Command::new(bin("ocspd"))
+        let mut cmd = match open_files {
+            None => Command::new(bin("ocspd")),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")]).arg(bin("ocspd"));
+                c
+            }
+        };
+        let mut child = cmd
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
