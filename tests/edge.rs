@@ -345,7 +345,8 @@ fn export_writes_every_current_response_under_its_get_path_and_mirrors() {
     // (an export removes only what it wrote itself, listed in its manifest for the issuer).
     let stale = dir.join("MEQwQjBAMD4wPDAJBgUrDgMCGgUABBRzdGFsZQ");
     std::fs::write(&stale, b"old").unwrap();
-    let manifests: Vec<_> = std::fs::read_dir(dir.join(".ocspd-export.d")).unwrap().map(|e| e.unwrap().path()).collect();
+    let manifests: Vec<_> =
+        std::fs::read_dir(dir.join(".ocspd-export.d")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(manifests.len(), 1, "one issuer, one manifest: {manifests:?}");
     let mut listed = std::fs::read_to_string(&manifests[0]).unwrap();
     listed.push_str("MEQwQjBAMD4wPDAJBgUrDgMCGgUABBRzdGFsZQ\n");
@@ -387,4 +388,73 @@ fn the_nginx_snippet_is_valid_nginx() {
     let nginx = ["/usr/sbin/nginx", "nginx"].into_iter().find(|n| Command::new(n).arg("-v").output().is_ok()).unwrap();
     let out = Command::new(nginx).args(["-t", "-q", "-c"]).arg(&conf).args(["-p"]).arg(dir.path()).output().unwrap();
     assert!(out.status.success(), "nginx -t: {}", text(&out.stderr));
+}
+
+/// Issue 10.1: a bulk revocation of 300 certificates with 20-byte serials, all cached at the
+/// edge, reaches Varnish whole (its header limit is 8 KiB; 300 tags are about 24 KB), every one
+/// answers revoked through Varnish, and a single revocation after it is not held up.
+#[test]
+#[test]
+fn a_bulk_revocation_of_300_long_serials_reaches_varnish_whole() {
+    let varnish_port = free_port();
+    let pki = TestPki::new(KeyAlg::P256);
+    let config = purge_config(
+        pki.dir.path(),
+        &format!("[[target]]\nkind = \"varnish\"\nname = \"edge\"\nurl = \"http://127.0.0.1:{varnish_port}/\"\n"),
+    );
+    let r = Responder::start_with(&["--purge-config", &config]);
+    pki.register(&r);
+    let leaves = pki.dir.path().join("leaves");
+    std::fs::create_dir(&leaves).unwrap();
+    let mut certs = Vec::new();
+    for n in 0..301u32 {
+        // 20 octets, the most RFC 5280 allows, high bit clear.
+        let mut serial = vec![0x4c; 20];
+        serial[16..].copy_from_slice(&n.to_be_bytes());
+        let pem = pki.leaf(&format!("leaf{n}"), &serial);
+        std::fs::copy(&pem, leaves.join(format!("leaf{n}.pem"))).unwrap();
+        certs.push((pem, hex_upper(&serial)));
+    }
+    r.ctl_ok(&["import", "--issuer", "int", "--dir", leaves.to_str().unwrap()]);
+    r.ctl_ok(&["presign"]);
+    let v = Varnish::start(port_of(&r.url), varnish_port);
+    let edge = v.url();
+    let requests: Vec<Vec<u8>> = certs.iter().map(|(pem, _)| request_der(&pki, pem)).collect();
+    for req in &requests {
+        get(&edge, req);
+        assert_eq!(x_cache(&get(&edge, req)), "HIT", "cached at the edge before the revocation");
+    }
+    let file = pki.dir.path().join("bulk.txt");
+    std::fs::write(&file, certs[..300].iter().map(|(_, s)| format!("{s}\n")).collect::<String>()).unwrap();
+    r.ctl_ok(&["bulk-revoke", "--issuer", "int", "--reason", "keyCompromise", "--file", file.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: serde_json::Value = serde_json::from_str(&r.ctl_ok(&["--json", "purge", "status"])).unwrap();
+        let t = &status["targets"][0];
+        assert!(t["undeliverable"].as_array().is_none_or(|u| u.is_empty()), "{status}");
+        if t["pending_events"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the purge never reached Varnish: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for ((pem, serial), req) in certs[..300].iter().zip(&requests) {
+        let h = get(&edge, req);
+        assert_eq!(
+            status_of(&pki, pem, &h.body),
+            "revoked",
+            "serial {serial} through Varnish, X-Cache {}",
+            x_cache(&h)
+        );
+    }
+    // A single revocation afterwards is purged before ocspctl returns.
+    let (last_pem, last_serial) = &certs[300];
+    let out = r.ctl_ok(&["revoke", "--issuer", "int", "--serial", last_serial, "--reason", "superseded"]);
+    assert!(!out.contains("caches not yet purged"), "{out}");
+    assert_eq!(status_of(&pki, last_pem, &get(&edge, &requests[300]).body), "revoked");
+    assert!(!v.log().contains("Bad Request"), "{}", v.log());
+}
+
+fn hex_upper(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
 }

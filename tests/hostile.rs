@@ -123,11 +123,7 @@ fn token(r: &Responder, name: &str, role: &str) -> String {
 }
 
 fn ctl_as(r: &Responder, token: &str, args: &[&str]) -> std::process::Output {
-    Command::new(bin("ocspctl"))
-        .args(["--admin-url", &r.admin_url, "--token-file", token])
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(bin("ocspctl")).args(["--admin-url", &r.admin_url, "--token-file", token]).args(args).output().unwrap()
 }
 
 /// Issue 10.6: a PKCS#11 module outside ocspd's own allowlist is never loaded (a library whose
@@ -345,10 +341,8 @@ fn an_expired_responder_stops_only_its_issuer() {
     r.ctl_ok(&["cert", "add", "--pem", &b]);
     // While ocspd is down, other's responder certificate expires: its record now holds one
     // that ended yesterday (written to the database as time would have made it).
-    let expired = other
-        .int
-        .responder("expired responder", &ResponderOptions { valid_days: -1, ..Default::default() })
-        .unwrap();
+    let expired =
+        other.int.responder("expired responder", &ResponderOptions { valid_days: -1, ..Default::default() }).unwrap();
     expired.write(other.dir.path(), "expired", true).unwrap();
     let dir = r.kill();
     {
@@ -413,4 +407,101 @@ fn audit_listings_are_paginated_and_capped() {
     let text = r.ctl_ok(&["audit", "--limit", "2"]);
     assert!(text.contains("(more: ocspctl audit --before"), "{text}");
     let _ = Serial::from_hex("01");
+}
+
+/// A tmpfs of `mb` MiB mounted for one test (root only), unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mb: u32) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mounting a small tmpfs needs root (CI runs as root): {}", text(&out.stderr));
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a filler file until the disk is full; returns it.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0x5a; 64 << 10];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).output();
+    }
+}
+
+fn readyz(url: &str) -> u16 {
+    curl(&[&format!("{url}/readyz")]).status
+}
+
+/// Issue 10.4: the disk fills up under ocspd (ENOSPC in the pre-signer and in admin writes):
+/// /readyz says not ready while reads go on, writes fail with an error, acknowledged
+/// revocations stay; once space returns, ocspd takes writes again by itself.
+#[test]
+#[test]
+fn after_a_full_disk_ocspd_takes_writes_again_when_space_returns() {
+    let disk = SmallDisk::mount(64);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(disk.path().join("data")).unwrap();
+    std::os::unix::fs::symlink(disk.path().join("data"), dir.path().join("data")).unwrap();
+    let pki = TestPki::new(KeyAlg::P256);
+    let r = Responder::start_limited(dir, &["--db-write-buffer", "1MiB"], &[], None);
+    pki.register(&r);
+    let a = pki.leaf("a", &[0x0a]);
+    let b = pki.leaf("b", &[0x0b]);
+    r.ctl_ok(&["cert", "add", "--pem", &a]);
+    r.ctl_ok(&["cert", "add", "--pem", &b]);
+    r.ctl_ok(&["revoke", "--issuer", "int", "--serial", "0b", "--reason", "keyCompromise"]);
+    r.ctl_ok(&["presign"]);
+    assert_eq!(readyz(&r.url), 200);
+
+    let filler = disk.fill();
+    // Writes now fail: an import of 50,000 certificates (several MB of log and tables).
+    let csv = pki.dir.path().join("many.csv");
+    std::fs::write(&csv, (0x10000..0x10000 + 50_000).map(|n| format!("{n:x}\n")).collect::<String>()).unwrap();
+    let out = r.ctl(&["import", "--issuer", "int", "--csv", csv.to_str().unwrap()]);
+    assert!(!out.status.success(), "an import onto a full disk said it succeeded");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while readyz(&r.url) == 200 {
+        assert!(Instant::now() < deadline, "/readyz kept saying ready with a full disk");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let revoke = r.ctl(&["revoke", "--issuer", "int", "--serial", "0a", "--reason", "superseded"]);
+    assert!(!revoke.status.success(), "a revocation was acknowledged that could not be written");
+    // Reads go on: pre-signed answers are served.
+    assert!(pki.ask(&r.url, &a).contains(": good"));
+    assert!(pki.ask(&r.url, &b).contains(": revoked"));
+
+    // Space returns: ocspd takes writes again by itself, on the same ports.
+    std::fs::remove_file(filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if std::panic::catch_unwind(|| readyz(&r.url)).is_ok_and(|s| s == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ocspd did not recover after space returned:\n{}", tail(&r.log()));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = r.ctl_ok(&["revoke", "--issuer", "int", "--serial", "0a", "--reason", "superseded"]);
+    assert!(out.contains("revoked"), "{out}");
+    assert!(pki.ask(&r.url, &a).contains(": revoked"));
+    assert!(pki.ask(&r.url, &b).contains(": revoked"), "the revocation acknowledged before the fault stayed");
 }
