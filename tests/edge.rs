@@ -394,7 +394,6 @@ fn the_nginx_snippet_is_valid_nginx() {
 /// edge, reaches Varnish whole (its header limit is 8 KiB; 300 tags are about 24 KB), every one
 /// answers revoked through Varnish, and a single revocation after it is not held up.
 #[test]
-#[test]
 fn a_bulk_revocation_of_300_long_serials_reaches_varnish_whole() {
     let varnish_port = free_port();
     let pki = TestPki::new(KeyAlg::P256);

@@ -456,7 +456,6 @@ fn readyz(url: &str) -> u16 {
 /// /readyz says not ready while reads go on, writes fail with an error, acknowledged
 /// revocations stay; once space returns, ocspd takes writes again by itself.
 #[test]
-#[test]
 fn after_a_full_disk_ocspd_takes_writes_again_when_space_returns() {
     let disk = SmallDisk::mount(64);
     let dir = tempfile::tempdir().unwrap();

@@ -163,7 +163,7 @@ pub fn allow_pkcs11_modules(modules: &[PathBuf]) {
 fn check_module_allowed(module: &std::path::Path) -> Result<(), String> {
     let allowed = ALLOWED_MODULES.read().unwrap_or_else(|p| p.into_inner());
     let resolved = std::fs::canonicalize(module).unwrap_or_else(|_| module.to_path_buf());
-    if allowed.iter().any(|a| *a == resolved) {
+    if allowed.contains(&resolved) {
         return Ok(());
     }
     Err(format!(
