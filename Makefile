@@ -3,7 +3,7 @@ CARGO ?= cargo
 CARGO_FLAGS := --release --locked
 BIN := target/release
 
-.PHONY: all deps build run test lint fmt bench bench-% fixtures clean-data
+.PHONY: all deps build run test lint fmt bench bench-% clean-data fuzz soak
 
 all: build
 
@@ -68,3 +68,27 @@ bench-presign: bench-build
 ## until 1,000 sampled certificates are all served revoked over HTTP.
 bench-mass-revocation: bench-build
 	$(BIN)/ocsp-bench mass-revocation
+
+## make fuzz: each cargo-fuzz target (fuzz/fuzz_targets) for FUZZ_RUNS executions or
+## FUZZ_SECONDS, whichever comes first, from the seed corpus in fuzz/corpus (new inputs go to
+## fuzz/target/corpus). Needs the nightly toolchain; installs cargo-fuzz when missing. A crash
+## stops it with the input saved under fuzz/artifacts.
+FUZZ_TARGETS := ocsp_request get_path import_line purge_config
+FUZZ_RUNS ?= 10000000
+FUZZ_SECONDS ?= 900
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/target/corpus/$$t; \
+	  echo "fuzz $$t: up to $(FUZZ_RUNS) runs or $(FUZZ_SECONDS) s"; \
+	  (cd fuzz && $(CARGO) +nightly fuzz run --sanitizer none $$t target/corpus/$$t corpus/$$t -- \
+	     -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1) \
+	     | tee fuzz/target/$$t.log | grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done|==|SUMMARY)' || exit 1; \
+	  grep -q 'Done [0-9]* runs' fuzz/target/$$t.log || { echo "fuzz $$t: did not finish cleanly (see fuzz/target/$$t.log)"; exit 1; }; \
+	done
+
+## make soak: SOAK_SECONDS (600) at 80% of the measured maximum rate, revocations mixed in;
+## prints soak_rate, soak_rss_growth (target < 5%), soak_errors and soak_stale (target 0).
+SOAK_SECONDS ?= 600
+soak: bench-build
+	$(BIN)/ocsp-bench soak $(SOAK_SECONDS)

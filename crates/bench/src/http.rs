@@ -58,7 +58,7 @@ pub(crate) fn get_path(hashes: &ocsp_proto::IssuerHashes, serial: &str) -> Resul
 
 /// Load from `conns` keep-alive HTTP/1.1 connections for `secs`, each request taking the next
 /// path of `paths` (wrapping around); returns (requests per second, non-200 answers).
-fn generate(url: &str, paths: Arc<Vec<String>>, conns: usize, secs: f64) -> Result<(f64, u64)> {
+pub(crate) fn generate(url: &str, paths: Arc<Vec<String>>, conns: usize, secs: f64) -> Result<(f64, u64)> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let authority = url.trim_start_matches("http://").to_string();
     rt.block_on(async move {
@@ -256,6 +256,7 @@ async fn fetch_all(url: &str, paths: &[String]) -> Result<Vec<Vec<u8>>> {
         let req = hyper::Request::get(p.as_str())
             .header(hyper::header::HOST, &authority)
             .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        sender.ready().await?;
         let resp = sender.send_request(req).await?;
         if resp.status() != 200 {
             bail!("GET {p}: {}", resp.status());

@@ -6,6 +6,7 @@
 
 mod hsm;
 mod http;
+mod soak;
 
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader, Write};
@@ -30,7 +31,7 @@ fn repo() -> Result<PathBuf> {
 
 /// A running ocspd in a temporary data folder.
 struct Server {
-    child: Child,
+    pub(crate) child: Child,
     public_url: String,
     admin_url: String,
     data: PathBuf,
@@ -317,8 +318,13 @@ fn main() {
             let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
             http::purge_p99(n, args.get(2).map(String::as_str) != Some("no-wait"))
         }
+        Some("soak") => {
+            let secs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(600);
+            let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+            soak::soak(n, secs)
+        }
         _ => Err(anyhow::anyhow!(
-            "usage: ocsp-bench revoke [N] | presign [N [p256|rsa2048]] | mass-revocation [N] | get-hot [N] | get-cold [N [MEM DBCACHE]] | purge-p99 [N [no-wait]] | presign-pkcs11 [N] | promote-backup [N]"
+            "usage: ocsp-bench soak [SECONDS [N]] | revoke [N] | presign [N [p256|rsa2048]] | mass-revocation [N] | get-hot [N] | get-cold [N [MEM DBCACHE]] | purge-p99 [N [no-wait]] | presign-pkcs11 [N] | promote-backup [N]"
         )),
     };
     if let Err(e) = result {

@@ -17,7 +17,7 @@ use ocsp_admin::{AdminClient, MAX_BULK};
 use ocsp_proto::{RevocationReason, Serial};
 use std::path::{Path, PathBuf};
 
-mod input;
+use ocspctl::input;
 
 #[derive(Debug, Parser)]
 #[command(name = "ocspctl", version, about = "CA staff CLI for ocspd's admin API")]
@@ -301,12 +301,6 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
-impl From<input::LineError> for anyhow::Error {
-    fn from(e: input::LineError) -> Self {
-        usage(e.0)
-    }
-}
-
 fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Usage(msg.into()))
 }
@@ -468,7 +462,18 @@ fn import(
             input::check_file(&path, format).map_err(|e| usage(e.0))?;
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let bar = progress(size, json, "import");
-            input::for_each_batch(&path, format, batch, |certs, read| -> anyhow::Result<()> {
+            input::for_each_batch(&path, format, batch, |entries, read| -> anyhow::Result<()> {
+                let certs = entries
+                    .into_iter()
+                    .map(|e| CertSpec {
+                        serial: Some(e.serial),
+                        not_after: e.not_after,
+                        revocation: e
+                            .revocation
+                            .map(|r| ocsp_admin::api::ImportedRevocation { time: r.time, reason: r.reason }),
+                        ..Default::default()
+                    })
+                    .collect();
                 add(certs, &mut total)?;
                 bar.set_position(read);
                 Ok(())
@@ -510,7 +515,7 @@ fn bulk_revoke(
     let mut total = BulkResult::default();
     let mut acknowledged = 0u64;
     input::for_each_batch(&file, input::Format::Serials, batch, |specs, _| -> anyhow::Result<()> {
-        let serials: Vec<String> = specs.into_iter().filter_map(|s| s.serial).collect();
+        let serials: Vec<String> = specs.into_iter().map(|s| s.serial).collect();
         let n = serials.len() as u64;
         let req =
             BulkRevoke { issuer: issuer.clone(), serials, reason: reason.clone(), time, dry_run, why: why.clone() };
@@ -1043,6 +1048,8 @@ fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("ocspctl: {e:#}");
-        std::process::exit(if e.downcast_ref::<Usage>().is_some() { 2 } else { 1 });
+        // A bad line in an input file is bad usage too: nothing was sent for it.
+        let bad_usage = e.downcast_ref::<Usage>().is_some() || e.downcast_ref::<input::LineError>().is_some();
+        std::process::exit(if bad_usage { 2 } else { 1 });
     }
 }

@@ -9,6 +9,7 @@ mod certid;
 pub mod clock;
 pub mod der;
 mod error;
+mod getpath;
 mod hash;
 mod request;
 mod response;
@@ -18,6 +19,7 @@ pub mod x509;
 pub use certid::{CertId, IssuerHashes, IssuerKey, Serial};
 pub use clock::{Clock, SystemClock};
 pub use error::ProtoError;
+pub use getpath::{decode_get_path, MAX_REQUEST_BYTES};
 pub use hash::HashAlg;
 pub use request::{encode_request, parse_request, OcspRequest, MAX_CERT_IDS};
 pub use response::{

@@ -13,13 +13,16 @@
 //! exchange and reads at most a few KiB of the answer.
 
 mod config;
+#[cfg(feature = "deliver")]
 mod deliver;
 
 pub use config::{fill, PurgeConfig, TargetConfig, VarnishMode, DEFAULT_MAX_BYTES, DEFAULT_MAX_TAGS};
+#[cfg(feature = "deliver")]
 pub use deliver::{PendingCert, Purger, TargetStatus};
 
 /// The tags to purge for one outbox event: the issuer's tag for an issuer-wide event, else one
 /// tag per certificate. These are the tags ocspd puts in `Cache-Tag` and `Surrogate-Key`.
+#[cfg(feature = "deliver")]
 pub fn event_tags(event: &ocsp_store::PurgeEvent) -> Vec<String> {
     if event.issuer_wide() {
         vec![event.issuer.cache_tag()]
@@ -28,5 +31,5 @@ pub fn event_tags(event: &ocsp_store::PurgeEvent) -> Vec<String> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "deliver"))]
 mod tests;
