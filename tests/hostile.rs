@@ -38,7 +38,7 @@ fn request_for_serial(pki: &TestPki, serial: &str) -> Vec<u8> {
 }
 
 /// Issue 10.2: 1,100 connections that never complete a request (silent, a partial HTTP/2
-/// preface, a full h2c preface) against ocspd limited to 1,024 open files. They are all closed
+/// preface, a full h2c preface, HTTP/1.1 headers that never end) against ocspd limited to 1,024 open files. They are all closed
 /// within a bound, staff can revoke meanwhile, public GETs are answered, and accept never runs
 /// out of file descriptors.
 #[test]
@@ -489,7 +489,8 @@ fn after_a_full_disk_ocspd_takes_writes_again_when_space_returns() {
     assert!(pki.ask(&r.url, &a).contains(": good"));
     assert!(pki.ask(&r.url, &b).contains(": revoked"));
 
-    // Space returns: ocspd takes writes again by itself, on the same ports.
+    // Space returns: ocspd takes writes again by itself, on the same ports (in place, or after
+    // restarting itself: the log says which).
     std::fs::remove_file(filler).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -503,4 +504,7 @@ fn after_a_full_disk_ocspd_takes_writes_again_when_space_returns() {
     assert!(out.contains("revoked"), "{out}");
     assert!(pki.ask(&r.url, &a).contains(": revoked"));
     assert!(pki.ask(&r.url, &b).contains(": revoked"), "the revocation acknowledged before the fault stayed");
+    let log = r.log();
+    let how = ["database writes work again", "restarting ocspd in place"].into_iter().filter(|m| log.contains(m));
+    eprintln!("recovered: {:?}", how.collect::<Vec<_>>());
 }

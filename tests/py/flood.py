@@ -2,8 +2,9 @@
 """A hostile client: opens COUNT connections to HOST:PORT that never complete a request, and
 reports how many the server still holds open over time.
 
-Kinds, round robin: silent (nothing sent), 23 of the 24 bytes of the HTTP/2 preface, and the
-full h2c prior-knowledge preface with an empty SETTINGS frame and then nothing.
+Kinds, round robin: silent (nothing sent), 23 of the 24 bytes of the HTTP/2 preface, the full
+h2c prior-knowledge preface with an empty SETTINGS frame and then nothing, and an HTTP/1.1
+request whose headers never end.
 
     flood.py HOST PORT COUNT SECONDS
 
@@ -34,12 +35,14 @@ def main():
         except OSError:
             s.close()
             continue
-        kind = i % 3
+        kind = i % 4
         try:
             if kind == 1:
                 s.sendall(PREFACE[:23])
             elif kind == 2:
                 s.sendall(PREFACE + SETTINGS)
+            elif kind == 3:
+                s.sendall(b"GET /MEQw HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         except OSError:
             pass
         s.setblocking(False)

@@ -180,24 +180,26 @@ pub struct ListenerStats {
 }
 
 impl ListenerStats {
-    /// Prometheus lines, labelled with the listener's name.
-    pub fn render(&self, listener: &str) -> String {
-        let mut s = String::new();
-        for (name, help, kind, v) in [
-            ("ocspd_connections_open", "Connections open now.", "gauge", &self.open),
-            ("ocspd_connections_accepted_total", "Connections accepted.", "counter", &self.accepted),
-            ("ocspd_connections_closed_idle_total", "Connections closed for idleness.", "counter", &self.closed_idle),
+    /// Prometheus lines for every listener, each family once, labelled by listener name.
+    pub fn render_all(listeners: &[(&str, &ListenerStats)]) -> String {
+        type Field = fn(&ListenerStats) -> &AtomicU64;
+        let families: [(&str, &str, &str, Field); 4] = [
+            ("ocspd_connections_open", "Connections open now.", "gauge", |l| &l.open),
+            ("ocspd_connections_accepted_total", "Connections accepted.", "counter", |l| &l.accepted),
+            ("ocspd_connections_closed_idle_total", "Connections closed for idleness.", "counter", |l| &l.closed_idle),
             (
                 "ocspd_connections_at_capacity_total",
                 "Times a listener held its most connections and waited for one to close.",
                 "counter",
-                &self.at_capacity,
+                |l| &l.at_capacity,
             ),
-        ] {
-            s.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{listener=\"{listener}\"}} {}\n",
-                v.load(Ordering::Relaxed)
-            ));
+        ];
+        let mut s = String::new();
+        for (name, help, kind, field) in families {
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (listener, stats) in listeners {
+                s.push_str(&format!("{name}{{listener=\"{listener}\"}} {}\n", field(stats).load(Ordering::Relaxed)));
+            }
         }
         s
     }

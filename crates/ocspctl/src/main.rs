@@ -1053,3 +1053,18 @@ fn main() {
         std::process::exit(if bad_usage { 2 } else { 1 });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::export_file_name;
+    use std::path::PathBuf;
+
+    #[test]
+    fn export_paths_from_the_server_stay_inside_the_folder() {
+        assert_eq!(export_file_name("MEQwQjBA/MD4w+PDAJ=="), Some(PathBuf::from("MEQwQjBA/MD4w+PDAJ==")));
+        assert_eq!(export_file_name("MEQw/"), Some(PathBuf::from("MEQw%2F")));
+        for bad in ["", "/etc/passwd", "../x", "a/../../b", "a/./b", "a\\b", "a b", "a%2Fb", "\u{0}"] {
+            assert_eq!(export_file_name(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -190,7 +190,7 @@ async fn run(config: config::Config) -> Result<()> {
     let (public_stats, admin_stats) =
         (Arc::new(ocsp_http::ListenerStats::default()), Arc::new(ocsp_http::ListenerStats::default()));
     let (p, a) = (public_stats.clone(), admin_stats.clone());
-    service = service.with_metrics(move || format!("{}{}", p.render("public"), a.render("admin")));
+    service = service.with_metrics(move || ocsp_http::ListenerStats::render_all(&[("public", &p), ("admin", &a)]));
     tracing::info!(
         public_max = config.public_limits.max_connections,
         admin_max = config.admin_limits.max_connections,
@@ -335,10 +335,13 @@ async fn watch_writes(
         match verdict {
             None => tracing::warn!(%fault, "database writes work again"),
             Some(false) => tracing::debug!(%fault, "database still refuses writes; the disk is still full"),
-            Some(true) => {
+            Some(true) if fault.contains("No space left") => {
                 tracing::error!(%fault, "the disk takes writes again but the database does not until it is reopened: restarting ocspd in place");
                 restart_in_place(public, admin);
             }
+            // Another fault (an I/O error, permissions): restarting would not cure it; stay
+            // not ready and say so.
+            Some(true) => tracing::error!(%fault, "database refuses writes; not ready until an operator looks"),
         }
     }
 }

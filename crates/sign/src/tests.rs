@@ -145,3 +145,51 @@ fn registry_finds_issuers_by_either_hash_and_forgets_removed_ones() {
     assert!(registry.by_name("b").is_some());
     assert!(registry.remove("a").is_none());
 }
+
+/// A responder certificate that expires while ocspd runs stops signing at its notAfter: a
+/// response produced after it would fail every client's check.
+#[test]
+fn an_identity_refuses_to_sign_outside_its_certificate_validity() {
+    let root = Issued::root("root", KeyAlg::P256).unwrap();
+    let resp = root.responder("responder", &ResponderOptions { valid_days: 1, ..Default::default() }).unwrap();
+    let id = identity(&root, Some(&resp), &resp.key_pem).unwrap();
+    let not_after = id.certificate().not_after;
+    let hashes = IssuerHashes::of(&CertInfo::from_der(&root.der).unwrap());
+    let at = |t: i64| {
+        ResponseBuilder::new(id.key_hash(), t).answer(Answer {
+            cert_id: hashes.cert_id(HashAlg::Sha1, Serial::from_hex("01").unwrap()),
+            status: CertStatus::Good,
+            this_update: t,
+            next_update: t + 3600,
+        })
+    };
+    assert!(id.sign(&at(not_after - 60)).is_ok());
+    match id.sign(&at(not_after + 1)) {
+        Err(SignError::OutsideValidity { not_after: n, .. }) => assert_eq!(n, not_after),
+        other => panic!("signed after notAfter: {other:?}"),
+    }
+    assert!(!id.valid_at(not_after + 1));
+    // At start-up such an identity still loads (only its issuer stops), unless the rule is required.
+    let cert = CertInfo::from_der(&root.der).unwrap();
+    let responder = Some(CertInfo::from_der(&resp.der).unwrap());
+    let later = not_after + 10;
+    let what = "expired";
+    assert!(ResponderIdentity::checked(
+        &cert,
+        responder.clone(),
+        signer(&resp.key_pem),
+        later,
+        what,
+        ValidityPolicy::Require
+    )
+    .is_err());
+    assert!(ResponderIdentity::checked(
+        &cert,
+        responder,
+        signer(&resp.key_pem),
+        later,
+        what,
+        ValidityPolicy::AllowOutside
+    )
+    .is_ok());
+}
