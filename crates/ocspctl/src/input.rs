@@ -61,6 +61,11 @@ fn parse_time(text: &str) -> Option<i64> {
 /// OpenSSL's `YYMMDDHHMMSSZ` (UTCTime) or `YYYYMMDDHHMMSSZ`.
 fn openssl_time(text: &str) -> Option<i64> {
     let t = text.trim().strip_suffix('Z')?;
+    // Digits only, so the slicing below is on character boundaries (found by fuzzing: a
+    // non-ASCII byte in the expiry field panicked).
+    if !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let full = match t.len() {
         12 => {
             let yy: i32 = t[..2].parse().ok()?;
@@ -237,6 +242,14 @@ mod tests {
         assert_eq!(ca.revocation.unwrap().reason, "cACompromise");
         assert!(parse_line(Format::Index, "X\t271231235959Z\t\t1A\tunknown\t/CN=a", false).is_err());
         assert!(parse_line(Format::Index, "V\tsoon\t\t1A\tunknown\t/CN=a", false).is_err());
+    }
+
+    #[test]
+    fn non_ascii_times_are_errors_not_panics() {
+        // fuzz/artifacts/import_line/crash-188210ad...: an expiry field with a multi-byte
+        // character where two digits were expected.
+        assert!(parse_line(Format::Index, "V\t\u{fffd}\u{0}12312359Z\t\t1A2B\tunknown\t/CN=a", false).is_err());
+        assert!(parse_line(Format::Index, "R\t271231235959Z\t2\u{e9}010203045Z\t0C\tunknown\t/CN=b", false).is_err());
     }
 
     #[test]
