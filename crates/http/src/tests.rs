@@ -285,7 +285,8 @@ async fn the_memory_tier_stays_within_its_byte_bound_and_never_serves_near_next_
 /// handed to a request made after the revocation was acknowledged, nor kept in memory. 24
 /// clients ask for a fresh certificate while it is revoked at a random moment; every answer to
 /// a request sent after the acknowledgement must say revoked. Half the trials run with the
-/// memory tier in front, half with live signing alone (`--memory-cache 0 --no-presign`).
+/// memory tier in front, half with live signing alone (`--memory-cache 0 --no-presign`); half
+/// with clients spread out, half back to back.
 #[test]
 fn no_answer_signed_from_a_superseded_status_is_served_after_the_acknowledgement() {
     const TRIALS: u32 = 1000;
@@ -330,9 +331,11 @@ fn no_answer_signed_from_a_superseded_status_is_served_after_the_acknowledgement
                 let (source, req, acked) = (source.clone(), req.clone(), acked.clone());
                 clients.push(tokio::spawn(async move {
                     let (mut stale, mut after) = (0u32, 0u64);
-                    // Clients think for 0 to 3 ms between requests, as independent clients on a
-                    // network arrive spread out, so some always join a signing in flight.
-                    let think = Duration::from_millis(client as u64 % 4);
+                    // In half the trials clients think for 0 to 3 ms between requests, as
+                    // independent clients on a network arrive spread out, so some always join a
+                    // signing in flight; in the other half they ask back to back, which packs
+                    // inserts into the memory tier right after the eviction.
+                    let think = if trial % 4 < 2 { Duration::ZERO } else { Duration::from_millis(client as u64 % 4) };
                     // Ask until a few answers to requests made after the acknowledgement came.
                     while after < 4 {
                         // Memory hits never wait: let the timer and the revoking task run.
