@@ -125,3 +125,21 @@ fn readyz_says_ready_only_with_an_issuer_to_answer_for() {
     let ready = curl(&[&format!("{}/readyz", r.url)]);
     assert_eq!((ready.status, ready.header("cache-control")), (200, Some("max-age=0, no-cache")));
 }
+
+/// Metrics name the issuers and show the load: they are served on their own listener, never on
+/// the public one.
+#[test]
+fn metrics_are_served_on_their_own_listener_not_the_public_one() {
+    let pki = TestPki::new(KeyAlg::P256);
+    let r = Responder::start();
+    pki.register(&r);
+    // On the public port "/metrics" is only a GET path that is no OCSP request.
+    let public = curl(&[&format!("{}/metrics", r.url)]);
+    assert_eq!(public.header("content-type"), Some("application/ocsp-response"));
+    assert!(!text(&public.body).contains("ocspd_"), "the public listener served metrics");
+    let private = curl(&[&r.metrics_url]);
+    assert_eq!(private.status, 200);
+    let body = text(&private.body);
+    assert!(body.contains("ocspd_requests_total") && body.contains("issuer=\"int\""), "{body}");
+    assert!(!r.metrics_url.starts_with(&r.url) && !r.metrics_url.starts_with(&r.admin_url));
+}

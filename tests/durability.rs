@@ -96,7 +96,7 @@ fn acknowledged_revocations_survive_kill_9() {
 }
 
 fn presign_signed(r: &Responder) -> u64 {
-    let m = text(&curl(&[&format!("{}/metrics", r.url)]).body);
+    let m = text(&curl(&[&r.metrics_url]).body);
     m.lines()
         .find(|l| l.starts_with("ocspd_presign_signed_total "))
         .and_then(|l| l.rsplit(' ').next())

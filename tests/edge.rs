@@ -209,7 +209,7 @@ fn varnish_caches_our_answers_and_is_purged_on_revocation_even_after_it_was_down
     assert!(target["last_error"].as_str().is_some());
     let text_status = r.ctl_ok(&["purge", "status"]);
     assert!(text_status.contains("pending: int serial 0B"), "{text_status}");
-    let metrics = text(&curl(&[&format!("{}/metrics", r.url)]).body);
+    let metrics = text(&curl(&[&r.metrics_url]).body);
     assert!(metrics.contains("ocspd_purge_outbox_depth{target=\"edge\"} 1"), "{metrics}");
     assert!(r.log().contains("serials=0B"), "the failure log names the certificate");
 
@@ -291,7 +291,7 @@ fn a_peer_responder_is_told_to_evict_its_memory_tier() {
     pki.register(&r);
     r.ctl_ok(&["cert", "add", "--pem", &a]);
     let evictions = |resp: &Responder| -> u64 {
-        let m = text(&curl(&[&format!("{}/metrics", resp.url)]).body);
+        let m = text(&curl(&[&resp.metrics_url]).body);
         m.lines().find_map(|l| l.strip_prefix("ocspd_memory_tier_evictions_total ")).unwrap().parse().unwrap()
     };
     let before = evictions(&peer);

@@ -75,7 +75,7 @@ fn a_flood_of_idle_connections_is_closed_and_staff_can_revoke_meanwhile() {
     assert!(flood.wait().unwrap().success());
     let log = r.log();
     assert!(!log.contains("Too many open files"), "accept ran out of descriptors:\n{}", tail(&log));
-    let metrics = curl(&[&format!("{}/metrics", r.url)]);
+    let metrics = curl(&[&r.metrics_url]);
     let body = text(&metrics.body);
     assert!(body.contains("ocspd_connections_closed_idle_total{listener=\"public\"}"), "{body}");
 }
@@ -357,7 +357,7 @@ fn an_expired_responder_stops_only_its_issuer() {
     assert!(pki.ask(&r.url, &a).contains(": good"), "the other issuer is served");
     let h = post_ocsp(&r.url, &other.request_der(&b));
     assert_eq!(h.body, TRY_LATER, "the issuer with an expired responder answers tryLater");
-    let metrics = text(&curl(&[&format!("{}/metrics", r.url)]).body);
+    let metrics = text(&curl(&[&r.metrics_url]).body);
     assert!(metrics.contains("ocspd_issuer_signing_blocked{issuer=\"other\"} 1"), "{metrics}");
     assert!(metrics.contains("ocspd_issuer_signing_blocked{issuer=\"int\"} 0"), "{metrics}");
     assert!(r.log().contains("responder certificate outside its validity"));

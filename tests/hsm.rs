@@ -174,7 +174,7 @@ fn refused_start(data: &Path, env: &[(&str, &str)]) -> String {
     let out = Command::new(bin("ocspd"))
         .arg("--data-dir")
         .arg(data)
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
         .envs(env.iter().copied())
         .output()
         .unwrap();
@@ -284,7 +284,7 @@ fn promoting_the_backup_switches_signing_at_once_and_re_signs_everything() {
     assert!(added.status.success(), "{}", text(&added.stderr));
     let shown: serde_json::Value = serde_json::from_str(&r.ctl_ok(&["--json", "issuer", "show", "int"])).unwrap();
     assert!(shown["backup_responder"].as_str().unwrap().starts_with("CN=backup responder"), "{shown}");
-    let metrics = text(&curl(&[&format!("{}/metrics", r.url)]).body);
+    let metrics = text(&curl(&[&r.metrics_url]).body);
     for role in ["primary", "backup"] {
         let line = metrics
             .lines()

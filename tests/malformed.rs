@@ -89,7 +89,7 @@ fn malformed_requests_get_errors_and_the_server_goes_on() {
     assert_eq!(http.status, 200);
     assert_ne!(http.body, MALFORMED);
     assert!(!r.log().contains("panicked"), "{}", r.log());
-    let metrics = curl(&[&format!("{}/metrics", r.url)]);
+    let metrics = curl(&[&r.metrics_url]);
     let m = text(&metrics.body);
     let counted: u64 = m
         .lines()

@@ -23,7 +23,7 @@ fn request(pki: &TestPki, cert: &str, digest: &str, dir: &std::path::Path) -> St
 }
 
 fn metric(r: &Responder, name: &str) -> f64 {
-    let m = text(&curl(&[&format!("{}/metrics", r.url)]).body);
+    let m = text(&curl(&[&r.metrics_url]).body);
     m.lines()
         .find(|l| l.starts_with(name))
         .and_then(|l| l.rsplit(' ').next())

@@ -28,6 +28,8 @@ pub struct Responder {
     child: Child,
     pub url: String,
     pub admin_url: String,
+    /// `http://127.0.0.1:PORT/metrics`, on its own listener.
+    pub metrics_url: String,
     stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -70,7 +72,7 @@ impl Responder {
         let mut child = cmd
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(extra)
             .envs(env.iter().copied())
             .env("RUST_LOG", "debug")
@@ -88,14 +90,16 @@ impl Responder {
                 let _ = tx.send(line);
             }
         });
-        let (mut url, mut admin_url) = (None, None);
-        while url.is_none() || admin_url.is_none() {
+        let (mut url, mut admin_url, mut metrics_url) = (None, None, None);
+        while url.is_none() || admin_url.is_none() || metrics_url.is_none() {
             match rx.recv_timeout(Duration::from_secs(60)) {
                 Ok(line) => {
                     if let Some(u) = line.strip_prefix("ocspd: OCSP responder listening on ") {
                         url = Some(u.to_string());
                     } else if let Some(u) = line.strip_prefix("ocspd: admin API listening on ") {
                         admin_url = Some(u.to_string());
+                    } else if let Some(u) = line.strip_prefix("ocspd: metrics listening on ") {
+                        metrics_url = Some(u.to_string());
                     }
                 }
                 Err(_) => {
@@ -105,7 +109,14 @@ impl Responder {
                 }
             }
         }
-        Responder { dir, child, url: url.unwrap(), admin_url: admin_url.unwrap(), stdout: lines }
+        Responder {
+            dir,
+            child,
+            url: url.unwrap(),
+            admin_url: admin_url.unwrap(),
+            metrics_url: metrics_url.unwrap(),
+            stdout: lines,
+        }
     }
 
     pub fn data(&self) -> PathBuf {

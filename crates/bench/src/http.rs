@@ -372,7 +372,7 @@ pub fn get_cold(n: u32, secs: f64, memory: &str, db_cache: &str) -> Result<()> {
     }
     let (h, c) = (median(hots.clone()), median(colds.clone()));
     let (rss, hwm) = rss_mib(pid)?;
-    let metrics = rt_get(&format!("{}/metrics", server.public_url))?;
+    let metrics = rt_get(&server.metrics_url)?;
     let metric = |name: &str| -> String {
         metrics.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string())).unwrap_or_default()
     };

@@ -34,6 +34,7 @@ struct Server {
     pub(crate) child: Child,
     public_url: String,
     admin_url: String,
+    metrics_url: String,
     data: PathBuf,
 }
 
@@ -51,7 +52,7 @@ impl Server {
         let mut child = Command::new(bin("ocspd")?)
             .arg("--data-dir")
             .arg(&data)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(extra)
             .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
@@ -60,18 +61,26 @@ impl Server {
             .spawn()?;
         let stdout = child.stdout.take().context("stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let (mut public_url, mut admin_url) = (None, None);
-        while admin_url.is_none() || public_url.is_none() {
+        let (mut public_url, mut admin_url, mut metrics_url) = (None, None, None);
+        while admin_url.is_none() || public_url.is_none() || metrics_url.is_none() {
             let line = lines.next().context("ocspd exited before listening")??;
             if let Some(u) = line.strip_prefix("ocspd: admin API listening on ") {
                 admin_url = Some(u.to_string());
             } else if let Some(u) = line.strip_prefix("ocspd: OCSP responder listening on ") {
                 public_url = Some(u.to_string());
+            } else if let Some(u) = line.strip_prefix("ocspd: metrics listening on ") {
+                metrics_url = Some(u.to_string());
             }
         }
         // Keep draining stdout so ocspd never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Ok(Server { child, public_url: public_url.unwrap_or_default(), admin_url: admin_url.unwrap_or_default(), data })
+        Ok(Server {
+            child,
+            public_url: public_url.unwrap_or_default(),
+            admin_url: admin_url.unwrap_or_default(),
+            metrics_url: metrics_url.unwrap_or_default(),
+            data,
+        })
     }
 
     fn ctl(&self, args: &[&str]) -> Result<String> {

@@ -112,7 +112,7 @@ pub fn soak(n: u32, secs: u64) -> Result<()> {
                 let r = next_random(&mut rng);
                 let i = {
                     let list = revoked_list.lock().unwrap_or_else(|p| p.into_inner());
-                    if r % 5 == 0 && !list.is_empty() {
+                    if r.is_multiple_of(5) && !list.is_empty() {
                         list[(r as usize / 5) % list.len()]
                     } else {
                         1 + (r % n as u64) as u32

@@ -18,7 +18,7 @@ pub use memory::MemoryTier;
 pub use metrics::Metrics;
 pub use prepared::{Prepared, Served, Tier};
 pub use serve::{connection_budget, open_files_limit, serve, Handler, HttpResponse, ListenerLimits, ListenerStats};
-pub use service::{OcspService, ServiceConfig, MAX_REQUEST_BYTES};
+pub use service::{MetricsService, OcspService, ServiceConfig, MAX_REQUEST_BYTES};
 pub use source::BoxFuture;
 pub use source::{AnswerError, LiveConfig, LiveSource, PresignedSource, Source};
 

@@ -40,7 +40,9 @@ impl Default for ServiceConfig {
     }
 }
 
-/// The public OCSP service: `GET /{base64}`, `POST /`, `/metrics`, `/healthz`, `/readyz`.
+/// The public OCSP service: `GET /{base64}`, `POST /`, `/healthz`, `/readyz`. Its metrics are
+/// served on a listener of their own by [`MetricsService`], never on the public one: they name
+/// the issuers and show the load.
 pub struct OcspService {
     extra_metrics: Vec<Box<dyn Fn() -> String + Send + Sync>>,
     readiness: Option<Box<dyn Fn() -> Result<(), String> + Send + Sync>>,
@@ -76,7 +78,8 @@ impl OcspService {
         self
     }
 
-    fn render_metrics(&self) -> String {
+    /// The Prometheus text of this service and every part added with `with_metrics`.
+    pub fn render_metrics(&self) -> String {
         let mut s = self.metrics.render();
         for extra in &self.extra_metrics {
             s.push_str(&extra());
@@ -225,7 +228,6 @@ impl Handler for OcspService {
             let path = req.uri().path();
             if req.method() == Method::GET {
                 match path {
-                    "/metrics" => return text(StatusCode::OK, self.render_metrics(), "text/plain; version=0.0.4"),
                     "/healthz" => return text(StatusCode::OK, "ok\n".into(), "text/plain"),
                     "/readyz" => {
                         return match self.readiness.as_ref().map_or(Ok(()), |check| check()) {
@@ -264,4 +266,20 @@ fn text(status: StatusCode, body: String, content_type: &'static str) -> HttpRes
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
     r
+}
+
+/// `GET /metrics` of an [`OcspService`], for a listener apart from the public one (loopback
+/// or a monitoring network); anything else is 404.
+pub struct MetricsService(pub Arc<OcspService>);
+
+impl Handler for MetricsService {
+    fn handle(self: Arc<Self>, req: Request<Incoming>, _peer: SocketAddr) -> BoxFuture<'static, HttpResponse> {
+        Box::pin(async move {
+            if req.method() == Method::GET && req.uri().path() == "/metrics" {
+                text(StatusCode::OK, self.0.render_metrics(), "text/plain; version=0.0.4")
+            } else {
+                text(StatusCode::NOT_FOUND, "only GET /metrics here\n".into(), "text/plain")
+            }
+        })
+    }
 }

@@ -21,6 +21,10 @@ pub struct Args {
     /// Admin API listener; keep it on loopback or a private interface.
     #[arg(long, env = "OCSPD_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
     pub admin_listen: String,
+    /// Prometheus metrics listener (`GET /metrics`), never the public one: loopback or a
+    /// monitoring network.
+    #[arg(long, env = "OCSPD_METRICS_LISTEN", default_value = "127.0.0.1:9180")]
+    pub metrics_listen: String,
     /// On first start with an empty database, create and serve a demo PKI.
     #[arg(long)]
     pub demo: bool,
@@ -120,6 +124,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
     pub demo: bool,
     pub live: LiveConfig,
     pub service: ServiceConfig,
@@ -181,6 +186,7 @@ impl Args {
         };
         let listen = addr("listen", &self.listen);
         let admin_listen = addr("admin-listen", &self.admin_listen);
+        let metrics_listen = addr("metrics-listen", &self.metrics_listen);
         let mut dur = |name: &str, v: &str| match parse_duration(v) {
             Ok(d) => Some(d),
             Err(e) => {
@@ -223,6 +229,18 @@ impl Args {
                 problems.push(format!(
                     "--listen and --admin-listen are both {l}: the admin API must never share the public listener"
                 ));
+            }
+        }
+        if let (Some(l), Some(m)) = (listen, metrics_listen) {
+            if l == m && l.port() != 0 {
+                problems.push(format!(
+                    "--listen and --metrics-listen are both {l}: metrics name the issuers and must not be public"
+                ));
+            }
+        }
+        if let (Some(a), Some(m)) = (admin_listen, metrics_listen) {
+            if a == m && a.port() != 0 {
+                problems.push(format!("--admin-listen and --metrics-listen are both {a}: give each its own port"));
             }
         }
         let mut size = |name: &str, v: &str| match parse_size(v) {
@@ -281,6 +299,7 @@ impl Args {
                     data_dir: self.data_dir.clone(),
                     listen,
                     admin_listen,
+                    metrics_listen: metrics_listen.unwrap_or(admin_listen),
                     demo: self.demo,
                     live: LiveConfig {
                         validity,

@@ -215,11 +215,16 @@ async fn run(config: config::Config) -> Result<()> {
     let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("binding admin {}", config.admin_listen))?;
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| format!("binding metrics {}", config.metrics_listen))?;
     let public_addr = public.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
+    let metrics_addr = metrics_listener.local_addr()?;
     // Machine-readable lines: tests and scripts read the ports from here.
     println!("ocspd: OCSP responder listening on http://{public_addr}");
     println!("ocspd: admin API listening on http://{admin_addr}");
+    println!("ocspd: metrics listening on http://{metrics_addr}/metrics");
     tracing::info!(%public_addr, %admin_addr, issuers = registry.len(), "ocspd started");
     if !admin_addr.ip().is_loopback() {
         tracing::warn!(%admin_addr, "the admin API listens beyond loopback; keep it on a private network or firewall it");
@@ -241,16 +246,26 @@ async fn run(config: config::Config) -> Result<()> {
         }
     });
 
-    tokio::spawn(watch_writes(store.clone(), config.data_dir.clone(), public_addr, admin_addr));
+    tokio::spawn(watch_writes(store.clone(), config.data_dir.clone(), [public_addr, admin_addr, metrics_addr]));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let public_task =
-        tokio::spawn(ocsp_http::serve(public, service, config.public_limits, public_stats, stop_rx.clone()));
-    let admin_task = tokio::spawn(ocsp_http::serve(admin_listener, admin, config.admin_limits, admin_stats, stop_rx));
+        tokio::spawn(ocsp_http::serve(public, service.clone(), config.public_limits, public_stats, stop_rx.clone()));
+    let admin_task =
+        tokio::spawn(ocsp_http::serve(admin_listener, admin, config.admin_limits, admin_stats, stop_rx.clone()));
+    let metrics_limits =
+        ocsp_http::ListenerLimits { max_connections: 16, idle_timeout: std::time::Duration::from_secs(60) };
+    let metrics_task = tokio::spawn(ocsp_http::serve(
+        metrics_listener,
+        Arc::new(ocsp_http::MetricsService(service.clone())),
+        metrics_limits,
+        Arc::new(ocsp_http::ListenerStats::default()),
+        stop_rx,
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(public_task, admin_task);
+    let _ = tokio::join!(public_task, admin_task, metrics_task);
     presigner.stop();
     if let Some(thread) = presign_thread {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -313,12 +328,7 @@ fn warn_expiry(entry: &IssuerEntry, now: i64, warning_days: i64) {
 /// the disk takes a test file again, start this program afresh in this process (exec), on the
 /// same ports. That is as safe as kill -9, which every acknowledged change survives. Until then
 /// /readyz says not ready while reads go on.
-async fn watch_writes(
-    store: Arc<Store>,
-    data_dir: std::path::PathBuf,
-    public: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-) {
+async fn watch_writes(store: Arc<Store>, data_dir: std::path::PathBuf, bound: [std::net::SocketAddr; 3]) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -337,7 +347,7 @@ async fn watch_writes(
             Some(false) => tracing::debug!(%fault, "database still refuses writes; the disk is still full"),
             Some(true) if fault.contains("No space left") => {
                 tracing::error!(%fault, "the disk takes writes again but the database does not until it is reopened: restarting ocspd in place");
-                restart_in_place(public, admin);
+                restart_in_place(bound);
             }
             // Another fault (an I/O error, permissions): restarting would not cure it; stay
             // not ready and say so.
@@ -362,21 +372,23 @@ fn disk_takes_writes(dir: &std::path::Path) -> bool {
 
 /// Replaces this process with a fresh ocspd with the same arguments, listening where this one
 /// listens (ports given as 0 become the ports bound). File descriptors are closed on exec.
-fn restart_in_place(public: std::net::SocketAddr, admin: std::net::SocketAddr) -> ! {
+fn restart_in_place([public, admin, metrics]: [std::net::SocketAddr; 3]) -> ! {
     use std::os::unix::process::CommandExt;
     let mut args: Vec<std::ffi::OsString> = Vec::new();
     let mut given = std::env::args_os().skip(1);
     while let Some(a) = given.next() {
         let text = a.to_string_lossy().into_owned();
         match text.as_str() {
-            "--listen" | "--admin-listen" => {
+            "--listen" | "--admin-listen" | "--metrics-listen" => {
                 let _ = given.next();
             }
-            t if t.starts_with("--listen=") || t.starts_with("--admin-listen=") => {}
+            t if ["--listen=", "--admin-listen=", "--metrics-listen="].iter().any(|p| t.starts_with(p)) => {}
             _ => args.push(a),
         }
     }
-    args.extend(["--listen".into(), public.to_string().into(), "--admin-listen".into(), admin.to_string().into()]);
+    for (flag, addr) in [("--listen", public), ("--admin-listen", admin), ("--metrics-listen", metrics)] {
+        args.extend([flag.into(), addr.to_string().into()]);
+    }
     let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
     let e = std::process::Command::new(exe).args(args).exec();
     tracing::error!(error = %e, "cannot restart in place; exiting for the service manager to restart");

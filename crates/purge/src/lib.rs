@@ -31,5 +31,6 @@ pub fn event_tags(event: &ocsp_store::PurgeEvent) -> Vec<String> {
     }
 }
 
-#[cfg(all(test, feature = "deliver"))]
+#[cfg(test)]
+#[cfg(feature = "deliver")]
 mod tests;
