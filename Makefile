@@ -57,7 +57,7 @@ bench-hsm: bench-build
 clean-data:
 	rm -rf ./data
 
-## bench presign_p256, presign_rsa2048: pre-signing 1,000,000 certificates end to end, against
+## bench presign_p256, presign_p384, presign_rsa2048: pre-signing 1,000,000 certificates end to end, against
 ## openssl speed (single core) times the cores, measured in the same run; and
 ## bench mass_revocation_3m (below).
 bench-presign: bench-build
@@ -92,3 +92,7 @@ fuzz:
 SOAK_SECONDS ?= 600
 soak: bench-build
 	$(BIN)/ocsp-bench soak $(SOAK_SECONDS)
+
+## bench presign_p384 alone.
+bench-presign-p384: bench-build
+	$(BIN)/ocsp-bench presign 1000000 p384

@@ -225,3 +225,84 @@ fn an_issuer_we_do_not_serve_gets_unauthorized() {
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(all.contains("unauthorized (6)"), "{all}");
 }
+
+/// Issue 11.1: P-384 issuers. A P-384 root signs for itself (ecdsa-with-SHA384) and a P-384
+/// intermediate delegates to a P-384 responder; openssl verifies both, Python `cryptography`
+/// checks the signature algorithm, the signer and the status.
+#[test]
+fn p384_root_signs_for_itself_and_a_p384_delegated_responder_signs() {
+    let s = setup(KeyAlg::P384);
+    // The delegated responder of the P-384 intermediate.
+    let out = openssl_ocsp(&[
+        "-issuer",
+        &s.pki.path("int.pem"),
+        "-cert",
+        &s.good,
+        "-cert",
+        &s.revoked,
+        "-url",
+        &s.r.url,
+        "-CAfile",
+        &s.pki.path("chain.pem"),
+        "-no_nonce",
+    ]);
+    let (stdout, _) = assert_verified(&out);
+    assert!(stdout.contains(&format!("{}: good", s.good)), "{stdout}");
+    assert!(stdout.contains(&format!("{}: revoked", s.revoked)), "{stdout}");
+
+    // The P-384 root, registered with its own key, answers for a certificate it issued.
+    s.r.ctl_ok(&[
+        "issuer",
+        "add",
+        "--name",
+        "root",
+        "--cert",
+        &s.pki.path("root.pem"),
+        "--key",
+        &s.pki.path("root.key"),
+    ]);
+    s.r.ctl_ok(&["cert", "add", "--issuer", "root", "--serial", "7e57"]);
+    let tmp = tempfile::tempdir().unwrap();
+    for (who, issuer, responder, serial, cafile) in [
+        ("root", s.pki.path("root.pem"), None, "7e57", s.pki.path("root.pem")),
+        ("int", s.pki.path("int.pem"), Some(s.pki.path("responder.pem")), "0123", s.pki.path("chain.pem")),
+    ] {
+        let req = tmp.path().join(format!("{who}.req"));
+        let resp = tmp.path().join(format!("{who}.resp"));
+        let out = openssl_ocsp(&[
+            "-issuer",
+            &issuer,
+            "-serial",
+            &format!("0x{serial}"),
+            "-no_nonce",
+            "-reqout",
+            req.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let http = post(&format!("{}/", s.r.url), &std::fs::read(&req).unwrap(), Some("application/ocsp-request"));
+        assert_eq!(http.status, 200);
+        std::fs::write(&resp, &http.body).unwrap();
+        let verified = openssl_ocsp(&[
+            "-respin",
+            resp.to_str().unwrap(),
+            "-issuer",
+            &issuer,
+            "-serial",
+            &format!("0x{serial}"),
+            "-CAfile",
+            &cafile,
+            "-no_nonce",
+            "-resp_text",
+        ]);
+        let (stdout, _) = assert_verified(&verified);
+        assert!(stdout.contains("ecdsa-with-SHA384"), "{who}: signed with another algorithm:\n{stdout}");
+        assert!(stdout.contains(": good"), "{who}: {stdout}");
+        let mut args =
+            vec!["--response", resp.to_str().unwrap(), "--issuer", &issuer, "--expect", "good", "--serial", serial];
+        if let Some(r) = &responder {
+            args.extend(["--responder", r.as_str()]);
+        }
+        let py = python_check(&args);
+        assert!(py.status.success(), "{who}: python cryptography: {}{}", text(&py.stdout), text(&py.stderr));
+    }
+}

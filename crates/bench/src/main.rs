@@ -182,7 +182,14 @@ fn openssl_speed(alg: &str) -> Result<f64> {
     let line = text
         .lines()
         .rev()
-        .find(|l| l.contains(if alg == "rsa2048" { "rsa" } else { "nistp256" }) && l.split_whitespace().count() >= 4)
+        .find(|l| {
+            let curve = match alg {
+                "rsa2048" => "rsa",
+                "ecdsap384" => "nistp384",
+                _ => "nistp256",
+            };
+            l.contains(curve) && l.split_whitespace().count() >= 4
+        })
         .with_context(|| format!("no result line in openssl speed {alg}: {text}"))?;
     let nums: Vec<f64> = line.split_whitespace().filter_map(|t| t.parse().ok()).collect();
     nums.get(nums.len().saturating_sub(2)).copied().context("no sign/s figure")
@@ -294,11 +301,13 @@ fn main() {
             let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
             let only = args.get(2).map(String::as_str);
             let p256 = || presign(n, ocsp_testpki::KeyAlg::P256, "presign_p256", "ecdsap256");
+            let p384 = || presign(n, ocsp_testpki::KeyAlg::P384, "presign_p384", "ecdsap384");
             let rsa = || presign(n, ocsp_testpki::KeyAlg::Rsa2048, "presign_rsa2048", "rsa2048");
             match only {
                 Some("p256") => p256(),
+                Some("p384") => p384(),
                 Some("rsa2048") => rsa(),
-                _ => p256().and_then(|_| rsa()),
+                _ => p256().and_then(|_| p384()).and_then(|_| rsa()),
             }
         }
         Some("mass-revocation") => {
@@ -333,7 +342,7 @@ fn main() {
             soak::soak(n, secs)
         }
         _ => Err(anyhow::anyhow!(
-            "usage: ocsp-bench soak [SECONDS [N]] | revoke [N] | presign [N [p256|rsa2048]] | mass-revocation [N] | get-hot [N] | get-cold [N [MEM DBCACHE]] | purge-p99 [N [no-wait]] | presign-pkcs11 [N] | promote-backup [N]"
+            "usage: ocsp-bench soak [SECONDS [N]] | revoke [N] | presign [N [p256|p384|rsa2048]] | mass-revocation [N] | get-hot [N] | get-cold [N [MEM DBCACHE]] | purge-p99 [N [no-wait]] | presign-pkcs11 [N] | promote-backup [N]"
         )),
     };
     if let Err(e) = result {

@@ -44,6 +44,8 @@ pub fn error_response(status: ResponseStatus) -> Vec<u8> {
 pub enum SignatureAlgorithm {
     /// ecdsa-with-SHA256 over P-256.
     EcdsaP256Sha256,
+    /// ecdsa-with-SHA384 over P-384.
+    EcdsaP384Sha384,
     /// sha256WithRSAEncryption (PKCS#1 v1.5).
     RsaPkcs1Sha256,
 }
@@ -56,6 +58,10 @@ impl SignatureAlgorithm {
             SignatureAlgorithm::EcdsaP256Sha256 => {
                 &[0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]
             }
+            // SEQUENCE { OID 1.2.840.10045.4.3.3 } (RFC 5758: parameters absent)
+            SignatureAlgorithm::EcdsaP384Sha384 => {
+                &[0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03]
+            }
             // SEQUENCE { OID 1.2.840.113549.1.1.11, NULL }
             SignatureAlgorithm::RsaPkcs1Sha256 => {
                 &[0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00]
@@ -67,6 +73,7 @@ impl SignatureAlgorithm {
     pub fn name(self) -> &'static str {
         match self {
             SignatureAlgorithm::EcdsaP256Sha256 => "ecdsa-p256-sha256",
+            SignatureAlgorithm::EcdsaP384Sha384 => "ecdsa-p384-sha384",
             SignatureAlgorithm::RsaPkcs1Sha256 => "rsa-pkcs1-sha256",
         }
     }
@@ -158,7 +165,8 @@ impl ResponseBuilder {
                 CertStatus::Unknown => o::CertStatus::Unknown(()),
                 CertStatus::Revoked { time: t, reason } => o::CertStatus::Revoked(o::RevokedInfo {
                     revocation_time: time(t)?,
-                    revocation_reason: reason.map(crl_reason),
+                    // BR 7.2.2 / RFC 5280: an unspecified reason is never encoded.
+                    revocation_reason: reason.filter(|r| *r != crate::RevocationReason::Unspecified).map(crl_reason),
                 }),
             };
             responses.push(o::SingleResponse {

@@ -114,6 +114,32 @@ fn response_round_trips_through_rasn() {
     );
 }
 
+/// Issue 11.2 (BR 7.2.2, 7.3; RFC 5280 5.3.1): the reason code is left out when the reason is
+/// unspecified, as for a revocation recorded with no reason.
+#[test]
+fn an_unspecified_reason_is_not_encoded() {
+    for (reason, want) in [
+        (Some(RevocationReason::Unspecified), None),
+        (None, None),
+        (Some(RevocationReason::Superseded), Some(rasn_pkix::CrlReason::Superseded)),
+    ] {
+        let builder = ResponseBuilder::new(&[9; 20], 1_700_000_100).answer(Answer {
+            cert_id: cert_id(HashAlg::Sha1, &[7]),
+            status: CertStatus::Revoked { time: 1_600_000_000, reason },
+            this_update: 1_700_000_000,
+            next_update: 1_700_086_400,
+        });
+        let tbs = builder.tbs().unwrap();
+        let signed = builder.assemble(&tbs, SignatureAlgorithm::EcdsaP256Sha256, &[0xaa; 70], &[]);
+        let (_, basic) = decode_response(&signed.der).unwrap();
+        let single = &basic.unwrap().tbs_response_data.responses[0];
+        match &single.cert_status {
+            rasn_ocsp::CertStatus::Revoked(r) => assert_eq!(r.revocation_reason, want, "{reason:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 #[test]
 fn error_responses_decode() {
     let (status, basic) = decode_response(&error_response(ResponseStatus::Unauthorized)).unwrap();

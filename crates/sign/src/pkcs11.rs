@@ -8,7 +8,7 @@
 //! pkcs11:token=ocspd;id=%01%02?module-path=...&pin-env=OCSPD_HSM_PIN&sessions=4
 //! ```
 //!
-//! P-256 keys: the SHA-256 digest is computed here and signed with CKM_ECDSA (SoftHSM2 and
+//! P-256 and P-384 keys: the SHA-256 (SHA-384) digest is computed here and signed with CKM_ECDSA (SoftHSM2 and
 //! several HSMs refuse CKM_ECDSA_SHA256); RSA keys sign with CKM_SHA256_RSA_PKCS. A pool of
 //! sessions (one per core by default) lets every core sign at once. A token error (wrong PIN,
 //! closed session, token gone) fails the signature as `Unavailable` (the responder answers
@@ -280,19 +280,22 @@ fn open(r: &Pkcs11Ref) -> Result<Opened, String> {
                 _ => {}
             }
         }
-        // id-ecPrime256v1 (1.2.840.10045.3.1.7)
+        // id-ecPrime256v1 (1.2.840.10045.3.1.7) and secp384r1 (1.3.132.0.34)
         const P256: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-        if params.as_deref() != Some(&P256[..]) {
-            return Err("the EC key is not on P-256".into());
-        }
+        const P384: [u8; 7] = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+        let (alg, len) = match params.as_deref() {
+            Some(p) if p == P256 => (SignatureAlgorithm::EcdsaP256Sha256, 65),
+            Some(p) if p == P384 => (SignatureAlgorithm::EcdsaP384Sha384, 97),
+            _ => return Err("the EC key is on neither P-256 nor P-384".into()),
+        };
         let point = point.ok_or("the public key has no CKA_EC_POINT")?;
         // CKA_EC_POINT is a DER OCTET STRING holding the point (some tokens give it raw).
         let raw = match point.as_slice() {
-            [0x04, 0x41, rest @ ..] if rest.len() == 65 => rest.to_vec(),
-            raw if raw.len() == 65 && raw[0] == 0x04 => raw.to_vec(),
+            [0x04, l, rest @ ..] if usize::from(*l) == len && rest.len() == len => rest.to_vec(),
+            raw if raw.len() == len && raw[0] == 0x04 => raw.to_vec(),
             _ => return Err("unexpected CKA_EC_POINT encoding".into()),
         };
-        (SignatureAlgorithm::EcdsaP256Sha256, raw)
+        (alg, raw)
     } else if key_type == KeyType::RSA {
         let attrs = s
             .get_attributes(public, &[AttributeType::Modulus, AttributeType::PublicExponent])
@@ -356,14 +359,15 @@ fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
     der_sequence(&body)
 }
 
-/// Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } from PKCS#11's r || s.
-fn ecdsa_der(raw: &[u8]) -> Result<Vec<u8>, String> {
-    if raw.len() != 64 {
-        return Err(format!("ECDSA signature of {} bytes, expected 64", raw.len()));
+/// Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } from PKCS#11's r || s, each half
+/// `half` bytes (32 for P-256, 48 for P-384).
+fn ecdsa_der(raw: &[u8], half: usize) -> Result<Vec<u8>, String> {
+    if raw.len() != 2 * half {
+        return Err(format!("ECDSA signature of {} bytes, expected {}", raw.len(), 2 * half));
     }
-    let mut body = Vec::with_capacity(72);
-    der_uint(&mut body, &raw[..32]);
-    der_uint(&mut body, &raw[32..]);
+    let mut body = Vec::with_capacity(2 * half + 8);
+    der_uint(&mut body, &raw[..half]);
+    der_uint(&mut body, &raw[half..]);
     Ok(der_sequence(&body))
 }
 
@@ -410,6 +414,7 @@ impl Pkcs11Signer {
         let sig = signer.sign(probe)?;
         let alg: &dyn aws_lc_rs::signature::VerificationAlgorithm = match signer.alg {
             SignatureAlgorithm::EcdsaP256Sha256 => &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+            SignatureAlgorithm::EcdsaP384Sha384 => &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1,
             SignatureAlgorithm::RsaPkcs1Sha256 => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
         };
         aws_lc_rs::signature::UnparsedPublicKey::new(alg, &signer.public_key).verify(probe, &sig).map_err(|_| {
@@ -479,12 +484,19 @@ impl Signer for Pkcs11Signer {
                 let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message);
                 guard.sign(&Mechanism::Ecdsa, conn.key, digest.as_ref())
             }
+            SignatureAlgorithm::EcdsaP384Sha384 => {
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, message);
+                guard.sign(&Mechanism::Ecdsa, conn.key, digest.as_ref())
+            }
             SignatureAlgorithm::RsaPkcs1Sha256 => guard.sign(&Mechanism::Sha256RsaPkcs, conn.key, message),
         };
         drop(guard);
         match result {
             Ok(sig) if self.alg == SignatureAlgorithm::EcdsaP256Sha256 => {
-                ecdsa_der(&sig).map_err(|e| SignError::Unavailable(self.what.clone(), e))
+                ecdsa_der(&sig, 32).map_err(|e| SignError::Unavailable(self.what.clone(), e))
+            }
+            Ok(sig) if self.alg == SignatureAlgorithm::EcdsaP384Sha384 => {
+                ecdsa_der(&sig, 48).map_err(|e| SignError::Unavailable(self.what.clone(), e))
             }
             Ok(sig) => Ok(sig),
             Err(e) => {
@@ -536,9 +548,10 @@ mod tests {
         let mut raw = [0u8; 64];
         raw[0] = 0x80; // r needs a sign octet
         raw[63] = 1; // s is small
-        let der = ecdsa_der(&raw).unwrap();
+        let der = ecdsa_der(&raw, 32).unwrap();
         assert_eq!(&der[..4], &[0x30, 0x26, 0x02, 0x21]);
         assert_eq!(&der[der.len() - 3..], &[0x02, 0x01, 0x01]);
-        assert!(ecdsa_der(&[0; 10]).is_err());
+        assert!(ecdsa_der(&[0; 10], 32).is_err());
+        assert!(ecdsa_der(&[1; 96], 48).is_ok());
     }
 }

@@ -13,7 +13,7 @@ pub struct SoftwareSigner {
 }
 
 enum Key {
-    Ecdsa(EcdsaKeyPair),
+    Ecdsa(EcdsaKeyPair, SignatureAlgorithm),
     Rsa(RsaKeyPair),
 }
 
@@ -34,7 +34,9 @@ impl SoftwareSigner {
         SoftwareSigner::from_pkcs8_pem(&text, &path.display().to_string())
     }
 
-    /// Loads a PKCS#8 PEM key (`-----BEGIN PRIVATE KEY-----`): P-256, or RSA of 2048 to 4096 bits.
+    /// Loads a PKCS#8 PEM key (`-----BEGIN PRIVATE KEY-----`): P-256, P-384, or RSA of 2048 to
+    /// 4096 bits. The signature algorithm follows the key: ECDSA with SHA-256 on P-256 and
+    /// SHA-384 on P-384 (RFC 5758, CA/B Forum BR 7.1.3.2), RSA PKCS#1 v1.5 with SHA-256.
     pub fn from_pkcs8_pem(text: &str, source: &str) -> Result<SoftwareSigner, SignError> {
         let bad = |reason: &str| SignError::BadKey { source_name: source.to_string(), reason: reason.to_string() };
         if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
@@ -54,7 +56,9 @@ impl SoftwareSigner {
     pub fn from_pkcs8_der(der: &[u8], source: &str) -> Result<SoftwareSigner, SignError> {
         let bad = |reason: String| SignError::BadKey { source_name: source.to_string(), reason };
         let key = if let Ok(k) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, der) {
-            Key::Ecdsa(k)
+            Key::Ecdsa(k, SignatureAlgorithm::EcdsaP256Sha256)
+        } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, der) {
+            Key::Ecdsa(k, SignatureAlgorithm::EcdsaP384Sha384)
         } else {
             match RsaKeyPair::from_pkcs8(der) {
                 Ok(k) => {
@@ -64,11 +68,11 @@ impl SoftwareSigner {
                     }
                     Key::Rsa(k)
                 }
-                Err(e) => return Err(bad(format!("neither a P-256 nor an RSA PKCS#8 key ({e})"))),
+                Err(e) => return Err(bad(format!("neither a P-256, a P-384 nor an RSA PKCS#8 key ({e})"))),
             }
         };
         let public_key = match &key {
-            Key::Ecdsa(k) => k.public_key().as_ref().to_vec(),
+            Key::Ecdsa(k, _) => k.public_key().as_ref().to_vec(),
             Key::Rsa(k) => k.public_key().as_ref().to_vec(),
         };
         Ok(SoftwareSigner { key, public_key, source: source.to_string(), rng: SystemRandom::new() })
@@ -81,6 +85,12 @@ impl SoftwareSigner {
         let der = match alg {
             SignatureAlgorithm::EcdsaP256Sha256 => {
                 EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new())
+                    .map_err(fail)?
+                    .as_ref()
+                    .to_vec()
+            }
+            SignatureAlgorithm::EcdsaP384Sha384 => {
+                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P384_SHA384_ASN1_SIGNING, &SystemRandom::new())
                     .map_err(fail)?
                     .as_ref()
                     .to_vec()
@@ -98,7 +108,7 @@ impl SoftwareSigner {
 impl Signer for SoftwareSigner {
     fn algorithm(&self) -> SignatureAlgorithm {
         match self.key {
-            Key::Ecdsa(_) => SignatureAlgorithm::EcdsaP256Sha256,
+            Key::Ecdsa(_, alg) => alg,
             Key::Rsa(_) => SignatureAlgorithm::RsaPkcs1Sha256,
         }
     }
@@ -110,7 +120,7 @@ impl Signer for SoftwareSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         let fail = |_| SignError::SignFailed(self.source.clone());
         match &self.key {
-            Key::Ecdsa(k) => Ok(k.sign(&self.rng, message).map_err(fail)?.as_ref().to_vec()),
+            Key::Ecdsa(k, _) => Ok(k.sign(&self.rng, message).map_err(fail)?.as_ref().to_vec()),
             Key::Rsa(k) => {
                 let mut sig = vec![0u8; k.public_modulus_len()];
                 k.sign(&signature::RSA_PKCS1_SHA256, &self.rng, message, &mut sig).map_err(fail)?;

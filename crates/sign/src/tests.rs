@@ -36,6 +36,7 @@ fn sign_and_verify(id: &ResponderIdentity, issuer: &Issued) {
     let sig: Vec<u8> = basic.signature.into_vec();
     let alg: &dyn aws_lc_rs::signature::VerificationAlgorithm = match id.signer().algorithm() {
         SignatureAlgorithm::EcdsaP256Sha256 => &ECDSA_P256_SHA256_ASN1,
+        SignatureAlgorithm::EcdsaP384Sha384 => &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1,
         SignatureAlgorithm::RsaPkcs1Sha256 => &RSA_PKCS1_2048_8192_SHA256,
     };
     UnparsedPublicKey::new(alg, &id.certificate().public_key).verify(&tbs, &sig).expect("signature verifies");
@@ -44,7 +45,7 @@ fn sign_and_verify(id: &ResponderIdentity, issuer: &Issued) {
 
 #[test]
 fn valid_identities_sign_verifiable_responses() {
-    for alg in [KeyAlg::P256, KeyAlg::Rsa2048] {
+    for alg in [KeyAlg::P256, KeyAlg::P384, KeyAlg::Rsa2048] {
         let root = Issued::root("r", alg).unwrap();
         let int = root.intermediate("i", 2, alg).unwrap();
         let resp = int.responder("resp", &ResponderOptions { alg, ..Default::default() }).unwrap();

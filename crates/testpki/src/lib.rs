@@ -17,6 +17,8 @@ pub use rcgen::Error;
 pub enum KeyAlg {
     /// ECDSA P-256 with SHA-256.
     P256,
+    /// ECDSA P-384 with SHA-384.
+    P384,
     /// RSA 2048 with PKCS#1 v1.5 and SHA-256.
     Rsa2048,
 }
@@ -24,6 +26,7 @@ pub enum KeyAlg {
 fn key_pair(alg: KeyAlg) -> Result<KeyPair, Error> {
     match alg {
         KeyAlg::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyAlg::P384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
         KeyAlg::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048),
     }
 }
