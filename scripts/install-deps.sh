@@ -18,6 +18,8 @@ have python3 || missing+=(python3 python3-pip)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 have clang || missing+=(clang)
 have g++ || missing+=(g++)
+# A test builds a tiny shared library to show ocspd never loads a PKCS#11 module off its list.
+have cc || missing+=(gcc)
 have make || missing+=(make)
 # PKCS#11 tests and benchmarks sign through a real SoftHSM2 token.
 have softhsm2-util || missing+=(softhsm2)
