@@ -38,7 +38,8 @@ fn request_for_serial(pki: &TestPki, serial: &str) -> Vec<u8> {
 }
 
 /// Issue 10.2: 1,100 connections that never complete a request (silent, a partial HTTP/2
-/// preface, a full h2c preface, HTTP/1.1 headers that never end) against ocspd limited to 1,024 open files. They are all closed
+/// preface, a full h2c preface, HTTP/1.1 headers that never end, h2c PINGs and nothing else)
+/// against ocspd limited to 1,024 open files. They are all closed
 /// within a bound, staff can revoke meanwhile, public GETs are answered, and accept never runs
 /// out of file descriptors.
 #[test]

@@ -3,8 +3,9 @@
 reports how many the server still holds open over time.
 
 Kinds, round robin: silent (nothing sent), 23 of the 24 bytes of the HTTP/2 preface, the full
-h2c prior-knowledge preface with an empty SETTINGS frame and then nothing, and an HTTP/1.1
-request whose headers never end.
+h2c prior-knowledge preface with an empty SETTINGS frame and then nothing, an HTTP/1.1
+request whose headers never end, and an h2c connection that sends a PING every second and
+never a request.
 
     flood.py HOST PORT COUNT SECONDS
 
@@ -18,6 +19,7 @@ import time
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+PING = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"ocspdpng"
 
 
 def main():
@@ -35,26 +37,28 @@ def main():
         except OSError:
             s.close()
             continue
-        kind = i % 4
+        kind = i % 5
         try:
             if kind == 1:
                 s.sendall(PREFACE[:23])
-            elif kind == 2:
+            elif kind in (2, 4):
                 s.sendall(PREFACE + SETTINGS)
             elif kind == 3:
                 s.sendall(b"GET /MEQw HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         except OSError:
             pass
         s.setblocking(False)
-        socks.append(s)
+        socks.append((s, kind))
     print(f"opened {len(socks)}", flush=True)
     closed = set()
     deadline = time.monotonic() + seconds
     while True:
-        for s in socks:
+        for s, kind in socks:
             if s in closed:
                 continue
             try:
+                if kind == 4:
+                    s.send(PING)
                 # Drain what the server sent (h2 SETTINGS); b"" means it closed.
                 while True:
                     data = s.recv(65536)
@@ -71,7 +75,7 @@ def main():
             break
         print(f"open {left}", flush=True)
         time.sleep(1)
-    for s in socks:
+    for s, _ in socks:
         s.close()
 
 

@@ -27,6 +27,10 @@ pub trait Handler: Send + Sync + 'static {
     ) -> crate::source::BoxFuture<'static, HttpResponse>;
 }
 
+/// Writes at least this large count as a connection being busy; smaller ones are protocol
+/// control frames a client can provoke at will.
+const BUSY_WRITE: usize = 64;
+
 /// How long a client may take to send its request headers before the connection is closed.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -120,7 +124,8 @@ impl Drop for InFlight {
 }
 
 /// The socket, noting progress in writing: a slow reader of a large answer is busy, not idle.
-/// Bytes read do not count: a client that only sends pings or a preface is idle.
+/// Bytes read do not count, nor small writes (HTTP/2 PING and SETTINGS acknowledgements are 9
+/// to 17 bytes): a client that only sends pings or a preface is idle.
 struct Watched<T> {
     inner: T,
     activity: Arc<Activity>,
@@ -135,7 +140,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
 impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+        if matches!(r, Poll::Ready(Ok(n)) if n >= BUSY_WRITE) {
             self.activity.touch();
         }
         r
@@ -155,7 +160,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+        if matches!(r, Poll::Ready(Ok(n)) if n >= BUSY_WRITE) {
             self.activity.touch();
         }
         r
