@@ -102,26 +102,6 @@ fn request_der(pki: &TestPki, cert: &str) -> Vec<u8> {
     pki.request_der(cert)
 }
 
-/// What openssl makes of a response body for `cert`: "good", "revoked" or a failure.
-fn status_of(pki: &TestPki, cert: &str, body: &[u8]) -> String {
-    let f = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(f.path(), body).unwrap();
-    let out = openssl_ocsp(&[
-        "-respin",
-        f.path().to_str().unwrap(),
-        "-issuer",
-        &pki.path("int.pem"),
-        "-cert",
-        cert,
-        "-CAfile",
-        &pki.path("chain.pem"),
-    ]);
-    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(all.contains("Response verify OK"), "{all}");
-    let line = all.lines().find(|l| l.contains(&format!("{cert}: "))).unwrap_or_default().to_string();
-    line.rsplit(": ").next().unwrap_or_default().to_string()
-}
-
 fn get(base: &str, der: &[u8]) -> Http {
     curl(&[&format!("{base}/{}", base64::engine::general_purpose::STANDARD.encode(der))])
 }

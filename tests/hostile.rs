@@ -69,7 +69,7 @@ fn a_flood_of_idle_connections_is_closed_and_staff_can_revoke_meanwhile() {
     // A public GET is answered (curl gives up after 10 s): idle connections make room.
     let answer = curl(&[&format!("{}/{}", r.url, base64_of(&pki.request_der(&a)))]);
     assert_eq!(answer.status, 200);
-    assert_eq!(status_line(&pki, &a, &answer.body), "revoked");
+    assert_eq!(status_of(&pki, &a, &answer.body), "revoked");
     // Every hostile connection is closed within the bound (3 s idle, two rounds of the backlog).
     let last = lines.last().unwrap();
     assert_eq!(last, "final 0", "connections the server still held after 25 s");
@@ -88,25 +88,6 @@ fn base64_of(der: &[u8]) -> String {
 
 fn tail(log: &str) -> String {
     log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
-}
-
-/// openssl's verdict on a response body for `cert`: good, revoked or unknown.
-fn status_line(pki: &TestPki, cert: &str, body: &[u8]) -> String {
-    let f = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(f.path(), body).unwrap();
-    let out = openssl_ocsp(&[
-        "-respin",
-        f.path().to_str().unwrap(),
-        "-issuer",
-        &pki.path("int.pem"),
-        "-cert",
-        cert,
-        "-CAfile",
-        &pki.path("chain.pem"),
-    ]);
-    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(all.contains("Response verify OK"), "{all}");
-    all.lines().find(|l| l.contains(&format!("{cert}: "))).unwrap().rsplit(": ").next().unwrap().to_string()
 }
 
 /// Adds a token with `role` through `ocspd token add` and writes it to a file.
@@ -202,18 +183,7 @@ fn export_of_one_issuer_leaves_every_other_file_alone() {
     let other = TestPki::new(KeyAlg::P256);
     let r = Responder::start();
     pki.register(&r);
-    r.ctl_ok(&[
-        "issuer",
-        "add",
-        "--name",
-        "other",
-        "--cert",
-        &other.path("int.pem"),
-        "--responder-cert",
-        &other.path("responder.pem"),
-        "--key",
-        &other.path("responder.key"),
-    ]);
+    other.register_as(&r, "other");
     for (p, n) in [(&pki, 1u8), (&pki, 2), (&other, 3), (&other, 4)] {
         let leaf = p.leaf(&format!("l{n}"), &[n]);
         r.ctl_ok(&["cert", "add", "--pem", &leaf]);
@@ -324,18 +294,7 @@ fn an_expired_responder_stops_only_its_issuer() {
     // Nothing pre-signed: every answer is signed now, by the identity of its issuer.
     let r = Responder::start_with(&["--no-presign"]);
     pki.register(&r);
-    r.ctl_ok(&[
-        "issuer",
-        "add",
-        "--name",
-        "other",
-        "--cert",
-        &other.path("int.pem"),
-        "--responder-cert",
-        &other.path("responder.pem"),
-        "--key",
-        &other.path("responder.key"),
-    ]);
+    other.register_as(&r, "other");
     let a = pki.leaf("a", &[0x0a]);
     let b = other.leaf("b", &[0x0b]);
     r.ctl_ok(&["cert", "add", "--pem", &a]);

@@ -240,6 +240,27 @@ pub fn python_check(args: &[&str]) -> Output {
     run(Command::new("python3").arg(repo().join("tests/py/check_ocsp.py")).args(args))
 }
 
+/// What openssl makes of a response body for `cert` (issued by the test intermediate):
+/// "good", "revoked" or "unknown"; the response must verify against the chain.
+pub fn status_of(pki: &TestPki, cert: &str, body: &[u8]) -> String {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), body).unwrap();
+    let out = openssl_ocsp(&[
+        "-respin",
+        f.path().to_str().unwrap(),
+        "-issuer",
+        &pki.path("int.pem"),
+        "-cert",
+        cert,
+        "-CAfile",
+        &pki.path("chain.pem"),
+    ]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(all.contains("Response verify OK"), "{all}");
+    let line = all.lines().find(|l| l.contains(&format!("{cert}: "))).unwrap_or_default().to_string();
+    line.rsplit(": ").next().unwrap_or_default().to_string()
+}
+
 /// A throwaway PKI on disk: a root, an intermediate with a delegated responder, and leaves.
 pub struct TestPki {
     pub dir: tempfile::TempDir,
@@ -298,11 +319,16 @@ impl TestPki {
 
     /// Registers the intermediate with its delegated responder.
     pub fn register(&self, r: &Responder) {
+        self.register_as(r, "int");
+    }
+
+    /// Registers the intermediate with its delegated responder under `name`.
+    pub fn register_as(&self, r: &Responder, name: &str) {
         r.ctl_ok(&[
             "issuer",
             "add",
             "--name",
-            "int",
+            name,
             "--cert",
             &self.path("int.pem"),
             "--responder-cert",

@@ -716,28 +716,21 @@ impl AdminService {
                 .map(|e| e.name.clone())
                 .unwrap_or_else(|| hex_key.to_string())
         };
+        let view = |list: &[ocsp_purge::PendingCert]| -> Vec<api::PendingPurge> {
+            list.iter()
+                .map(|p| api::PendingPurge {
+                    issuer: name_of(&p.issuer),
+                    serial: p.serial.clone(),
+                    since: api::rfc3339(p.since),
+                })
+                .collect()
+        };
         let targets = purger
             .status()
             .into_iter()
             .map(|t| api::PurgeTargetView {
-                pending: t
-                    .pending
-                    .iter()
-                    .map(|p| api::PendingPurge {
-                        issuer: name_of(&p.issuer),
-                        serial: p.serial.clone(),
-                        since: api::rfc3339(p.since),
-                    })
-                    .collect(),
-                undeliverable: t
-                    .undeliverable
-                    .iter()
-                    .map(|p| api::PendingPurge {
-                        issuer: name_of(&p.issuer),
-                        serial: p.serial.clone(),
-                        since: api::rfc3339(p.since),
-                    })
-                    .collect(),
+                pending: view(&t.pending),
+                undeliverable: view(&t.undeliverable),
                 name: t.name,
                 kind: t.kind,
                 pending_events: t.pending_events,
