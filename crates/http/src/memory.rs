@@ -115,23 +115,17 @@ impl MemoryTier {
 
     /// Hooks for [`ocsp_store::Store::on_change`] and [`ocsp_store::Store::on_purge`].
     pub fn hooks(self: &Arc<Self>) -> (ocsp_store::ChangeHook, ocsp_store::PurgeHook) {
-        let (a, b) = (Arc::downgrade(self), Arc::downgrade(self));
-        (
-            Box::new(move |issuer, serials| {
-                if let Some(t) = a.upgrade() {
-                    t.evict(issuer, serials);
-                }
-            }),
-            Box::new(move |event| {
-                if let Some(t) = b.upgrade() {
-                    if event.issuer_wide() {
-                        t.evict_issuer(&event.issuer);
-                    } else {
-                        t.evict(&event.issuer, &event.serials);
-                    }
-                }
-            }),
-        )
+        crate::source::change_hooks(self)
+    }
+}
+
+impl crate::source::Forgets for MemoryTier {
+    fn forget(&self, issuer: &IssuerKey, serials: &[Serial]) {
+        self.evict(issuer, serials);
+    }
+
+    fn forget_issuer(&self, issuer: &IssuerKey) {
+        self.evict_issuer(issuer);
     }
 }
 

@@ -293,24 +293,48 @@ impl PresignedSource {
     /// Hooks for [`ocsp_store::Store::on_change`] and [`ocsp_store::Store::on_purge`]; register
     /// them before the memory tier's, so a flight is gone before the memory tier's epoch moves.
     pub fn hooks(self: &Arc<Self>) -> (ocsp_store::ChangeHook, ocsp_store::PurgeHook) {
-        let (a, b) = (Arc::downgrade(self), Arc::downgrade(self));
-        (
-            Box::new(move |issuer, serials| {
-                if let Some(t) = a.upgrade() {
-                    t.forget(issuer, serials);
-                }
-            }),
-            Box::new(move |event| {
-                if let Some(t) = b.upgrade() {
-                    if event.issuer_wide() {
-                        t.forget_issuer(&event.issuer);
-                    } else {
-                        t.forget(&event.issuer, &event.serials);
-                    }
-                }
-            }),
-        )
+        change_hooks(self)
     }
+}
+
+impl Forgets for PresignedSource {
+    fn forget(&self, issuer: &ocsp_proto::IssuerKey, serials: &[ocsp_proto::Serial]) {
+        PresignedSource::forget(self, issuer, serials);
+    }
+
+    fn forget_issuer(&self, issuer: &ocsp_proto::IssuerKey) {
+        PresignedSource::forget_issuer(self, issuer);
+    }
+}
+
+/// A tier that must drop what it holds for certificates whose status or signer changed.
+pub(crate) trait Forgets: Send + Sync + 'static {
+    /// Drops what is held for these certificates.
+    fn forget(&self, issuer: &ocsp_proto::IssuerKey, serials: &[ocsp_proto::Serial]);
+    /// Drops everything held for an issuer.
+    fn forget_issuer(&self, issuer: &ocsp_proto::IssuerKey);
+}
+
+/// The store hooks (change, purge) that make `tier` forget, held weakly so a dropped tier is
+/// not kept alive by the store.
+pub(crate) fn change_hooks<T: Forgets>(tier: &Arc<T>) -> (ocsp_store::ChangeHook, ocsp_store::PurgeHook) {
+    let (a, b) = (Arc::downgrade(tier), Arc::downgrade(tier));
+    (
+        Box::new(move |issuer, serials| {
+            if let Some(t) = a.upgrade() {
+                t.forget(issuer, serials);
+            }
+        }),
+        Box::new(move |event| {
+            if let Some(t) = b.upgrade() {
+                if event.issuer_wide() {
+                    t.forget_issuer(&event.issuer);
+                } else {
+                    t.forget(&event.issuer, &event.serials);
+                }
+            }
+        }),
+    )
 }
 
 impl Source for PresignedSource {

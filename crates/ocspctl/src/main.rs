@@ -734,8 +734,8 @@ fn export(api: &Api, json: bool, out: &Path, issuer: Option<String>, wait: &str)
     let idle = wait_for_presigner(api, json, wait)?;
     if !idle {
         anyhow::bail!(
-            "the pre-signer is still re-signing changed certificates after {}; nothing was exported (run again, or raise --wait)",
-            humantime(wait)
+            "the pre-signer is still re-signing changed certificates after {} s; nothing was exported (run again, or raise --wait)",
+            wait.as_secs()
         );
     }
     std::fs::create_dir_all(out.join(EXPORT_MANIFESTS)).with_context(|| format!("creating {}", out.display()))?;
@@ -801,7 +801,9 @@ fn export(api: &Api, json: bool, out: &Path, issuer: Option<String>, wait: &str)
         // The issuer's key is learnt from what was written; with nothing written, from the
         // issuer's record.
         Some(name) => {
-            let view: IssuerView = api.call(Method::GET, &format!("/v1/issuers/{}", encode(name)), None::<&()>)?;
+            // From the list, which does not count the issuer's certificates as `show` does.
+            let views: Vec<IssuerView> = api.call(Method::GET, "/v1/issuers", None::<&()>)?;
+            let view = views.iter().find(|v| &v.name == name).context("the exported issuer is no longer listed")?;
             let key = format!("{}{}", view.sha256_name_hash, view.sha256_key_hash);
             written.keys().cloned().chain(std::iter::once(key)).collect()
         }
@@ -834,10 +836,6 @@ fn export(api: &Api, json: bool, out: &Path, issuer: Option<String>, wait: &str)
     print(json, &summary, |_| {
         format!("exported {count} responses to {} ({removed} stale files removed)", out.display())
     })
-}
-
-fn humantime(d: std::time::Duration) -> String {
-    format!("{} s", d.as_secs())
 }
 
 /// `30s`, `10m`, `1h`, or a number of seconds.

@@ -119,12 +119,12 @@ pub(crate) fn plan(config: &TargetConfig, events: &[PurgeEvent]) -> Vec<Batch> {
     let mut current = Batch { tags: Vec::new(), peer_event: None };
     let mut bytes = 0usize;
     for tag in events.iter().flat_map(tags_of) {
-        let add = if current.tags.is_empty() { tag.text.len() } else { tag.text.len() + 1 };
-        if !current.tags.is_empty() && (current.tags.len() >= max_tags || bytes + add > max_bytes) {
+        let full = current.tags.len() >= max_tags || bytes + 1 + tag.text.len() > max_bytes;
+        if !current.tags.is_empty() && full {
             out.push(std::mem::replace(&mut current, Batch { tags: Vec::new(), peer_event: None }));
-            bytes = 0;
         }
-        bytes += if current.tags.is_empty() { tag.text.len() } else { tag.text.len() + 1 };
+        // Bytes of the tags joined by one separator, as `Batch::bytes` counts them.
+        bytes = if current.tags.is_empty() { tag.text.len() } else { bytes + 1 + tag.text.len() };
         current.tags.push(tag);
     }
     if !current.tags.is_empty() {
@@ -133,6 +133,8 @@ pub(crate) fn plan(config: &TargetConfig, events: &[PurgeEvent]) -> Vec<Batch> {
     out
 }
 
+/// The tags to purge for one outbox event: the issuer's tag for an issuer-wide event, else one
+/// tag per certificate; the tags ocspd puts in `Cache-Tag` and `Surrogate-Key`.
 fn tags_of(event: &PurgeEvent) -> Vec<Tag> {
     if event.issuer_wide() {
         vec![Tag { text: event.issuer.cache_tag(), issuer: event.issuer, serial: None, since: event.time }]

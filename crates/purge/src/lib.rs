@@ -20,17 +20,6 @@ pub use config::{fill, PurgeConfig, TargetConfig, VarnishMode, DEFAULT_MAX_BYTES
 #[cfg(feature = "deliver")]
 pub use deliver::{PendingCert, Purger, TargetStatus};
 
-/// The tags to purge for one outbox event: the issuer's tag for an issuer-wide event, else one
-/// tag per certificate. These are the tags ocspd puts in `Cache-Tag` and `Surrogate-Key`.
-#[cfg(feature = "deliver")]
-pub fn event_tags(event: &ocsp_store::PurgeEvent) -> Vec<String> {
-    if event.issuer_wide() {
-        vec![event.issuer.cache_tag()]
-    } else {
-        event.serials.iter().map(|s| event.issuer.cert_cache_tag(s)).collect()
-    }
-}
-
 #[cfg(test)]
 #[cfg(feature = "deliver")]
 mod tests;
