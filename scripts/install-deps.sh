@@ -28,6 +28,9 @@ have softhsm2-util || missing+=(softhsm2)
 have varnishd || [ -x /usr/sbin/varnishd ] || missing+=(varnish)
 have_pkg varnish-modules || missing+=(varnish-modules)
 have nginx || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+# The systemd unit in deploy/ is checked by `systemd-analyze verify` (installing the package
+# does not make systemd the init of a container).
+have systemd-analyze || missing+=(systemd)
 if [ "$want_bench" = bench ]; then
   have wrk || missing+=(wrk)
 fi

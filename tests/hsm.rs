@@ -80,8 +80,14 @@ fn register_pkcs11(pki: &TestPki, r: &Responder, key_uri: &str) {
 }
 
 #[test]
-fn p256_p384_and_rsa_keys_on_a_softhsm2_token_sign_responses_openssl_verifies() {
-    for (alg, label) in [(KeyAlg::P256, "resp-p256"), (KeyAlg::P384, "resp-p384"), (KeyAlg::Rsa2048, "resp-rsa")] {
+fn p256_p384_and_rsa_2048_to_4096_keys_on_a_softhsm2_token_sign_responses_openssl_verifies() {
+    for (alg, label) in [
+        (KeyAlg::P256, "resp-p256"),
+        (KeyAlg::P384, "resp-p384"),
+        (KeyAlg::Rsa2048, "resp-rsa"),
+        (KeyAlg::Rsa3072, "resp-rsa3072"),
+        (KeyAlg::Rsa4096, "resp-rsa4096"),
+    ] {
         let hsm = SoftHsm::new();
         let pki = TestPki::new(alg);
         hsm.import(&pki.path("responder.key"), label, "01", "1234");

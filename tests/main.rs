@@ -10,6 +10,7 @@ mod util;
 
 mod admin;
 mod database;
+mod deploy;
 mod durability;
 mod edge;
 mod globalsign;
@@ -17,4 +18,5 @@ mod hostile;
 mod hsm;
 mod malformed;
 mod openssl;
+mod policy;
 mod presign;

@@ -306,3 +306,70 @@ fn p384_root_signs_for_itself_and_a_p384_delegated_responder_signs() {
         assert!(py.status.success(), "{who}: python cryptography: {}{}", text(&py.stdout), text(&py.stderr));
     }
 }
+
+/// Issue 11.1: RSA 2048, 3072 and 4096 responder keys (PKCS#1 v1.5 with SHA-256, from key files):
+/// openssl verifies good and revoked answers and shows the key size; Python `cryptography`
+/// checks signer, signature hash, status and reason.
+#[test]
+fn rsa_2048_3072_and_4096_responders_are_verified_by_openssl_and_python() {
+    for (alg, bits) in [(KeyAlg::Rsa2048, 2048), (KeyAlg::Rsa3072, 3072), (KeyAlg::Rsa4096, 4096)] {
+        let s = setup(alg);
+        let tmp = tempfile::tempdir().unwrap();
+        for (cert, serial, expect) in [(&s.good, "0123", "good"), (&s.revoked, "4567", "revoked")] {
+            let req = tmp.path().join("req.der");
+            let out = openssl_ocsp(&[
+                "-issuer",
+                &s.pki.path("int.pem"),
+                "-cert",
+                cert,
+                "-no_nonce",
+                "-reqout",
+                req.to_str().unwrap(),
+            ]);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let http = post(&format!("{}/", s.r.url), &std::fs::read(&req).unwrap(), Some("application/ocsp-request"));
+            assert_eq!(http.status, 200);
+            let resp = tmp.path().join("resp.der");
+            std::fs::write(&resp, &http.body).unwrap();
+            let out = openssl_ocsp(&[
+                "-respin",
+                resp.to_str().unwrap(),
+                "-issuer",
+                &s.pki.path("int.pem"),
+                "-cert",
+                cert,
+                "-CAfile",
+                &s.pki.path("chain.pem"),
+                "-no_nonce",
+                "-resp_text",
+            ]);
+            let (stdout, _) = assert_verified(&out);
+            assert!(stdout.contains(&format!("{cert}: {expect}")), "RSA {bits}: {stdout}");
+            assert!(stdout.contains("sha256WithRSAEncryption"), "RSA {bits}: {stdout}");
+            assert!(stdout.contains(&format!("Public-Key: ({bits} bit)")), "RSA {bits}: {stdout}");
+            let mut args = vec![
+                "--response",
+                resp.to_str().unwrap(),
+                "--issuer",
+                &s.pki.path("int.pem") as &str,
+                "--responder",
+                &s.pki.path("responder.pem") as &str,
+                "--expect",
+                expect,
+                "--serial",
+                serial,
+                "--signature",
+                "sha256",
+            ]
+            .into_iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+            if expect == "revoked" {
+                args.extend(["--reason".into(), "keyCompromise".into()]);
+            }
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let py = python_check(&refs);
+            assert!(py.status.success(), "RSA {bits}: python: {}{}", text(&py.stdout), text(&py.stderr));
+        }
+    }
+}

@@ -38,6 +38,8 @@ def main():
     p.add_argument("--responder", help="expected responder certificate (default: issuer signs)")
     p.add_argument("--expect", required=True, choices=["good", "revoked", "unknown"])
     p.add_argument("--reason")
+    p.add_argument("--no-reason", action="store_true", help="a revoked answer must carry no revocationReason")
+    p.add_argument("--signature", help="expected signature hash, e.g. sha256, sha384")
     p.add_argument("--serial", help="expected serial, hex")
     args = p.parse_args()
 
@@ -91,6 +93,10 @@ def main():
         # cryptography names reasons in snake_case (key_compromise).
         if want and (reason or "").replace("_", "").lower() != want.replace("_", "").lower():
             fail(f"reason {reason}, expected {want}")
+        if args.no_reason and single.revocation_reason is not None:
+            fail(f"revocationReason {reason} is encoded; an unspecified reason must be left out (BR 7.2.2)")
+    if args.signature and resp.signature_hash_algorithm.name != args.signature:
+        fail(f"signed with {resp.signature_hash_algorithm.name}, expected {args.signature}")
         if single.revocation_time_utc is None or single.revocation_time_utc > now:
             fail(f"revocation time {single.revocation_time_utc}")
     print(f"OK {status} serial {single.serial_number:x} hash {single.hash_algorithm.name}")

@@ -101,6 +101,12 @@ pub struct IssuerView {
     /// When it was retired, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired: Option<String>,
+    /// Its revocation-reason profile (`tls-br` or `private`), from the configuration.
+    #[serde(default)]
+    pub reason_profile: String,
+    /// Its nonce policy (`ignore` or `echo`), from the configuration.
+    #[serde(default)]
+    pub nonce_policy: String,
 }
 
 /// `POST /v1/issuers/{name}/retire`.
@@ -134,6 +140,9 @@ pub struct CertSpec {
     /// Already revoked (imports of a CA's history).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation: Option<ImportedRevocation>,
+    /// A CA certificate, when only a serial is given (a certificate says so itself).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ca: bool,
 }
 
 /// `POST /v1/certs`: record issued certificates.

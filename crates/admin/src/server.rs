@@ -48,6 +48,8 @@ pub struct AdminState {
     /// How long a single revocation or unhold waits for its purge to be accepted by every
     /// target that is up, before it returns.
     pub purge_wait: std::time::Duration,
+    /// Each issuer's revocation-reason profile and nonce policy.
+    pub policies: Arc<ocsp_proto::Policies>,
 }
 
 /// The admin API service.
@@ -69,7 +71,7 @@ impl std::fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// Serials with their notAfter, for one issuer.
-type IssuedList = Vec<(Serial, i64)>;
+type IssuedList = Vec<ocsp_store::Issued>;
 
 type Reply = Result<(StatusCode, serde_json::Value), Failure>;
 
@@ -155,6 +157,8 @@ impl AdminService {
             good: None,
             revoked: None,
             retired: None,
+            reason_profile: String::new(),
+            nonce_policy: String::new(),
         }
     }
 
@@ -168,6 +172,9 @@ impl AdminService {
         };
         let mut v = Self::issuer_view(&entry, &r.responder_key, r.backup_responder_key.as_deref(), now);
         v.retired = r.retired_at.map(api::rfc3339);
+        let policy = self.state.policies.of(&r.name);
+        v.reason_profile = policy.reasons.name().to_string();
+        v.nonce_policy = policy.nonces.name().to_string();
         Some(v)
     }
 
@@ -385,8 +392,10 @@ impl AdminService {
         let mut by_issuer: Vec<(Arc<IssuerEntry>, IssuedList)> = Vec::new();
         // (issuer index, time, reason) -> serials
         let mut revocations: BTreeMap<(usize, i64, u8), Vec<Serial>> = BTreeMap::new();
+        // Revocations the issuers' reason profiles refuse: all are reported, nothing written.
+        let mut refused = Vec::new();
         for (i, spec) in req.certs.iter().enumerate() {
-            let (issuer, serial, not_after) = match (&spec.cert_pem, &spec.serial) {
+            let (issuer, serial, not_after, ca) = match (&spec.cert_pem, &spec.serial) {
                 (Some(pem), None) => {
                     let certs: Vec<Vec<u8>> = pem_blocks(pem, "CERTIFICATE");
                     let der = match certs.as_slice() {
@@ -420,11 +429,11 @@ impl AdminService {
                             })?,
                     };
                     let serial = Serial::from_int_bytes(&cert.serial).map_err(|e| bad(e.to_string()))?;
-                    (issuer, serial, cert.not_after)
+                    (issuer, serial, cert.not_after, cert.is_ca)
                 }
                 (None, Some(hex)) => {
                     let issuer = named.clone().ok_or_else(|| bad("recording a serial needs --issuer"))?;
-                    (issuer, Serial::from_hex(hex).map_err(bad)?, spec.not_after.unwrap_or(0))
+                    (issuer, Serial::from_hex(hex).map_err(bad)?, spec.not_after.unwrap_or(0), spec.ca)
                 }
                 _ => return Err(bad(format!("certificate {}: give either a certificate or a serial", i + 1))),
             };
@@ -436,8 +445,15 @@ impl AdminService {
                 }
             };
             if let Some(rev) = &spec.revocation {
-                let reason =
+                let asked =
                     RevocationReason::parse(&rev.reason).map_err(|e| bad(format!("certificate {}: {e}", i + 1)))?;
+                let reason = match self.admit(&by_issuer[idx].0, asked, ca) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        refused.push(format!("certificate {} (serial {serial}, {asked}): {e}", i + 1));
+                        continue;
+                    }
+                };
                 if rev.time > now + FUTURE_SLACK {
                     return Err(bad(format!(
                         "certificate {}: revocation time {} is in the future",
@@ -447,15 +463,22 @@ impl AdminService {
                 }
                 revocations.entry((idx, rev.time, reason.code())).or_default().push(serial.clone());
             }
-            by_issuer[idx].1.push((serial, not_after));
+            by_issuer[idx].1.push(ocsp_store::Issued { serial, not_after, ca });
+        }
+        if !refused.is_empty() {
+            return Err(bad(format!(
+                "{} revocation(s) refused by the issuer's reason profile; nothing was recorded:\n{}",
+                refused.len(),
+                refused.join("\n")
+            )));
         }
         let mut out = AddedCerts { added: 0, already: 0, serials: Vec::new(), revoked: 0, conflicts: Vec::new() };
         for (issuer, list) in &by_issuer {
             let a = audit(now, who, "cert.add", &issuer.name, req.why.as_deref());
-            let added = self.state.store.record_issued(&issuer.key, list, now, a).map_err(internal)?;
+            let added = self.state.store.record_certificates(&issuer.key, list, now, a).map_err(internal)?;
             out.added += added;
             out.already += list.len() - added;
-            out.serials.extend(list.iter().map(|(s, _)| (issuer.name.clone(), s.to_string())));
+            out.serials.extend(list.iter().map(|c| (issuer.name.clone(), c.serial.to_string())));
         }
         for ((idx, time, code), serials) in revocations {
             let issuer = &by_issuer[idx].0;
@@ -496,6 +519,8 @@ impl AdminService {
     }
 
     /// Checks a revocation request's reason and time against policy.
+    /// The reason asked for and the revocation time, checked (not yet against the issuer's
+    /// reason profile: that needs the certificates, see [`Self::check_reasons`]).
     fn revocation_terms(&self, reason: &str, time: Option<i64>, now: i64) -> Result<(RevocationReason, i64), Failure> {
         let reason = RevocationReason::parse(reason).map_err(bad)?;
         if reason == RevocationReason::RemoveFromCrl {
@@ -514,12 +539,50 @@ impl AdminService {
         Ok((reason, time))
     }
 
+    /// `reason` as the issuer's profile records it for a certificate that is (`ca`) or is not
+    /// a CA certificate (unspecified when no reason is stated), or why it is refused.
+    fn admit(&self, issuer: &IssuerEntry, reason: RevocationReason, ca: bool) -> Result<RevocationReason, String> {
+        let profile = self.state.policies.of(&issuer.name).reasons;
+        profile.admit(reason, ca).map(|r| r.unwrap_or(RevocationReason::Unspecified)).map_err(|e| e.to_string())
+    }
+
+    /// Checks `reason` for these certificates against the issuer's reason profile; the
+    /// certificates are read only when the answer depends on whether they are CA certificates.
+    /// Every refused certificate is named; nothing is revoked then.
+    fn check_reasons(
+        &self,
+        issuer: &IssuerEntry,
+        serials: &[Serial],
+        reason: RevocationReason,
+    ) -> Result<RevocationReason, Failure> {
+        let (leaf, ca) = (self.admit(issuer, reason, false), self.admit(issuer, reason, true));
+        match (&leaf, &ca) {
+            (Ok(r), Ok(_)) => return Ok(*r),
+            (Err(e), Err(_)) => return Err(bad(format!("{e}; nothing was revoked"))),
+            _ => {}
+        }
+        let mut refused = Vec::new();
+        for serial in serials {
+            let is_ca = self.state.store.status(&issuer.key, serial).map_err(internal)?.is_some_and(|r| r.ca);
+            if let Err(e) = if is_ca { &ca } else { &leaf } {
+                let kind = if is_ca { "a CA certificate" } else { "not a CA certificate" };
+                refused.push(format!("serial {serial} ({kind}): {e}"));
+            }
+        }
+        match refused.as_slice() {
+            [] => Ok(leaf.or(ca).unwrap_or(reason)),
+            [one] => Err(bad(format!("{one}; nothing was revoked"))),
+            many => Err(bad(format!("{} certificates refused; nothing was revoked:\n{}", many.len(), many.join("\n")))),
+        }
+    }
+
     /// Revokes one certificate; `who` names the admin credential for the audit record.
     pub fn revoke(&self, req: Revoke, who: &str) -> Result<StatusView, Failure> {
         let now = self.state.clock.now();
         let issuer = self.issuer(&req.issuer)?;
         let serial = Serial::from_hex(&req.serial).map_err(bad)?;
-        let (reason, time) = self.revocation_terms(&req.reason, req.time, now)?;
+        let (asked, time) = self.revocation_terms(&req.reason, req.time, now)?;
+        let reason = self.check_reasons(&issuer, std::slice::from_ref(&serial), asked)?;
         let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
         a.reason = Some(reason.name().to_string());
         let outcome = self.state.store.revoke(&issuer.key, &serial, time, reason, now, a).map_err(internal)?;
@@ -559,7 +622,7 @@ impl AdminService {
     pub fn bulk_revoke(&self, req: BulkRevoke, who: &str) -> Result<BulkResult, Failure> {
         let now = self.state.clock.now();
         let issuer = self.issuer(&req.issuer)?;
-        let (reason, time) = self.revocation_terms(&req.reason, req.time, now)?;
+        let (asked, time) = self.revocation_terms(&req.reason, req.time, now)?;
         if req.serials.len() > MAX_BULK {
             return Err(bad(format!(
                 "{} serials in one call; at most {MAX_BULK} (ocspctl splits files)",
@@ -572,6 +635,7 @@ impl AdminService {
             .map(|s| Serial::from_hex(s))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad(format!("{e}; nothing was revoked")))?;
+        let reason = self.check_reasons(&issuer, &serials, asked)?;
         let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
         a.reason = Some(reason.name().to_string());
         let (summary, changed) =

@@ -16,6 +16,8 @@ pub enum Tier {
     Presigned,
     /// Signed on request.
     Live,
+    /// Signed on request to echo the request's nonce (RFC 8954); never cached anywhere.
+    Echo,
 }
 
 impl Tier {
@@ -25,6 +27,7 @@ impl Tier {
             Tier::Memory => "memory",
             Tier::Presigned => "presigned",
             Tier::Live => "live",
+            Tier::Echo => "echo",
         }
     }
 }

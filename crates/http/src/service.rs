@@ -50,6 +50,14 @@ pub struct OcspService {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     config: ServiceConfig,
+    echo: Option<Echo>,
+}
+
+/// What answers requests with nonces for issuers whose nonce policy is `echo`.
+struct Echo {
+    registry: Arc<ocsp_sign::IssuerRegistry>,
+    policies: Arc<ocsp_proto::Policies>,
+    live: Arc<crate::LiveSource>,
 }
 
 /// What a request came to, before it is turned into HTTP.
@@ -62,7 +70,27 @@ enum Outcome {
 impl OcspService {
     /// A service answering from `source`.
     pub fn new(source: Arc<dyn Source>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>, config: ServiceConfig) -> Self {
-        OcspService { extra_metrics: Vec::new(), readiness: None, source, clock, metrics, config }
+        OcspService { extra_metrics: Vec::new(), readiness: None, source, clock, metrics, config, echo: None }
+    }
+
+    /// Answers requests that carry a nonce, for issuers whose policy (in `policies`, by the
+    /// registered name) is `echo`, with a response signed now by `live` that echoes it
+    /// (RFC 8954), never cached; other requests keep to the tiers.
+    pub fn with_nonce_policies(
+        mut self,
+        registry: Arc<ocsp_sign::IssuerRegistry>,
+        policies: Arc<ocsp_proto::Policies>,
+        live: Arc<crate::LiveSource>,
+    ) -> Self {
+        self.echo = Some(Echo { registry, policies, live });
+        self
+    }
+
+    /// The issuer's nonce policy says echo, and the request carries a nonce: its extnValue.
+    fn echoes<'r>(&self, request: &'r ocsp_proto::OcspRequest) -> Option<&'r [u8]> {
+        let (echo, value) = (self.echo.as_ref()?, request.nonce.as_deref()?);
+        let entry = echo.registry.find(request.cert_ids.first()?)?;
+        (echo.policies.of(&entry.name).nonces == ocsp_proto::NoncePolicy::Echo).then_some(value)
     }
 
     /// Adds another part's Prometheus text to `/metrics` (the pre-signer's, say).
@@ -95,7 +123,14 @@ impl OcspService {
                 return Outcome::Ocsp(AnswerError::from(e).ocsp_status(), StatusCode::OK);
             }
         };
-        match self.source.answer(&request).await {
+        let answered = match (self.echoes(&request), &self.echo) {
+            (Some(value), Some(echo)) => match ocsp_proto::nonce_octets(value) {
+                Ok(_) => echo.live.answer_echo(&request, value).await,
+                Err(e) => Err(AnswerError::Malformed(e)),
+            },
+            _ => self.source.answer(&request).await,
+        };
+        match answered {
             Ok(resp) => Outcome::Answer(resp),
             Err(e) => {
                 match &e {
@@ -145,13 +180,15 @@ impl OcspService {
             Outcome::Answer(resp) => {
                 let now = self.clock.now();
                 let etag = resp.etag.as_bytes();
-                let not_modified = conditional.is_some_and(|(inm, ims)| {
-                    if !inm.is_empty() {
-                        inm.split(',').any(|t| t.trim().as_bytes() == etag || t.trim() == "*")
-                    } else {
-                        ims.is_some_and(|t| t >= resp.this_update)
-                    }
-                });
+                let echo = resp.tier == Tier::Echo;
+                let not_modified = !echo
+                    && conditional.is_some_and(|(inm, ims)| {
+                        if !inm.is_empty() {
+                            inm.split(',').any(|t| t.trim().as_bytes() == etag || t.trim() == "*")
+                        } else {
+                            ims.is_some_and(|t| t >= resp.this_update)
+                        }
+                    });
                 let (status, body, label) = if not_modified {
                     (StatusCode::NOT_MODIFIED, Bytes::new(), "not_modified")
                 } else {
@@ -169,7 +206,16 @@ impl OcspService {
                 h.insert(header::LAST_MODIFIED, resp.last_modified.clone());
                 h.insert(header::EXPIRES, resp.expires.clone());
                 h.insert(header::ETAG, resp.etag.clone());
-                set(h, header::CACHE_CONTROL, &headers::cache_control(resp.next_update, now, self.config.max_age_cap));
+                if echo {
+                    // A nonce answer is for this request alone (RFC 5019 2.2.1).
+                    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE));
+                } else {
+                    set(
+                        h,
+                        header::CACHE_CONTROL,
+                        &headers::cache_control(resp.next_update, now, self.config.max_age_cap),
+                    );
+                }
                 h.insert(CACHE_TAG, resp.cache_tag.clone());
                 h.insert(SURROGATE_KEY, resp.surrogate_key.clone());
                 (r, label)
@@ -248,7 +294,7 @@ impl Handler for OcspService {
                     let tier = match served.tier {
                         Tier::Memory => 0,
                         Tier::Presigned => 1,
-                        Tier::Live => 2,
+                        Tier::Live | Tier::Echo => 2,
                     };
                     (tier, Some(self.clock.now() - served.produced_at))
                 }

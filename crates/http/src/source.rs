@@ -163,41 +163,59 @@ impl LiveSource {
     }
 }
 
+impl LiveSource {
+    /// Signs an answer to `request` now, echoing `nonce` (a nonce extension's extnValue,
+    /// already checked) when given. Bounded like every live signing.
+    async fn sign(&self, request: &OcspRequest, nonce: Option<&[u8]>) -> Result<Served, AnswerError> {
+        let (mut builder, issuer, trusted) = self.build(request)?;
+        if !trusted && !self.untrusted.try_take() {
+            self.metrics.live_untrusted_refused.inc();
+            return Err(AnswerError::TryLater(
+                "live signing for unknown serials or several CertIDs at its rate bound".into(),
+            ));
+        }
+        if let Some(value) = nonce {
+            builder = builder.nonce(value);
+        }
+        let key = issuer.key;
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AnswerError::TryLater("live signing at its concurrency bound".into()))?;
+        self.metrics.live_signings.inc();
+        // Signing may block on an HSM; keep it off the reactor threads. The task runs to
+        // completion even if the client goes away.
+        let handle = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            issuer.identity.sign(&builder)
+        });
+        let resp =
+            handle.await.map_err(|e| AnswerError::Internal(format!("signing task: {e}")))?.map_err(|e| match e {
+                ocsp_sign::SignError::Unavailable(..) | ocsp_sign::SignError::OutsideValidity { .. } => {
+                    AnswerError::TryLater(e.to_string())
+                }
+                other => AnswerError::Internal(other.to_string()),
+            })?;
+        let serials: Vec<&ocsp_proto::Serial> = request.cert_ids.iter().map(|id| &id.serial).collect();
+        let tier = if nonce.is_some() { Tier::Echo } else { Tier::Live };
+        Ok(Served { answer: Arc::new(Prepared::new(resp, &key, &serials)), tier })
+    }
+
+    /// Answers `request` with a fresh signature echoing its nonce extension (`extn_value`, as
+    /// sent, checked by the caller): for issuers whose nonce policy is `echo`.
+    pub fn answer_echo<'a>(
+        &'a self,
+        request: &'a OcspRequest,
+        extn_value: &'a [u8],
+    ) -> BoxFuture<'a, Result<Served, AnswerError>> {
+        Box::pin(self.sign(request, Some(extn_value)))
+    }
+}
+
 impl Source for LiveSource {
     fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<Served, AnswerError>> {
-        Box::pin(async move {
-            let (builder, issuer, trusted) = self.build(request)?;
-            if !trusted && !self.untrusted.try_take() {
-                self.metrics.live_untrusted_refused.inc();
-                return Err(AnswerError::TryLater(
-                    "live signing for unknown serials or several CertIDs at its rate bound".into(),
-                ));
-            }
-            let key = issuer.key;
-            let permit = self
-                .permits
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| AnswerError::TryLater("live signing at its concurrency bound".into()))?;
-            self.metrics.live_signings.inc();
-            // Signing may block on an HSM; keep it off the reactor threads. The task runs to
-            // completion even if the client goes away.
-            let handle = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                issuer.identity.sign(&builder)
-            });
-            let resp =
-                handle.await.map_err(|e| AnswerError::Internal(format!("signing task: {e}")))?.map_err(
-                    |e| match e {
-                        ocsp_sign::SignError::Unavailable(..) | ocsp_sign::SignError::OutsideValidity { .. } => {
-                            AnswerError::TryLater(e.to_string())
-                        }
-                        other => AnswerError::Internal(other.to_string()),
-                    },
-                )?;
-            let serials: Vec<&ocsp_proto::Serial> = request.cert_ids.iter().map(|id| &id.serial).collect();
-            Ok(Served { answer: Arc::new(Prepared::new(resp, &key, &serials)), tier: Tier::Live })
-        })
+        Box::pin(self.sign(request, None))
     }
 }
 

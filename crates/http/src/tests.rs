@@ -79,7 +79,7 @@ fn fixture_signing_in(delay: Option<Duration>) -> Fixture {
 fn request(f: &Fixture, serial: &str) -> OcspRequest {
     let hashes = ocsp_proto::IssuerHashes::of(&ocsp_proto::x509::CertInfo::from_der(&f.int.der).unwrap());
     let id: CertId = hashes.cert_id(HashAlg::Sha1, Serial::from_hex(serial).unwrap());
-    OcspRequest { cert_ids: vec![id], has_nonce: false }
+    OcspRequest { cert_ids: vec![id], nonce: None }
 }
 
 fn tiers(f: &Fixture, max_concurrent: usize) -> (Arc<PresignedSource>, Arc<Counting>, Arc<Metrics>) {

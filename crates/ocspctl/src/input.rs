@@ -159,6 +159,30 @@ pub fn check_file(path: &Path, format: Format) -> Result<u64, LineError> {
     Ok(n)
 }
 
+/// The lines of a file whose revocation `profile` refuses, each as `path:line: serial S:
+/// why`. Lines are read as imports read them (index.txt revocations are recorded as
+/// subscriber certificates').
+pub fn refused_reasons(
+    path: &Path,
+    format: Format,
+    profile: ocsp_proto::ReasonProfile,
+) -> Result<Vec<String>, LineError> {
+    let file = std::fs::File::open(path).map_err(|e| LineError(format!("{}: {e}", path.display())))?;
+    let mut refused = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| LineError(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        let entry =
+            parse_line(format, &line, i == 0).map_err(|e| LineError(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        let Some(Entry { serial, revocation: Some(rev), .. }) = entry else { continue };
+        let reason = RevocationReason::parse(&rev.reason)
+            .map_err(|e| LineError(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        if let Err(e) = profile.admit(reason, false) {
+            refused.push(format!("{}:{}: serial {serial}: {e}", path.display(), i + 1));
+        }
+    }
+    Ok(refused)
+}
+
 /// Calls `send` with batches of at most `batch` entries, in file order, with the bytes read so
 /// far (for a progress bar).
 pub fn for_each_batch<E>(

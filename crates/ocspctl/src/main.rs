@@ -73,8 +73,11 @@ enum Command {
         /// The serial, hex (0x and : allowed).
         #[arg(long)]
         serial: String,
-        /// RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged,
-        /// superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise.
+        /// RFC 5280 reason: unspecified (no reason; never encoded), keyCompromise,
+        /// affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn; under an
+        /// issuer's `private` reason profile also cACompromise, certificateHold, aACompromise.
+        /// The default tls-br profile (BR 7.2.2) refuses those, and needs a reason for a CA
+        /// certificate.
         #[arg(long, default_value = "unspecified")]
         reason: String,
         /// Revocation time, RFC 3339 (e.g. 2026-11-20T10:00:00Z); now when absent. Only
@@ -283,6 +286,10 @@ enum CertCmd {
         /// notAfter for --serial, RFC 3339.
         #[arg(long, requires = "serial")]
         not_after: Option<String>,
+        /// The --serial is a CA certificate's (under the tls-br profile its revocation must
+        /// then carry a reason); a certificate file says so itself.
+        #[arg(long, requires = "serial")]
+        ca: bool,
         /// Why, for the audit record.
         #[arg(long)]
         why: Option<String>,
@@ -456,10 +463,27 @@ fn import(
                 (_, Some(p)) => (p, input::Format::Csv),
                 _ => return Err(usage("give --dir, --index or --csv")),
             };
-            if issuer.is_none() {
+            let Some(name) = issuer.as_deref() else {
                 return Err(usage("--index and --csv need --issuer"));
-            }
+            };
             input::check_file(&path, format).map_err(|e| usage(e.0))?;
+            // Every revocation in the file is checked against the issuer's reason profile
+            // before anything is sent; each refused line is reported.
+            let issuers: Vec<IssuerView> = api.call(Method::GET, "/v1/issuers", None::<&()>)?;
+            let view = issuers
+                .iter()
+                .find(|v| v.name == name)
+                .ok_or_else(|| usage(format!("no issuer named {name:?}; `ocspctl issuer list` shows them")))?;
+            let profile = ocsp_proto::ReasonProfile::parse(&view.reason_profile).unwrap_or_default();
+            let refused = input::refused_reasons(&path, format, profile).map_err(|e| usage(e.0))?;
+            if !refused.is_empty() {
+                return Err(usage(format!(
+                    "{} revocation(s) in {} are refused by {name:?}'s {profile} reason profile; nothing was sent:\n  {}",
+                    refused.len(),
+                    path.display(),
+                    refused.join("\n  ")
+                )));
+            }
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let bar = progress(size, json, "import");
             input::for_each_batch(&path, format, batch, |entries, read| -> anyhow::Result<()> {
@@ -869,6 +893,9 @@ fn issuer_text(v: &IssuerView) -> String {
     if let Some(t) = &v.retired {
         s.push_str(&format!("\tretired {t}"));
     }
+    if !v.reason_profile.is_empty() {
+        s.push_str(&format!("\treasons {}, nonces {}", v.reason_profile, v.nonce_policy));
+    }
     s
 }
 
@@ -918,7 +945,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 api.call(Method::POST, &format!("/v1/issuers/{}/retire", encode(&name)), Some(&Retire { why }))?;
             print(json, &view, |v| format!("retired issuer {}; it now answers unauthorized", v.name))
         }
-        Command::Cert(CertCmd::Add { issuer, pem, serial, not_after, why }) => {
+        Command::Cert(CertCmd::Add { issuer, pem, serial, not_after, ca, why }) => {
             let mut certs = Vec::new();
             for p in &pem {
                 certs.push(CertSpec { cert_pem: Some(read_file(p, "certificate")?), ..Default::default() });
@@ -926,7 +953,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(s) = serial {
                 Serial::from_hex(&s).map_err(usage)?;
                 let not_after = not_after.as_deref().map(|t| parse_time(t, "--not-after")).transpose()?;
-                certs.push(CertSpec { serial: Some(s), not_after, ..Default::default() });
+                certs.push(CertSpec { serial: Some(s), not_after, ca, ..Default::default() });
             }
             if certs.is_empty() {
                 return Err(usage("give --pem FILE... or --serial HEX"));

@@ -8,91 +8,114 @@ use std::path::PathBuf;
 
 /// The OCSP responder.
 #[derive(Debug, Parser)]
-#[command(name = "ocspd", version, about = "OCSP responder (RFC 6960, RFC 5019/9919)")]
+#[command(
+    name = "ocspd",
+    version,
+    about = "OCSP responder (RFC 6960, RFC 5019/9919)",
+    after_help = "Every setting can also be given in a TOML file (--config; docs/config.md lists every key) \
+                  and in an OCSPD_* variable; a flag beats its variable, which beats the file, which beats the default."
+)]
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Folder for the database, admin tokens and (with --demo) the demo PKI.
-    #[arg(long, env = "OCSPD_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Public OCSP listener.
-    #[arg(long, env = "OCSPD_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: String,
-    /// Admin API listener; keep it on loopback or a private interface.
-    #[arg(long, env = "OCSPD_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
-    pub admin_listen: String,
+    /// A TOML configuration file holding any of the settings below (docs/config.md);
+    /// unknown keys are refused.
+    #[arg(long, env = "OCSPD_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Folder for the database, admin tokens and (with --demo) the demo PKI [default: ./data].
+    #[arg(long, env = "OCSPD_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Public OCSP listener [default: 127.0.0.1:8080].
+    #[arg(long, env = "OCSPD_LISTEN", global = true)]
+    pub listen: Option<String>,
+    /// Admin API listener; keep it on loopback or a private interface [default: 127.0.0.1:8081].
+    #[arg(long, env = "OCSPD_ADMIN_LISTEN", global = true)]
+    pub admin_listen: Option<String>,
     /// Prometheus metrics listener (`GET /metrics`), never the public one: loopback or a
-    /// monitoring network.
-    #[arg(long, env = "OCSPD_METRICS_LISTEN", default_value = "127.0.0.1:9180")]
-    pub metrics_listen: String,
+    /// monitoring network [default: 127.0.0.1:9180].
+    #[arg(long, env = "OCSPD_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<String>,
     /// On first start with an empty database, create and serve a demo PKI.
-    #[arg(long)]
+    #[arg(long, env = "OCSPD_DEMO", global = true)]
     pub demo: bool,
-    /// Validity of responses (nextUpdate - thisUpdate), e.g. 24h, 3d; 8h to 10d (CA/B Forum BR 4.9.9).
-    #[arg(long, default_value = "24h")]
-    pub validity: String,
-    /// How far thisUpdate is set before the signing time, against client clock skew (0 to 1h).
-    #[arg(long, default_value = "1h")]
-    pub backdate: String,
-    /// The largest Cache-Control max-age sent.
-    #[arg(long, default_value = "24h")]
-    pub max_age: String,
-    /// Live signings in flight at once; beyond it clients get tryLater.
-    #[arg(long, default_value_t = 64)]
-    pub live_concurrency: usize,
-    /// Warn at start when a responder certificate expires within this many days.
-    #[arg(long, default_value_t = 30)]
-    pub expiry_warning_days: i64,
-    /// Threads that pre-sign responses (default: one per core).
-    #[arg(long)]
-    pub presign_threads: Option<usize>,
+    /// Validity of responses (nextUpdate - thisUpdate), e.g. 24h, 3d; 8h to 10d (CA/B Forum BR
+    /// 4.9.9) [default: 24h].
+    #[arg(long, env = "OCSPD_VALIDITY", global = true)]
+    pub validity: Option<String>,
+    /// How far thisUpdate is set before the signing time, against client clock skew (0 to 1h)
+    /// [default: 1h].
+    #[arg(long, env = "OCSPD_BACKDATE", global = true)]
+    pub backdate: Option<String>,
+    /// The largest Cache-Control max-age sent [default: 24h].
+    #[arg(long, env = "OCSPD_MAX_AGE", global = true)]
+    pub max_age: Option<String>,
+    /// Live signings in flight at once; beyond it clients get tryLater [default: 64].
+    #[arg(long, env = "OCSPD_LIVE_CONCURRENCY", global = true)]
+    pub live_concurrency: Option<String>,
+    /// Warn at start when a responder certificate expires within this many days [default: 30].
+    #[arg(long, env = "OCSPD_EXPIRY_WARNING_DAYS", global = true)]
+    pub expiry_warning_days: Option<String>,
+    /// Threads that pre-sign responses [default: one per core].
+    #[arg(long, env = "OCSPD_PRESIGN_THREADS", global = true)]
+    pub presign_threads: Option<String>,
     /// How often the pre-signer passes over every certificate to refresh what is due (changed
-    /// certificates are signed at once, whatever this is).
-    #[arg(long, default_value = "10m")]
-    pub presign_interval: String,
-    /// Memory for the in-memory answer tier, e.g. 256MiB, 1GiB (0 turns it off).
-    #[arg(long, default_value = "256MiB")]
-    pub memory_cache: String,
-    /// Memory for RocksDB's block cache (statuses and pre-signed responses).
-    #[arg(long, default_value = "512MiB")]
-    pub db_cache: String,
+    /// certificates are signed at once, whatever this is) [default: 10m].
+    #[arg(long, env = "OCSPD_PRESIGN_INTERVAL", global = true)]
+    pub presign_interval: Option<String>,
+    /// Memory for the in-memory answer tier, e.g. 256MiB, 1GiB (0 turns it off) [default: 256MiB].
+    #[arg(long, env = "OCSPD_MEMORY_CACHE", global = true)]
+    pub memory_cache: Option<String>,
+    /// Memory for RocksDB's block cache (statuses and pre-signed responses) [default: 512MiB].
+    #[arg(long, env = "OCSPD_DB_CACHE", global = true)]
+    pub db_cache: Option<String>,
     /// RocksDB memtable size of the status and response column families; the write-ahead log
-    /// preallocates about as much on disk. Smaller suits small disks, larger bulk imports.
-    #[arg(long, default_value = "128MiB")]
-    pub db_write_buffer: String,
-    /// Purge targets (peer responders, Varnish, CDN purge APIs): a TOML file, see
-    /// deploy/purge.example.toml.
-    #[arg(long, env = "OCSPD_PURGE_CONFIG")]
+    /// preallocates about as much on disk. Smaller suits small disks, larger bulk imports
+    /// [default: 128MiB].
+    #[arg(long, env = "OCSPD_DB_WRITE_BUFFER", global = true)]
+    pub db_write_buffer: Option<String>,
+    /// Purge targets (peer responders, Varnish, CDN purge APIs) in a TOML file of their own
+    /// (deploy/purge.example.toml); or give them as [[purge.target]] in the --config file.
+    #[arg(long, env = "OCSPD_PURGE_CONFIG", global = true)]
     pub purge_config: Option<PathBuf>,
     /// How long `ocspctl revoke` and `unhold` wait for the purge to reach every target that
-    /// is up before returning (it is queued durably either way), e.g. 2s, 0.
-    #[arg(long, default_value = "2s")]
-    pub purge_wait: String,
+    /// is up before returning (it is queued durably either way), e.g. 2s, 0 [default: 2s].
+    #[arg(long, env = "OCSPD_PURGE_WAIT", global = true)]
+    pub purge_wait: Option<String>,
     /// Run no pre-signer in this process: every answer is signed live (for bulk loading, or
     /// to measure live signing).
-    #[arg(long)]
+    #[arg(long, env = "OCSPD_NO_PRESIGN", global = true)]
     pub no_presign: bool,
-    /// Connections the public listener holds open at once (default: 10,000, or less to fit
-    /// three quarters of the open-file limit after a reserve for the database and admin API).
-    #[arg(long, env = "OCSPD_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
-    /// Connections the admin listener holds open at once.
-    #[arg(long, default_value_t = 64)]
-    pub admin_max_connections: usize,
+    /// Connections the public listener holds open at once [default: 10,000, or less to fit
+    /// three quarters of the open-file limit after a reserve for the database and admin API].
+    #[arg(long, env = "OCSPD_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<String>,
+    /// Connections the admin listener holds open at once [default: 64].
+    #[arg(long, env = "OCSPD_ADMIN_MAX_CONNECTIONS", global = true)]
+    pub admin_max_connections: Option<String>,
     /// A public connection with no request in flight for this long is closed (any protocol:
-    /// HTTP/1.1, h2c, a silent or partial preface).
-    #[arg(long, default_value = "15s")]
-    pub idle_timeout: String,
+    /// HTTP/1.1, h2c, a silent or partial preface) [default: 15s].
+    #[arg(long, env = "OCSPD_IDLE_TIMEOUT", global = true)]
+    pub idle_timeout: Option<String>,
     /// PKCS#11 modules (shared libraries) that issuers' `pkcs11:` keys may load; repeat the
     /// flag, or separate paths with ':' in OCSPD_PKCS11_MODULES. A key naming any other
     /// module is refused before the library is opened.
-    #[arg(long = "pkcs11-module", env = "OCSPD_PKCS11_MODULES", value_delimiter = ':')]
+    #[arg(long = "pkcs11-module", env = "OCSPD_PKCS11_MODULES", value_delimiter = ':', global = true)]
     pub pkcs11_modules: Vec<PathBuf>,
     /// Live signings per second for answers that no pre-signed response can serve without
     /// a known certificate behind them: unknown serials and requests with several CertIDs
-    /// (beyond it: tryLater), so that such requests cannot spend the live-signing budget.
-    #[arg(long, default_value_t = 50)]
-    pub untrusted_signing_rate: u32,
+    /// (beyond it: tryLater), so that such requests cannot spend the live-signing budget
+    /// [default: 50].
+    #[arg(long, env = "OCSPD_UNTRUSTED_SIGNING_RATE", global = true)]
+    pub untrusted_signing_rate: Option<String>,
+    /// Revocation-reason profile of issuers the configuration file does not name: tls-br
+    /// (CA/B Forum BR 4.9 and 7.2.2) or private (every RFC 5280 reason) [default: tls-br].
+    #[arg(long, env = "OCSPD_REASON_PROFILE", global = true)]
+    pub reason_profile: Option<String>,
+    /// Nonce policy of issuers the configuration file does not name: ignore (serve the
+    /// pre-signed answer) or echo (sign a fresh answer echoing the nonce, RFC 8954)
+    /// [default: ignore].
+    #[arg(long, env = "OCSPD_NONCE_POLICY", global = true)]
+    pub nonce_policy: Option<String>,
 }
 
 /// Maintenance commands that run instead of the server.
@@ -101,6 +124,9 @@ pub enum Command {
     /// Manage admin API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Check the configuration (file, variables and flags) and print the settings in effect,
+    /// without opening the database or binding a port. Exit 2 on any problem.
+    CheckConfig,
 }
 
 /// Admin token commands.
@@ -116,6 +142,204 @@ pub enum TokenCmd {
         #[arg(long, default_value = "staff", value_parser = ["staff", "revoke", "purge", "read"])]
         role: String,
     },
+}
+
+/// What a setting's value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A string (an address, a path, a name).
+    Text,
+    /// A whole number (or a string of digits).
+    Number,
+    /// A duration: `"90s"`, `"15m"`, `"8h"`, `"3d"`, or a number of seconds.
+    Duration,
+    /// A size: `"256MiB"`, `"1GiB"`, or a number of bytes.
+    Size,
+    /// true or false.
+    Bool,
+    /// A list of strings.
+    List,
+    /// An array of tables.
+    Tables,
+}
+
+/// One setting of the configuration file: its key, the flag that overrides it, its default.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// The dotted key in the file (`<name>` stands for an issuer's registered name).
+    pub key: &'static str,
+    /// The flag (and through it the OCSPD_* variable) that overrides it.
+    pub flag: Option<&'static str>,
+    /// The default, as docs/config.md shows it.
+    pub default: &'static str,
+    /// Its type.
+    pub kind: Kind,
+}
+
+const fn k(key: &'static str, flag: Option<&'static str>, default: &'static str, kind: Kind) -> Key {
+    Key { key, flag, default, kind }
+}
+
+/// Every key of the configuration file. docs/config.md documents exactly these (a test checks).
+pub const KEYS: &[Key] = &[
+    k("data_dir", Some("--data-dir"), "./data", Kind::Text),
+    k("demo", Some("--demo"), "false", Kind::Bool),
+    k("listen.public", Some("--listen"), "127.0.0.1:8080", Kind::Text),
+    k("listen.admin", Some("--admin-listen"), "127.0.0.1:8081", Kind::Text),
+    k("listen.metrics", Some("--metrics-listen"), "127.0.0.1:9180", Kind::Text),
+    k("listen.max_connections", Some("--max-connections"), "auto", Kind::Number),
+    k("listen.admin_max_connections", Some("--admin-max-connections"), "64", Kind::Number),
+    k("listen.idle_timeout", Some("--idle-timeout"), "15s", Kind::Duration),
+    k("responses.validity", Some("--validity"), "24h", Kind::Duration),
+    k("responses.backdate", Some("--backdate"), "1h", Kind::Duration),
+    k("responses.max_age", Some("--max-age"), "24h", Kind::Duration),
+    k("responses.expiry_warning_days", Some("--expiry-warning-days"), "30", Kind::Number),
+    k("live.concurrency", Some("--live-concurrency"), "64", Kind::Number),
+    k("live.untrusted_signing_rate", Some("--untrusted-signing-rate"), "50", Kind::Number),
+    k("presign.enabled", Some("--no-presign"), "true", Kind::Bool),
+    k("presign.threads", Some("--presign-threads"), "auto", Kind::Number),
+    k("presign.interval", Some("--presign-interval"), "10m", Kind::Duration),
+    k("cache.memory", Some("--memory-cache"), "256MiB", Kind::Size),
+    k("cache.db", Some("--db-cache"), "512MiB", Kind::Size),
+    k("cache.db_write_buffer", Some("--db-write-buffer"), "128MiB", Kind::Size),
+    k("purge.wait", Some("--purge-wait"), "2s", Kind::Duration),
+    k("purge.file", Some("--purge-config"), "none", Kind::Text),
+    k("purge.timeout_seconds", None, "10", Kind::Number),
+    k("purge.target", None, "none", Kind::Tables),
+    k("pkcs11.modules", Some("--pkcs11-module"), "none", Kind::List),
+    k("policy.reasons", Some("--reason-profile"), "tls-br", Kind::Text),
+    k("policy.nonces", Some("--nonce-policy"), "ignore", Kind::Text),
+    k("policy.issuer.<name>.reasons", None, "policy.reasons", Kind::Text),
+    k("policy.issuer.<name>.nonces", None, "policy.nonces", Kind::Text),
+];
+
+/// Where a setting in effect came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Its flag or OCSPD_* variable.
+    Flag,
+    /// The configuration file.
+    File,
+    /// The default.
+    Default,
+}
+
+/// The configuration file, read and checked against [`KEYS`]: every unknown key and every
+/// value of the wrong type is a problem.
+#[derive(Debug, Default)]
+struct FileValues {
+    /// Scalar and list keys, as strings (lists joined by ':').
+    values: std::collections::BTreeMap<String, String>,
+    /// `[[purge.target]]` and `purge.timeout_seconds`, as given.
+    purge: Option<toml::Table>,
+    /// `[policy.issuer.<name>]`: (reasons, nonces) as given.
+    issuers: std::collections::BTreeMap<String, (Option<String>, Option<String>)>,
+}
+
+impl FileValues {
+    fn read(path: &std::path::Path, problems: &mut Vec<String>) -> FileValues {
+        let name = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("cannot read the configuration file {name}: {e}"));
+                return FileValues::default();
+            }
+        };
+        let table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("{name}: {}", e.to_string().trim_end()));
+                return FileValues::default();
+            }
+        };
+        let mut out = FileValues::default();
+        out.walk(&name, "", &table, problems);
+        out
+    }
+
+    fn walk(&mut self, file: &str, prefix: &str, table: &toml::Table, problems: &mut Vec<String>) {
+        for (name, value) in table {
+            let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+            if path == "policy.issuer" {
+                self.issuer_policies(file, value, problems);
+                continue;
+            }
+            match (KEYS.iter().find(|k| k.key == path), value) {
+                (Some(key), value) => match scalar(key.kind, value) {
+                    Ok(v) if key.key.starts_with("purge.") && key.key != "purge.wait" && key.key != "purge.file" => {
+                        self.purge.get_or_insert_with(toml::Table::new).insert(name.clone(), value.clone());
+                        let _ = v;
+                    }
+                    Ok(v) => {
+                        self.values.insert(path, v);
+                    }
+                    Err(want) => problems.push(format!("{file}: `{path}` must be {want}")),
+                },
+                (None, toml::Value::Table(inner)) if KEYS.iter().any(|k| k.key.starts_with(&format!("{path}."))) => {
+                    self.walk(file, &path, inner, problems)
+                }
+                (None, _) => problems.push(format!("{file}: unknown key `{path}` (docs/config.md lists every key)")),
+            }
+        }
+    }
+
+    fn issuer_policies(&mut self, file: &str, value: &toml::Value, problems: &mut Vec<String>) {
+        let Some(issuers) = value.as_table() else {
+            problems.push(format!(
+                "{file}: `policy.issuer` must be tables named by issuer, e.g. [policy.issuer.\"Example CA\"]"
+            ));
+            return;
+        };
+        for (issuer, policy) in issuers {
+            let Some(policy) = policy.as_table() else {
+                problems.push(format!("{file}: `policy.issuer.{issuer:?}` must be a table with reasons and nonces"));
+                continue;
+            };
+            let entry = self.issuers.entry(issuer.clone()).or_default();
+            for (name, v) in policy {
+                let text = v.as_str().map(str::to_string);
+                match (name.as_str(), text) {
+                    ("reasons", Some(t)) => entry.0 = Some(t),
+                    ("nonces", Some(t)) => entry.1 = Some(t),
+                    ("reasons" | "nonces", None) => {
+                        problems.push(format!("{file}: `policy.issuer.{issuer:?}.{name}` must be a string"))
+                    }
+                    _ => problems.push(format!(
+                        "{file}: unknown key `policy.issuer.{issuer:?}.{name}` (an issuer's policy has reasons and nonces)"
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// A file value of `kind` as the string its flag would carry, or what it should have been.
+fn scalar(kind: Kind, value: &toml::Value) -> Result<String, &'static str> {
+    use toml::Value as V;
+    match (kind, value) {
+        (Kind::Text, V::String(s)) => Ok(s.clone()),
+        (Kind::Text, _) => Err("a string"),
+        (Kind::Number, V::Integer(n)) => Ok(n.to_string()),
+        (Kind::Number, V::Float(f)) => Ok(f.to_string()),
+        (Kind::Number, V::String(s)) if s == "auto" => Ok(s.clone()),
+        (Kind::Number, _) => Err("a number"),
+        (Kind::Duration, V::String(s)) => Ok(s.clone()),
+        (Kind::Duration, V::Integer(n)) => Ok(n.to_string()),
+        (Kind::Duration, _) => Err("a duration like \"90s\", \"15m\", \"8h\" or a number of seconds"),
+        (Kind::Size, V::String(s)) => Ok(s.clone()),
+        (Kind::Size, V::Integer(n)) => Ok(n.to_string()),
+        (Kind::Size, _) => Err("a size like \"256MiB\" or a number of bytes"),
+        (Kind::Bool, V::Boolean(b)) => Ok(b.to_string()),
+        (Kind::Bool, _) => Err("true or false"),
+        (Kind::List, V::Array(items)) => {
+            let strings: Option<Vec<&str>> = items.iter().map(|v| v.as_str()).collect();
+            strings.map(|s| s.join(":")).ok_or("a list of strings")
+        }
+        (Kind::List, _) => Err("a list of strings"),
+        (Kind::Tables, V::Array(items)) if items.iter().all(|v| v.is_table()) => Ok(String::new()),
+        (Kind::Tables, _) => Err("an array of tables ([[...]])"),
+    }
 }
 
 /// Checked settings.
@@ -141,6 +365,9 @@ pub struct Config {
     pub public_limits: ocsp_http::ListenerLimits,
     pub admin_limits: ocsp_http::ListenerLimits,
     pub pkcs11_modules: Vec<PathBuf>,
+    pub policies: ocsp_proto::Policies,
+    /// Every setting in effect: key, value, where it came from (for `ocspd check-config`).
+    pub effective: Vec<(String, String, Origin)>,
 }
 
 /// Parses `256MiB`, `1GiB`, `512M`, `64k` or plain bytes.
@@ -173,40 +400,126 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// Settings in effect, each from its flag or variable, else the file, else the default.
+struct Resolver {
+    file: FileValues,
+    effective: Vec<(String, String, Origin)>,
+}
+
+impl Resolver {
+    fn get(&mut self, key: &'static str, flag: Option<String>) -> String {
+        let default = KEYS.iter().find(|k| k.key == key).map_or("", |k| k.default);
+        let (value, origin) = match (flag, self.file.values.get(key)) {
+            (Some(v), _) => (v, Origin::Flag),
+            (None, Some(v)) => (v.clone(), Origin::File),
+            (None, None) => (default.to_string(), Origin::Default),
+        };
+        self.effective.push((key.to_string(), value.clone(), origin));
+        value
+    }
+}
+
+/// How a problem names a setting: its key and its flag.
+fn label(key: &str) -> String {
+    match KEYS.iter().find(|k| k.key == key).and_then(|k| k.flag) {
+        Some(flag) => format!("{flag} ({key})"),
+        None => key.to_string(),
+    }
+}
+
 impl Args {
-    /// Checks every setting and reports every problem, not just the first.
+    /// Reads the configuration file (if any), lets variables and flags override it, checks
+    /// every setting and reports every problem, not just the first.
     pub fn validate(&self) -> Result<Config, Vec<String>> {
         let mut problems = Vec::new();
-        let mut addr = |name: &str, v: &str| match v.parse::<SocketAddr>() {
+        let file = match &self.config {
+            Some(path) => FileValues::read(path, &mut problems),
+            None => FileValues::default(),
+        };
+        let mut r = Resolver { file, effective: Vec::new() };
+        let data_dir = PathBuf::from(r.get("data_dir", self.data_dir.as_ref().map(|p| p.display().to_string())));
+        let demo = r.get("demo", self.demo.then(|| "true".into())) == "true";
+        let listen_s = r.get("listen.public", self.listen.clone());
+        let admin_s = r.get("listen.admin", self.admin_listen.clone());
+        let metrics_s = r.get("listen.metrics", self.metrics_listen.clone());
+        let mut addr = |key: &str, v: &str| match v.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                problems.push(format!("--{name} {v:?} is not an address like 127.0.0.1:8080"));
+                problems.push(format!("{} {v:?} is not an address like 127.0.0.1:8080", label(key)));
                 None
             }
         };
-        let listen = addr("listen", &self.listen);
-        let admin_listen = addr("admin-listen", &self.admin_listen);
-        let metrics_listen = addr("metrics-listen", &self.metrics_listen);
-        let mut dur = |name: &str, v: &str| match parse_duration(v) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                problems.push(format!("--{name}: {e}"));
-                None
+        let listen = addr("listen.public", &listen_s);
+        let admin_listen = addr("listen.admin", &admin_s);
+        let metrics_listen = addr("listen.metrics", &metrics_s);
+
+        let values: Vec<(&'static str, String)> = vec![
+            ("responses.validity", r.get("responses.validity", self.validity.clone())),
+            ("responses.backdate", r.get("responses.backdate", self.backdate.clone())),
+            ("responses.max_age", r.get("responses.max_age", self.max_age.clone())),
+            ("presign.interval", r.get("presign.interval", self.presign_interval.clone())),
+            ("purge.wait", r.get("purge.wait", self.purge_wait.clone())),
+            ("listen.idle_timeout", r.get("listen.idle_timeout", self.idle_timeout.clone())),
+        ];
+        let mut durations = std::collections::HashMap::new();
+        for (key, v) in &values {
+            match parse_duration(v) {
+                Ok(d) => {
+                    durations.insert(*key, d);
+                }
+                Err(e) => problems.push(format!("{}: {e}", label(key))),
             }
-        };
-        let validity = dur("validity", &self.validity);
-        let backdate = dur("backdate", &self.backdate);
-        let max_age = dur("max-age", &self.max_age);
-        let presign_interval = dur("presign-interval", &self.presign_interval);
-        let purge_wait = dur("purge-wait", &self.purge_wait);
-        let idle_timeout = dur("idle-timeout", &self.idle_timeout);
-        if idle_timeout.is_some_and(|t| !(1..=3600).contains(&t)) {
-            problems.push("--idle-timeout must be from 1s to 1h".into());
         }
-        if self.max_connections == Some(0) || self.admin_max_connections == 0 {
+        let d = |key: &str| durations.get(key).copied();
+        let (validity, backdate, max_age) = (d("responses.validity"), d("responses.backdate"), d("responses.max_age"));
+        let (presign_interval, purge_wait, idle_timeout) =
+            (d("presign.interval"), d("purge.wait"), d("listen.idle_timeout"));
+        if idle_timeout.is_some_and(|t| !(1..=3600).contains(&t)) {
+            problems.push(format!("{} must be from 1s to 1h", label("listen.idle_timeout")));
+        }
+
+        let mut number = |key: &'static str, flag: Option<String>, auto: bool| -> Option<Option<u64>> {
+            let v = r.get(key, flag);
+            if auto && v == "auto" {
+                return Some(None);
+            }
+            match v.trim().parse::<u64>() {
+                Ok(n) => Some(Some(n)),
+                Err(_) => {
+                    problems.push(format!("{} {v:?} is not a whole number", label(key)));
+                    None
+                }
+            }
+        };
+        let max_connections = number("listen.max_connections", self.max_connections.clone(), true);
+        let admin_max_connections = number("listen.admin_max_connections", self.admin_max_connections.clone(), false);
+        let expiry_warning_days = number("responses.expiry_warning_days", self.expiry_warning_days.clone(), false);
+        let live_concurrency = number("live.concurrency", self.live_concurrency.clone(), false);
+        let untrusted_rate = number("live.untrusted_signing_rate", self.untrusted_signing_rate.clone(), false);
+        let presign_threads = number("presign.threads", self.presign_threads.clone(), true);
+        let presign = r.get("presign.enabled", self.no_presign.then(|| "false".into())) == "true";
+        if max_connections == Some(Some(0)) || admin_max_connections == Some(Some(0)) {
             problems.push("--max-connections and --admin-max-connections must be at least 1".into());
         }
-        for m in &self.pkcs11_modules {
+        if presign_threads == Some(Some(0)) {
+            problems.push("--presign-threads must be at least 1".into());
+        }
+        if live_concurrency == Some(Some(0)) {
+            problems.push("--live-concurrency must be at least 1".into());
+        }
+        if untrusted_rate.flatten().is_some_and(|n| n > u64::from(u32::MAX)) {
+            problems.push(format!("{} is too large", label("live.untrusted_signing_rate")));
+        }
+
+        let modules_flag = (!self.pkcs11_modules.is_empty())
+            .then(|| self.pkcs11_modules.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"));
+        let modules = r.get("pkcs11.modules", modules_flag);
+        let pkcs11_modules: Vec<PathBuf> = if modules == "none" || modules.is_empty() {
+            Vec::new()
+        } else {
+            modules.split(':').map(PathBuf::from).collect()
+        };
+        for m in &pkcs11_modules {
             if !m.is_absolute() {
                 problems.push(format!("--pkcs11-module {}: give an absolute path", m.display()));
             }
@@ -215,15 +528,12 @@ impl Args {
             (Some(v), Some(b)) => match Cadence::new(v, b) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    problems.push(format!("--validity {} / --backdate {}: {e}", self.validity, self.backdate));
+                    problems.push(format!("--validity / --backdate: {e}"));
                     None
                 }
             },
             _ => None,
         };
-        if self.presign_threads == Some(0) {
-            problems.push("--presign-threads must be at least 1".into());
-        }
         if let (Some(l), Some(a)) = (listen, admin_listen) {
             if l == a && l.port() != 0 {
                 problems.push(format!(
@@ -243,100 +553,150 @@ impl Args {
                 problems.push(format!("--admin-listen and --metrics-listen are both {a}: give each its own port"));
             }
         }
-        let mut size = |name: &str, v: &str| match parse_size(v) {
-            Ok(n) => Some(n),
-            Err(e) => {
-                problems.push(format!("--{name}: {e}"));
-                None
+        let sizes = [
+            ("cache.memory", r.get("cache.memory", self.memory_cache.clone())),
+            ("cache.db", r.get("cache.db", self.db_cache.clone())),
+            ("cache.db_write_buffer", r.get("cache.db_write_buffer", self.db_write_buffer.clone())),
+        ];
+        let mut size = std::collections::HashMap::new();
+        for (key, v) in &sizes {
+            match parse_size(v) {
+                Ok(n) => {
+                    size.insert(*key, n);
+                }
+                Err(e) => problems.push(format!("{}: {e}", label(key))),
             }
-        };
-        let memory_cache_bytes = size("memory-cache", &self.memory_cache);
-        let db_cache_bytes = size("db-cache", &self.db_cache);
-        let db_write_buffer_bytes = size("db-write-buffer", &self.db_write_buffer);
+        }
+        let (memory_cache_bytes, db_cache_bytes, db_write_buffer_bytes) = (
+            size.get("cache.memory").copied(),
+            size.get("cache.db").copied(),
+            size.get("cache.db_write_buffer").copied(),
+        );
         if db_write_buffer_bytes.is_some_and(|n| !((256 << 10)..=(1 << 30)).contains(&n)) {
             problems.push("--db-write-buffer must be from 256KiB to 1GiB".into());
         }
         if db_cache_bytes.is_some_and(|n| n < 8 << 20) {
             problems.push("--db-cache must be at least 8MiB".into());
         }
-        let purge = match &self.purge_config {
-            None => Some(ocsp_purge::PurgeConfig::default()),
-            Some(path) => match ocsp_purge::PurgeConfig::load(path) {
+
+        // Purge targets: a file of their own, or [[purge.target]] in this one; not both.
+        let purge_file = r.get("purge.file", self.purge_config.as_ref().map(|p| p.display().to_string()));
+        let inline = r.file.purge.take();
+        let purge = match (purge_file.as_str(), inline) {
+            ("none", None) => Some(ocsp_purge::PurgeConfig::default()),
+            ("none", Some(table)) => {
+                let name =
+                    format!("{} [purge]", self.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+                match <ocsp_purge::PurgeConfig as serde::Deserialize>::deserialize(toml::Value::Table(table)) {
+                    Ok(c) => match c.check() {
+                        Ok(()) => Some(c),
+                        Err(e) => {
+                            problems.extend(e.into_iter().map(|p| format!("{name}: {p}")));
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        problems.push(format!("{name}: {}", e.to_string().trim_end()));
+                        None
+                    }
+                }
+            }
+            (path, None) => match ocsp_purge::PurgeConfig::load(std::path::Path::new(path)) {
                 Ok(c) => Some(c),
                 Err(mut e) => {
                     problems.append(&mut e);
                     None
                 }
             },
+            (path, Some(_)) => {
+                problems.push(format!(
+                    "purge targets are given twice: in {path} (--purge-config / purge.file) and as [[purge.target]]; keep one"
+                ));
+                None
+            }
         };
-        if self.live_concurrency == 0 {
-            problems.push("--live-concurrency must be at least 1".into());
+
+        // Issuer policies.
+        let mut policies = ocsp_proto::Policies::default();
+        let reasons = r.get("policy.reasons", self.reason_profile.clone());
+        match ocsp_proto::ReasonProfile::parse(&reasons) {
+            Ok(p) => policies.default.reasons = p,
+            Err(e) => problems.push(format!("{}: {e}", label("policy.reasons"))),
         }
-        match (
+        let nonces = r.get("policy.nonces", self.nonce_policy.clone());
+        match ocsp_proto::NoncePolicy::parse(&nonces) {
+            Ok(p) => policies.default.nonces = p,
+            Err(e) => problems.push(format!("{}: {e}", label("policy.nonces"))),
+        }
+        for (issuer, (reasons, nonces)) in std::mem::take(&mut r.file.issuers) {
+            let mut policy = policies.default;
+            if let Some(t) = &reasons {
+                match ocsp_proto::ReasonProfile::parse(t) {
+                    Ok(p) => policy.reasons = p,
+                    Err(e) => problems.push(format!("policy.issuer.{issuer:?}.reasons: {e}")),
+                }
+            }
+            if let Some(t) = &nonces {
+                match ocsp_proto::NoncePolicy::parse(t) {
+                    Ok(p) => policy.nonces = p,
+                    Err(e) => problems.push(format!("policy.issuer.{issuer:?}.nonces: {e}")),
+                }
+            }
+            r.effective.push((format!("policy.issuer.{issuer:?}.reasons"), policy.reasons.name().into(), Origin::File));
+            r.effective.push((format!("policy.issuer.{issuer:?}.nonces"), policy.nonces.name().into(), Origin::File));
+            policies.by_issuer.insert(issuer, policy);
+        }
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let missing = || vec!["internal: a setting was not resolved".to_string()];
+        let (listen, admin_listen, metrics_listen) =
+            (listen.ok_or_else(missing)?, admin_listen.ok_or_else(missing)?, metrics_listen.ok_or_else(missing)?);
+        let cadence = cadence.ok_or_else(missing)?;
+        let (validity, backdate) = (cadence.validity, cadence.backdate);
+        let num = |n: Option<Option<u64>>| n.flatten();
+        Ok(Config {
+            data_dir,
             listen,
             admin_listen,
+            metrics_listen,
+            demo,
+            live: LiveConfig {
+                validity,
+                backdate,
+                max_concurrent: num(live_concurrency).unwrap_or(64) as usize,
+                untrusted_per_second: num(untrusted_rate).unwrap_or(50) as u32,
+            },
+            service: ServiceConfig { max_age_cap: max_age.ok_or_else(missing)? },
+            expiry_warning_days: num(expiry_warning_days).unwrap_or(30) as i64,
             cadence,
-            max_age,
-            presign_interval,
-            memory_cache_bytes,
-            db_cache_bytes,
-            purge,
-            purge_wait,
-        ) {
-            (
-                Some(listen),
-                Some(admin_listen),
-                Some(cadence),
-                Some(max_age),
-                Some(interval),
-                Some(memory_cache_bytes),
-                Some(db_cache_bytes),
-                Some(purge),
-                Some(purge_wait),
-            ) if problems.is_empty() => {
-                let (validity, backdate) = (cadence.validity, cadence.backdate);
-                Ok(Config {
-                    data_dir: self.data_dir.clone(),
-                    listen,
-                    admin_listen,
-                    metrics_listen: metrics_listen.unwrap_or(admin_listen),
-                    demo: self.demo,
-                    live: LiveConfig {
-                        validity,
-                        backdate,
-                        max_concurrent: self.live_concurrency,
-                        untrusted_per_second: self.untrusted_signing_rate,
-                    },
-                    service: ServiceConfig { max_age_cap: max_age },
-                    expiry_warning_days: self.expiry_warning_days,
-                    cadence,
-                    presign_threads: self
-                        .presign_threads
-                        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
-                    presign_interval: std::time::Duration::from_secs(interval.max(1) as u64),
-                    presign: !self.no_presign,
-                    memory_cache_bytes,
-                    db_cache_bytes,
-                    db_write_buffer_bytes: db_write_buffer_bytes.unwrap_or(128 << 20),
-                    purge,
-                    purge_wait: std::time::Duration::from_secs(purge_wait.max(0) as u64),
-                    public_limits: {
-                        let mut l = ocsp_http::ListenerLimits::public_default(ocsp_http::open_files_limit());
-                        if let Some(n) = self.max_connections {
-                            l.max_connections = n;
-                        }
-                        l.idle_timeout = std::time::Duration::from_secs(idle_timeout.unwrap_or(15).max(1) as u64);
-                        l
-                    },
-                    admin_limits: ocsp_http::ListenerLimits {
-                        max_connections: self.admin_max_connections,
-                        ..ocsp_http::ListenerLimits::admin_default()
-                    },
-                    pkcs11_modules: self.pkcs11_modules.clone(),
-                })
-            }
-            _ => Err(problems),
-        }
+            presign_threads: num(presign_threads)
+                .map(|n| n as usize)
+                .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+            presign_interval: std::time::Duration::from_secs(presign_interval.ok_or_else(missing)?.max(1) as u64),
+            presign,
+            memory_cache_bytes: memory_cache_bytes.ok_or_else(missing)?,
+            db_cache_bytes: db_cache_bytes.ok_or_else(missing)?,
+            db_write_buffer_bytes: db_write_buffer_bytes.unwrap_or(128 << 20),
+            purge: purge.ok_or_else(missing)?,
+            purge_wait: std::time::Duration::from_secs(purge_wait.ok_or_else(missing)?.max(0) as u64),
+            public_limits: {
+                let mut l = ocsp_http::ListenerLimits::public_default(ocsp_http::open_files_limit());
+                if let Some(n) = num(max_connections) {
+                    l.max_connections = n as usize;
+                }
+                l.idle_timeout = std::time::Duration::from_secs(idle_timeout.unwrap_or(15).max(1) as u64);
+                l
+            },
+            admin_limits: ocsp_http::ListenerLimits {
+                max_connections: num(admin_max_connections).unwrap_or(64) as usize,
+                ..ocsp_http::ListenerLimits::admin_default()
+            },
+            pkcs11_modules,
+            policies,
+            effective: r.effective,
+        })
     }
 }
 
@@ -379,6 +739,139 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn the_file_sets_what_no_flag_sets() {
+        let f = file(
+            r#"
+data_dir = "/srv/ocspd"
+[listen]
+public = "127.0.0.1:18080"
+admin = "127.0.0.1:18081"
+idle_timeout = 30
+[responses]
+validity = "3d"
+[cache]
+memory = "64MiB"
+[presign]
+enabled = false
+[policy]
+reasons = "private"
+[policy.issuer."Example CA"]
+nonces = "echo"
+[[purge.target]]
+kind = "varnish"
+name = "edge"
+url = "http://127.0.0.1:6081/"
+"#,
+        );
+        let path = f.path().to_str().unwrap();
+        let c = args(&["--config", path, "--listen", "127.0.0.1:28080"]).validate().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/ocspd"));
+        assert_eq!(c.listen.port(), 28080, "the flag beats the file");
+        assert_eq!(c.admin_listen.port(), 18081);
+        assert_eq!(c.public_limits.idle_timeout.as_secs(), 30);
+        assert_eq!(c.cadence.validity, 3 * 86_400);
+        assert_eq!(c.memory_cache_bytes, 64 << 20);
+        assert!(!c.presign);
+        assert_eq!(c.purge.targets.len(), 1);
+        assert_eq!(c.policies.default.reasons, ocsp_proto::ReasonProfile::Private);
+        let ca = c.policies.of("Example CA");
+        assert_eq!((ca.reasons, ca.nonces), (ocsp_proto::ReasonProfile::Private, ocsp_proto::NoncePolicy::Echo));
+        assert_eq!(c.policies.of("Other CA").nonces, ocsp_proto::NoncePolicy::Ignore);
+        let origin = |key: &str| c.effective.iter().find(|(k, _, _)| k == key).map(|(_, _, o)| *o);
+        assert_eq!(origin("listen.public"), Some(Origin::Flag));
+        assert_eq!(origin("listen.admin"), Some(Origin::File));
+        assert_eq!(origin("responses.backdate"), Some(Origin::Default));
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_all_reported() {
+        let f = file(
+            r#"
+listen_public = "127.0.0.1:1"
+[listen]
+public = 8080
+admn = "127.0.0.1:2"
+[responses]
+validity = "2h"
+[policy.issuer."Example CA"]
+reasons = "strict"
+colour = "blue"
+"#,
+        );
+        let problems = args(&["--config", f.path().to_str().unwrap()]).validate().unwrap_err();
+        let joined = problems.join("\n");
+        for want in
+            ["`listen_public`", "`listen.admn`", "`listen.public` must be a string", "BR 4.9.9", "strict", "colour"]
+        {
+            assert!(joined.contains(want), "{want} missing from {joined}");
+        }
+        assert_eq!(problems.len(), 6, "{joined}");
+    }
+
+    #[test]
+    fn purge_targets_in_two_places_are_refused() {
+        let f = file("[[purge.target]]\nkind = \"varnish\"\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n");
+        let other = file("");
+        let problems =
+            args(&["--config", f.path().to_str().unwrap(), "--purge-config", other.path().to_str().unwrap()])
+                .validate()
+                .unwrap_err();
+        assert!(problems[0].contains("given twice"), "{problems:?}");
+    }
+
+    /// The keys docs/config.md documents, from its tables: rows starting with a backticked key.
+    fn documented_keys() -> Vec<(String, String)> {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.md")).unwrap();
+        doc.lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| {
+                let (key, rest) = l.split_once('`')?;
+                let flag = rest.split('|').nth(1).unwrap_or("").trim().trim_matches('`').to_string();
+                Some((key.to_string(), flag))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_doc_and_the_code_list_the_same_keys_and_flags() {
+        let doc = documented_keys();
+        let doc_keys: Vec<&str> = doc.iter().map(|(k, _)| k.as_str()).collect();
+        let code_keys: Vec<&str> = KEYS.iter().map(|k| k.key).collect();
+        assert_eq!(doc_keys, code_keys, "docs/config.md and KEYS differ (same order expected)");
+        for ((key, flag), k) in doc.iter().zip(KEYS) {
+            let want = k.flag.unwrap_or("");
+            assert!(
+                flag.starts_with(want) && (want.is_empty() == flag.is_empty()),
+                "{key}: doc says {flag:?}, code {want:?}"
+            );
+        }
+        // Every flag of the command line is a key of the file (or the file itself).
+        let cmd = <Args as clap::CommandFactory>::command();
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if ["config", "help", "version"].contains(&long) {
+                continue;
+            }
+            let flag = format!("--{long}");
+            assert!(KEYS.iter().any(|k| k.flag == Some(flag.as_str())), "{flag} has no key in the file");
+        }
+    }
+
+    #[test]
+    fn the_shipped_example_files_are_valid() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+        let c = args(&["--config", &format!("{root}/deploy/ocspd.toml")]).validate().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/ocspd"));
+        ocsp_purge::PurgeConfig::load(std::path::Path::new(&format!("{root}/deploy/purge.example.toml"))).unwrap();
     }
 
     #[test]

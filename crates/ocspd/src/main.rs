@@ -21,9 +21,31 @@ use std::sync::Arc;
 
 fn main() {
     let args = config::Args::parse();
+    let config = match args.validate() {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("ocspd: the configuration has {} problem(s):", problems.len());
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+            std::process::exit(2);
+        }
+    };
+    if let Some(config::Command::CheckConfig) = &args.command {
+        println!("ocspd: the configuration is valid; settings in effect:");
+        for (key, value, origin) in &config.effective {
+            let from = match origin {
+                config::Origin::Flag => "flag or OCSPD_* variable",
+                config::Origin::File => "file",
+                config::Origin::Default => "default",
+            };
+            println!("{key} = {value:?}  # {from}");
+        }
+        return;
+    }
     if let Some(config::Command::Token(config::TokenCmd::Add { name, role })) = &args.command {
         let role = ocsp_admin::Role::parse(role).unwrap_or(ocsp_admin::Role::Read);
-        match TokenFile::in_dir(&args.data_dir).add_with_role(name, role) {
+        match TokenFile::in_dir(&config.data_dir).add_with_role(name, role) {
             Ok(token) => {
                 println!("{token}");
                 eprintln!("ocspd: token {name:?} (role {}) added; it works at once and is shown only now", role.name());
@@ -35,16 +57,6 @@ fn main() {
             }
         }
     }
-    let config = match args.validate() {
-        Ok(c) => c,
-        Err(problems) => {
-            eprintln!("ocspd: the configuration has {} problem(s):", problems.len());
-            for p in problems {
-                eprintln!("  - {p}");
-            }
-            std::process::exit(2);
-        }
-    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -113,6 +125,16 @@ async fn run(config: config::Config) -> Result<()> {
     if !problems.is_empty() {
         anyhow::bail!("cannot serve with bad responder identities:\n  - {}", problems.join("\n  - "));
     }
+    let policies = Arc::new(config.policies.clone());
+    for name in policies.by_issuer.keys() {
+        if registry.by_name(name).is_none() {
+            tracing::warn!(issuer = %name, "the configuration sets a policy for an issuer that is not registered (or is retired); it applies once one is registered under that name");
+        }
+    }
+    for entry in registry.all() {
+        let p = policies.of(&entry.name);
+        tracing::info!(issuer = %entry.name, reasons = p.reasons.name(), nonces = p.nonces.name(), "issuer policy");
+    }
 
     let presigner =
         Presigner::new(store.clone(), registry.clone(), clock.clone(), config.cadence, config.presign_threads);
@@ -125,7 +147,7 @@ async fn run(config: config::Config) -> Result<()> {
     let live =
         Arc::new(LiveSource::new(store.clone(), registry.clone(), clock.clone(), config.live.clone(), metrics.clone()));
     let presigned_tier =
-        Arc::new(PresignedSource::new(store.clone(), registry.clone(), clock.clone(), live, metrics.clone()));
+        Arc::new(PresignedSource::new(store.clone(), registry.clone(), clock.clone(), live.clone(), metrics.clone()));
     // Live signings in flight die with the change, before the memory tier's epoch moves.
     let (change, purge) = presigned_tier.hooks();
     store.on_change(change);
@@ -163,6 +185,7 @@ async fn run(config: config::Config) -> Result<()> {
             memory: memory.clone(),
             purger: Some(purger.clone()),
             purge_wait: config.purge_wait,
+            policies: policies.clone(),
         },
         auth,
     ));
@@ -180,6 +203,7 @@ async fn run(config: config::Config) -> Result<()> {
     let presign_metrics = presigner.clone();
     let purge_metrics = purger.clone();
     let mut service = OcspService::new(source, clock.clone(), metrics, config.service.clone())
+        .with_nonce_policies(registry.clone(), policies.clone(), live)
         .with_metrics(move || presign_metrics.render_metrics())
         .with_metrics(move || purge_metrics.render_metrics());
     if let Some(memory) = memory.clone() {

@@ -11,6 +11,7 @@ pub mod der;
 mod error;
 mod getpath;
 mod hash;
+pub mod policy;
 mod request;
 mod response;
 mod status;
@@ -21,7 +22,8 @@ pub use clock::{Clock, SystemClock};
 pub use error::ProtoError;
 pub use getpath::{decode_get_path, MAX_REQUEST_BYTES};
 pub use hash::HashAlg;
-pub use request::{encode_request, parse_request, OcspRequest, MAX_CERT_IDS};
+pub use policy::{IssuerPolicy, NoncePolicy, Policies, ReasonProfile};
+pub use request::{encode_request, nonce_octets, parse_request, OcspRequest, MAX_CERT_IDS, NONCE_OCTETS};
 pub use response::{
     decode_response, error_response, Answer, ResponseBuilder, ResponseStatus, SignatureAlgorithm, SignedResponse,
 };

@@ -6,16 +6,39 @@ use rasn::types::IntegerType;
 pub const MAX_CERT_IDS: usize = 32;
 
 /// The id-pkix-ocsp-nonce extension OID.
-const NONCE_ARCS: &[u32] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 2];
+pub(crate) const NONCE_ARCS: &[u32] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 2];
 
 /// A parsed OCSP request: the CertIDs it asks about, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OcspRequest {
     /// What is asked, in the order asked.
     pub cert_ids: Vec<CertId>,
-    /// The client sent a nonce. RFC 5019 responders answer from pre-signed responses and do not
-    /// echo nonces; we note it only for metrics.
-    pub has_nonce: bool,
+    /// The extnValue of the request's nonce extension (RFC 8954), as sent. Issuers with the
+    /// default nonce policy answer from pre-signed responses and ignore it; issuers with the
+    /// `echo` policy sign a fresh answer carrying it back ([`nonce_octets`] checks it first).
+    pub nonce: Option<Vec<u8>>,
+}
+
+/// The shortest and longest nonce RFC 8954 allows (Nonce ::= OCTET STRING (SIZE(1..32))).
+pub const NONCE_OCTETS: std::ops::RangeInclusive<usize> = 1..=32;
+
+/// The nonce octets inside a nonce extension's extnValue: a DER OCTET STRING of 1 to 32
+/// octets (RFC 8954), nothing after it.
+pub fn nonce_octets(extn_value: &[u8]) -> Result<&[u8], ProtoError> {
+    let bad = |why: String| ProtoError::MalformedRequest(format!("nonce: {why}"));
+    match extn_value {
+        [0x04, len, rest @ ..] if *len < 0x80 => {
+            if rest.len() != usize::from(*len) {
+                return Err(bad(format!("OCTET STRING of {len} octets holds {}", rest.len())));
+            }
+            if !NONCE_OCTETS.contains(&rest.len()) {
+                return Err(bad(format!("{} octets; RFC 8954 allows 1 to 32", rest.len())));
+            }
+            Ok(rest)
+        }
+        [0x04, ..] => Err(bad("longer than 32 octets; RFC 8954 allows 1 to 32".into())),
+        _ => Err(bad("not a DER OCTET STRING".into())),
+    }
 }
 
 /// Parses a DER OCSPRequest. Signed requests are accepted and their signature ignored, as
@@ -35,12 +58,13 @@ pub fn parse_request(der: &[u8]) -> Result<OcspRequest, ProtoError> {
         return Err(ProtoError::TooManyCertIds(list.len()));
     }
     let cert_ids = list.iter().map(|r| cert_id(&r.req_cert)).collect::<Result<Vec<_>, _>>()?;
-    let has_nonce = req
+    let nonce = req
         .tbs_request
         .request_extensions
         .as_ref()
-        .is_some_and(|exts| exts.iter().any(|e| e.extn_id.as_ref() == NONCE_ARCS));
-    Ok(OcspRequest { cert_ids, has_nonce })
+        .and_then(|exts| exts.iter().find(|e| e.extn_id.as_ref() == NONCE_ARCS))
+        .map(|e| e.extn_value.to_vec());
+    Ok(OcspRequest { cert_ids, nonce })
 }
 
 fn cert_id(id: &rasn_ocsp::CertId) -> Result<CertId, ProtoError> {

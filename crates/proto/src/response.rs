@@ -113,6 +113,7 @@ pub struct ResponseBuilder {
     responder_key_hash: Vec<u8>,
     produced_at: i64,
     answers: Vec<Answer>,
+    nonce: Option<Vec<u8>>,
 }
 
 fn time(secs: i64) -> Result<GeneralizedTime, ProtoError> {
@@ -139,12 +140,24 @@ impl ResponseBuilder {
     /// Starts a response by the responder whose public key bits hash (SHA-1) to
     /// `responder_key_hash` (responderID byKey, as RFC 9919 requires).
     pub fn new(responder_key_hash: &[u8], produced_at: i64) -> Self {
-        ResponseBuilder { responder_key_hash: responder_key_hash.to_vec(), produced_at, answers: Vec::new() }
+        ResponseBuilder {
+            responder_key_hash: responder_key_hash.to_vec(),
+            produced_at,
+            answers: Vec::new(),
+            nonce: None,
+        }
     }
 
     /// Adds one SingleResponse.
     pub fn answer(mut self, answer: Answer) -> Self {
         self.answers.push(answer);
+        self
+    }
+
+    /// Echoes a request's nonce extension (RFC 8954): `extn_value` exactly as the request
+    /// carried it, checked with [`crate::nonce_octets`].
+    pub fn nonce(mut self, extn_value: &[u8]) -> Self {
+        self.nonce = Some(extn_value.to_vec());
         self
     }
 
@@ -182,7 +195,18 @@ impl ResponseBuilder {
             responder_id: o::ResponderId::ByKey(self.responder_key_hash.clone().into()),
             produced_at: time(self.produced_at)?,
             responses,
-            response_extensions: None,
+            response_extensions: match &self.nonce {
+                None => None,
+                Some(value) => Some(
+                    vec![rasn_pkix::Extension {
+                        extn_id: ObjectIdentifier::new(crate::request::NONCE_ARCS.to_vec())
+                            .ok_or_else(|| ProtoError::Encode("nonce OID".into()))?,
+                        critical: false,
+                        extn_value: value.clone().into(),
+                    }]
+                    .into(),
+                ),
+            },
         };
         rasn::der::encode(&data).map_err(|e| ProtoError::Encode(e.to_string()))
     }

@@ -52,7 +52,25 @@ fn parses_several_cert_ids_in_both_hashes() {
     let ids = vec![cert_id(HashAlg::Sha1, &[0x01, 0x02]), cert_id(HashAlg::Sha256, &[0x00, 0x80])];
     let parsed = parse_request(&encode_request_with(&ids, true)).unwrap();
     assert_eq!(parsed.cert_ids, ids);
-    assert!(parsed.has_nonce);
+    assert_eq!(parsed.nonce.as_deref(), Some(&[4u8, 2, 1, 2][..]));
+    assert_eq!(crate::nonce_octets(parsed.nonce.as_deref().unwrap()).unwrap(), &[1, 2]);
+}
+
+#[test]
+fn nonces_outside_1_to_32_octets_are_malformed() {
+    use crate::nonce_octets;
+    assert!(nonce_octets(&[4, 0]).is_err(), "empty");
+    let mut n32 = vec![4, 32];
+    n32.extend([7u8; 32]);
+    assert_eq!(nonce_octets(&n32).unwrap().len(), 32);
+    let mut n33 = vec![4, 33];
+    n33.extend([7u8; 33]);
+    assert!(nonce_octets(&n33).is_err(), "33 octets");
+    let mut long = vec![4, 0x81, 200];
+    long.extend([7u8; 200]);
+    assert!(nonce_octets(&long).is_err(), "long form");
+    assert!(nonce_octets(&[1, 2, 3]).is_err(), "raw octets, no OCTET STRING");
+    assert!(nonce_octets(&[4, 3, 1]).is_err(), "truncated");
 }
 
 #[test]

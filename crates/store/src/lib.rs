@@ -15,7 +15,7 @@ mod responses;
 pub use audit::{AuditEntry, AuditFilter};
 pub use error::StoreError;
 pub use outbox::{PurgeEvent, PurgeHook};
-pub use records::{IssuerRecord, RevokeOutcome, State, StatusRecord};
+pub use records::{Issued, IssuerRecord, RevokeOutcome, State, StatusRecord};
 pub use responses::{response_key, ResponseEntry, StatusEntry, StoredResponse};
 
 use ocsp_proto::{IssuerKey, RevocationReason, Serial};
@@ -32,6 +32,9 @@ const CF_RESPONSES: &str = "responses";
 const CF_OUTBOX: &str = "outbox";
 const SCHEMA_KEY: &[u8] = b"schema";
 const SCHEMA_VERSION: &[u8] = b"1";
+/// Set once the responses of certificates revoked with an explicit unspecified reason, signed
+/// before such a reason stopped being encoded (BR 7.2.2), were dropped to be signed again.
+const MIGRATION_UNSPECIFIED: &[u8] = b"migration/unspecified-reason-dropped";
 
 /// The database handle. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Store {
@@ -112,6 +115,17 @@ pub fn status_key(issuer: &IssuerKey, serial: &Serial) -> Vec<u8> {
     k.extend_from_slice(&issuer.0);
     k.extend_from_slice(serial.as_bytes());
     k
+}
+
+/// The issuer and serial of a status key.
+pub(crate) fn split_status_key(k: &[u8]) -> Result<(IssuerKey, Serial), StoreError> {
+    if k.len() <= 64 {
+        return Err(StoreError::Corrupt("status key too short".into()));
+    }
+    let mut ik = [0u8; 64];
+    ik.copy_from_slice(&k[..64]);
+    let serial = Serial::from_int_bytes(&k[64..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((IssuerKey(ik), serial))
 }
 
 /// Default memory for cached blocks of the status and response column families (index,
@@ -224,7 +238,52 @@ impl Store {
                 return Err(StoreError::Schema(String::from_utf8_lossy(&v).into_owned()));
             }
         }
+        store.drop_unspecified_reason_responses()?;
         Ok(store)
+    }
+
+    /// Once per database: drops the stored responses of certificates revoked with an explicit
+    /// unspecified reason, and queues purges of their cached copies, so that no answer with
+    /// `revocationReason unspecified` signed by an older ocspd is served after the upgrade:
+    /// they are signed again (live at once, then by the pre-signer) without it. Returns how
+    /// many certificates were concerned.
+    fn drop_unspecified_reason_responses(&self) -> Result<usize, StoreError> {
+        let meta = self.cf(CF_META)?;
+        if self.db.get_cf(meta, MIGRATION_UNSPECIFIED)?.is_some() {
+            return Ok(0);
+        }
+        let status_cf = self.cf(CF_STATUS)?;
+        let mut by_issuer: std::collections::BTreeMap<IssuerKey, Vec<Serial>> = Default::default();
+        for item in self.db.iterator_cf(status_cf, rocksdb::IteratorMode::Start) {
+            let (key, value) = item?;
+            let rec = StatusRecord::decode(&value)?;
+            if matches!(rec.state, State::Revoked { reason: Some(RevocationReason::Unspecified), .. }) {
+                let (issuer, serial) = split_status_key(&key)?;
+                by_issuer.entry(issuer).or_default().push(serial);
+            }
+        }
+        let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let mut total = 0;
+        for (issuer, serials) in by_issuer {
+            for chunk in serials.chunks(100_000) {
+                let mut batch = WriteBatch::default();
+                for serial in chunk {
+                    self.drop_responses(&mut batch, &issuer, serial)?;
+                }
+                self.append_purge(&mut batch, &issuer, chunk.to_vec(), now)?;
+                self.commit(batch, true)?;
+                total += chunk.len();
+            }
+        }
+        self.db.put_cf_opt(meta, MIGRATION_UNSPECIFIED, b"1", &synced())?;
+        if total > 0 {
+            tracing::info!(
+                certificates = total,
+                "dropped responses signed with an explicit unspecified reason; they are signed again without it"
+            );
+        }
+        Ok(total)
     }
 
     /// Writes a batch (synced: durable when it returns), noting a failure or a recovery.
@@ -401,19 +460,34 @@ impl Store {
         issuer: &IssuerKey,
         certs: &[(Serial, i64)],
         now: i64,
+        audit: AuditEntry,
+    ) -> Result<usize, StoreError> {
+        let certs: Vec<Issued> = certs
+            .iter()
+            .map(|(serial, not_after)| Issued { serial: serial.clone(), not_after: *not_after, ca: false })
+            .collect();
+        self.record_certificates(issuer, &certs, now, audit)
+    }
+
+    /// [`Store::record_issued`] with each certificate's kind (CA or not).
+    pub fn record_certificates(
+        &self,
+        issuer: &IssuerKey,
+        certs: &[Issued],
+        now: i64,
         mut audit: AuditEntry,
     ) -> Result<usize, StoreError> {
         let cf = self.cf(CF_STATUS)?;
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
-        let keys: Vec<Vec<u8>> = certs.iter().map(|(s, _)| status_key(issuer, s)).collect();
+        let keys: Vec<Vec<u8>> = certs.iter().map(|c| status_key(issuer, &c.serial)).collect();
         let existing = self.db.batched_multi_get_cf(cf, &keys, false);
         let mut batch = WriteBatch::default();
         let mut new = Vec::new();
-        for ((key, (serial, not_after)), found) in keys.iter().zip(certs).zip(existing) {
+        for ((key, cert), found) in keys.iter().zip(certs).zip(existing) {
             if found?.is_none() {
-                batch.put_cf(cf, key, StatusRecord::good(*not_after, now).encode());
-                audit.serials.push(serial.to_string());
-                new.push(serial.clone());
+                batch.put_cf(cf, key, StatusRecord::issued(cert.not_after, now, cert.ca).encode());
+                audit.serials.push(cert.serial.to_string());
+                new.push(cert.serial.clone());
             }
         }
         if !new.is_empty() {

@@ -64,6 +64,17 @@ mod b64_opt {
     }
 }
 
+/// An issued certificate to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// Its serial.
+    pub serial: ocsp_proto::Serial,
+    /// Its notAfter (0 when unknown).
+    pub not_after: i64,
+    /// It is a CA certificate.
+    pub ca: bool,
+}
+
 /// Whether a recorded certificate is revoked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -80,8 +91,9 @@ pub enum State {
 
 /// The stored status of one issued certificate.
 ///
-/// Encoded in 27 bytes: version (1), state (0 good, 1 revoked), notAfter (i64 BE),
-/// revocation time (i64 BE), reason (u8, 255 none), last change (i64 BE).
+/// Encoded in 27 bytes: version (1), state (0 good, 1 revoked; bit 7 set for a CA
+/// certificate), notAfter (i64 BE), revocation time (i64 BE), reason (u8, 255 none), last
+/// change (i64 BE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatusRecord {
     /// Current state.
@@ -90,8 +102,12 @@ pub struct StatusRecord {
     pub not_after: i64,
     /// When this record last changed.
     pub updated_at: i64,
+    /// The certificate is a CA certificate (basicConstraints cA, or recorded as one): under
+    /// the tls-br reason profile its revocation must carry a reason.
+    pub ca: bool,
 }
 
+const CA_BIT: u8 = 0x80;
 const RECORD_LEN: usize = 27;
 const NO_REASON: u8 = 255;
 
@@ -117,7 +133,12 @@ pub enum RevokeOutcome {
 impl StatusRecord {
     /// A freshly issued certificate.
     pub fn good(not_after: i64, now: i64) -> StatusRecord {
-        StatusRecord { state: State::Good, not_after, updated_at: now }
+        StatusRecord { state: State::Good, not_after, updated_at: now, ca: false }
+    }
+
+    /// A freshly issued certificate that is (`ca`) or is not a CA certificate.
+    pub fn issued(not_after: i64, now: i64, ca: bool) -> StatusRecord {
+        StatusRecord { ca, ..StatusRecord::good(not_after, now) }
     }
 
     /// The OCSP status this record states.
@@ -134,6 +155,7 @@ impl StatusRecord {
             state: State::Revoked { time, reason: Some(reason) },
             not_after: self.not_after,
             updated_at: now,
+            ca: self.ca,
         };
         match self.state {
             State::Good => RevokeOutcome::Revoked(revoked),
@@ -162,7 +184,7 @@ impl StatusRecord {
             State::Good => (0, 0, NO_REASON),
             State::Revoked { time, reason } => (1, time, reason.map_or(NO_REASON, |r| r.code())),
         };
-        b[1] = state;
+        b[1] = state | if self.ca { CA_BIT } else { 0 };
         b[2..10].copy_from_slice(&self.not_after.to_be_bytes());
         b[10..18].copy_from_slice(&time.to_be_bytes());
         b[18] = reason;
@@ -180,7 +202,7 @@ impl StatusRecord {
             a.copy_from_slice(&b[i..i + 8]);
             i64::from_be_bytes(a)
         };
-        let state = match b[1] {
+        let state = match b[1] & !CA_BIT {
             0 => State::Good,
             1 => State::Revoked {
                 time: i64_at(10),
@@ -195,7 +217,7 @@ impl StatusRecord {
             },
             s => return Err(StoreError::Corrupt(format!("state {s}"))),
         };
-        Ok(StatusRecord { state, not_after: i64_at(2), updated_at: i64_at(19) })
+        Ok(StatusRecord { state, not_after: i64_at(2), updated_at: i64_at(19), ca: b[1] & CA_BIT != 0 })
     }
 }
 
@@ -210,9 +232,9 @@ mod tests {
 
     proptest! {
         #[test]
-        fn record_round_trip(revoked in any::<bool>(), t in any::<i64>(), na in any::<i64>(), up in any::<i64>(), r in reason()) {
+        fn record_round_trip(revoked in any::<bool>(), t in any::<i64>(), na in any::<i64>(), up in any::<i64>(), r in reason(), ca in any::<bool>()) {
             let state = if revoked { State::Revoked { time: t, reason: r } } else { State::Good };
-            let rec = StatusRecord { state, not_after: na, updated_at: up };
+            let rec = StatusRecord { state, not_after: na, updated_at: up, ca };
             prop_assert_eq!(StatusRecord::decode(&rec.encode()).unwrap(), rec);
         }
     }

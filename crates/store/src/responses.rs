@@ -204,13 +204,8 @@ impl Store {
             if after.is_some_and(|a| k.as_ref() == a) {
                 continue;
             }
-            if k.len() <= 64 {
-                return Err(StoreError::Corrupt("status key too short".into()));
-            }
-            let mut ik = [0u8; 64];
-            ik.copy_from_slice(&k[..64]);
-            let serial = Serial::from_int_bytes(&k[64..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            out.push(StatusEntry { issuer: IssuerKey(ik), serial, status: StatusRecord::decode(&v)? });
+            let (issuer, serial) = crate::split_status_key(&k)?;
+            out.push(StatusEntry { issuer, serial, status: StatusRecord::decode(&v)? });
             if out.len() >= limit {
                 break;
             }

@@ -212,3 +212,46 @@ fn an_issuer_record_change_and_its_purge_are_one_batch() {
     let actions: Vec<String> = store.audit(&AuditFilter::default()).unwrap().into_iter().map(|a| a.action).collect();
     assert!(actions.contains(&"issuer.retire".to_string()) && actions.contains(&"issuer.promote".to_string()));
 }
+
+#[test]
+fn responses_of_explicit_unspecified_revocations_are_dropped_once_after_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.record_issued(&issuer(1), &[(serial(1), 0), (serial(2), 0), (serial(3), 0)], 1, audit("cert.add")).unwrap();
+    store.revoke(&issuer(1), &serial(1), 2, R::Unspecified, 2, audit("revoke")).unwrap();
+    store.revoke(&issuer(1), &serial(2), 2, R::KeyCompromise, 2, audit("revoke")).unwrap();
+    let stored = |store: &Store, s: u32| {
+        let status = store.status(&issuer(1), &serial(s)).unwrap().unwrap();
+        let resp = StoredResponse {
+            this_update: 1,
+            next_update: 9,
+            produced_at: 1,
+            source: status.encode(),
+            der: vec![s as u8],
+        };
+        (issuer(1), serial(s), HashAlg::Sha1, resp)
+    };
+    // As an older ocspd left it: responses stored, the migration not yet run.
+    assert_eq!(store.put_responses_if_current(&[stored(&store, 1), stored(&store, 2), stored(&store, 3)]).unwrap(), 3);
+    store.db.delete_cf(store.cf(CF_META).unwrap(), MIGRATION_UNSPECIFIED).unwrap();
+    let head = store.outbox_head();
+    drop(store);
+
+    let store = Store::open(dir.path()).unwrap();
+    assert!(
+        store.response(&issuer(1), &serial(1), HashAlg::Sha1).unwrap().is_none(),
+        "signed again, without the reason"
+    );
+    assert!(store.response(&issuer(1), &serial(2), HashAlg::Sha1).unwrap().is_some());
+    assert!(store.response(&issuer(1), &serial(3), HashAlg::Sha1).unwrap().is_some());
+    let events = store.outbox(head, 10).unwrap();
+    assert_eq!(events.len(), 1, "cached copies are purged");
+    assert_eq!(events[0].serials, vec![serial(1)]);
+    // The status itself is untouched; and the migration runs once.
+    assert!(matches!(store.status(&issuer(1), &serial(1)).unwrap().unwrap().state, State::Revoked { .. }));
+    let again = stored(&store, 1);
+    store.put_responses_if_current(&[again]).unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.response(&issuer(1), &serial(1), HashAlg::Sha1).unwrap().is_some(), "runs once");
+}

@@ -21,6 +21,10 @@ pub enum KeyAlg {
     P384,
     /// RSA 2048 with PKCS#1 v1.5 and SHA-256.
     Rsa2048,
+    /// RSA 3072 with PKCS#1 v1.5 and SHA-256.
+    Rsa3072,
+    /// RSA 4096 with PKCS#1 v1.5 and SHA-256.
+    Rsa4096,
 }
 
 fn key_pair(alg: KeyAlg) -> Result<KeyPair, Error> {
@@ -28,6 +32,8 @@ fn key_pair(alg: KeyAlg) -> Result<KeyPair, Error> {
         KeyAlg::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
         KeyAlg::P384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
         KeyAlg::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048),
+        KeyAlg::Rsa3072 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_3072),
+        KeyAlg::Rsa4096 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_4096),
     }
 }
 
