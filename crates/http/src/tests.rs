@@ -388,3 +388,33 @@ fn no_answer_signed_from_a_superseded_status_is_served_after_the_acknowledgement
     assert!(after_ack >= u64::from(TRIALS) * CLIENTS as u64 * 4);
     assert_eq!(stale, 0, "{stale} answers said good to requests made after the revocation was acknowledged");
 }
+
+/// Nonce echoes (RFC 8954) are signed live for each request (the same certificate asked five
+/// times is five signings, no single flight) and share the live-signing bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonce_echoes_are_signed_per_request_within_the_live_bound() {
+    let f = fixture(true);
+    let metrics = Arc::new(Metrics::default());
+    let config = LiveConfig { validity: 86_400, backdate: 3600, max_concurrent: 2, untrusted_per_second: 1000 };
+    let live = Arc::new(LiveSource::new(f.store.clone(), f.registry.clone(), f.clock.clone(), config, metrics));
+    let mut tasks = Vec::new();
+    for n in 0..5u8 {
+        let (live, req) = (live.clone(), request(&f, "01"));
+        let nonce = vec![0x04, 0x08, n, 1, 2, 3, 4, 5, 6, 7];
+        tasks.push(tokio::spawn(async move { (live.answer_echo(&req, &nonce).await, nonce) }));
+    }
+    let (mut signed, mut try_later) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (Ok(served), nonce) => {
+                assert_eq!(served.tier, Tier::Echo);
+                let der = served.answer.der.to_vec();
+                assert!(der.windows(nonce.len()).any(|w| w == nonce.as_slice()), "the nonce is echoed");
+                signed += 1;
+            }
+            (Err(AnswerError::TryLater(_)), _) => try_later += 1,
+            (Err(e), _) => panic!("{e}"),
+        }
+    }
+    assert_eq!((signed, try_later), (2, 3), "two signings in flight at most, echoes included");
+}
