@@ -8,8 +8,10 @@
 pub mod api;
 mod auth;
 mod client;
+mod ports;
 mod server;
 
 pub use auth::{AdminAuth, Credential, Permission, Role, TokenFile};
 pub use client::{AdminClient, ClientError};
-pub use server::{AdminService, AdminState, Failure, MAX_BULK};
+pub use ports::{MemoryPort, PresignerPort, PurgerPort};
+pub use server::{AdminError, AdminService, AdminState, MAX_BULK};

@@ -1,8 +1,8 @@
 //! The demo PKI `make run` serves: made once, on the first start with an empty database.
 
 use anyhow::{Context, Result};
-use ocsp_admin::api::{AddCerts, AddIssuer, CertSpec, Revoke};
-use ocsp_admin::AdminService;
+use ocsp_domain::api::{AddCerts, AddIssuer, CertSpec, Revoke};
+use ocsp_domain::Domain;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -23,10 +23,10 @@ fn key_ref(dir: &Path, name: &str) -> Result<String> {
 }
 
 /// Creates the demo PKI under `data/demo` and registers it through the admin operations.
-pub fn create(data_dir: &Path, admin: &AdminService) -> Result<()> {
+pub fn create(data_dir: &Path, admin: &Domain) -> Result<()> {
     let dir = data_dir.join("demo");
     let pki = ocsp_testpki::write_demo(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let fail = |e: ocsp_admin::Failure| anyhow::anyhow!("{e}");
+    let fail = |e: ocsp_domain::DomainError| anyhow::anyhow!("{e}");
     let why = || Some("demo PKI".to_string());
     let root = AddIssuer {
         name: "demo-root".into(),

@@ -176,21 +176,27 @@ async fn run(config: config::Config) -> Result<()> {
     store.on_purge(purger.hook());
     purger.spawn();
 
+    let ports = ocsp_domain::Ports {
+        resigner: config
+            .presign
+            .then(|| Arc::new(ocsp_admin::PresignerPort(presigner.clone())) as Arc<dyn ocsp_domain::Resigner>),
+        hot: memory.clone().map(|m| Arc::new(ocsp_admin::MemoryPort(m)) as Arc<dyn ocsp_domain::HotSerials>),
+        purges: Some(Arc::new(ocsp_admin::PurgerPort(purger.clone())) as Arc<dyn ocsp_domain::PurgeWaiter>),
+        purge_wait: config.purge_wait,
+    };
+    let domain =
+        Arc::new(ocsp_domain::Domain::new(store.clone(), registry.clone(), clock.clone(), policies.clone(), ports));
     let admin = Arc::new(AdminService::new(
         AdminState {
-            store: store.clone(),
-            registry: registry.clone(),
-            clock: clock.clone(),
+            domain: domain.clone(),
             presigner: config.presign.then(|| presigner.clone()),
             memory: memory.clone(),
             purger: Some(purger.clone()),
-            purge_wait: config.purge_wait,
-            policies: policies.clone(),
         },
         auth,
     ));
     let demo = if config.demo && registry.is_empty() {
-        Some(demo::create(&config.data_dir, &admin).context("creating the demo PKI")?)
+        Some(demo::create(&config.data_dir, &domain).context("creating the demo PKI")?)
     } else {
         None
     };

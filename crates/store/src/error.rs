@@ -25,7 +25,13 @@ pub enum StoreError {
     /// A lock was poisoned by a panic elsewhere.
     #[error("internal lock poisoned")]
     Poisoned,
-    /// Any other RocksDB failure (I/O error, out of space).
+    /// RocksDB is busy or timed out (a write stall, a lock): the same call may succeed later.
+    #[error("database busy: {0}")]
+    Busy(String),
+    /// An I/O error, a full disk among them: writes fail until the cause is fixed.
+    #[error("database I/O error: {0}")]
+    Io(String),
+    /// Any other RocksDB failure.
     #[error("database error: {0}")]
     Db(String),
 }
@@ -38,6 +44,18 @@ impl StoreError {
 
 impl From<rocksdb::Error> for StoreError {
     fn from(e: rocksdb::Error) -> Self {
-        StoreError::Db(e.into_string())
+        use rocksdb::ErrorKind as K;
+        match e.kind() {
+            K::Busy | K::TimedOut | K::TryAgain | K::Incomplete => StoreError::Busy(e.into_string()),
+            K::IOError => StoreError::Io(e.into_string()),
+            _ => StoreError::Db(e.into_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// The same call may succeed later without anyone acting (busy, timed out).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Busy(_))
     }
 }

@@ -1,0 +1,140 @@
+//! The operations of ocspd and their rules, between the transports (the admin API, the demo
+//! set-up) and the storage: register, back up, promote and retire issuers; record certificates;
+//! revoke, bulk-revoke, lift holds; read statuses and the audit record; export.
+//!
+//! Every change goes through the store's atomic contract (status, invalidated responses, purge
+//! event and audit entry in one durable write) and is acknowledged only once durable. Errors
+//! are one typed enum, [`DomainError`]; transports map it to their terms in one place.
+//!
+//! The parts of the running process an operation drives (the pre-signer, the memory tier, the
+//! purge fan-out) are reached through small traits ([`Resigner`], [`HotSerials`],
+//! [`PurgeWaiter`]), so this crate depends on none of them.
+
+pub mod api;
+mod audit;
+mod certs;
+mod error;
+mod export;
+mod issuers;
+mod revocations;
+
+pub use audit::AuditQuery;
+pub use error::DomainError;
+pub use export::ExportQuery;
+
+use ocsp_proto::{Clock, IssuerKey, Policies, Serial};
+use ocsp_sign::IssuerRegistry;
+use ocsp_store::{AuditEntry, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Revocation times may lie this far in the future, for clock skew between staff and server.
+pub const FUTURE_SLACK: i64 = 300;
+/// How far back a revocation other than keyCompromise may be dated.
+pub const BACKDATE_SLACK: i64 = 300;
+/// The most serials one bulk call takes; ocspctl sends files in batches of this or less.
+pub const MAX_BULK: usize = 100_000;
+/// Audit entries per listing unless asked otherwise, and the most one listing returns.
+pub const AUDIT_PAGE: usize = 100;
+/// The most audit entries one listing returns.
+pub const MAX_AUDIT_PAGE: usize = 1000;
+/// Serials shown per audit entry in a listing (the count says how many it names).
+pub const MAX_AUDIT_SERIALS: usize = 20;
+
+/// What re-signs responses: told which certificates come first after an identity change.
+pub trait Resigner: Send + Sync {
+    /// Signs these certificates before anything else.
+    fn urgent(&self, issuer: &IssuerKey, serials: &[Serial]);
+    /// Starts a pass over every certificate of `issuer` (or every issuer).
+    fn request_pass(&self, issuer: Option<IssuerKey>);
+}
+
+/// What knows which certificates are asked most (the memory tier).
+pub trait HotSerials: Send + Sync {
+    /// The certificates of `issuer` held now, most useful first.
+    fn serials_of(&self, issuer: &IssuerKey) -> Vec<Serial>;
+}
+
+/// What delivers purges: waited on, bounded, before a revocation is acknowledged.
+pub trait PurgeWaiter: Send + Sync {
+    /// Waits until every target that is up accepted the events before `next`, at most
+    /// `within`; returns the targets still behind.
+    fn wait_delivered(&self, next: u64, within: Duration) -> Vec<String>;
+}
+
+/// The parts of the running process the operations drive; each may be absent.
+#[derive(Default)]
+pub struct Ports {
+    /// The pre-signer, when one runs.
+    pub resigner: Option<Arc<dyn Resigner>>,
+    /// The memory tier, when there is one.
+    pub hot: Option<Arc<dyn HotSerials>>,
+    /// The purge fan-out, when there is one.
+    pub purges: Option<Arc<dyn PurgeWaiter>>,
+    /// How long a single revocation or unhold waits for its purge to be accepted by every
+    /// target that is up, before it returns.
+    pub purge_wait: Duration,
+}
+
+/// The operations, over one store and the registry of issuers being served.
+pub struct Domain {
+    store: Arc<Store>,
+    registry: Arc<IssuerRegistry>,
+    clock: Arc<dyn Clock>,
+    policies: Arc<Policies>,
+    ports: Ports,
+}
+
+impl Domain {
+    /// The operations over `store`, serving the issuers of `registry` under `policies`.
+    pub fn new(
+        store: Arc<Store>,
+        registry: Arc<IssuerRegistry>,
+        clock: Arc<dyn Clock>,
+        policies: Arc<Policies>,
+        ports: Ports,
+    ) -> Domain {
+        Domain { store, registry, clock, policies, ports }
+    }
+
+    /// The store (for the transports' own bookkeeping, such as recording refused calls).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The issuers being served.
+    pub fn registry(&self) -> &Arc<IssuerRegistry> {
+        &self.registry
+    }
+
+    /// The clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Writes an entry for a call that was refused (and so changed nothing else).
+    pub fn record_refusal(&self, who: &str, detail: String) -> Result<(), DomainError> {
+        let mut a = AuditEntry::new(self.now(), who, "refused");
+        a.detail = detail;
+        Ok(self.store.record_audit(a)?)
+    }
+
+    /// Waits (bounded) until the purges queued so far reached every target that is up;
+    /// returns the targets still pending, if any.
+    fn wait_for_purge(&self) -> Option<Vec<String>> {
+        let purges = self.ports.purges.as_ref()?;
+        let pending = purges.wait_delivered(self.store.outbox_head(), self.ports.purge_wait);
+        (!pending.is_empty()).then_some(pending)
+    }
+}
+
+/// An audit entry for a change by `who` to `issuer`.
+fn audit(now: i64, who: &str, action: &str, issuer: &str, why: Option<&str>) -> AuditEntry {
+    let mut a = AuditEntry::new(now, who, action);
+    a.issuer = Some(issuer.to_string());
+    a.detail = why.unwrap_or("").to_string();
+    a
+}
+
+#[cfg(test)]
+mod tests;
