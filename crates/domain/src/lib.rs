@@ -119,11 +119,11 @@ impl Domain {
         Ok(self.store.record_audit(a)?)
     }
 
-    /// Waits (bounded) until the purges queued so far reached every target that is up;
-    /// returns the targets still pending, if any.
-    fn wait_for_purge(&self) -> Option<Vec<String>> {
+    /// Waits (bounded) until the purge event `event` (the caller's own, not whatever was
+    /// queued after it) reached every target that is up; returns the targets still pending.
+    fn wait_for_purge(&self, event: u64) -> Option<Vec<String>> {
         let purges = self.ports.purges.as_ref()?;
-        let pending = purges.wait_delivered(self.store.outbox_head(), self.ports.purge_wait);
+        let pending = purges.wait_delivered(event + 1, self.ports.purge_wait);
         (!pending.is_empty()).then_some(pending)
     }
 }

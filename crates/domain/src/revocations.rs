@@ -87,7 +87,7 @@ impl Domain {
         let reason = self.check_reasons(&issuer, std::slice::from_ref(&serial), asked)?;
         let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
         a.reason = Some(reason.name().to_string());
-        let outcome = self.store.revoke(&issuer.key, &serial, time, reason, now, a)?;
+        let (outcome, purge_event) = self.store.revoke(&issuer.key, &serial, time, reason, now, a)?;
         let (rec, label) = match outcome {
             RevokeOutcome::Revoked(r) => (r, "revoked"),
             RevokeOutcome::Changed(r) => (r, "changed"),
@@ -109,8 +109,8 @@ impl Domain {
         };
         tracing::info!(admin = who, issuer = %issuer.name, %serial, reason = reason.name(), outcome = label, "revocation");
         let mut view = Self::status_view(&issuer.name, &serial, Some(rec), Some(label));
-        if label != "already revoked" {
-            view.purge_pending = self.wait_for_purge();
+        if let Some(event) = purge_event {
+            view.purge_pending = self.wait_for_purge(event);
         }
         Ok(view)
     }
@@ -156,9 +156,9 @@ impl Domain {
         let serial = Serial::from_hex(&req.serial).map_err(invalid)?;
         let a = audit(now, who, "unhold", &issuer.name, req.why.as_deref());
         match self.store.unhold(&issuer.key, &serial, now, a)? {
-            UnholdOutcome::Lifted(rec) => {
-                let mut view = Self::status_view(&issuer.name, &serial, Some(rec), Some("hold lifted"));
-                view.purge_pending = self.wait_for_purge();
+            UnholdOutcome::Lifted { record, purge_event } => {
+                let mut view = Self::status_view(&issuer.name, &serial, Some(record), Some("hold lifted"));
+                view.purge_pending = self.wait_for_purge(purge_event);
                 Ok(view)
             }
             UnholdOutcome::NotOnHold(rec) => Err(DomainError::Conflict(format!(

@@ -284,3 +284,48 @@ fn a_busy_or_failing_database_is_unavailable_not_internal() {
     ));
     assert!(matches!(DomainError::from(ocsp_store::StoreError::Corrupt("x".into())), DomainError::Internal(_)));
 }
+
+/// Records what a revocation waits for.
+#[derive(Default)]
+struct Waits(std::sync::Mutex<Vec<u64>>);
+
+impl PurgeWaiter for Waits {
+    fn wait_delivered(&self, next: u64, _within: Duration) -> Vec<String> {
+        self.0.lock().unwrap().push(next);
+        Vec::new()
+    }
+}
+
+#[test]
+fn a_revocation_waits_for_its_own_purge_event_only() {
+    let f = fixture(Policies::default());
+    let waits = Arc::new(Waits::default());
+    let store = f.domain.store().clone();
+    let registry = f.domain.registry().clone();
+    let ports = Ports { purges: Some(waits.clone()), purge_wait: Duration::from_secs(1), ..Default::default() };
+    let domain =
+        Domain::new(store.clone(), registry, Arc::new(FixedClock::new(now())), Arc::new(Policies::default()), ports);
+    let f = Fixture { domain, ..f };
+    f.record(&["0a", "0b", "0c"]);
+    // Events queued by others before ours do not matter; ours is what is waited for.
+    f.domain
+        .bulk_revoke(
+            BulkRevoke {
+                issuer: "int".into(),
+                serials: vec!["0b".into(), "0c".into()],
+                reason: "superseded".into(),
+                time: None,
+                dry_run: false,
+                why: None,
+            },
+            "bob",
+        )
+        .unwrap();
+    f.revoke("0a", "keyCompromise").unwrap();
+    let events = store.outbox(0, 10).unwrap();
+    let own = events.iter().find(|e| e.serials.iter().any(|s| s.to_string() == "0A")).unwrap().seq;
+    assert_eq!(*waits.0.lock().unwrap(), vec![own + 1]);
+    // Nothing changed, nothing queued: nothing to wait for.
+    f.revoke("0a", "keyCompromise").unwrap();
+    assert_eq!(waits.0.lock().unwrap().len(), 1);
+}

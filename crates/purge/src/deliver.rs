@@ -217,6 +217,9 @@ pub struct Purger {
     now: Box<dyn Fn() -> i64 + Send + Sync>,
     /// The deadline of one attempt, whole.
     timeout: Duration,
+    /// Bumped, and `progress_cv` notified, whenever a cursor moves or an attempt fails.
+    progress: Mutex<u64>,
+    progress_cv: std::sync::Condvar,
 }
 
 impl Purger {
@@ -257,7 +260,16 @@ impl Purger {
             .build();
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
         let (head, _) = watch::channel(store.outbox_head());
-        Ok(Arc::new(Purger { store, targets, client, head, now: Box::new(now_secs), timeout: config.timeout() }))
+        Ok(Arc::new(Purger {
+            store,
+            targets,
+            client,
+            head,
+            now: Box::new(now_secs),
+            timeout: config.timeout(),
+            progress: Mutex::new(0),
+            progress_cv: std::sync::Condvar::new(),
+        }))
     }
 
     /// The hook to register with [`Store::on_purge`]: wakes every deliverer.
@@ -317,6 +329,7 @@ impl Purger {
             let last = events[events.len() - 1].seq;
             self.deliver(&target, &events).await;
             target.cursor.store(last + 1, Ordering::SeqCst);
+            self.progressed();
             if let Err(e) = self.store.set_outbox_cursor(&name, last + 1) {
                 tracing::error!(target = %name, error = %e, "cannot record the purge cursor");
             }
@@ -391,6 +404,7 @@ impl Purger {
                             st.last_error_at = Some((self.now)());
                             st.retry_in_ms = backoff.as_millis() as u64;
                         }
+                        self.progressed();
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                     }
@@ -452,15 +466,25 @@ impl Purger {
     /// included), so a caller can say where a purge is still pending.
     pub fn wait_delivered(&self, next: u64, timeout: Duration) -> Vec<String> {
         let deadline = std::time::Instant::now() + timeout;
+        let mut seen = self.progress.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             let behind: Vec<&Arc<Target>> =
                 self.targets.iter().filter(|t| t.cursor.load(Ordering::SeqCst) < next).collect();
             let waiting = behind.iter().any(|t| self.state(t).last_error.is_none());
-            if !waiting || std::time::Instant::now() >= deadline {
+            let now = std::time::Instant::now();
+            if !waiting || now >= deadline {
                 return behind.iter().map(|t| t.config.name().to_string()).collect();
             }
-            std::thread::sleep(Duration::from_millis(1));
+            // Woken when a target's cursor moves or an attempt fails (`progressed`).
+            seen = self.progress_cv.wait_timeout(seen, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
         }
+    }
+
+    /// Wakes the callers of [`Purger::wait_delivered`]: a cursor moved or an attempt failed.
+    fn progressed(&self) {
+        let mut n = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.wrapping_add(1);
+        self.progress_cv.notify_all();
     }
 
     /// Every target's state, with the changes still pending there.

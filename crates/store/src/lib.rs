@@ -92,11 +92,26 @@ pub struct BulkSummary {
     pub not_issued: Vec<Serial>,
 }
 
+/// Everything one revocation batch did.
+struct Revocation {
+    summary: BulkSummary,
+    changed: Vec<(Serial, StatusRecord)>,
+    /// What happened to the first serial.
+    first: RevokeOutcome,
+    /// The purge event written with the change, if anything changed.
+    purge_event: Option<u64>,
+}
+
 /// What lifting a certificateHold did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnholdOutcome {
     /// The hold is lifted: the certificate is good again.
-    Lifted(StatusRecord),
+    Lifted {
+        /// The record now.
+        record: StatusRecord,
+        /// The purge event written with the change.
+        purge_event: u64,
+    },
     /// The certificate is not on hold (good, or revoked for another reason).
     NotOnHold(StatusRecord),
     /// Never recorded as issued.
@@ -510,21 +525,42 @@ impl Store {
         reason: RevocationReason,
         now: i64,
         dry_run: bool,
-        mut audit: AuditEntry,
+        audit: AuditEntry,
     ) -> Result<(BulkSummary, Vec<(Serial, StatusRecord)>), StoreError> {
+        let r = self.revoke_batch(issuer, serials, time, reason, now, dry_run, audit)?;
+        Ok((r.summary, r.changed))
+    }
+
+    /// [`Store::revoke_many`], also returning what happened to the first serial.
+    #[allow(clippy::too_many_arguments)]
+    fn revoke_batch(
+        &self,
+        issuer: &IssuerKey,
+        serials: &[Serial],
+        time: i64,
+        reason: RevocationReason,
+        now: i64,
+        dry_run: bool,
+        mut audit: AuditEntry,
+    ) -> Result<Revocation, StoreError> {
         let cf = self.cf(CF_STATUS)?;
         let keys: Vec<Vec<u8>> = serials.iter().map(|s| status_key(issuer, s)).collect();
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
         let existing = self.db.batched_multi_get_cf(cf, &keys, false);
         let mut summary = BulkSummary::default();
         let mut changed = Vec::new();
+        let mut first = None;
+        let mut purge_event = None;
         let mut batch = WriteBatch::default();
         for ((key, serial), found) in keys.iter().zip(serials).zip(existing) {
             let Some(current) = found?.map(|v| StatusRecord::decode(&v)).transpose()? else {
                 summary.not_issued.push(serial.clone());
+                first.get_or_insert(RevokeOutcome::NotIssued);
                 continue;
             };
-            match current.revoke(time, reason, now) {
+            let outcome = current.revoke(time, reason, now);
+            first.get_or_insert(outcome);
+            match outcome {
                 RevokeOutcome::Revoked(rec) | RevokeOutcome::Changed(rec) => {
                     if matches!(current.state, State::Good) {
                         summary.revoked += 1;
@@ -546,13 +582,15 @@ impl Store {
             let event = self.append_purge(&mut batch, issuer, serials.clone(), now)?;
             self.append_audit(&mut batch, audit)?;
             self.commit(batch, true)?;
+            purge_event = Some(event.seq);
             self.announce_purge(&event);
             self.changed(issuer, &serials);
         }
-        Ok((summary, changed))
+        Ok(Revocation { summary, changed, first: first.unwrap_or(RevokeOutcome::NotIssued), purge_event })
     }
 
-    /// Revokes one certificate, durably (see [`StatusRecord::revoke`] for the rules).
+    /// Revokes one certificate, durably (see [`StatusRecord::revoke`] for the rules). Returns
+    /// what happened and the purge event written with the change, if it changed anything.
     pub fn revoke(
         &self,
         issuer: &IssuerKey,
@@ -561,18 +599,9 @@ impl Store {
         reason: RevocationReason,
         now: i64,
         audit: AuditEntry,
-    ) -> Result<RevokeOutcome, StoreError> {
-        let before = self.status(issuer, serial)?;
-        let (summary, changed) =
-            self.revoke_many(issuer, std::slice::from_ref(serial), time, reason, now, false, audit)?;
-        Ok(match (changed.into_iter().next(), before) {
-            (Some((_, rec)), Some(b)) if matches!(b.state, State::Good) => RevokeOutcome::Revoked(rec),
-            (Some((_, rec)), _) => RevokeOutcome::Changed(rec),
-            (None, _) if !summary.not_issued.is_empty() => RevokeOutcome::NotIssued,
-            (None, Some(current)) if !summary.refused.is_empty() => RevokeOutcome::Refused { current },
-            (None, Some(current)) => RevokeOutcome::AlreadyRevoked(current),
-            (None, None) => RevokeOutcome::NotIssued,
-        })
+    ) -> Result<(RevokeOutcome, Option<u64>), StoreError> {
+        let r = self.revoke_batch(issuer, std::slice::from_ref(serial), time, reason, now, false, audit)?;
+        Ok((r.first, r.purge_event))
     }
 
     /// Lifts a certificateHold: the certificate answers good again (RFC 5280 removeFromCRL).
@@ -591,7 +620,7 @@ impl Store {
         };
         match current.state {
             State::Revoked { reason: Some(RevocationReason::CertificateHold), .. } => {
-                let rec = StatusRecord::good(current.not_after, now);
+                let rec = StatusRecord::issued(current.not_after, now, current.ca);
                 let mut batch = WriteBatch::default();
                 batch.put_cf(cf, &key, rec.encode());
                 self.drop_responses(&mut batch, issuer, serial)?;
@@ -601,7 +630,7 @@ impl Store {
                 self.commit(batch, true)?;
                 self.announce_purge(&event);
                 self.changed(issuer, std::slice::from_ref(serial));
-                Ok(UnholdOutcome::Lifted(rec))
+                Ok(UnholdOutcome::Lifted { record: rec, purge_event: event.seq })
             }
             _ => Ok(UnholdOutcome::NotOnHold(current)),
         }

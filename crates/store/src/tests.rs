@@ -60,7 +60,7 @@ fn holds_can_be_lifted_other_revocations_cannot() {
     store.record_issued(&issuer(1), &[(serial(1), 0), (serial(2), 0)], 1, audit("cert.add")).unwrap();
     store.revoke(&issuer(1), &serial(1), 2, R::CertificateHold, 2, audit("revoke")).unwrap();
     store.revoke(&issuer(1), &serial(2), 2, R::Superseded, 2, audit("revoke")).unwrap();
-    assert!(matches!(store.unhold(&issuer(1), &serial(1), 3, audit("unhold")).unwrap(), UnholdOutcome::Lifted(_)));
+    assert!(matches!(store.unhold(&issuer(1), &serial(1), 3, audit("unhold")).unwrap(), UnholdOutcome::Lifted { .. }));
     assert_eq!(store.status(&issuer(1), &serial(1)).unwrap().unwrap().state, State::Good);
     assert!(matches!(store.unhold(&issuer(1), &serial(2), 3, audit("unhold")).unwrap(), UnholdOutcome::NotOnHold(_)));
     assert!(matches!(store.unhold(&issuer(1), &serial(9), 3, audit("unhold")).unwrap(), UnholdOutcome::NotIssued));
