@@ -102,7 +102,7 @@ pub struct TokenFile {
 fn new_token() -> std::io::Result<String> {
     let mut raw = [0u8; 32];
     aws_lc_rs::rand::fill(&mut raw).map_err(|_| std::io::Error::other("no randomness"))?;
-    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(raw))
 }
 
 fn valid_name(name: &str) -> bool {
@@ -208,7 +208,7 @@ fn write_private(path: &Path, contents: &str, create_new: bool) -> std::io::Resu
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {

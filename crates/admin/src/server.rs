@@ -89,35 +89,14 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Reply {
     serde_json::to_value(value).map(|v| (status, v)).map_err(|e| AdminError::Internal(e.to_string()))
 }
 
+/// A path segment or query value: `+` is a space (form encoding), `%XX` escapes decoded; a
+/// value that does not decode is taken as written (the operation then says what is wrong).
 fn percent_decode(v: &str) -> String {
-    let bytes = v.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if bytes.len() >= i + 3 => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    let spaced = v.replace('+', " ");
+    match ocsp_proto::percent_decode(&spaced) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => spaced,
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn query_param(query: Option<&str>, key: &str) -> Option<String> {

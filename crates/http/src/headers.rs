@@ -15,7 +15,7 @@ pub fn parse_http_date(text: &str) -> Option<i64> {
 /// A strong ETag over the DER: the first 16 bytes of its SHA-256, quoted.
 pub fn etag(der: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-    let hex: String = d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(&d.as_ref()[..16]);
     format!("\"{hex}\"")
 }
 

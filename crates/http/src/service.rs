@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::Request;
-use ocsp_proto::{error_response, parse_request, CertStatus, Clock, ResponseStatus};
+use ocsp_proto::{error_response, parse_request, Clock, ResponseStatus};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -192,12 +192,7 @@ impl OcspService {
                 let (status, body, label) = if not_modified {
                     (StatusCode::NOT_MODIFIED, Bytes::new(), "not_modified")
                 } else {
-                    let label = match resp.status {
-                        CertStatus::Good => "good",
-                        CertStatus::Revoked { .. } => "revoked",
-                        CertStatus::Unknown => "unknown",
-                    };
-                    (StatusCode::OK, if head { Bytes::new() } else { resp.der.clone() }, label)
+                    (StatusCode::OK, if head { Bytes::new() } else { resp.der.clone() }, resp.status.label())
                 };
                 let mut r = hyper::Response::new(Full::new(body));
                 *r.status_mut() = status;

@@ -55,7 +55,7 @@ pub fn create(data_dir: &Path, admin: &Domain) -> Result<()> {
         }
     }
     admin.add_certs(AddCerts { issuer: None, certs, why: why() }, WHO).map_err(fail)?;
-    let serial: String = pki.leaf_serials[REVOKED_LEAF - 1].iter().map(|b| format!("{b:02x}")).collect();
+    let serial = hex::encode(&pki.leaf_serials[REVOKED_LEAF - 1]);
     let revoke =
         Revoke { issuer: "demo-intermediate".into(), serial, reason: "keyCompromise".into(), time: None, why: why() };
     admin.revoke(revoke, WHO).map_err(fail)?;

@@ -3,6 +3,11 @@
 const HOUR: i64 = 3600;
 const DAY: i64 = 24 * HOUR;
 
+/// Why a cadence breaks the Baseline Requirements: every rule broken, in words naming it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct CadenceError(pub Vec<String>);
+
 /// The validity and refresh schedule of pre-signed responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cadence {
@@ -15,7 +20,7 @@ pub struct Cadence {
 impl Cadence {
     /// Checks the BR bounds: validity from 8 hours to 10 days; backdate from 0 to 1 hour.
     /// Errors name the rule broken.
-    pub fn new(validity: i64, backdate: i64) -> Result<Cadence, String> {
+    pub fn new(validity: i64, backdate: i64) -> Result<Cadence, CadenceError> {
         let mut problems = Vec::new();
         if validity < 8 * HOUR {
             problems.push(format!(
@@ -34,7 +39,7 @@ impl Cadence {
         if problems.is_empty() {
             Ok(Cadence { validity, backdate })
         } else {
-            Err(problems.join("; "))
+            Err(CadenceError(problems))
         }
     }
 
@@ -67,9 +72,9 @@ mod tests {
     fn bounds_name_the_rule() {
         assert!(Cadence::new(8 * HOUR, 0).is_ok());
         assert!(Cadence::new(10 * DAY, HOUR).is_ok());
-        assert!(Cadence::new(7 * HOUR, 0).unwrap_err().contains("at least 8 hours"));
-        assert!(Cadence::new(11 * DAY, 0).unwrap_err().contains("at most 10 days"));
-        assert!(Cadence::new(DAY, 2 * HOUR).unwrap_err().contains("backdate"));
+        assert!(Cadence::new(7 * HOUR, 0).unwrap_err().to_string().contains("at least 8 hours"));
+        assert!(Cadence::new(11 * DAY, 0).unwrap_err().to_string().contains("at most 10 days"));
+        assert!(Cadence::new(DAY, 2 * HOUR).unwrap_err().to_string().contains("backdate"));
     }
 
     #[test]

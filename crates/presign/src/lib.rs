@@ -9,7 +9,7 @@
 
 mod cadence;
 
-pub use cadence::Cadence;
+pub use cadence::{Cadence, CadenceError};
 
 use ocsp_proto::{Answer, Clock, HashAlg, IssuerKey, ResponseBuilder, Serial};
 use ocsp_sign::IssuerRegistry;

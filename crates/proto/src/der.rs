@@ -13,6 +13,27 @@ pub struct Tlv<'a> {
     pub raw: &'a [u8],
 }
 
+/// Why DER bytes do not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DerError {
+    /// The bytes end inside an element.
+    #[error("truncated DER ({0})")]
+    Truncated(&'static str),
+    /// A form DER forbids or this reader does not take (indefinite, non-minimal or oversized
+    /// lengths, high tag numbers).
+    #[error("not DER: {0}")]
+    Form(&'static str),
+    /// An element with another tag than the one expected.
+    #[error("expected tag {expected:#04x}, found {found:#04x}")]
+    UnexpectedTag {
+        /// The tag wanted.
+        expected: u8,
+        /// The tag found.
+        found: u8,
+    },
+}
+
 /// Reads DER elements one after another from a byte slice.
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {
@@ -36,35 +57,35 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the next element, whatever its tag.
-    pub fn any(&mut self) -> Result<Tlv<'a>, String> {
+    pub fn any(&mut self) -> Result<Tlv<'a>, DerError> {
         let bytes = self.rest;
-        let (&tag, after_tag) = bytes.split_first().ok_or("unexpected end of data")?;
+        let (&tag, after_tag) = bytes.split_first().ok_or(DerError::Truncated("unexpected end of data"))?;
         if tag & 0x1f == 0x1f {
-            return Err("high tag numbers are not supported".into());
+            return Err(DerError::Form("high tag numbers are not supported"));
         }
-        let (&first, mut after_len) = after_tag.split_first().ok_or("missing length")?;
+        let (&first, mut after_len) = after_tag.split_first().ok_or(DerError::Truncated("missing length"))?;
         let len = if first < 0x80 {
             first as usize
         } else {
             let n = (first & 0x7f) as usize;
             if n == 0 || n > 4 {
-                return Err("indefinite or oversized length".into());
+                return Err(DerError::Form("indefinite or oversized length"));
             }
             if after_len.len() < n {
-                return Err("truncated length".into());
+                return Err(DerError::Truncated("truncated length"));
             }
             let mut len = 0usize;
             for &b in &after_len[..n] {
                 len = (len << 8) | b as usize;
             }
             if len < 0x80 || (n > 1 && after_len[0] == 0) {
-                return Err("non-minimal length".into());
+                return Err(DerError::Form("non-minimal length"));
             }
             after_len = &after_len[n..];
             len
         };
         if after_len.len() < len {
-            return Err("truncated element".into());
+            return Err(DerError::Truncated("truncated element"));
         }
         let header = bytes.len() - after_len.len();
         let raw = &bytes[..header + len];
@@ -73,16 +94,16 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the next element and checks its tag.
-    pub fn expect(&mut self, tag: u8) -> Result<Tlv<'a>, String> {
+    pub fn expect(&mut self, tag: u8) -> Result<Tlv<'a>, DerError> {
         let tlv = self.any()?;
         if tlv.tag != tag {
-            return Err(format!("expected tag {tag:#04x}, found {:#04x}", tlv.tag));
+            return Err(DerError::UnexpectedTag { expected: tag, found: tlv.tag });
         }
         Ok(tlv)
     }
 
     /// Reads the next element if it has `tag`.
-    pub fn optional(&mut self, tag: u8) -> Result<Option<Tlv<'a>>, String> {
+    pub fn optional(&mut self, tag: u8) -> Result<Option<Tlv<'a>>, DerError> {
         if self.peek_tag() == Some(tag) {
             self.any().map(Some)
         } else {
@@ -149,6 +170,15 @@ pub fn element(tag: u8, content: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// A DER INTEGER of the unsigned big-endian `value`: leading zeros dropped, one added back
+/// when the top bit is set (RSA moduli, ECDSA r and s).
+pub fn unsigned_integer(value: &[u8]) -> Vec<u8> {
+    let start = value.iter().position(|b| *b != 0).unwrap_or(value.len().saturating_sub(1));
+    let trimmed = &value[start..];
+    let pad: &[u8] = if trimmed.first().is_some_and(|b| b & 0x80 != 0) { &[0] } else { &[] };
+    element(tag::INTEGER, &[pad, trimmed])
+}
+
 /// Decodes the arcs of an OBJECT IDENTIFIER's content octets.
 pub fn oid_arcs(content: &[u8]) -> Option<Vec<u32>> {
     let mut arcs = Vec::new();
@@ -179,6 +209,15 @@ pub fn oid_arcs(content: &[u8]) -> Option<Vec<u32>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unsigned_integers_are_minimal_and_positive() {
+        use super::unsigned_integer;
+        assert_eq!(unsigned_integer(&[0, 0, 0x7f]), vec![0x02, 0x01, 0x7f]);
+        assert_eq!(unsigned_integer(&[0x80]), vec![0x02, 0x02, 0x00, 0x80]);
+        assert_eq!(unsigned_integer(&[0, 0]), vec![0x02, 0x01, 0x00]);
+        assert_eq!(unsigned_integer(&[0x01, 0x00, 0x01]), vec![0x02, 0x03, 0x01, 0x00, 0x01]);
+    }
+
     use super::*;
 
     #[test]

@@ -24,23 +24,7 @@ pub fn decode_get_path(path: &str) -> Result<Vec<u8>, ProtoError> {
     if encoded.len() > MAX_REQUEST_BYTES * 2 {
         return Err(bad("GET path too long"));
     }
-    let mut text = Vec::with_capacity(encoded.len());
-    let bytes = encoded.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or_else(|| bad("truncated percent-encoding"))?;
-                let s = std::str::from_utf8(hex).map_err(|_| bad("bad percent-encoding"))?;
-                text.push(u8::from_str_radix(s, 16).map_err(|_| bad("bad percent-encoding"))?);
-                i += 3;
-            }
-            b => {
-                text.push(b);
-                i += 1;
-            }
-        }
-    }
+    let mut text = percent_decode(encoded).map_err(|e| bad(&e.to_string()))?;
     for b in text.iter_mut() {
         *b = match *b {
             b' ' => b'+',
@@ -53,6 +37,34 @@ pub fn decode_get_path(path: &str) -> Result<Vec<u8>, ProtoError> {
         text.pop();
     }
     base64::engine::general_purpose::STANDARD_NO_PAD.decode(&text).map_err(|e| bad(&format!("bad base64: {e}")))
+}
+
+/// A `%XX` escape that is cut short or not hex.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad percent-encoding at byte {at}")]
+pub struct PercentError {
+    /// Where the escape starts.
+    pub at: usize,
+}
+
+/// Decodes `%XX` escapes (RFC 3986 2.1); every other byte stands for itself. The one
+/// percent-decoder of the project: GET paths, `pkcs11:` URIs, admin query strings.
+pub fn percent_decode(text: &str) -> Result<Vec<u8>, PercentError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or(PercentError { at: i })?;
+            let hex = std::str::from_utf8(hex).map_err(|_| PercentError { at: i })?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| PercentError { at: i })?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

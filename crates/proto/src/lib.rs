@@ -1,8 +1,9 @@
 //! The OCSP protocol core of ocspd: request parsing, CertIDs, certificate facts, and
 //! response assembly (RFC 6960, with the RFC 5019 / RFC 9919 lightweight profile).
 //!
-//! This crate does no I/O, runs no tasks and reads no clock: every time is passed in as
-//! seconds since the Unix epoch. Signing is done elsewhere (`ocsp-sign`); this crate only
+//! This crate does no I/O and runs no tasks. Every time is passed in as seconds since the Unix
+//! epoch; the one exception is [`SystemClock`], the production implementation of the
+//! [`Clock`] trait the binaries hand to the other crates ([`clock::FixedClock`] is the tests'). Signing is done elsewhere (`ocsp-sign`); this crate only
 //! hands out the exact bytes to be signed and assembles the signed result.
 
 mod certid;
@@ -20,7 +21,7 @@ pub mod x509;
 pub use certid::{CertId, IssuerHashes, IssuerKey, Serial};
 pub use clock::{Clock, SystemClock};
 pub use error::ProtoError;
-pub use getpath::{decode_get_path, MAX_REQUEST_BYTES};
+pub use getpath::{decode_get_path, percent_decode, PercentError, MAX_REQUEST_BYTES};
 pub use hash::HashAlg;
 pub use policy::{IssuerPolicy, NoncePolicy, Policies, ReasonProfile};
 pub use request::{encode_request, nonce_octets, parse_request, OcspRequest, MAX_CERT_IDS, NONCE_OCTETS};

@@ -90,25 +90,10 @@ fn first_line(s: &str) -> String {
 /// Encodes an unsigned OCSPRequest for `ids` (no nonce, as RFC 5019 clients send). For tools,
 /// tests and benchmarks that play the client.
 pub fn encode_request(ids: &[CertId]) -> Result<Vec<u8>, ProtoError> {
-    use rasn::types::{Any, Integer, ObjectIdentifier};
+    use rasn::types::Integer;
     let mut list = Vec::with_capacity(ids.len());
     for id in ids {
-        let oid =
-            ObjectIdentifier::new(id.hash.oid_arcs().to_vec()).ok_or_else(|| ProtoError::Encode("hash OID".into()))?;
-        let serial = Integer::try_from_signed_bytes(id.serial.as_bytes(), rasn::Codec::Der)
-            .map_err(|e| ProtoError::Encode(e.to_string()))?;
-        list.push(rasn_ocsp::Request {
-            req_cert: rasn_ocsp::CertId {
-                hash_algorithm: rasn_pkix::AlgorithmIdentifier {
-                    algorithm: oid,
-                    parameters: Some(Any::new(vec![5, 0])),
-                },
-                issuer_name_hash: id.name_hash.clone().into(),
-                issuer_key_hash: id.key_hash.clone().into(),
-                serial_number: serial,
-            },
-            single_request_extensions: None,
-        });
+        list.push(rasn_ocsp::Request { req_cert: crate::response::rasn_cert_id(id)?, single_request_extensions: None });
     }
     let req = rasn_ocsp::OcspRequest {
         tbs_request: rasn_ocsp::TbsRequest {

@@ -122,7 +122,7 @@ fn time(secs: i64) -> Result<GeneralizedTime, ProtoError> {
         .ok_or_else(|| ProtoError::Encode(format!("time {secs} out of range")))
 }
 
-fn rasn_cert_id(id: &CertId) -> Result<o::CertId, ProtoError> {
+pub(crate) fn rasn_cert_id(id: &CertId) -> Result<o::CertId, ProtoError> {
     let oid =
         ObjectIdentifier::new(id.hash.oid_arcs().to_vec()).ok_or_else(|| ProtoError::Encode("hash OID".into()))?;
     let serial = Integer::try_from_signed_bytes(id.serial.as_bytes(), rasn::Codec::Der)

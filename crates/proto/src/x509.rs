@@ -171,9 +171,5 @@ pub fn pem_blocks(text: &str, label: &str) -> Vec<Vec<u8>> {
 }
 
 pub(crate) fn hex_lower(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex::encode(bytes)
 }

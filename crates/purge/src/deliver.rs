@@ -208,6 +208,28 @@ pub struct PendingCert {
     pub since: i64,
 }
 
+/// Why the purge fan-out cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// A peer's token file does not read.
+    #[error("target {target}: {path}: {reason}")]
+    TokenFile {
+        /// The target.
+        target: String,
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The database does not give a target's cursor.
+    #[error("purge cursor: {0}")]
+    Store(#[from] ocsp_store::StoreError),
+    /// The TLS client (for HTTPS purge APIs) cannot be set up.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+}
+
 /// The purge fan-out.
 pub struct Purger {
     store: Arc<Store>,
@@ -224,19 +246,23 @@ pub struct Purger {
 
 impl Purger {
     /// Prepares delivery to the targets of `config` (reading peer tokens now).
-    pub fn new(store: Arc<Store>, config: &PurgeConfig) -> Result<Arc<Purger>, String> {
+    pub fn new(store: Arc<Store>, config: &PurgeConfig) -> Result<Arc<Purger>, SetupError> {
         let mut targets = Vec::new();
         for t in &config.targets {
             let token = match t {
                 TargetConfig::Peer { token_file, .. } => Some(
                     std::fs::read_to_string(token_file)
-                        .map_err(|e| format!("target {}: {}: {e}", t.name(), token_file.display()))?
+                        .map_err(|e| SetupError::TokenFile {
+                            target: t.name().to_string(),
+                            path: token_file.display().to_string(),
+                            reason: e.to_string(),
+                        })?
                         .trim()
                         .to_string(),
                 ),
                 _ => None,
             };
-            let cursor = store.outbox_cursor(t.name()).map_err(|e| e.to_string())?;
+            let cursor = store.outbox_cursor(t.name())?;
             targets.push(Arc::new(Target {
                 config: t.clone(),
                 token,
@@ -254,7 +280,7 @@ impl Purger {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(provider)
-            .map_err(|e| format!("TLS setup: {e}"))?
+            .map_err(|e| SetupError::Tls(e.to_string()))?
             .https_or_http()
             .enable_http1()
             .build();

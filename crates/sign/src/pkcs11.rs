@@ -54,20 +54,7 @@ pub struct Pkcs11Ref {
 }
 
 fn percent_decode(s: &str) -> Result<Vec<u8>, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or_else(|| format!("truncated %-escape in {s:?}"))?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad %-escape in {s:?}"))?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Ok(out)
+    ocsp_proto::percent_decode(s).map_err(|e| format!("{e} in {s:?}"))
 }
 
 impl Pkcs11Ref {
@@ -142,7 +129,7 @@ impl Pkcs11Ref {
     fn describe(&self) -> String {
         let key = match (&self.object, &self.id) {
             (Some(l), _) => format!("label {l:?}"),
-            (None, Some(id)) => format!("id {}", id.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            (None, Some(id)) => format!("id {}", hex::encode(id)),
             (None, None) => "?".into(),
         };
         format!("pkcs11 token {:?} key {key}", self.token)
@@ -320,43 +307,10 @@ fn open(r: &Pkcs11Ref) -> Result<Opened, String> {
     Ok(Opened { conn: Connection { key, sessions, next: AtomicUsize::new(0) }, alg, public_key })
 }
 
-fn der_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-}
-
-fn der_uint(out: &mut Vec<u8>, value: &[u8]) {
-    let trimmed: &[u8] = {
-        let start = value.iter().position(|b| *b != 0).unwrap_or(value.len().saturating_sub(1));
-        &value[start..]
-    };
-    let pad = trimmed.first().is_some_and(|b| b & 0x80 != 0);
-    out.push(0x02);
-    der_len(out, trimmed.len() + usize::from(pad));
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(trimmed);
-}
-
-fn der_sequence(body: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x30];
-    der_len(&mut out, body.len());
-    out.extend_from_slice(body);
-    out
-}
-
 /// RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
 fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(n.len() + 16);
-    der_uint(&mut body, n);
-    der_uint(&mut body, e);
-    der_sequence(&body)
+    use ocsp_proto::der::{element, tag, unsigned_integer};
+    element(tag::SEQUENCE, &[&unsigned_integer(n), &unsigned_integer(e)])
 }
 
 /// Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } from PKCS#11's r || s, each half
@@ -365,10 +319,8 @@ fn ecdsa_der(raw: &[u8], half: usize) -> Result<Vec<u8>, String> {
     if raw.len() != 2 * half {
         return Err(format!("ECDSA signature of {} bytes, expected {}", raw.len(), 2 * half));
     }
-    let mut body = Vec::with_capacity(2 * half + 8);
-    der_uint(&mut body, &raw[..half]);
-    der_uint(&mut body, &raw[half..]);
-    Ok(der_sequence(&body))
+    use ocsp_proto::der::{element, tag, unsigned_integer};
+    Ok(element(tag::SEQUENCE, &[&unsigned_integer(&raw[..half]), &unsigned_integer(&raw[half..])]))
 }
 
 /// A key on a PKCS#11 token.
