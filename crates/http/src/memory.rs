@@ -3,10 +3,9 @@
 //! identity changes.
 
 use crate::prepared::{Prepared, Served, Tier};
-use crate::source::{AnswerError, BoxFuture, Source, SERVE_MARGIN};
+use crate::source::{AnswerError, Asked, BoxFuture, Source, SERVE_MARGIN};
 use crate::Metrics;
-use ocsp_proto::{Clock, HashAlg, IssuerKey, OcspRequest, Serial};
-use ocsp_sign::IssuerRegistry;
+use ocsp_proto::{Clock, HashAlg, IssuerKey, Serial};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +24,6 @@ impl moka::Expiry<Vec<u8>, Arc<Prepared>> for UntilNextUpdate {
 pub struct MemoryTier {
     cache: moka::sync::Cache<Vec<u8>, Arc<Prepared>>,
     inner: Arc<dyn Source>,
-    registry: Arc<IssuerRegistry>,
     clock: Arc<dyn Clock>,
     /// Bumped by every eviction; an answer fetched across a bump is not kept (it may predate
     /// the change).
@@ -39,28 +37,14 @@ pub struct MemoryTier {
 
 impl MemoryTier {
     /// A tier of at most `max_bytes` in front of `inner`.
-    pub fn new(
-        max_bytes: u64,
-        inner: Arc<dyn Source>,
-        registry: Arc<IssuerRegistry>,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
-    ) -> MemoryTier {
+    pub fn new(max_bytes: u64, inner: Arc<dyn Source>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> MemoryTier {
         let cache = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &Vec<u8>, v: &Arc<Prepared>| (k.len() + v.weight()).min(u32::MAX as usize) as u32)
             .expire_after(UntilNextUpdate(clock.clone()))
             .support_invalidation_closures()
             .build();
-        MemoryTier {
-            cache,
-            inner,
-            registry,
-            clock,
-            epoch: AtomicU64::new(0),
-            gate: std::sync::RwLock::new(()),
-            metrics,
-        }
+        MemoryTier { cache, inner, clock, epoch: AtomicU64::new(0), gate: std::sync::RwLock::new(()), metrics }
     }
 
     /// Drops the answers for these certificates (both CertID hash algorithms).
@@ -130,15 +114,12 @@ impl crate::source::Forgets for MemoryTier {
 }
 
 impl Source for MemoryTier {
-    fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<Served, AnswerError>> {
+    fn answer<'a>(&'a self, asked: &'a Asked) -> BoxFuture<'a, Result<Served, AnswerError>> {
         Box::pin(async move {
-            let [id] = request.cert_ids.as_slice() else {
-                return self.inner.answer(request).await;
+            let [id] = asked.request.cert_ids.as_slice() else {
+                return self.inner.answer(asked).await;
             };
-            let Some(entry) = self.registry.find(id) else {
-                return self.inner.answer(request).await;
-            };
-            let key = ocsp_store::response_key(&entry.key, &id.serial, id.hash);
+            let key = ocsp_store::response_key(&asked.issuer.key, &id.serial, id.hash);
             let now = self.clock.now();
             if let Some(hit) = self.cache.get(&key) {
                 if hit.next_update > now + SERVE_MARGIN {
@@ -149,7 +130,7 @@ impl Source for MemoryTier {
             }
             self.metrics.memory_misses.inc();
             let epoch = self.epoch.load(Ordering::SeqCst);
-            let served = self.inner.answer(request).await?;
+            let served = self.inner.answer(asked).await?;
             if served.next_update > self.clock.now() + SERVE_MARGIN {
                 // An eviction since `epoch` was read means the answer may predate the change:
                 // it is not kept. The gate makes the check and the insert one step.

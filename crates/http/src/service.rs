@@ -46,6 +46,7 @@ impl Default for ServiceConfig {
 pub struct OcspService {
     extra_metrics: Vec<Box<dyn Fn() -> String + Send + Sync>>,
     readiness: Option<Box<dyn Fn() -> Result<(), String> + Send + Sync>>,
+    filter: crate::IssuerFilter,
     source: Arc<dyn Source>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -55,7 +56,6 @@ pub struct OcspService {
 
 /// What answers requests with nonces for issuers whose nonce policy is `echo`.
 struct Echo {
-    registry: Arc<ocsp_sign::IssuerRegistry>,
     policies: Arc<ocsp_proto::Policies>,
     live: Arc<crate::LiveSource>,
 }
@@ -68,29 +68,30 @@ enum Outcome {
 }
 
 impl OcspService {
-    /// A service answering from `source`.
-    pub fn new(source: Arc<dyn Source>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>, config: ServiceConfig) -> Self {
-        OcspService { extra_metrics: Vec::new(), readiness: None, source, clock, metrics, config, echo: None }
+    /// A service answering for the issuers of `registry` from `source`.
+    pub fn new(
+        registry: Arc<ocsp_sign::IssuerRegistry>,
+        source: Arc<dyn Source>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        config: ServiceConfig,
+    ) -> Self {
+        let filter = crate::IssuerFilter::new(registry);
+        OcspService { extra_metrics: Vec::new(), readiness: None, filter, source, clock, metrics, config, echo: None }
     }
 
     /// Answers requests that carry a nonce, for issuers whose policy (in `policies`, by the
     /// registered name) is `echo`, with a response signed now by `live` that echoes it
     /// (RFC 8954), never cached; other requests keep to the tiers.
-    pub fn with_nonce_policies(
-        mut self,
-        registry: Arc<ocsp_sign::IssuerRegistry>,
-        policies: Arc<ocsp_proto::Policies>,
-        live: Arc<crate::LiveSource>,
-    ) -> Self {
-        self.echo = Some(Echo { registry, policies, live });
+    pub fn with_nonce_policies(mut self, policies: Arc<ocsp_proto::Policies>, live: Arc<crate::LiveSource>) -> Self {
+        self.echo = Some(Echo { policies, live });
         self
     }
 
     /// The issuer's nonce policy says echo, and the request carries a nonce: its extnValue.
-    fn echoes<'r>(&self, request: &'r ocsp_proto::OcspRequest) -> Option<&'r [u8]> {
-        let (echo, value) = (self.echo.as_ref()?, request.nonce.as_deref()?);
-        let entry = echo.registry.find(request.cert_ids.first()?)?;
-        (echo.policies.of(&entry.name).nonces == ocsp_proto::NoncePolicy::Echo).then_some(value)
+    fn echoes<'r>(&self, asked: &'r crate::Asked) -> Option<&'r [u8]> {
+        let (echo, value) = (self.echo.as_ref()?, asked.request.nonce.as_deref()?);
+        (echo.policies.of(&asked.issuer.name).nonces == ocsp_proto::NoncePolicy::Echo).then_some(value)
     }
 
     /// Adds another part's Prometheus text to `/metrics` (the pre-signer's, say).
@@ -123,12 +124,15 @@ impl OcspService {
                 return Outcome::Ocsp(AnswerError::from(e).ocsp_status(), StatusCode::OK);
             }
         };
-        let answered = match (self.echoes(&request), &self.echo) {
-            (Some(value), Some(echo)) => match ocsp_proto::nonce_octets(value) {
-                Ok(_) => echo.live.answer_echo(&request, value).await,
-                Err(e) => Err(AnswerError::Malformed(e)),
+        let answered = match self.filter.resolve(request) {
+            Err(e) => Err(e),
+            Ok(asked) => match (self.echoes(&asked), &self.echo) {
+                (Some(value), Some(echo)) => match ocsp_proto::nonce_octets(value) {
+                    Ok(_) => echo.live.answer_echo(&asked, value).await,
+                    Err(e) => Err(AnswerError::Malformed(e)),
+                },
+                _ => self.source.answer(&asked).await,
             },
-            _ => self.source.answer(&request).await,
         };
         match answered {
             Ok(resp) => Outcome::Answer(resp),

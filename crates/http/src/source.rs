@@ -41,20 +41,62 @@ impl AnswerError {
 /// A boxed future, so `Source` can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Answers a parsed OCSP request with a signed response. Tiers (memory cache, pre-signed
-/// store, live signing) are each a `Source`, wrapping the next one.
+/// A request whose issuer is known: every CertID names this issuer by both hashes, in a hash
+/// algorithm we accept. Made once per request by [`IssuerFilter`], in front of the tiers, which
+/// then never look the issuer up again.
+#[derive(Debug)]
+pub struct Asked {
+    /// The request.
+    pub request: OcspRequest,
+    /// Its issuer.
+    pub issuer: Arc<ocsp_sign::IssuerEntry>,
+}
+
+/// The one filter in front of the tiers: finds the issuer of a request (an unknown issuer, or
+/// CertIDs of several issuers, get unauthorized).
+pub struct IssuerFilter {
+    registry: Arc<IssuerRegistry>,
+}
+
+impl IssuerFilter {
+    /// A filter over the issuers of `registry`.
+    pub fn new(registry: Arc<IssuerRegistry>) -> IssuerFilter {
+        IssuerFilter { registry }
+    }
+
+    /// The request with its issuer, or why it is not ours to answer.
+    pub fn resolve(&self, request: OcspRequest) -> Result<Asked, AnswerError> {
+        let mut issuer: Option<Arc<ocsp_sign::IssuerEntry>> = None;
+        for id in &request.cert_ids {
+            let entry = self.registry.find(id).ok_or_else(|| {
+                AnswerError::Unauthorized(format!("no issuer with {} name/key hash of this CertID", id.hash.name()))
+            })?;
+            match &issuer {
+                Some(first) if first.key != entry.key => {
+                    return Err(AnswerError::Unauthorized("CertIDs of different issuers in one request".into()));
+                }
+                Some(_) => {}
+                None => issuer = Some(entry),
+            }
+        }
+        let issuer = issuer.ok_or(AnswerError::Malformed(ProtoError::EmptyRequest))?;
+        Ok(Asked { request, issuer })
+    }
+}
+
+/// Answers a request whose issuer is known with a signed response. Tiers (memory cache,
+/// pre-signed store, live signing) are each a `Source`, wrapping the next one, behind one
+/// [`IssuerFilter`].
 pub trait Source: Send + Sync {
-    /// Answers `request`.
-    fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<Served, AnswerError>>;
+    /// Answers `asked`.
+    fn answer<'a>(&'a self, asked: &'a Asked) -> BoxFuture<'a, Result<Served, AnswerError>>;
 }
 
 /// How live-signed responses are made.
 #[derive(Debug, Clone)]
 pub struct LiveConfig {
-    /// nextUpdate - thisUpdate, seconds.
-    pub validity: i64,
-    /// How far thisUpdate is set before now, against client clock skew, seconds.
-    pub backdate: i64,
+    /// Validity and backdating, as the pre-signer uses them.
+    pub cadence: ocsp_proto::Cadence,
     /// Signings in flight at once; beyond this, requests get tryLater.
     pub max_concurrent: usize,
     /// Live signings per second (and burst) for answers no known certificate stands behind:
@@ -65,7 +107,11 @@ pub struct LiveConfig {
 
 impl Default for LiveConfig {
     fn default() -> Self {
-        LiveConfig { validity: 24 * 3600, backdate: 3600, max_concurrent: 64, untrusted_per_second: 50 }
+        LiveConfig {
+            cadence: ocsp_proto::Cadence { validity: 24 * 3600, backdate: 3600 },
+            max_concurrent: 64,
+            untrusted_per_second: 50,
+        }
     }
 }
 
@@ -100,7 +146,6 @@ impl RateBound {
 /// Signs every answer on request from the database status.
 pub struct LiveSource {
     store: Arc<Store>,
-    registry: Arc<IssuerRegistry>,
     clock: Arc<dyn Clock>,
     config: LiveConfig,
     permits: Arc<Semaphore>,
@@ -109,65 +154,48 @@ pub struct LiveSource {
 }
 
 impl LiveSource {
-    /// A live signer over `store` for the issuers in `registry`.
+    /// A live signer over `store`.
     pub fn new(
         store: Arc<Store>,
-        registry: Arc<IssuerRegistry>,
         clock: Arc<dyn Clock>,
         config: LiveConfig,
         metrics: Arc<crate::Metrics>,
     ) -> LiveSource {
         let permits = Arc::new(Semaphore::new(config.max_concurrent.max(1)));
         let untrusted = RateBound::new(config.untrusted_per_second);
-        LiveSource { store, registry, clock, config, permits, untrusted, metrics }
+        LiveSource { store, clock, config, permits, untrusted, metrics }
     }
 
-    /// The response to sign, its issuer, and whether a known certificate stands behind it
-    /// alone (false for unknown serials and for several CertIDs).
-    fn build(
-        &self,
-        request: &OcspRequest,
-    ) -> Result<(ResponseBuilder, Arc<ocsp_sign::IssuerEntry>, bool), AnswerError> {
+    /// The response to sign, and whether a known certificate stands behind it alone (false
+    /// for unknown serials and for several CertIDs).
+    fn build(&self, asked: &Asked) -> Result<(ResponseBuilder, bool), AnswerError> {
         let now = self.clock.now();
-        let mut issuer: Option<Arc<ocsp_sign::IssuerEntry>> = None;
-        let mut answers = Vec::with_capacity(request.cert_ids.len());
-        for id in &request.cert_ids {
-            let entry = self.registry.find(id).ok_or_else(|| {
-                AnswerError::Unauthorized(format!("no issuer with {} name/key hash of this CertID", id.hash.name()))
-            })?;
-            match &issuer {
-                Some(first) if first.key != entry.key => {
-                    return Err(AnswerError::Unauthorized("CertIDs of different issuers in one request".into()));
-                }
-                _ => issuer = Some(entry.clone()),
-            }
-            let status = match self.store.status(&entry.key, &id.serial) {
+        let (this_update, next_update) = self.config.cadence.window(now);
+        let mut answers = Vec::with_capacity(asked.request.cert_ids.len());
+        for id in &asked.request.cert_ids {
+            let status = match self.store.status(&asked.issuer.key, &id.serial) {
                 Ok(Some(rec)) => rec.cert_status(),
                 Ok(None) => CertStatus::Unknown,
+                Err(e) if e.is_transient() => return Err(AnswerError::TryLater(e.to_string())),
                 Err(e) => return Err(AnswerError::Internal(e.to_string())),
             };
-            answers.push(Answer {
-                cert_id: id.clone(),
-                status,
-                this_update: now - self.config.backdate,
-                next_update: now - self.config.backdate + self.config.validity,
-            });
+            answers.push(Answer { cert_id: id.clone(), status, this_update, next_update });
         }
-        let issuer = issuer.ok_or(AnswerError::Malformed(ProtoError::EmptyRequest))?;
         let trusted = answers.len() == 1 && answers.iter().all(|a| !matches!(a.status, CertStatus::Unknown));
-        let mut builder = ResponseBuilder::new(issuer.identity.key_hash(), now);
+        let mut builder = ResponseBuilder::new(asked.issuer.identity.key_hash(), now);
         for a in answers {
             builder = builder.answer(a);
         }
-        Ok((builder, issuer, trusted))
+        Ok((builder, trusted))
     }
 }
 
 impl LiveSource {
     /// Signs an answer to `request` now, echoing `nonce` (a nonce extension's extnValue,
     /// already checked) when given. Bounded like every live signing.
-    async fn sign(&self, request: &OcspRequest, nonce: Option<&[u8]>) -> Result<Served, AnswerError> {
-        let (mut builder, issuer, trusted) = self.build(request)?;
+    async fn sign(&self, asked: &Asked, nonce: Option<&[u8]>) -> Result<Served, AnswerError> {
+        let (mut builder, trusted) = self.build(asked)?;
+        let issuer = asked.issuer.clone();
         if !trusted && !self.untrusted.try_take() {
             self.metrics.live_untrusted_refused.inc();
             return Err(AnswerError::TryLater(
@@ -197,7 +225,7 @@ impl LiveSource {
                 }
                 other => AnswerError::Internal(other.to_string()),
             })?;
-        let serials: Vec<&ocsp_proto::Serial> = request.cert_ids.iter().map(|id| &id.serial).collect();
+        let serials: Vec<&ocsp_proto::Serial> = asked.request.cert_ids.iter().map(|id| &id.serial).collect();
         let tier = if nonce.is_some() { Tier::Echo } else { Tier::Live };
         Ok(Served { answer: Arc::new(Prepared::new(resp, &key, &serials)), tier })
     }
@@ -206,16 +234,16 @@ impl LiveSource {
     /// sent, checked by the caller): for issuers whose nonce policy is `echo`.
     pub fn answer_echo<'a>(
         &'a self,
-        request: &'a OcspRequest,
+        asked: &'a Asked,
         extn_value: &'a [u8],
     ) -> BoxFuture<'a, Result<Served, AnswerError>> {
-        Box::pin(self.sign(request, Some(extn_value)))
+        Box::pin(self.sign(asked, Some(extn_value)))
     }
 }
 
 impl Source for LiveSource {
-    fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<Served, AnswerError>> {
-        Box::pin(self.sign(request, None))
+    fn answer<'a>(&'a self, asked: &'a Asked) -> BoxFuture<'a, Result<Served, AnswerError>> {
+        Box::pin(self.sign(asked, None))
     }
 }
 
@@ -239,7 +267,6 @@ type Flight = Arc<tokio::sync::OnceCell<Result<Served, AnswerError>>>;
 /// once per CertID however many clients ask at the same time.
 pub struct PresignedSource {
     store: Arc<Store>,
-    registry: Arc<IssuerRegistry>,
     clock: Arc<dyn Clock>,
     live: Arc<dyn Source>,
     flights: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Flight>>,
@@ -250,24 +277,26 @@ impl PresignedSource {
     /// Serves stored responses, falling back to `live`.
     pub fn new(
         store: Arc<Store>,
-        registry: Arc<IssuerRegistry>,
         clock: Arc<dyn Clock>,
         live: Arc<dyn Source>,
         metrics: Arc<crate::Metrics>,
     ) -> PresignedSource {
-        PresignedSource { store, registry, clock, live, flights: Default::default(), metrics }
+        PresignedSource { store, clock, live, flights: Default::default(), metrics }
     }
 
-    fn stored(&self, request: &OcspRequest) -> Result<Lookup, AnswerError> {
-        let [id] = request.cert_ids.as_slice() else {
+    fn stored(&self, asked: &Asked) -> Result<Lookup, AnswerError> {
+        let [id] = asked.request.cert_ids.as_slice() else {
             return Ok(Lookup::Several);
         };
-        let entry = self.registry.find(id).ok_or_else(|| {
-            AnswerError::Unauthorized(format!("no issuer with {} name/key hash of this CertID", id.hash.name()))
-        })?;
+        let entry = &asked.issuer;
         let key = ocsp_store::response_key(&entry.key, &id.serial, id.hash);
-        let stored =
-            self.store.response(&entry.key, &id.serial, id.hash).map_err(|e| AnswerError::Internal(e.to_string()))?;
+        let stored = self.store.response(&entry.key, &id.serial, id.hash).map_err(|e| {
+            if e.is_transient() {
+                AnswerError::TryLater(e.to_string())
+            } else {
+                AnswerError::Internal(e.to_string())
+            }
+        })?;
         let now = self.clock.now();
         let fresh = stored.filter(|r| r.next_update > now + SERVE_MARGIN).and_then(|r| {
             let status = ocsp_store::StatusRecord::decode(&r.source).ok()?.cert_status();
@@ -356,9 +385,9 @@ pub(crate) fn change_hooks<T: Forgets>(tier: &Arc<T>) -> (ocsp_store::ChangeHook
 }
 
 impl Source for PresignedSource {
-    fn answer<'a>(&'a self, request: &'a OcspRequest) -> BoxFuture<'a, Result<Served, AnswerError>> {
+    fn answer<'a>(&'a self, asked: &'a Asked) -> BoxFuture<'a, Result<Served, AnswerError>> {
         Box::pin(async move {
-            let key = match self.stored(request)? {
+            let key = match self.stored(asked)? {
                 Lookup::Fresh(resp) => {
                     self.metrics.tier_presigned.inc();
                     return Ok(Served { answer: Arc::from(resp), tier: Tier::Presigned });
@@ -368,13 +397,13 @@ impl Source for PresignedSource {
                     key
                 }
                 // Several CertIDs in one request: always signed live.
-                Lookup::Several => return self.live.answer(request).await,
+                Lookup::Several => return self.live.answer(asked).await,
             };
             let flight = {
                 let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
                 flights.entry(key.clone()).or_default().clone()
             };
-            let result = flight.get_or_init(|| self.live.answer(request)).await.clone();
+            let result = flight.get_or_init(|| self.live.answer(asked)).await.clone();
             let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
             if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
                 flights.remove(&key);

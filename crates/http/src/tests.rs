@@ -36,9 +36,9 @@ impl Signer for Slow {
 struct Counting(Arc<dyn Source>, AtomicUsize);
 
 impl Source for Counting {
-    fn answer<'a>(&'a self, request: &'a OcspRequest) -> source::BoxFuture<'a, Result<Served, AnswerError>> {
+    fn answer<'a>(&'a self, asked: &'a Asked) -> source::BoxFuture<'a, Result<Served, AnswerError>> {
         self.1.fetch_add(1, Ordering::SeqCst);
-        self.0.answer(request)
+        self.0.answer(asked)
     }
 }
 
@@ -76,24 +76,23 @@ fn fixture_signing_in(delay: Option<Duration>) -> Fixture {
     Fixture { _dir: dir, store, registry, clock: Arc::new(FixedClock::new(now())), issuer, int }
 }
 
-fn request(f: &Fixture, serial: &str) -> OcspRequest {
+/// A request for `serial`, through the filter in front of the tiers.
+fn request(f: &Fixture, serial: &str) -> Asked {
     let hashes = ocsp_proto::IssuerHashes::of(&ocsp_proto::x509::CertInfo::from_der(&f.int.der).unwrap());
     let id: CertId = hashes.cert_id(HashAlg::Sha1, Serial::from_hex(serial).unwrap());
-    OcspRequest { cert_ids: vec![id], nonce: None }
+    IssuerFilter::new(f.registry.clone()).resolve(OcspRequest { cert_ids: vec![id], nonce: None }).unwrap()
+}
+
+fn cadence() -> ocsp_proto::Cadence {
+    ocsp_proto::Cadence { validity: 86_400, backdate: 3600 }
 }
 
 fn tiers(f: &Fixture, max_concurrent: usize) -> (Arc<PresignedSource>, Arc<Counting>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
-    let config = LiveConfig { validity: 86_400, backdate: 3600, max_concurrent, untrusted_per_second: 1000 };
-    let live = Arc::new(LiveSource::new(f.store.clone(), f.registry.clone(), f.clock.clone(), config, metrics.clone()));
+    let config = LiveConfig { cadence: cadence(), max_concurrent, untrusted_per_second: 1000 };
+    let live = Arc::new(LiveSource::new(f.store.clone(), f.clock.clone(), config, metrics.clone()));
     let counting = Arc::new(Counting(live, AtomicUsize::new(0)));
-    let presigned = Arc::new(PresignedSource::new(
-        f.store.clone(),
-        f.registry.clone(),
-        f.clock.clone(),
-        counting.clone(),
-        metrics.clone(),
-    ));
+    let presigned = Arc::new(PresignedSource::new(f.store.clone(), f.clock.clone(), counting.clone(), metrics.clone()));
     (presigned, counting, metrics)
 }
 
@@ -173,7 +172,7 @@ async fn beyond_the_bound_the_answer_is_try_later() {
 
 fn memory_tier(f: &Fixture, inner: Arc<dyn Source>, max_bytes: u64) -> (Arc<MemoryTier>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::default());
-    let tier = Arc::new(MemoryTier::new(max_bytes, inner, f.registry.clone(), f.clock.clone(), metrics.clone()));
+    let tier = Arc::new(MemoryTier::new(max_bytes, inner, f.clock.clone(), metrics.clone()));
     let (change, purge) = tier.hooks();
     f.store.on_change(change);
     f.store.on_purge(purge);
@@ -300,22 +299,14 @@ fn no_answer_signed_from_a_superseded_status_is_served_after_the_acknowledgement
         let serial = Serial::from_hex(&format!("{:x}", 0x1000 + trial)).unwrap();
         f.store.record_issued(&f.issuer, &[(serial.clone(), 0)], now(), AuditEntry::new(0, "t", "cert.add")).unwrap();
         let metrics = Arc::new(Metrics::default());
-        let config = LiveConfig { validity: 86_400, backdate: 3600, max_concurrent: 64, untrusted_per_second: 1000 };
-        let live =
-            Arc::new(LiveSource::new(f.store.clone(), f.registry.clone(), f.clock.clone(), config, metrics.clone()));
-        let presigned =
-            Arc::new(PresignedSource::new(f.store.clone(), f.registry.clone(), f.clock.clone(), live, metrics.clone()));
+        let config = LiveConfig { cadence: cadence(), max_concurrent: 64, untrusted_per_second: 1000 };
+        let live = Arc::new(LiveSource::new(f.store.clone(), f.clock.clone(), config, metrics.clone()));
+        let presigned = Arc::new(PresignedSource::new(f.store.clone(), f.clock.clone(), live, metrics.clone()));
         let (change, purge) = presigned.hooks();
         f.store.on_change(change);
         f.store.on_purge(purge);
         let source: Arc<dyn Source> = if trial % 2 == 0 {
-            let memory = Arc::new(MemoryTier::new(
-                16 << 20,
-                presigned.clone(),
-                f.registry.clone(),
-                f.clock.clone(),
-                metrics.clone(),
-            ));
+            let memory = Arc::new(MemoryTier::new(16 << 20, presigned.clone(), f.clock.clone(), metrics.clone()));
             let (change, purge) = memory.hooks();
             f.store.on_change(change);
             f.store.on_purge(purge);
@@ -395,8 +386,8 @@ fn no_answer_signed_from_a_superseded_status_is_served_after_the_acknowledgement
 async fn nonce_echoes_are_signed_per_request_within_the_live_bound() {
     let f = fixture(true);
     let metrics = Arc::new(Metrics::default());
-    let config = LiveConfig { validity: 86_400, backdate: 3600, max_concurrent: 2, untrusted_per_second: 1000 };
-    let live = Arc::new(LiveSource::new(f.store.clone(), f.registry.clone(), f.clock.clone(), config, metrics));
+    let config = LiveConfig { cadence: cadence(), max_concurrent: 2, untrusted_per_second: 1000 };
+    let live = Arc::new(LiveSource::new(f.store.clone(), f.clock.clone(), config, metrics));
     let mut tasks = Vec::new();
     for n in 0..5u8 {
         let (live, req) = (live.clone(), request(&f, "01"));

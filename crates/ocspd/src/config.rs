@@ -654,7 +654,6 @@ impl Args {
         let (listen, admin_listen, metrics_listen) =
             (listen.ok_or_else(missing)?, admin_listen.ok_or_else(missing)?, metrics_listen.ok_or_else(missing)?);
         let cadence = cadence.ok_or_else(missing)?;
-        let (validity, backdate) = (cadence.validity, cadence.backdate);
         let num = |n: Option<Option<u64>>| n.flatten();
         Ok(Config {
             data_dir,
@@ -663,8 +662,7 @@ impl Args {
             metrics_listen,
             demo,
             live: LiveConfig {
-                validity,
-                backdate,
+                cadence,
                 max_concurrent: num(live_concurrency).unwrap_or(64) as usize,
                 untrusted_per_second: num(untrusted_rate).unwrap_or(50) as u32,
             },

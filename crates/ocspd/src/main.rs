@@ -144,23 +144,15 @@ async fn run(config: config::Config) -> Result<()> {
 
     // The tiers: memory, then pre-signed responses, then live signing.
     let metrics = Arc::new(Metrics::default());
-    let live =
-        Arc::new(LiveSource::new(store.clone(), registry.clone(), clock.clone(), config.live.clone(), metrics.clone()));
-    let presigned_tier =
-        Arc::new(PresignedSource::new(store.clone(), registry.clone(), clock.clone(), live.clone(), metrics.clone()));
+    let live = Arc::new(LiveSource::new(store.clone(), clock.clone(), config.live.clone(), metrics.clone()));
+    let presigned_tier = Arc::new(PresignedSource::new(store.clone(), clock.clone(), live.clone(), metrics.clone()));
     // Live signings in flight die with the change, before the memory tier's epoch moves.
     let (change, purge) = presigned_tier.hooks();
     store.on_change(change);
     store.on_purge(purge);
     let presigned: Arc<dyn Source> = presigned_tier;
     let memory = (config.memory_cache_bytes > 0).then(|| {
-        Arc::new(MemoryTier::new(
-            config.memory_cache_bytes,
-            presigned.clone(),
-            registry.clone(),
-            clock.clone(),
-            metrics.clone(),
-        ))
+        Arc::new(MemoryTier::new(config.memory_cache_bytes, presigned.clone(), clock.clone(), metrics.clone()))
     });
     if let Some(memory) = &memory {
         let (change, purge) = memory.hooks();
@@ -208,8 +200,8 @@ async fn run(config: config::Config) -> Result<()> {
     };
     let presign_metrics = presigner.clone();
     let purge_metrics = purger.clone();
-    let mut service = OcspService::new(source, clock.clone(), metrics, config.service.clone())
-        .with_nonce_policies(registry.clone(), policies.clone(), live)
+    let mut service = OcspService::new(registry.clone(), source, clock.clone(), metrics, config.service.clone())
+        .with_nonce_policies(policies.clone(), live)
         .with_metrics(move || presign_metrics.render_metrics())
         .with_metrics(move || purge_metrics.render_metrics());
     if let Some(memory) = memory.clone() {

@@ -7,9 +7,7 @@
 //! database each pass (a missing, stale or old response), so after a restart it simply resumes.
 //! It does not serve responses; the HTTP front reads what it stores.
 
-mod cadence;
-
-pub use cadence::{Cadence, CadenceError};
+pub use ocsp_proto::{Cadence, CadenceError};
 
 use ocsp_proto::{Answer, Clock, HashAlg, IssuerKey, ResponseBuilder, Serial};
 use ocsp_sign::IssuerRegistry;

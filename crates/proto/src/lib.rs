@@ -6,6 +6,7 @@
 //! [`Clock`] trait the binaries hand to the other crates ([`clock::FixedClock`] is the tests'). Signing is done elsewhere (`ocsp-sign`); this crate only
 //! hands out the exact bytes to be signed and assembles the signed result.
 
+mod cadence;
 mod certid;
 pub mod clock;
 pub mod der;
@@ -18,6 +19,7 @@ mod response;
 mod status;
 pub mod x509;
 
+pub use cadence::{Cadence, CadenceError};
 pub use certid::{CertId, IssuerHashes, IssuerKey, Serial};
 pub use clock::{Clock, SystemClock};
 pub use error::ProtoError;
