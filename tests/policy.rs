@@ -21,10 +21,19 @@ fn fetch(pki: &TestPki, r: &Responder, cert: &str, dir: &std::path::Path) -> Str
     let b64 = base64::engine::general_purpose::STANDARD.encode(pki.request_der(cert));
     let http = curl(&[&format!("{}/{b64}", r.url)]);
     assert_eq!(http.status, 200);
-    write(dir, "resp.der", "");
     let path = dir.join("resp.der");
     std::fs::write(&path, &http.body).unwrap();
     path.display().to_string()
+}
+
+/// Python `cryptography` reads the served answer for `cert`: revoked, with no revocationReason.
+fn assert_revoked_without_reason(pki: &TestPki, r: &Responder, cert: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let resp = fetch(pki, r, cert, tmp.path());
+    let (int, responder) = (pki.path("int.pem"), pki.path("responder.pem"));
+    let args = ["--response", &resp, "--issuer", &int, "--responder", &responder, "--expect", "revoked", "--no-reason"];
+    let py = python_check(&args);
+    assert!(py.status.success(), "{}{}", text(&py.stdout), text(&py.stderr));
 }
 
 #[test]
@@ -55,20 +64,7 @@ fn the_tls_br_profile_refuses_holds_and_leaf_ca_compromise_and_needs_a_reason_fo
     r.ctl_ok(&["revoke", "--issuer", "int", "--serial", "51"]);
     let answer = pki.ask(&r.url, &leaf);
     assert!(answer.contains("leaf.pem: revoked") && !answer.contains("Reason:"), "{answer}");
-    let tmp = tempfile::tempdir().unwrap();
-    let resp = fetch(&pki, &r, &leaf, tmp.path());
-    let py = python_check(&[
-        "--response",
-        &resp,
-        "--issuer",
-        &pki.path("int.pem"),
-        "--responder",
-        &pki.path("responder.pem"),
-        "--expect",
-        "revoked",
-        "--no-reason",
-    ]);
-    assert!(py.status.success(), "{}{}", text(&py.stdout), text(&py.stderr));
+    assert_revoked_without_reason(&pki, &r, &leaf);
 
     // The CA certificate needs a reason; cACompromise is one for a CA.
     let out = r.ctl(&["revoke", "--issuer", "root", "--serial", "07"]);
@@ -165,19 +161,7 @@ fn an_index_import_refused_by_the_profile_names_each_line_and_records_nothing() 
     let imported = json(&r.ctl_ok(&["--json", "import", "--issuer", "int", "--index", &index]));
     assert_eq!((imported["added"].as_u64(), imported["revoked"].as_u64()), (Some(3), Some(2)), "{imported}");
     let leaf = pki.leaf("no-reason", &[0x74]);
-    let resp = fetch(&pki, &r, &leaf, tmp.path());
-    let py = python_check(&[
-        "--response",
-        &resp,
-        "--issuer",
-        &pki.path("int.pem"),
-        "--responder",
-        &pki.path("responder.pem"),
-        "--expect",
-        "revoked",
-        "--no-reason",
-    ]);
-    assert!(py.status.success(), "{}{}", text(&py.stdout), text(&py.stderr));
+    assert_revoked_without_reason(&pki, &r, &leaf);
 }
 
 fn nonce_query(pki: &TestPki, r: &Responder, cert: &str, len: usize) -> serde_json::Value {

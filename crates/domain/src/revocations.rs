@@ -62,8 +62,10 @@ impl Domain {
             _ => {}
         }
         let mut refused = Vec::new();
-        for serial in serials {
-            let is_ca = self.store.status(&issuer.key, serial)?.is_some_and(|r| r.ca);
+        let items: Vec<_> = serials.iter().map(|s| (issuer.key, s.clone())).collect();
+        let records = self.store.statuses(&items)?;
+        for (serial, record) in serials.iter().zip(records) {
+            let is_ca = record.is_some_and(|r| r.ca);
             if let Err(e) = if is_ca { &ca } else { &leaf } {
                 let kind = if is_ca { "a CA certificate" } else { "not a CA certificate" };
                 refused.push(format!("serial {serial} ({kind}): {e}"));
