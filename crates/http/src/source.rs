@@ -363,7 +363,10 @@ pub(crate) trait Forgets: Send + Sync + 'static {
 }
 
 /// The store hooks (change, purge) that make `tier` forget, held weakly so a dropped tier is
-/// not kept alive by the store.
+/// not kept alive by the store. A certificate's change reaches the tier once, through the
+/// change hook (the store calls it for every status change, new certificates included); the
+/// purge hook acts only on issuer-wide events (a promoted or retired identity), which have no
+/// per-certificate change.
 pub(crate) fn change_hooks<T: Forgets>(tier: &Arc<T>) -> (ocsp_store::ChangeHook, ocsp_store::PurgeHook) {
     let (a, b) = (Arc::downgrade(tier), Arc::downgrade(tier));
     (
@@ -373,11 +376,9 @@ pub(crate) fn change_hooks<T: Forgets>(tier: &Arc<T>) -> (ocsp_store::ChangeHook
             }
         }),
         Box::new(move |event| {
-            if let Some(t) = b.upgrade() {
-                if event.issuer_wide() {
+            if event.issuer_wide() {
+                if let Some(t) = b.upgrade() {
                     t.forget_issuer(&event.issuer);
-                } else {
-                    t.forget(&event.issuer, &event.serials);
                 }
             }
         }),
