@@ -5,7 +5,7 @@
 use crate::prepared::{Prepared, Served, Tier};
 use crate::source::{AnswerError, Asked, BoxFuture, Source, SERVE_MARGIN};
 use crate::Metrics;
-use ocsp_proto::{Clock, HashAlg, IssuerKey, Serial};
+use ocsp_proto::{AnswerKey, Clock, HashAlg, IssuerKey, Serial};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 /// Expires each entry [`SERVE_MARGIN`] before its nextUpdate, on the responder's clock.
 struct UntilNextUpdate(Arc<dyn Clock>);
 
-impl moka::Expiry<Vec<u8>, Arc<Prepared>> for UntilNextUpdate {
-    fn expire_after_create(&self, _key: &Vec<u8>, value: &Arc<Prepared>, _at: Instant) -> Option<Duration> {
+impl moka::Expiry<AnswerKey, Arc<Prepared>> for UntilNextUpdate {
+    fn expire_after_create(&self, _key: &AnswerKey, value: &Arc<Prepared>, _at: Instant) -> Option<Duration> {
         let left = value.next_update - SERVE_MARGIN - self.0.now();
         Some(Duration::from_secs(left.max(0) as u64))
     }
@@ -22,7 +22,7 @@ impl moka::Expiry<Vec<u8>, Arc<Prepared>> for UntilNextUpdate {
 
 /// The memory tier, in front of another [`Source`].
 pub struct MemoryTier {
-    cache: moka::sync::Cache<Vec<u8>, Arc<Prepared>>,
+    cache: moka::sync::Cache<AnswerKey, Arc<Prepared>>,
     inner: Arc<dyn Source>,
     clock: Arc<dyn Clock>,
     /// Bumped by every eviction; an answer fetched across a bump is not kept (it may predate
@@ -40,7 +40,7 @@ impl MemoryTier {
     pub fn new(max_bytes: u64, inner: Arc<dyn Source>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> MemoryTier {
         let cache = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|k: &Vec<u8>, v: &Arc<Prepared>| (k.len() + v.weight()).min(u32::MAX as usize) as u32)
+            .weigher(|k: &AnswerKey, v: &Arc<Prepared>| (k.weight() + v.weight()).min(u32::MAX as usize) as u32)
             .expire_after(UntilNextUpdate(clock.clone()))
             .support_invalidation_closures()
             .build();
@@ -53,7 +53,7 @@ impl MemoryTier {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         for serial in serials {
             for alg in HashAlg::ALL {
-                self.cache.invalidate(&ocsp_store::response_key(issuer, serial, alg));
+                self.cache.invalidate(&AnswerKey::new(*issuer, serial.clone(), alg));
             }
         }
         self.metrics.memory_evictions.add(serials.len() as u64);
@@ -63,8 +63,8 @@ impl MemoryTier {
     pub fn evict_issuer(&self, issuer: &IssuerKey) {
         let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        let prefix = issuer.0;
-        if self.cache.invalidate_entries_if(move |k, _| k.starts_with(&prefix)).is_err() {
+        let issuer = *issuer;
+        if self.cache.invalidate_entries_if(move |k, _| k.issuer == issuer).is_err() {
             self.cache.invalidate_all();
         }
         self.metrics.memory_evictions.inc();
@@ -72,12 +72,8 @@ impl MemoryTier {
 
     /// The certificates of an issuer held now: the ones asked most lately.
     pub fn serials_of(&self, issuer: &IssuerKey) -> Vec<Serial> {
-        let mut out: Vec<Serial> = self
-            .cache
-            .iter()
-            .filter(|(k, _)| k.len() > 65 && k.starts_with(&issuer.0))
-            .filter_map(|(k, _)| Serial::from_int_bytes(&k[64..k.len() - 1]).ok())
-            .collect();
+        let mut out: Vec<Serial> =
+            self.cache.iter().filter(|(k, _)| k.issuer == *issuer).map(|(k, _)| k.serial.clone()).collect();
         out.sort();
         out.dedup();
         out
@@ -119,7 +115,7 @@ impl Source for MemoryTier {
             let [id] = asked.request.cert_ids.as_slice() else {
                 return self.inner.answer(asked).await;
             };
-            let key = ocsp_store::response_key(&asked.issuer.key, &id.serial, id.hash);
+            let key = AnswerKey::new(asked.issuer.key, id.serial.clone(), id.hash);
             let now = self.clock.now();
             if let Some(hit) = self.cache.get(&key) {
                 if hit.next_update > now + SERVE_MARGIN {

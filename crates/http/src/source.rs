@@ -256,7 +256,7 @@ enum Lookup {
     /// A stored response, current and far enough from its nextUpdate.
     Fresh(Box<Prepared>),
     /// Nothing usable under this response key.
-    Missing(Vec<u8>),
+    Missing(ocsp_proto::AnswerKey),
     /// The request names several CertIDs; those are always signed live.
     Several,
 }
@@ -269,7 +269,7 @@ pub struct PresignedSource {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     live: Arc<dyn Source>,
-    flights: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Flight>>,
+    flights: std::sync::Mutex<std::collections::HashMap<ocsp_proto::AnswerKey, Flight>>,
     metrics: Arc<crate::Metrics>,
 }
 
@@ -289,7 +289,7 @@ impl PresignedSource {
             return Ok(Lookup::Several);
         };
         let entry = &asked.issuer;
-        let key = ocsp_store::response_key(&entry.key, &id.serial, id.hash);
+        let key = ocsp_proto::AnswerKey::new(entry.key, id.serial.clone(), id.hash);
         let stored = self.store.response(&entry.key, &id.serial, id.hash).map_err(|e| {
             if e.is_transient() {
                 AnswerError::TryLater(e.to_string())
@@ -327,14 +327,14 @@ impl PresignedSource {
         }
         for serial in serials {
             for alg in ocsp_proto::HashAlg::ALL {
-                flights.remove(&ocsp_store::response_key(issuer, serial, alg));
+                flights.remove(&ocsp_proto::AnswerKey::new(*issuer, serial.clone(), alg));
             }
         }
     }
 
     /// Forgets every live signing in flight for an issuer (identity or issuer-wide change).
     pub fn forget_issuer(&self, issuer: &ocsp_proto::IssuerKey) {
-        self.flights.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| !k.starts_with(&issuer.0));
+        self.flights.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.issuer != *issuer);
     }
 
     /// Hooks for [`ocsp_store::Store::on_change`] and [`ocsp_store::Store::on_purge`]; register

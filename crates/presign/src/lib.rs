@@ -11,7 +11,7 @@ pub use ocsp_proto::{Cadence, CadenceError};
 
 use ocsp_proto::{Answer, Clock, HashAlg, IssuerKey, ResponseBuilder, Serial};
 use ocsp_sign::IssuerRegistry;
-use ocsp_store::{response_key, StatusRecord, Store, StoredResponse};
+use ocsp_store::{StatusRecord, Store, StoredResponse};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -224,8 +224,10 @@ impl Presigner {
             return Vec::new();
         }
         let now = self.clock.now();
-        let keys: Vec<Vec<u8>> =
-            entries.iter().flat_map(|(i, s, _)| HashAlg::ALL.into_iter().map(move |a| response_key(i, s, a))).collect();
+        let keys: Vec<ocsp_proto::AnswerKey> = entries
+            .iter()
+            .flat_map(|(i, s, _)| HashAlg::ALL.into_iter().map(move |a| ocsp_proto::AnswerKey::new(*i, s.clone(), a)))
+            .collect();
         let stored = match self.store.responses(&keys) {
             Ok(r) => r,
             Err(e) => {
@@ -378,7 +380,7 @@ impl Presigner {
                     let _ = tx.send(part.to_vec());
                 }
             };
-            let mut cursor: Option<Vec<u8>> = issuer.map(|k| k.0.to_vec());
+            let mut cursor: Option<ocsp_store::StatusCursor> = issuer.map(ocsp_store::StatusCursor::Issuer);
             loop {
                 while let Some(entries) = self.take_urgent() {
                     send(self.jobs_for(entries));
@@ -386,7 +388,7 @@ impl Presigner {
                 if self.queue().stop {
                     break;
                 }
-                let chunk = match self.store.scan_statuses(cursor.as_deref(), SCAN_CHUNK) {
+                let chunk = match self.store.scan_statuses(cursor.as_ref(), SCAN_CHUNK) {
                     Ok(c) => c,
                     Err(e) => {
                         c.errors.fetch_add(1, Ordering::Relaxed);
@@ -395,7 +397,7 @@ impl Presigner {
                     }
                 };
                 let Some(last) = chunk.last() else { break };
-                cursor = Some(ocsp_store::status_key(&last.issuer, &last.serial));
+                cursor = Some(ocsp_store::StatusCursor::After(last.issuer, last.serial.clone()));
                 let n = chunk.len();
                 let mut past_issuer = false;
                 let entries: Vec<_> = chunk

@@ -92,6 +92,31 @@ pub struct CertId {
     pub serial: Serial,
 }
 
+/// Which answer: the certificate (its issuer's key and its serial) and the hash its CertID was
+/// asked in. The key of the memory tier and of live signings in flight; storage layouts are the
+/// store's own business.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AnswerKey {
+    /// The issuer.
+    pub issuer: IssuerKey,
+    /// The certificate's serial.
+    pub serial: Serial,
+    /// The CertID hash.
+    pub hash: HashAlg,
+}
+
+impl AnswerKey {
+    /// The key of `serial` of `issuer`, asked in `hash`.
+    pub fn new(issuer: IssuerKey, serial: Serial, hash: HashAlg) -> AnswerKey {
+        AnswerKey { issuer, serial, hash }
+    }
+
+    /// Bytes it takes (for memory bounds).
+    pub fn weight(&self) -> usize {
+        64 + self.serial.as_bytes().len() + 1
+    }
+}
+
 /// The canonical identity of an issuer in the database: SHA-256 of its name and SHA-256 of its
 /// public key, 64 bytes. Status records are keyed by this pair and a serial, never by subject
 /// or key alone.

@@ -20,7 +20,7 @@ mod status;
 pub mod x509;
 
 pub use cadence::{Cadence, CadenceError};
-pub use certid::{CertId, IssuerHashes, IssuerKey, Serial};
+pub use certid::{AnswerKey, CertId, IssuerHashes, IssuerKey, Serial};
 pub use clock::{Clock, SystemClock};
 pub use error::ProtoError;
 pub use getpath::{decode_get_path, percent_decode, PercentError, MAX_REQUEST_BYTES};

@@ -16,7 +16,7 @@ pub use audit::{AuditEntry, AuditFilter};
 pub use error::StoreError;
 pub use outbox::{PurgeEvent, PurgeHook};
 pub use records::{Issued, IssuerRecord, RevokeOutcome, State, StatusRecord};
-pub use responses::{response_key, ResponseEntry, StatusEntry, StoredResponse};
+pub use responses::{ResponseEntry, StatusCursor, StatusEntry, StoredResponse};
 
 use ocsp_proto::{IssuerKey, RevocationReason, Serial};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};

@@ -30,7 +30,7 @@ pub struct StoredResponse {
 const HEADER: usize = 1 + 8 * 3 + 27;
 
 /// The key of a stored response: the status key and the CertID hash algorithm.
-pub fn response_key(issuer: &IssuerKey, serial: &Serial, alg: HashAlg) -> Vec<u8> {
+pub(crate) fn response_key(issuer: &IssuerKey, serial: &Serial, alg: HashAlg) -> Vec<u8> {
     let mut k = status_key(issuer, serial);
     k.push(alg_byte(alg));
     k
@@ -81,6 +81,15 @@ impl StoredResponse {
     }
 }
 
+/// Where a scan of statuses starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusCursor {
+    /// At the first certificate of this issuer.
+    Issuer(IssuerKey),
+    /// Just after this certificate.
+    After(IssuerKey, Serial),
+}
+
 /// One certificate as the pre-signer sees it.
 #[derive(Debug, Clone)]
 pub struct StatusEntry {
@@ -104,11 +113,12 @@ impl Store {
         self.db.get_pinned_cf(cf, response_key(issuer, serial, alg))?.map(|v| StoredResponse::decode(&v)).transpose()
     }
 
-    /// Stored responses for many keys (missing ones as `None`), in order.
-    pub fn responses(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<StoredResponse>>, StoreError> {
+    /// Stored responses for many answers (missing ones as `None`), in order.
+    pub fn responses(&self, answers: &[ocsp_proto::AnswerKey]) -> Result<Vec<Option<StoredResponse>>, StoreError> {
         let cf = self.cf(CF_RESPONSES)?;
+        let keys: Vec<Vec<u8>> = answers.iter().map(|a| response_key(&a.issuer, &a.serial, a.hash)).collect();
         self.db
-            .batched_multi_get_cf(cf, keys, false)
+            .batched_multi_get_cf(cf, &keys, false)
             .into_iter()
             .map(|r| r.map_err(StoreError::from)?.map(|v| StoredResponse::decode(&v)).transpose())
             .collect()
@@ -191,10 +201,20 @@ impl Store {
         Ok(out)
     }
 
-    /// Up to `limit` status entries after `after` (a status key), in key order, for a pass.
-    pub fn scan_statuses(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<StatusEntry>, StoreError> {
+    /// Up to `limit` status entries from `from` (the start when none), in issuer then serial
+    /// order, for a pass.
+    pub fn scan_statuses(&self, from: Option<&StatusCursor>, limit: usize) -> Result<Vec<StatusEntry>, StoreError> {
         let cf = self.cf(CF_STATUS)?;
-        let mode = match after {
+        let (start, after) = match from {
+            None => (None, None),
+            Some(StatusCursor::Issuer(issuer)) => (Some(issuer.0.to_vec()), None),
+            Some(StatusCursor::After(issuer, serial)) => {
+                let key = status_key(issuer, serial);
+                (Some(key.clone()), Some(key))
+            }
+        };
+        let after = after.as_deref();
+        let mode = match start.as_deref() {
             Some(k) => rocksdb::IteratorMode::From(k, rocksdb::Direction::Forward),
             None => rocksdb::IteratorMode::Start,
         };

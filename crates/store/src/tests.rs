@@ -127,7 +127,7 @@ fn responses_are_written_only_while_their_status_is_current_and_vanish_on_revoca
     let scanned = store.scan_statuses(None, 10).unwrap();
     assert_eq!(scanned.len(), 1);
     assert_eq!(scanned[0].serial, serial(1));
-    let key = status_key(&issuer(1), &serial(1));
+    let key = StatusCursor::After(issuer(1), serial(1));
     assert!(store.scan_statuses(Some(&key), 10).unwrap().is_empty());
 }
 
