@@ -5,10 +5,6 @@ use crate::util::*;
 use ocsp_testpki::KeyAlg;
 use serde_json::Value;
 
-fn json(out: &str) -> Value {
-    serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
 fn status_of(r: &Responder, serial: &str) -> Value {
     json(&r.ctl_ok(&["--json", "status", "--issuer", "int", "--serial", serial]))
 }

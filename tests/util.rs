@@ -338,3 +338,9 @@ impl TestPki {
         ]);
     }
 }
+
+/// The JSON document on the last line of a command's output (`ocspctl --json`, the Python
+/// helpers).
+pub fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {out}"))
+}

@@ -10,8 +10,9 @@ import urllib.request
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
+
+from check_ocsp import verify
 
 
 def main():
@@ -44,12 +45,8 @@ def main():
         except x509.ExtensionNotFound:
             echoed = None
         signer = x509.load_pem_x509_certificate(open(args.responder, "rb").read()) if args.responder else issuer
-        key = signer.public_key()
         try:
-            if isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(resp.signature, resp.tbs_response_bytes, ec.ECDSA(resp.signature_hash_algorithm))
-            elif isinstance(key, rsa.RSAPublicKey):
-                key.verify(resp.signature, resp.tbs_response_bytes, padding.PKCS1v15(), resp.signature_hash_algorithm)
+            verify(signer.public_key(), resp.signature, resp.tbs_response_bytes, resp.signature_hash_algorithm)
             verified = True
         except Exception:  # noqa: BLE001 - any failure means not verified
             verified = False

@@ -419,6 +419,11 @@ impl Resolver {
     }
 }
 
+/// `value` of setting `key` parsed, or a problem naming the setting.
+fn checked<T>(problems: &mut Vec<String>, key: &str, value: &str, parse: fn(&str) -> Result<T, String>) -> Option<T> {
+    parse(value).map_err(|e| problems.push(format!("{}: {e}", label(key)))).ok()
+}
+
 /// How a problem names a setting: its key and its flag.
 fn label(key: &str) -> String {
     match KEYS.iter().find(|k| k.key == key).and_then(|k| k.flag) {
@@ -453,27 +458,15 @@ impl Args {
         let admin_listen = addr("listen.admin", &admin_s);
         let metrics_listen = addr("listen.metrics", &metrics_s);
 
-        let values: Vec<(&'static str, String)> = vec![
-            ("responses.validity", r.get("responses.validity", self.validity.clone())),
-            ("responses.backdate", r.get("responses.backdate", self.backdate.clone())),
-            ("responses.max_age", r.get("responses.max_age", self.max_age.clone())),
-            ("presign.interval", r.get("presign.interval", self.presign_interval.clone())),
-            ("purge.wait", r.get("purge.wait", self.purge_wait.clone())),
-            ("listen.idle_timeout", r.get("listen.idle_timeout", self.idle_timeout.clone())),
-        ];
-        let mut durations = std::collections::HashMap::new();
-        for (key, v) in &values {
-            match parse_duration(v) {
-                Ok(d) => {
-                    durations.insert(*key, d);
-                }
-                Err(e) => problems.push(format!("{}: {e}", label(key))),
-            }
-        }
-        let d = |key: &str| durations.get(key).copied();
-        let (validity, backdate, max_age) = (d("responses.validity"), d("responses.backdate"), d("responses.max_age"));
-        let (presign_interval, purge_wait, idle_timeout) =
-            (d("presign.interval"), d("purge.wait"), d("listen.idle_timeout"));
+        let mut duration = |key: &'static str, flag: &Option<String>| {
+            checked(&mut problems, key, &r.get(key, flag.clone()), parse_duration)
+        };
+        let validity = duration("responses.validity", &self.validity);
+        let backdate = duration("responses.backdate", &self.backdate);
+        let max_age = duration("responses.max_age", &self.max_age);
+        let presign_interval = duration("presign.interval", &self.presign_interval);
+        let purge_wait = duration("purge.wait", &self.purge_wait);
+        let idle_timeout = duration("listen.idle_timeout", &self.idle_timeout);
         if idle_timeout.is_some_and(|t| !(1..=3600).contains(&t)) {
             problems.push(format!("{} must be from 1s to 1h", label("listen.idle_timeout")));
         }
@@ -553,25 +546,12 @@ impl Args {
                 problems.push(format!("--admin-listen and --metrics-listen are both {a}: give each its own port"));
             }
         }
-        let sizes = [
-            ("cache.memory", r.get("cache.memory", self.memory_cache.clone())),
-            ("cache.db", r.get("cache.db", self.db_cache.clone())),
-            ("cache.db_write_buffer", r.get("cache.db_write_buffer", self.db_write_buffer.clone())),
-        ];
-        let mut size = std::collections::HashMap::new();
-        for (key, v) in &sizes {
-            match parse_size(v) {
-                Ok(n) => {
-                    size.insert(*key, n);
-                }
-                Err(e) => problems.push(format!("{}: {e}", label(key))),
-            }
-        }
-        let (memory_cache_bytes, db_cache_bytes, db_write_buffer_bytes) = (
-            size.get("cache.memory").copied(),
-            size.get("cache.db").copied(),
-            size.get("cache.db_write_buffer").copied(),
-        );
+        let mut size = |key: &'static str, flag: &Option<String>| {
+            checked(&mut problems, key, &r.get(key, flag.clone()), parse_size)
+        };
+        let memory_cache_bytes = size("cache.memory", &self.memory_cache);
+        let db_cache_bytes = size("cache.db", &self.db_cache);
+        let db_write_buffer_bytes = size("cache.db_write_buffer", &self.db_write_buffer);
         if db_write_buffer_bytes.is_some_and(|n| !((256 << 10)..=(1 << 30)).contains(&n)) {
             problems.push("--db-write-buffer must be from 256KiB to 1GiB".into());
         }
