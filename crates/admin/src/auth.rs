@@ -120,7 +120,7 @@ impl TokenFile {
         if !self.hashes.exists() {
             let token = new_token()?;
             write_private(&self.bootstrap, &format!("{token}\n"), true)?;
-            write_private(&self.hashes, &format!("admin {}\n", hex(&hash(&token))), true)?;
+            write_private(&self.hashes, &format!("admin {}\n", hex::encode(hash(&token))), true)?;
         }
         let (mtime, tokens) = self.read()?;
         Ok(AdminAuth { file: Some(self.hashes.clone()), state: Mutex::new((mtime, tokens)) })
@@ -146,7 +146,7 @@ impl TokenFile {
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
-        text.push_str(&format!("{name} {} {}\n", hex(&hash(&token)), role.name()));
+        text.push_str(&format!("{name} {} {}\n", hex::encode(hash(&token)), role.name()));
         let tmp = self.hashes.with_extension("tmp");
         write_private(&tmp, &text, false)?;
         std::fs::rename(&tmp, &self.hashes)?;
@@ -180,7 +180,7 @@ impl TokenFile {
                     ))
                 })?,
             };
-            let bytes = unhex(h).filter(|b| b.len() == 32).ok_or_else(|| {
+            let bytes = hex::decode(h).ok().filter(|b| b.len() == 32).ok_or_else(|| {
                 std::io::Error::other(format!("{}:{}: the hash is not 64 hex digits", self.hashes.display(), n + 1))
             })?;
             tokens.push((name.to_string(), bytes, role));
@@ -205,17 +205,6 @@ fn write_private(path: &Path, contents: &str, create_new: bool) -> std::io::Resu
     let mut f = opts.open(path)?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()
-}
-
-fn hex(b: &[u8]) -> String {
-    hex::encode(b)
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 impl AdminAuth {

@@ -142,9 +142,8 @@ impl AdminService {
     /// A peer's purge: evict our memory tier (our own database already has the change, or
     /// gets it by replication; the memory tier is the only copy a peer cannot reach).
     pub fn peer_purge(&self, req: api::PeerPurge, who: &str) -> Result<serde_json::Value, AdminError> {
-        let raw = hex::decode(&req.issuer).map_err(|_| invalid("issuer is not hex"))?;
-        let issuer = ocsp_proto::IssuerKey::new(raw.get(..32).unwrap_or(&[]), raw.get(32..).unwrap_or(&[]))
-            .ok_or_else(|| invalid("issuer is not a 64-byte issuer key"))?;
+        let issuer = ocsp_proto::IssuerKey::from_hex(&req.issuer)
+            .ok_or_else(|| invalid("issuer is not a 64-byte issuer key in hex"))?;
         let serials =
             req.serials.iter().map(|s| Serial::from_hex(s)).collect::<Result<Vec<_>, _>>().map_err(invalid)?;
         if let Some(memory) = &self.state.memory {
@@ -166,8 +165,7 @@ impl AdminService {
             .as_ref()
             .ok_or_else(|| AdminError::Absent("no purge fan-out runs in this ocspd".into()))?;
         let name_of = |hex_key: &str| -> String {
-            let raw = hex::decode(hex_key).unwrap_or_default();
-            ocsp_proto::IssuerKey::new(raw.get(..32).unwrap_or(&[]), raw.get(32..).unwrap_or(&[]))
+            ocsp_proto::IssuerKey::from_hex(hex_key)
                 .and_then(|k| self.state.domain.registry().by_key(&k))
                 .map(|e| e.name.clone())
                 .unwrap_or_else(|| hex_key.to_string())
@@ -197,7 +195,7 @@ impl AdminService {
                 retry_in_ms: t.retry_in_ms,
             })
             .collect();
-        Ok(api::PurgeStatus { outbox_head: self.state.domain.store().outbox_head(), targets })
+        Ok(api::PurgeStatus { outbox_head: self.state.domain.store().feed_head(), targets })
     }
 
     fn presigner(&self) -> Result<&Arc<ocsp_presign::Presigner>, AdminError> {

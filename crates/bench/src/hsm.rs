@@ -141,13 +141,13 @@ pub fn promote_backup(n: u32) -> Result<()> {
     drop(server);
     let store = ocsp_store::Store::open(&dir.path().join("data/db"))?;
     let (mut total, mut new_key) = (0u64, 0u64);
-    let mut after: Option<Vec<u8>> = None;
+    let mut after: Option<ocsp_proto::AnswerKey> = None;
     loop {
-        let page = store.scan_responses(after.as_deref(), 50_000)?;
+        let page = store.scan_responses(after.as_ref(), 50_000)?;
         if page.is_empty() {
             break;
         }
-        for (_, _, _, _, resp) in &page {
+        for (_, resp) in &page {
             total += 1;
             if by_backup(&resp.der) {
                 new_key += 1;

@@ -101,7 +101,8 @@ impl Domain {
         let mut out = AddedCerts { added: 0, already: 0, serials: Vec::new(), revoked: 0, conflicts: Vec::new() };
         for (issuer, list) in &by_issuer {
             let a = audit(now, who, "cert.add", &issuer.name, req.why.as_deref());
-            let added = self.store.record_certificates(&issuer.key, list, now, a)?;
+            let (added, change) = self.store.record_certificates(&issuer.key, list, now, a)?;
+            self.settle(change);
             out.added += added;
             out.already += list.len() - added;
             out.serials.extend(list.iter().map(|c| (issuer.name.clone(), c.serial.to_string())));
@@ -112,7 +113,9 @@ impl Domain {
                 RevocationReason::from_code(code).ok_or_else(|| DomainError::Internal("reason code".into()))?;
             let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
             a.reason = Some(reason.name().to_string());
-            let (summary, _) = self.store.revoke_many(&issuer.key, &serials, time, reason, now, false, a)?;
+            let ocsp_store::BulkRevocation { summary, change, .. } =
+                self.store.revoke_many(&issuer.key, &serials, time, reason, now, false, a)?;
+            self.settle(change);
             out.revoked += summary.revoked + summary.changed;
             out.conflicts.extend(summary.refused.iter().map(|s| s.to_string()));
         }

@@ -23,17 +23,15 @@ impl Domain {
     /// A page of current pre-signed responses with their GET paths. Responses of retired
     /// issuers (which answer unauthorized) and those within a minute of nextUpdate are left out.
     pub fn export(&self, query: ExportQuery) -> Result<api::ExportPage, DomainError> {
-        let after = query
-            .after
-            .map(|a| hex::decode(a).map_err(|_| DomainError::Invalid("after is not an export cursor".into())))
-            .transpose()?;
+        let after = query.after.as_deref().map(parse_cursor).transpose()?;
         let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
         let only = query.issuer.map(|n| self.issuer(&n).map(|e| e.key)).transpose()?;
         let now = self.clock.now();
-        let rows = self.store.scan_responses(after.as_deref(), limit)?;
-        let next = (rows.len() == limit).then(|| rows.last().map(|r| hex::encode(&r.0))).flatten();
+        let rows = self.store.scan_responses(after.as_ref(), limit)?;
+        let next = (rows.len() == limit).then(|| rows.last().map(|r| cursor_of(&r.0))).flatten();
         let mut items = Vec::with_capacity(rows.len());
-        for (_, issuer, serial, alg, resp) in rows {
+        for (answer, resp) in rows {
+            let ocsp_proto::AnswerKey { issuer, serial, hash: alg } = answer;
             if only.is_some_and(|k| k != issuer) || resp.next_update <= now + EXPORT_MARGIN {
                 continue;
             }
@@ -48,5 +46,45 @@ impl Domain {
             });
         }
         Ok(api::ExportPage { items, next })
+    }
+}
+
+/// The cursor after `answer`: `<issuer key hex>.<serial hex>.<sha1|sha256>`.
+fn cursor_of(answer: &ocsp_proto::AnswerKey) -> String {
+    format!("{}.{}.{}", answer.issuer.to_hex(), answer.serial.to_hex(), answer.hash.name())
+}
+
+fn parse_cursor(text: &str) -> Result<ocsp_proto::AnswerKey, DomainError> {
+    let bad = || DomainError::Invalid(format!("after: {text:?} is not an export cursor (a page's `next`)"));
+    let mut parts = text.split('.');
+    let (Some(issuer), Some(serial), Some(hash), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let issuer = ocsp_proto::IssuerKey::from_hex(issuer).ok_or_else(bad)?;
+    let serial = ocsp_proto::Serial::from_hex(serial).map_err(|_| bad())?;
+    let hash = ocsp_proto::HashAlg::ALL.into_iter().find(|h| h.name() == hash).ok_or_else(bad)?;
+    Ok(ocsp_proto::AnswerKey::new(issuer, serial, hash))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn export_cursors_name_an_answer_and_bad_ones_are_refused() {
+        let answer = ocsp_proto::AnswerKey::new(
+            ocsp_proto::IssuerKey([7; 64]),
+            ocsp_proto::Serial::from_hex("00ff01").unwrap(),
+            ocsp_proto::HashAlg::Sha256,
+        );
+        let text = cursor_of(&answer);
+        assert!(text.starts_with(&"07".repeat(64)) && text.ends_with(".sha256"), "{text}");
+        assert_eq!(parse_cursor(&text).unwrap(), answer);
+        for bad in ["", "zz", &format!("{}.01", "07".repeat(64)), &format!("{}.01.md5", "07".repeat(64)), "07.01.sha1"]
+        {
+            assert!(matches!(parse_cursor(bad), Err(DomainError::Invalid(_))), "{bad:?}");
+        }
     }
 }

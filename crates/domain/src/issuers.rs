@@ -88,9 +88,12 @@ impl Domain {
         // (one batch); if that write fails, nothing changed.
         self.registry.remove(name);
         let a = audit(now, who, "issuer.retire", name, req.why.as_deref());
-        if let Err(e) = self.store.put_issuer_and_purge(&entry.key, &record, false, now, a) {
-            self.registry.insert((*entry).clone());
-            return Err(e.into());
+        match self.store.put_issuer_and_purge(&entry.key, &record, false, now, a) {
+            Ok(change) => self.settle(Some(change.seq)),
+            Err(e) => {
+                self.registry.insert((*entry).clone());
+                return Err(e.into());
+            }
         }
         tracing::info!(admin = who, issuer = name, "issuer retired");
         self.view_of(&record, now)
@@ -223,10 +226,13 @@ impl Domain {
         self.registry.insert(promoted);
         let mut a = audit(now, who, "issuer.promote", name, req.why.as_deref());
         a.detail = format!("{} previous key {previous_key}, now {}", a.detail, record.responder_key).trim().to_string();
-        if let Err(e) = self.store.put_issuer_and_purge(&current.key, &record, true, now, a) {
-            // Nothing was written: the primary keeps signing.
-            self.registry.insert((*current).clone());
-            return Err(e.into());
+        match self.store.put_issuer_and_purge(&current.key, &record, true, now, a) {
+            Ok(change) => self.settle(Some(change.seq)),
+            Err(e) => {
+                // Nothing was written: the primary keeps signing.
+                self.registry.insert((*current).clone());
+                return Err(e.into());
+            }
         }
         if let Some(p) = &self.ports.resigner {
             p.urgent(&current.key, &revoked);

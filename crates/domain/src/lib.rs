@@ -6,21 +6,26 @@
 //! event and audit entry in one durable write) and is acknowledged only once durable. Errors
 //! are one typed enum, [`DomainError`]; transports map it to their terms in one place.
 //!
-//! The parts of the running process an operation drives (the pre-signer, the memory tier, the
-//! purge fan-out) are reached through small traits ([`Resigner`], [`HotSerials`],
-//! [`PurgeWaiter`]), so this crate depends on none of them.
+//! Everything in the process that holds or derives answers follows the store's change feed
+//! ([`feed`]); an operation is acknowledged once its change is durable and applied by every
+//! in-process follower. The parts of the running process an operation drives (the
+//! pre-signer, the memory tier, the purge fan-out) are reached through small traits
+//! ([`Resigner`], [`HotSerials`], [`PurgeWaiter`], [`Follower`]), so this crate depends on
+//! none of them.
 
 pub mod api;
 mod audit;
 mod certs;
 mod error;
 mod export;
+pub mod feed;
 mod issuers;
 mod revocations;
 
 pub use audit::AuditQuery;
 pub use error::DomainError;
 pub use export::ExportQuery;
+pub use feed::{ChangeFeed, Follower, Followers};
 
 use ocsp_proto::{Clock, IssuerKey, Policies, Serial};
 use ocsp_sign::IssuerRegistry;
@@ -28,6 +33,8 @@ use ocsp_store::{AuditEntry, Store};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long an acknowledgement waits for the in-process followers to apply its change.
+pub const SETTLE_WAIT: Duration = Duration::from_secs(10);
 /// Revocation times may lie this far in the future, for clock skew between staff and server.
 pub const FUTURE_SLACK: i64 = 300;
 /// How far back a revocation other than keyCompromise may be dated.
@@ -65,6 +72,8 @@ pub trait PurgeWaiter: Send + Sync {
 /// The parts of the running process the operations drive; each may be absent.
 #[derive(Default)]
 pub struct Ports {
+    /// The in-process followers of the change feed, waited on before an acknowledgement.
+    pub followers: Option<Arc<Followers>>,
     /// The pre-signer, when one runs.
     pub resigner: Option<Arc<dyn Resigner>>,
     /// The memory tier, when there is one.
@@ -117,6 +126,23 @@ impl Domain {
         let mut a = AuditEntry::new(self.now(), who, "refused");
         a.detail = detail;
         Ok(self.store.record_audit(a)?)
+    }
+
+    /// Waits until the in-process followers applied `change` (so no tier of this process
+    /// answers from before it), at most [`SETTLE_WAIT`]. Past that every follower is reset
+    /// (drops all it holds), which also leaves nothing stale; it is logged.
+    fn settle(&self, change: Option<u64>) {
+        let (Some(seq), Some(followers)) = (change, &self.ports.followers) else {
+            return;
+        };
+        if !followers.wait_applied(seq, SETTLE_WAIT) {
+            tracing::error!(
+                change = seq,
+                applied = followers.applied(),
+                "the in-process followers have not applied a change in time; every in-process cache is dropped"
+            );
+            followers.reset_all();
+        }
     }
 
     /// Waits (bounded) until the purge event `event` (the caller's own, not whatever was

@@ -89,7 +89,8 @@ impl Domain {
         let reason = self.check_reasons(&issuer, std::slice::from_ref(&serial), asked)?;
         let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
         a.reason = Some(reason.name().to_string());
-        let (outcome, purge_event) = self.store.revoke(&issuer.key, &serial, time, reason, now, a)?;
+        let (outcome, change) = self.store.revoke(&issuer.key, &serial, time, reason, now, a)?;
+        self.settle(change);
         let (rec, label) = match outcome {
             RevokeOutcome::Revoked(r) => (r, "revoked"),
             RevokeOutcome::Changed(r) => (r, "changed"),
@@ -111,8 +112,8 @@ impl Domain {
         };
         tracing::info!(admin = who, issuer = %issuer.name, %serial, reason = reason.name(), outcome = label, "revocation");
         let mut view = Self::status_view(&issuer.name, &serial, Some(rec), Some(label));
-        if let Some(event) = purge_event {
-            view.purge_pending = self.wait_for_purge(event);
+        if let Some(change) = change {
+            view.purge_pending = self.wait_for_purge(change);
         }
         Ok(view)
     }
@@ -137,7 +138,9 @@ impl Domain {
         let reason = self.check_reasons(&issuer, &serials, asked)?;
         let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
         a.reason = Some(reason.name().to_string());
-        let (summary, changed) = self.store.revoke_many(&issuer.key, &serials, time, reason, now, req.dry_run, a)?;
+        let ocsp_store::BulkRevocation { summary, changed, change } =
+            self.store.revoke_many(&issuer.key, &serials, time, reason, now, req.dry_run, a)?;
+        self.settle(change);
         if !req.dry_run {
             tracing::info!(admin = who, issuer = %issuer.name, reason = reason.name(), revoked = changed.len(), "bulk revocation");
         }
@@ -158,9 +161,10 @@ impl Domain {
         let serial = Serial::from_hex(&req.serial).map_err(invalid)?;
         let a = audit(now, who, "unhold", &issuer.name, req.why.as_deref());
         match self.store.unhold(&issuer.key, &serial, now, a)? {
-            UnholdOutcome::Lifted { record, purge_event } => {
+            UnholdOutcome::Lifted { record, change } => {
+                self.settle(Some(change));
                 let mut view = Self::status_view(&issuer.name, &serial, Some(record), Some("hold lifted"));
-                view.purge_pending = self.wait_for_purge(purge_event);
+                view.purge_pending = self.wait_for_purge(change);
                 Ok(view)
             }
             UnholdOutcome::NotOnHold(rec) => Err(DomainError::Conflict(format!(

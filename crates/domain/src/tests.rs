@@ -322,10 +322,92 @@ fn a_revocation_waits_for_its_own_purge_event_only() {
         )
         .unwrap();
     f.revoke("0a", "keyCompromise").unwrap();
-    let events = store.outbox(0, 10).unwrap();
-    let own = events.iter().find(|e| e.serials.iter().any(|s| s.to_string() == "0A")).unwrap().seq;
+    let events = store.changes(0, 10).unwrap();
+    let own = events.iter().find(|e| e.needs_purge() && e.serials.iter().any(|s| s.to_string() == "0A")).unwrap().seq;
     assert_eq!(*waits.0.lock().unwrap(), vec![own + 1]);
     // Nothing changed, nothing queued: nothing to wait for.
     f.revoke("0a", "keyCompromise").unwrap();
     assert_eq!(waits.0.lock().unwrap().len(), 1);
+}
+
+/// A follower that writes down what it was told.
+#[derive(Default)]
+struct Seen {
+    applied: std::sync::Mutex<Vec<(ocsp_store::ChangeKind, Vec<String>)>>,
+    resets: std::sync::atomic::AtomicUsize,
+}
+
+impl Follower for Seen {
+    fn apply(&self, change: &ocsp_store::Change) {
+        let serials = change.serials.iter().map(|s| s.to_string()).collect();
+        self.applied.lock().unwrap().push((change.kind, serials));
+    }
+
+    fn reset(&self) {
+        self.resets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Fixture {
+    /// The same operations, with `followers` following the feed of `feed`.
+    fn following(self, feed: Arc<dyn ChangeFeed>, followers: Vec<Arc<dyn Follower>>) -> Fixture {
+        let followers = Followers::start(feed, followers).unwrap();
+        let ports = Ports { followers: Some(followers), ..Default::default() };
+        let domain = Domain::new(
+            self.domain.store().clone(),
+            self.domain.registry().clone(),
+            Arc::new(FixedClock::new(now())),
+            Arc::new(Policies::default()),
+            ports,
+        );
+        Fixture { domain, ..self }
+    }
+}
+
+#[test]
+fn an_operation_returns_only_once_every_follower_applied_its_change() {
+    use ocsp_store::ChangeKind::*;
+    let f = fixture(Policies::default());
+    let seen = Arc::new(Seen::default());
+    let feed = f.domain.store().clone();
+    let f = f.following(feed, vec![seen.clone()]);
+    let last = || seen.applied.lock().unwrap().last().cloned();
+    // No sleeps: each call returns after the follower has the change.
+    f.record(&["0a", "0b"]);
+    assert_eq!(last(), Some((Recorded, vec!["0A".to_string(), "0B".to_string()])));
+    f.revoke("0a", "keyCompromise").unwrap();
+    assert_eq!(last(), Some((Status, vec!["0A".to_string()])));
+    f.domain.retire_issuer("int", Retire { why: None }, "alice").unwrap();
+    assert_eq!(last(), Some((Signer, vec![])));
+    assert_eq!(seen.applied.lock().unwrap().len(), 3, "each change once, in order");
+    assert_eq!(seen.resets.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// A feed that loses the change asked for first.
+struct Gappy(Arc<Store>);
+
+impl ChangeFeed for Gappy {
+    fn head(&self) -> u64 {
+        self.0.feed_head()
+    }
+    fn changes(&self, from: u64, limit: usize) -> Result<Vec<ocsp_store::Change>, ocsp_store::StoreError> {
+        self.0.changes(from + 1, limit)
+    }
+    fn wait_for_changes(&self, from: u64, timeout: Duration) -> u64 {
+        self.0.wait_for_changes(from, timeout)
+    }
+    fn hold(&self, from: u64) {
+        self.0.hold_feed(from)
+    }
+}
+
+#[test]
+fn followers_drop_everything_when_the_feed_has_a_gap() {
+    let f = fixture(Policies::default());
+    let seen = Arc::new(Seen::default());
+    let feed = Arc::new(Gappy(f.domain.store().clone()));
+    let f = f.following(feed, vec![seen.clone()]);
+    f.record(&["0a"]);
+    assert_eq!(seen.resets.load(std::sync::atomic::Ordering::SeqCst), 1, "a missed change resets the follower");
+    assert!(seen.applied.lock().unwrap().is_empty());
 }

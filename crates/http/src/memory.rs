@@ -93,19 +93,28 @@ impl MemoryTier {
         )
     }
 
-    /// Hooks for [`ocsp_store::Store::on_change`] and [`ocsp_store::Store::on_purge`].
-    pub fn hooks(self: &Arc<Self>) -> (ocsp_store::ChangeHook, ocsp_store::PurgeHook) {
-        crate::source::change_hooks(self)
+    /// Drops every answer.
+    pub fn evict_all(&self) {
+        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.cache.invalidate_all();
+        self.metrics.memory_evictions.inc();
     }
 }
 
-impl crate::source::Forgets for MemoryTier {
-    fn forget(&self, issuer: &IssuerKey, serials: &[Serial]) {
-        self.evict(issuer, serials);
+/// The memory tier follows the change feed: a changed certificate's answers, or all of an
+/// issuer whose signer changed, are dropped before the change is acknowledged.
+impl ocsp_domain::Follower for MemoryTier {
+    fn apply(&self, change: &ocsp_store::Change) {
+        if change.issuer_wide() {
+            self.evict_issuer(&change.issuer);
+        } else {
+            self.evict(&change.issuer, &change.serials);
+        }
     }
 
-    fn forget_issuer(&self, issuer: &IssuerKey) {
-        self.evict_issuer(issuer);
+    fn reset(&self) {
+        self.evict_all();
     }
 }
 

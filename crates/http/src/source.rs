@@ -336,53 +336,23 @@ impl PresignedSource {
     pub fn forget_issuer(&self, issuer: &ocsp_proto::IssuerKey) {
         self.flights.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.issuer != *issuer);
     }
-
-    /// Hooks for [`ocsp_store::Store::on_change`] and [`ocsp_store::Store::on_purge`]; register
-    /// them before the memory tier's, so a flight is gone before the memory tier's epoch moves.
-    pub fn hooks(self: &Arc<Self>) -> (ocsp_store::ChangeHook, ocsp_store::PurgeHook) {
-        change_hooks(self)
-    }
 }
 
-impl Forgets for PresignedSource {
-    fn forget(&self, issuer: &ocsp_proto::IssuerKey, serials: &[ocsp_proto::Serial]) {
-        PresignedSource::forget(self, issuer, serials);
+/// Live signings in flight follow the change feed: one started from a status that changed
+/// is forgotten, so no later request joins it. Put it before the memory tier in the list of
+/// followers, so a flight is gone before the memory tier's epoch moves.
+impl ocsp_domain::Follower for PresignedSource {
+    fn apply(&self, change: &ocsp_store::Change) {
+        if change.issuer_wide() {
+            self.forget_issuer(&change.issuer);
+        } else {
+            self.forget(&change.issuer, &change.serials);
+        }
     }
 
-    fn forget_issuer(&self, issuer: &ocsp_proto::IssuerKey) {
-        PresignedSource::forget_issuer(self, issuer);
+    fn reset(&self) {
+        self.flights.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
-}
-
-/// A tier that must drop what it holds for certificates whose status or signer changed.
-pub(crate) trait Forgets: Send + Sync + 'static {
-    /// Drops what is held for these certificates.
-    fn forget(&self, issuer: &ocsp_proto::IssuerKey, serials: &[ocsp_proto::Serial]);
-    /// Drops everything held for an issuer.
-    fn forget_issuer(&self, issuer: &ocsp_proto::IssuerKey);
-}
-
-/// The store hooks (change, purge) that make `tier` forget, held weakly so a dropped tier is
-/// not kept alive by the store. A certificate's change reaches the tier once, through the
-/// change hook (the store calls it for every status change, new certificates included); the
-/// purge hook acts only on issuer-wide events (a promoted or retired identity), which have no
-/// per-certificate change.
-pub(crate) fn change_hooks<T: Forgets>(tier: &Arc<T>) -> (ocsp_store::ChangeHook, ocsp_store::PurgeHook) {
-    let (a, b) = (Arc::downgrade(tier), Arc::downgrade(tier));
-    (
-        Box::new(move |issuer, serials| {
-            if let Some(t) = a.upgrade() {
-                t.forget(issuer, serials);
-            }
-        }),
-        Box::new(move |event| {
-            if event.issuer_wide() {
-                if let Some(t) = b.upgrade() {
-                    t.forget_issuer(&event.issuer);
-                }
-            }
-        }),
-    )
 }
 
 impl Source for PresignedSource {

@@ -170,20 +170,30 @@ async fn beyond_the_bound_the_answer_is_try_later() {
     assert_eq!(AnswerError::TryLater(String::new()).ocsp_status(), ocsp_proto::ResponseStatus::TryLater);
 }
 
-fn memory_tier(f: &Fixture, inner: Arc<dyn Source>, max_bytes: u64) -> (Arc<MemoryTier>, Arc<Metrics>) {
+/// A memory tier in front of `inner`, following the change feed.
+fn memory_tier(
+    f: &Fixture,
+    inner: Arc<dyn Source>,
+    max_bytes: u64,
+) -> (Arc<MemoryTier>, Arc<Metrics>, Arc<ocsp_domain::Followers>) {
     let metrics = Arc::new(Metrics::default());
     let tier = Arc::new(MemoryTier::new(max_bytes, inner, f.clock.clone(), metrics.clone()));
-    let (change, purge) = tier.hooks();
-    f.store.on_change(change);
-    f.store.on_purge(purge);
-    (tier, metrics)
+    let followers = ocsp_domain::Followers::start(f.store.clone(), vec![tier.clone()]).unwrap();
+    (tier, metrics, followers)
+}
+
+/// Waits until `followers` applied every change written so far, as the domain does before it
+/// acknowledges an operation.
+fn settle(store: &ocsp_store::Store, followers: &ocsp_domain::Followers) {
+    let head = store.feed_head();
+    assert!(head == 0 || followers.wait_applied(head - 1, Duration::from_secs(10)), "followers are stuck");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_tier_serves_repeats_and_forgets_a_certificate_the_moment_it_is_revoked() {
     let f = fixture(false);
     let (presigned, counting, _) = tiers(&f, 8);
-    let (tier, metrics) = memory_tier(&f, presigned, 64 << 20);
+    let (tier, metrics, followers) = memory_tier(&f, presigned, 64 << 20);
     let req = request(&f, "01");
     let first = tier.answer(&req).await.unwrap();
     assert_eq!((first.tier, first.status), (Tier::Live, CertStatus::Good));
@@ -206,6 +216,7 @@ async fn the_memory_tier_serves_repeats_and_forgets_a_certificate_the_moment_it_
             AuditEntry::new(0, "t", "r"),
         )
         .unwrap();
+    settle(&f.store, &followers);
     let after = tier.answer(&req).await.unwrap();
     assert!(matches!(after.status, CertStatus::Revoked { .. }), "no good answer once the revocation returned");
     assert_ne!(after.tier, Tier::Memory);
@@ -214,6 +225,7 @@ async fn the_memory_tier_serves_repeats_and_forgets_a_certificate_the_moment_it_
 
     // An issuer-wide purge (identity change) drops everything of the issuer.
     f.store.purge_issuer(&f.issuer, now(), AuditEntry::new(0, "t", "issuer.promote")).unwrap();
+    settle(&f.store, &followers);
     assert_ne!(tier.answer(&req).await.unwrap().tier, Tier::Memory);
 }
 
@@ -222,7 +234,7 @@ async fn an_answer_fetched_across_a_revocation_is_not_kept() {
     // The slow signer takes 200 ms; the revocation lands in the middle.
     let f = fixture(true);
     let (presigned, counting, _) = tiers(&f, 8);
-    let (tier, _) = memory_tier(&f, presigned, 64 << 20);
+    let (tier, _, followers) = memory_tier(&f, presigned, 64 << 20);
     let req = Arc::new(request(&f, "01"));
     let racing = {
         let (tier, req) = (tier.clone(), req.clone());
@@ -233,14 +245,16 @@ async fn an_answer_fetched_across_a_revocation_is_not_kept() {
     let store = f.store.clone();
     let issuer = f.issuer;
     tokio::task::spawn_blocking(move || {
-        store.revoke(
+        let revoked = store.revoke(
             &issuer,
             &serial,
             now(),
             ocsp_proto::RevocationReason::Superseded,
             now(),
             AuditEntry::new(0, "t", "r"),
-        )
+        );
+        settle(&store, &followers);
+        revoked
     })
     .await
     .unwrap()
@@ -261,7 +275,7 @@ async fn the_memory_tier_stays_within_its_byte_bound_and_never_serves_near_next_
     f.store.record_issued(&f.issuer, &list, now(), AuditEntry::new(0, "t", "cert.add")).unwrap();
     let (presigned, counting, _) = tiers(&f, 64);
     let cap = 64 * 1024;
-    let (tier, _) = memory_tier(&f, presigned, cap);
+    let (tier, _, _followers) = memory_tier(&f, presigned, cap);
     for n in 2..400 {
         tier.answer(&request(&f, &format!("{n:x}"))).await.unwrap();
     }
@@ -302,18 +316,15 @@ fn no_answer_signed_from_a_superseded_status_is_served_after_the_acknowledgement
         let config = LiveConfig { cadence: cadence(), max_concurrent: 64, untrusted_per_second: 1000 };
         let live = Arc::new(LiveSource::new(f.store.clone(), f.clock.clone(), config, metrics.clone()));
         let presigned = Arc::new(PresignedSource::new(f.store.clone(), f.clock.clone(), live, metrics.clone()));
-        let (change, purge) = presigned.hooks();
-        f.store.on_change(change);
-        f.store.on_purge(purge);
+        let mut list: Vec<Arc<dyn ocsp_domain::Follower>> = vec![presigned.clone()];
         let source: Arc<dyn Source> = if trial % 2 == 0 {
             let memory = Arc::new(MemoryTier::new(16 << 20, presigned.clone(), f.clock.clone(), metrics.clone()));
-            let (change, purge) = memory.hooks();
-            f.store.on_change(change);
-            f.store.on_purge(purge);
+            list.push(memory.clone());
             memory
         } else {
             presigned.clone()
         };
+        let followers = ocsp_domain::Followers::start(f.store.clone(), list).unwrap();
         let req = Arc::new(request(&f, &serial.to_hex()));
         let acked = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (found, asked_after) = rt.block_on(async {
@@ -350,6 +361,7 @@ fn no_answer_signed_from_a_superseded_status_is_served_after_the_acknowledgement
             let wait = u64::from(trial.wrapping_mul(2_654_435_761) % 9_000);
             tokio::time::sleep(Duration::from_micros(wait)).await;
             let (store, issuer, serial, acked) = (f.store.clone(), f.issuer, serial.clone(), acked.clone());
+            let followers = followers.clone();
             tokio::task::spawn_blocking(move || {
                 store
                     .revoke(
@@ -361,6 +373,7 @@ fn no_answer_signed_from_a_superseded_status_is_served_after_the_acknowledgement
                         AuditEntry::new(0, "t", "revoke"),
                     )
                     .unwrap();
+                settle(&store, &followers);
                 // The admin call returns here: the acknowledgement.
                 acked.store(true, Ordering::SeqCst);
             })

@@ -138,37 +138,38 @@ async fn run(config: config::Config) -> Result<()> {
 
     let presigner =
         Presigner::new(store.clone(), registry.clone(), clock.clone(), config.cadence, config.presign_threads);
-    if config.presign {
-        store.on_change(presigner.change_hook());
-    }
 
     // The tiers: memory, then pre-signed responses, then live signing.
     let metrics = Arc::new(Metrics::default());
     let live = Arc::new(LiveSource::new(store.clone(), clock.clone(), config.live.clone(), metrics.clone()));
     let presigned_tier = Arc::new(PresignedSource::new(store.clone(), clock.clone(), live.clone(), metrics.clone()));
-    // Live signings in flight die with the change, before the memory tier's epoch moves.
-    let (change, purge) = presigned_tier.hooks();
-    store.on_change(change);
-    store.on_purge(purge);
-    let presigned: Arc<dyn Source> = presigned_tier;
+    let presigned: Arc<dyn Source> = presigned_tier.clone();
     let memory = (config.memory_cache_bytes > 0).then(|| {
         Arc::new(MemoryTier::new(config.memory_cache_bytes, presigned.clone(), clock.clone(), metrics.clone()))
     });
-    if let Some(memory) = &memory {
-        let (change, purge) = memory.hooks();
-        store.on_change(change);
-        store.on_purge(purge);
-    }
     let source: Arc<dyn Source> = match &memory {
         Some(m) => m.clone(),
         None => presigned,
     };
     let purger = ocsp_purge::Purger::new(store.clone(), &config.purge)
         .map_err(|e| anyhow::anyhow!("starting the purge fan-out: {e}"))?;
-    store.on_purge(purger.hook());
     purger.spawn();
 
+    // Everything that holds or derives answers follows the change feed, in this order: live
+    // signings in flight die with the change before the memory tier's epoch moves.
+    let mut followers: Vec<Arc<dyn ocsp_domain::Follower>> = vec![presigned_tier.clone()];
+    if let Some(memory) = &memory {
+        followers.push(memory.clone());
+    }
+    if config.presign {
+        followers.push(presigner.clone());
+    }
+    followers.push(purger.clone());
+    let followers =
+        ocsp_domain::Followers::start(store.clone(), followers).context("starting the change-feed follower")?;
+
     let ports = ocsp_domain::Ports {
+        followers: Some(followers.clone()),
         resigner: config
             .presign
             .then(|| Arc::new(ocsp_admin::PresignerPort(presigner.clone())) as Arc<dyn ocsp_domain::Resigner>),
@@ -289,6 +290,7 @@ async fn run(config: config::Config) -> Result<()> {
     let _ = stop_tx.send(true);
     let _ = tokio::join!(public_task, admin_task, metrics_task);
     presigner.stop();
+    let _ = tokio::task::spawn_blocking(move || followers.stop()).await;
     if let Some(thread) = presign_thread {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }

@@ -130,16 +130,6 @@ impl Presigner {
         self.wake.notify_all();
     }
 
-    /// The hook to register with [`Store::on_change`].
-    pub fn change_hook(self: &Arc<Self>) -> ocsp_store::ChangeHook {
-        let me = Arc::downgrade(self);
-        Box::new(move |issuer, serials| {
-            if let Some(p) = me.upgrade() {
-                p.urgent(issuer, serials);
-            }
-        })
-    }
-
     /// Asks for a pass over every issuer (`None`) or one.
     pub fn request_pass(&self, issuer: Option<IssuerKey>) {
         let mut q = self.queue();
@@ -464,6 +454,20 @@ impl Presigner {
                 }
             }
         })
+    }
+}
+
+/// The pre-signer follows the change feed: changed and new certificates go to the front of
+/// its queue (an issuer whose signer changed is re-signed by the pass the promotion asks for).
+impl ocsp_domain::Follower for Presigner {
+    fn apply(&self, change: &ocsp_store::Change) {
+        if !change.issuer_wide() {
+            self.urgent(&change.issuer, &change.serials);
+        }
+    }
+
+    fn reset(&self) {
+        self.request_pass(None);
     }
 }
 

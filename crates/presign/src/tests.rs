@@ -12,6 +12,15 @@ struct Fixture {
     issuer: IssuerKey,
     registry: Arc<IssuerRegistry>,
     presigner: Arc<Presigner>,
+    followers: Arc<ocsp_domain::Followers>,
+}
+
+impl Fixture {
+    /// Waits until the pre-signer has applied every change written so far.
+    fn settled(&self) {
+        let head = self.store.feed_head();
+        assert!(head == 0 || self.followers.wait_applied(head - 1, std::time::Duration::from_secs(10)));
+    }
 }
 
 fn now() -> i64 {
@@ -36,11 +45,13 @@ fn fixture(certs: u32) -> Fixture {
     let clock = Arc::new(FixedClock::new(now()));
     let presigner =
         Presigner::new(store.clone(), registry.clone(), clock.clone(), Cadence::new(86_400, 3_600).unwrap(), 2);
-    store.on_change(presigner.change_hook());
+    let followers = ocsp_domain::Followers::start(store.clone(), vec![presigner.clone()]).unwrap();
     let list: Vec<(Serial, i64)> = (1..=certs).map(|n| (serial(n), 0)).collect();
     store.record_issued(&issuer, &list, now(), AuditEntry::new(0, "t", "cert.add")).unwrap();
-    presigner.queue().urgent.clear();
-    Fixture { _dir: dir, store, clock, issuer, registry, presigner }
+    let f = Fixture { _dir: dir, store, clock, issuer, registry, presigner, followers };
+    f.settled();
+    f.presigner.queue().urgent.clear();
+    f
 }
 
 fn stored_status(f: &Fixture, n: u32, alg: HashAlg) -> Option<rasn_status::Status> {
@@ -113,6 +124,7 @@ fn revocations_jump_the_queue() {
         )
         .unwrap();
     assert_eq!(stored_status(&f, 9, HashAlg::Sha1), None, "the good response is gone with the revocation");
+    f.settled();
     assert_eq!(f.presigner.stats().urgent, 1);
     f.presigner.drain_urgent();
     assert_eq!(stored_status(&f, 9, HashAlg::Sha1), Some(Status::Revoked));
@@ -145,6 +157,7 @@ fn revoking_during_a_refresh_pass_never_leaves_a_good_response() {
         }
     }
     pass.join().unwrap();
+    f.settled();
     while f.presigner.drain_urgent() > 0 {}
     for n in revoked {
         for alg in HashAlg::ALL {
@@ -188,6 +201,7 @@ fn a_failing_signer_does_not_stop_the_pass() {
     f.registry.insert(entry);
     let list: Vec<(Serial, i64)> = (1..=50).map(|n| (serial(n), 0)).collect();
     f.store.record_issued(&other_key, &list, now(), AuditEntry::new(0, "t", "cert.add")).unwrap();
+    f.settled();
     // New certificates are queued as urgent; here only the pass is measured.
     f.presigner.queue().urgent.clear();
 

@@ -140,6 +140,12 @@ impl IssuerKey {
         hex_lower(&self.0)
     }
 
+    /// The key from its hex form ([`IssuerKey::to_hex`]); `None` unless 64 bytes of hex.
+    pub fn from_hex(text: &str) -> Option<IssuerKey> {
+        let raw = hex::decode(text).ok()?;
+        IssuerKey::new(raw.get(..32)?, raw.get(32..)?)
+    }
+
     /// A short form for logs: the first 8 bytes of each hash.
     pub fn short(&self) -> String {
         format!("{}.{}", hex_lower(&self.0[..8]), hex_lower(&self.0[32..40]))

@@ -3,7 +3,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use ocsp_store::{PurgeEvent, Store};
+use ocsp_store::{Change, Store};
 use serde::Serialize;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
 
-/// Events read from the outbox at a time.
+/// Changes read from the feed at a time.
 const READ_BATCH: usize = 256;
 /// The most of a target's answer that is read (for the error message); the rest is dropped.
 const MAX_ANSWER_BYTES: usize = 4096;
@@ -83,7 +83,7 @@ impl Tag {
 #[derive(Debug, Clone)]
 pub(crate) struct Batch {
     pub(crate) tags: Vec<Tag>,
-    peer_event: Option<PurgeEvent>,
+    peer_event: Option<Change>,
 }
 
 impl Batch {
@@ -106,7 +106,7 @@ impl Batch {
 /// Splits `events` into requests within the target's limits: at most `max_tags` tags and
 /// `max_bytes` bytes of tags each (a single tag over the limit goes alone). Peers get one
 /// request per event.
-pub(crate) fn plan(config: &TargetConfig, events: &[PurgeEvent]) -> Vec<Batch> {
+pub(crate) fn plan(config: &TargetConfig, events: &[Change]) -> Vec<Batch> {
     let mut out: Vec<Batch> = Vec::new();
     if matches!(config, TargetConfig::Peer { .. }) {
         for e in events {
@@ -133,9 +133,9 @@ pub(crate) fn plan(config: &TargetConfig, events: &[PurgeEvent]) -> Vec<Batch> {
     out
 }
 
-/// The tags to purge for one outbox event: the issuer's tag for an issuer-wide event, else one
+/// The tags to purge for one change: the issuer's tag for an issuer-wide event, else one
 /// tag per certificate; the tags ocspd puts in `Cache-Tag` and `Surrogate-Key`.
-fn tags_of(event: &PurgeEvent) -> Vec<Tag> {
+fn tags_of(event: &Change) -> Vec<Tag> {
     if event.issuer_wide() {
         vec![Tag { text: event.issuer.cache_tag(), issuer: event.issuer, serial: None, since: event.time }]
     } else {
@@ -262,7 +262,7 @@ impl Purger {
                 ),
                 _ => None,
             };
-            let cursor = store.outbox_cursor(t.name())?;
+            let cursor = store.feed_cursor(t.name())?;
             targets.push(Arc::new(Target {
                 config: t.clone(),
                 token,
@@ -285,7 +285,7 @@ impl Purger {
             .enable_http1()
             .build();
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
-        let (head, _) = watch::channel(store.outbox_head());
+        let (head, _) = watch::channel(store.feed_head());
         Ok(Arc::new(Purger {
             store,
             targets,
@@ -296,16 +296,6 @@ impl Purger {
             progress: Mutex::new(0),
             progress_cv: std::sync::Condvar::new(),
         }))
-    }
-
-    /// The hook to register with [`Store::on_purge`]: wakes every deliverer.
-    pub fn hook(self: &Arc<Self>) -> ocsp_store::PurgeHook {
-        let me = Arc::downgrade(self);
-        Box::new(move |event| {
-            if let Some(p) = me.upgrade() {
-                p.head.send_replace(event.seq + 1);
-            }
-        })
     }
 
     /// Starts one deliverer per target on the current tokio runtime.
@@ -321,8 +311,8 @@ impl Purger {
                 let mut head = me.head.subscribe();
                 loop {
                     let next = *head.borrow_and_update();
-                    if let Err(e) = me.store.trim_outbox(next) {
-                        tracing::warn!(error = %e, "cannot trim the purge outbox");
+                    if let Err(e) = me.store.trim_feed(next) {
+                        tracing::warn!(error = %e, "cannot trim the change feed");
                     }
                     if head.changed().await.is_err() {
                         return;
@@ -337,26 +327,28 @@ impl Purger {
         let name = target.config.name().to_string();
         loop {
             let cursor = target.cursor.load(Ordering::SeqCst);
-            let events = match self.store.outbox(cursor, READ_BATCH) {
+            let changes = match self.store.changes(cursor, READ_BATCH) {
                 Ok(e) => e,
                 Err(e) => {
-                    tracing::error!(target = %name, error = %e, "cannot read the purge outbox");
+                    tracing::error!(target = %name, error = %e, "cannot read the change feed");
                     tokio::time::sleep(BACKOFF_MAX).await;
                     continue;
                 }
             };
-            if events.is_empty() {
+            let Some(last) = changes.last().map(|c| c.seq) else {
                 self.state(&target).oldest_pending = None;
                 // Wait for news; wake now and then anyway, in case a change was missed.
                 let _ = tokio::time::timeout(Duration::from_secs(5), head.changed()).await;
                 continue;
+            };
+            let events: Vec<Change> = changes.into_iter().filter(Change::needs_purge).collect();
+            if let Some(first) = events.first() {
+                self.state(&target).oldest_pending = Some(first.time);
+                self.deliver(&target, &events).await;
             }
-            self.state(&target).oldest_pending = Some(events[0].time);
-            let last = events[events.len() - 1].seq;
-            self.deliver(&target, &events).await;
             target.cursor.store(last + 1, Ordering::SeqCst);
             self.progressed();
-            if let Err(e) = self.store.set_outbox_cursor(&name, last + 1) {
+            if let Err(e) = self.store.set_feed_cursor(&name, last + 1) {
                 tracing::error!(target = %name, error = %e, "cannot record the purge cursor");
             }
             self.trim();
@@ -366,7 +358,7 @@ impl Purger {
     /// Sends `events` to `target`, retrying each request until it is accepted. A request the
     /// target refuses as too large is split in halves; a single tag still refused is reported
     /// as undeliverable and skipped, so it never holds up the events behind it.
-    async fn deliver(&self, target: &Target, events: &[PurgeEvent]) {
+    async fn deliver(&self, target: &Target, events: &[Change]) {
         let mut queue: std::collections::VecDeque<Batch> = plan(&target.config, events).into();
         while let Some(batch) = queue.pop_front() {
             let mut backoff = BACKOFF_FIRST;
@@ -481,8 +473,8 @@ impl Purger {
     fn trim(&self) {
         let min = self.targets.iter().map(|t| t.cursor.load(Ordering::SeqCst)).min();
         if let Some(min) = min {
-            if let Err(e) = self.store.trim_outbox(min) {
-                tracing::warn!(error = %e, "cannot trim the purge outbox");
+            if let Err(e) = self.store.trim_feed(min) {
+                tracing::warn!(error = %e, "cannot trim the change feed");
             }
         }
     }
@@ -520,7 +512,13 @@ impl Purger {
             .iter()
             .map(|t| {
                 let cursor = t.cursor.load(Ordering::SeqCst);
-                let events = self.store.outbox(cursor, 1000).unwrap_or_default();
+                let events: Vec<Change> = self
+                    .store
+                    .changes(cursor, 1000)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(Change::needs_purge)
+                    .collect();
                 let mut pending = Vec::new();
                 'outer: for e in &events {
                     let issuer = e.issuer.to_hex();
@@ -542,7 +540,7 @@ impl Purger {
                 TargetStatus {
                     name: t.config.name().to_string(),
                     kind: t.config.kind().to_string(),
-                    pending_events: self.store.outbox_head().saturating_sub(cursor),
+                    pending_events: self.store.feed_head().saturating_sub(cursor),
                     lag_seconds: events.first().map(|e| (now - e.time).max(0)).unwrap_or(0),
                     pending,
                     sent: t.sent.load(Ordering::Relaxed),
@@ -559,7 +557,7 @@ impl Purger {
     /// Prometheus lines: outbox depth and lag, sent and failed purges, delivery delay.
     pub fn render_metrics(&self) -> String {
         let now = (self.now)();
-        let head = self.store.outbox_head();
+        let head = self.store.feed_head();
         let depth = |t: &Target| head.saturating_sub(t.cursor.load(Ordering::SeqCst));
         let mut s = String::new();
         let mut family = |name: &str, help: &str, kind: &str, value: &dyn Fn(&Target) -> String| {
@@ -664,4 +662,16 @@ fn source_chain(e: &dyn std::error::Error) -> String {
 
 fn now_secs() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// The purge fan-out follows the change feed only to wake its deliverers: each reads the feed
+/// from its own durable cursor.
+impl ocsp_domain::Follower for Purger {
+    fn apply(&self, change: &ocsp_store::Change) {
+        self.head.send_replace(change.seq + 1);
+    }
+
+    fn reset(&self) {
+        self.head.send_replace(self.store.feed_head());
+    }
 }

@@ -1,7 +1,7 @@
 //! Purge fan-out: tells peer responders and edge caches (Varnish, CDN purge APIs) that answers
-//! changed, from the durable outbox the store writes with every status change.
+//! changed, following the change feed the store writes with every status change.
 //!
-//! One deliverer per target reads the outbox from its own cursor, sends each event's tags, and
+//! One deliverer per target reads the feed from its own durable cursor, sends the tags of each change that needs a purge, and
 //! moves the cursor only when the target accepted them. A target that is down is retried with
 //! exponential backoff, for as long as it takes: nothing is dropped, and the purges reach it
 //! when it is back. Events every target has are trimmed.

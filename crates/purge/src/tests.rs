@@ -83,7 +83,7 @@ async fn purges_to_a_failing_target_are_retried_until_accepted_and_none_is_dropp
     let config = http_target(&api.url);
     config.check().unwrap();
     let purger = Purger::new(store.clone(), &config).unwrap();
-    store.on_purge(purger.hook());
+    let _feed = ocsp_domain::Followers::start(store.clone(), vec![purger.clone()]).unwrap();
     purger.spawn();
     let revoke = |n: u32| {
         store
@@ -117,7 +117,7 @@ async fn purges_to_a_failing_target_are_retried_until_accepted_and_none_is_dropp
     want.push(issuer.cache_tag());
     assert_eq!(tags, want, "every tag, in order, once");
     assert_eq!(api.calls.load(Ordering::SeqCst), 3 + seen.len());
-    assert!(store.outbox(0, 10).unwrap().is_empty(), "delivered events are trimmed");
+    assert!(store.changes(0, 10).unwrap().is_empty(), "delivered events are trimmed");
     assert!(purger.render_metrics().contains("ocspd_purge_failures_total{target=\"cdn\"} 3"));
 }
 
@@ -140,13 +140,14 @@ fn a_restarted_purger_sends_what_was_pending_when_it_stopped() {
         store.record_issued(&issuer, &[(serial(5), 0)], 1, AuditEntry::new(1, "t", "cert.add")).unwrap();
         let config = http_target(&format!("http://{closed}"));
         let purger = Purger::new(store.clone(), &config).unwrap();
-        store.on_purge(purger.hook());
+        let _feed = ocsp_domain::Followers::start(store.clone(), vec![purger.clone()]).unwrap();
         purger.spawn();
         store.revoke(&issuer, &serial(5), 2, RevocationReason::Superseded, 2, AuditEntry::new(2, "t", "r")).unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
         let st = &purger.status()[0];
         assert!(st.failures >= 1 && st.last_error.is_some(), "{st:?}");
         assert_eq!(st.pending, vec![PendingCert { issuer: issuer.to_hex(), serial: Some("05".into()), since: 2 }]);
+        _feed.stop();
     });
     // ocspd stops (its tasks and the database close) and restarts; the target is back.
     drop(first);
@@ -155,7 +156,7 @@ fn a_restarted_purger_sends_what_was_pending_when_it_stopped() {
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let api = api(0).await;
         let purger = Purger::new(store.clone(), &http_target(&api.url)).unwrap();
-        store.on_purge(purger.hook());
+        let _feed = ocsp_domain::Followers::start(store.clone(), vec![purger.clone()]).unwrap();
         purger.spawn();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while api.seen.lock().unwrap().is_empty() {
@@ -315,7 +316,8 @@ fn purges_are_sized_by_bytes_and_split_when_refused_as_too_large() {
     // header limit; the refusal below plays Varnish's 400 for an over-long header.
     let issuer = IssuerKey([3; 64]);
     let serials: Vec<Serial> = (0..300).map(long_serial).collect();
-    let event = ocsp_store::PurgeEvent { seq: 0, issuer, serials: serials.clone(), time: 1 };
+    let event =
+        ocsp_store::Change { seq: 0, issuer, kind: ocsp_store::ChangeKind::Status, serials: serials.clone(), time: 1 };
     let config = varnish_target("http://127.0.0.1:1/", "");
     for batch in crate::deliver::plan(&config.targets[0], std::slice::from_ref(&event)) {
         assert!(batch.bytes() <= DEFAULT_MAX_BYTES, "{} bytes", batch.bytes());
@@ -329,7 +331,7 @@ fn purges_are_sized_by_bytes_and_split_when_refused_as_too_large() {
         // This edge takes at most 1,000 bytes of tags; the target is configured for 8,000.
         let edge = edge(|_, tags| (if tags.join(" ").len() > 1000 { 400 } else { 200 }, Body::Empty)).await;
         let purger = Purger::new(store.clone(), &varnish_target(&edge.url, "max_bytes = 8000")).unwrap();
-        store.on_purge(purger.hook());
+        let _feed = ocsp_domain::Followers::start(store.clone(), vec![purger.clone()]).unwrap();
         purger.spawn();
         store
             .revoke_many(&issuer, &serials, 2, RevocationReason::Superseded, 2, false, AuditEntry::new(2, "t", "r"))
@@ -357,7 +359,7 @@ fn an_undeliverable_tag_is_reported_and_does_not_block_the_purges_behind_it() {
         let p = poison.clone();
         let edge = edge(move |_, tags| (if tags.contains(&p) { 400 } else { 200 }, Body::Empty)).await;
         let purger = Purger::new(store.clone(), &varnish_target(&edge.url, "")).unwrap();
-        store.on_purge(purger.hook());
+        let _feed = ocsp_domain::Followers::start(store.clone(), vec![purger.clone()]).unwrap();
         purger.spawn();
         for n in 1..=3 {
             store
@@ -391,7 +393,7 @@ fn a_target_that_trickles_or_floods_its_answer_neither_stalls_delivery_nor_bloat
         })
         .await;
         let purger = Purger::new(store.clone(), &varnish_target(&edge.url, "")).unwrap();
-        store.on_purge(purger.hook());
+        let _feed = ocsp_domain::Followers::start(store.clone(), vec![purger.clone()]).unwrap();
         purger.spawn();
         let before = rss_kib();
         let started = std::time::Instant::now();

@@ -8,13 +8,13 @@
 
 mod audit;
 mod error;
-mod outbox;
+mod feed;
 mod records;
 mod responses;
 
 pub use audit::{AuditEntry, AuditFilter};
 pub use error::StoreError;
-pub use outbox::{PurgeEvent, PurgeHook};
+pub use feed::{Change, ChangeKind};
 pub use records::{Issued, IssuerRecord, RevokeOutcome, State, StatusRecord};
 pub use responses::{ResponseEntry, StatusCursor, StatusEntry, StoredResponse};
 
@@ -44,13 +44,12 @@ pub struct Store {
     write_lock: Mutex<()>,
     /// The next audit sequence number.
     audit_seq: AtomicU64,
-    /// Told of every certificate whose status changed or that was newly recorded, after the
-    /// change is durable (the pre-signer puts them at the front of its queue).
-    change_hooks: std::sync::RwLock<Vec<ChangeHook>>,
-    /// The next purge outbox sequence number.
-    outbox_seq: AtomicU64,
-    /// Told of every purge event after it is durable.
-    purge_hooks: std::sync::RwLock<Vec<PurgeHook>>,
+    /// The number the next change of the feed gets.
+    feed_seq: AtomicU64,
+    /// The first change not yet durable and announced, for followers waiting for news.
+    head: feed::Head,
+    /// Changes from here on are kept for the in-process followers (`u64::MAX`: none follow).
+    feed_floor: AtomicU64,
     /// The last write failure not yet followed by a successful write (out of space, I/O).
     write_fault: Mutex<Option<String>>,
 }
@@ -74,9 +73,6 @@ impl Default for StoreOptions {
     }
 }
 
-/// A function told of changed certificates.
-pub type ChangeHook = Box<dyn Fn(&IssuerKey, &[Serial]) + Send + Sync>;
-
 /// What a bulk revocation did (or, dry-run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BulkSummary {
@@ -92,14 +88,25 @@ pub struct BulkSummary {
     pub not_issued: Vec<Serial>,
 }
 
+/// What [`Store::revoke_many`] did.
+#[derive(Debug, Clone, Default)]
+pub struct BulkRevocation {
+    /// Counts, and the serials left untouched.
+    pub summary: BulkSummary,
+    /// The certificates that changed, with their records now.
+    pub changed: Vec<(Serial, StatusRecord)>,
+    /// The change written to the feed, if anything changed (never on a dry run).
+    pub change: Option<u64>,
+}
+
 /// Everything one revocation batch did.
 struct Revocation {
     summary: BulkSummary,
     changed: Vec<(Serial, StatusRecord)>,
     /// What happened to the first serial.
     first: RevokeOutcome,
-    /// The purge event written with the change, if anything changed.
-    purge_event: Option<u64>,
+    /// The change written to the feed, if anything changed.
+    change: Option<u64>,
 }
 
 /// What lifting a certificateHold did.
@@ -109,8 +116,8 @@ pub enum UnholdOutcome {
     Lifted {
         /// The record now.
         record: StatusRecord,
-        /// The purge event written with the change.
-        purge_event: u64,
+        /// The change written to the feed.
+        change: u64,
     },
     /// The certificate is not on hold (good, or revoked for another reason).
     NotOnHold(StatusRecord),
@@ -227,9 +234,9 @@ impl Store {
             db,
             write_lock: Mutex::new(()),
             audit_seq: AtomicU64::new(0),
-            change_hooks: Default::default(),
-            outbox_seq: AtomicU64::new(0),
-            purge_hooks: Default::default(),
+            feed_seq: AtomicU64::new(0),
+            head: Default::default(),
+            feed_floor: AtomicU64::new(u64::MAX),
             write_fault: Mutex::new(None),
         };
         let last = |cf| -> Result<Option<u64>, StoreError> {
@@ -242,9 +249,10 @@ impl Store {
         };
         store.audit_seq.store(last(CF_AUDIT)?.unwrap_or(0) + 1, Ordering::SeqCst);
         // A trimmed outbox may be empty while cursors point past its end; never reuse numbers.
-        let cursors_max = store.max_outbox_cursor()?;
-        let next_outbox = last(CF_OUTBOX)?.map(|s| s + 1).unwrap_or(0).max(cursors_max);
-        store.outbox_seq.store(next_outbox, Ordering::SeqCst);
+        let cursors_max = store.max_feed_cursor()?;
+        let next_change = last(CF_OUTBOX)?.map(|s| s + 1).unwrap_or(0).max(cursors_max);
+        store.feed_seq.store(next_change, Ordering::SeqCst);
+        *store.head.next.lock().unwrap_or_else(|p| p.into_inner()) = next_change;
         let meta = store.cf(CF_META)?;
         match store.db.get_cf(meta, SCHEMA_KEY)? {
             None => store.db.put_cf_opt(meta, SCHEMA_KEY, SCHEMA_VERSION, &synced())?,
@@ -286,8 +294,9 @@ impl Store {
                 for serial in chunk {
                     self.drop_responses(&mut batch, &issuer, serial)?;
                 }
-                self.append_purge(&mut batch, &issuer, chunk.to_vec(), now)?;
+                let change = self.append_change(&mut batch, &issuer, ChangeKind::Status, chunk.to_vec(), now)?;
                 self.commit(batch, true)?;
+                self.published(&change);
                 total += chunk.len();
             }
         }
@@ -366,20 +375,6 @@ impl Store {
         self.append_audit(&mut batch, audit)?;
         self.commit(batch, true)?;
         Ok(())
-    }
-
-    /// Registers a function told of changed and newly recorded certificates.
-    pub fn on_change(&self, hook: ChangeHook) {
-        self.change_hooks.write().unwrap_or_else(|p| p.into_inner()).push(hook);
-    }
-
-    fn changed(&self, issuer: &IssuerKey, serials: &[Serial]) {
-        if serials.is_empty() {
-            return;
-        }
-        for hook in self.change_hooks.read().unwrap_or_else(|p| p.into_inner()).iter() {
-            hook(issuer, serials);
-        }
     }
 
     fn append_audit(&self, batch: &mut WriteBatch, mut audit: AuditEntry) -> Result<(), StoreError> {
@@ -481,17 +476,18 @@ impl Store {
             .iter()
             .map(|(serial, not_after)| Issued { serial: serial.clone(), not_after: *not_after, ca: false })
             .collect();
-        self.record_certificates(issuer, &certs, now, audit)
+        Ok(self.record_certificates(issuer, &certs, now, audit)?.0)
     }
 
-    /// [`Store::record_issued`] with each certificate's kind (CA or not).
+    /// [`Store::record_issued`] with each certificate's kind (CA or not). Returns how many were
+    /// new and the change written to the feed, if any was.
     pub fn record_certificates(
         &self,
         issuer: &IssuerKey,
         certs: &[Issued],
         now: i64,
         mut audit: AuditEntry,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<(usize, Option<u64>), StoreError> {
         let cf = self.cf(CF_STATUS)?;
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
         let keys: Vec<Vec<u8>> = certs.iter().map(|c| status_key(issuer, &c.serial)).collect();
@@ -505,12 +501,15 @@ impl Store {
                 new.push(cert.serial.clone());
             }
         }
-        if !new.is_empty() {
-            self.append_audit(&mut batch, audit)?;
-            self.commit(batch, true)?;
-            self.changed(issuer, &new);
+        if new.is_empty() {
+            return Ok((0, None));
         }
-        Ok(new.len())
+        let count = new.len();
+        let change = self.append_change(&mut batch, issuer, ChangeKind::Recorded, new, now)?;
+        self.append_audit(&mut batch, audit)?;
+        self.commit(batch, true)?;
+        self.published(&change);
+        Ok((count, Some(change.seq)))
     }
 
     /// Revokes many certificates of one issuer in one atomic, durable batch, following the
@@ -526,9 +525,9 @@ impl Store {
         now: i64,
         dry_run: bool,
         audit: AuditEntry,
-    ) -> Result<(BulkSummary, Vec<(Serial, StatusRecord)>), StoreError> {
+    ) -> Result<BulkRevocation, StoreError> {
         let r = self.revoke_batch(issuer, serials, time, reason, now, dry_run, audit)?;
-        Ok((r.summary, r.changed))
+        Ok(BulkRevocation { summary: r.summary, changed: r.changed, change: r.change })
     }
 
     /// [`Store::revoke_many`], also returning what happened to the first serial.
@@ -550,7 +549,7 @@ impl Store {
         let mut summary = BulkSummary::default();
         let mut changed = Vec::new();
         let mut first = None;
-        let mut purge_event = None;
+        let mut change = None;
         let mut batch = WriteBatch::default();
         for ((key, serial), found) in keys.iter().zip(serials).zip(existing) {
             let Some(current) = found?.map(|v| StatusRecord::decode(&v)).transpose()? else {
@@ -579,18 +578,17 @@ impl Store {
         }
         if !dry_run && !changed.is_empty() {
             let serials: Vec<Serial> = changed.iter().map(|(s, _)| s.clone()).collect();
-            let event = self.append_purge(&mut batch, issuer, serials.clone(), now)?;
+            let written = self.append_change(&mut batch, issuer, ChangeKind::Status, serials, now)?;
             self.append_audit(&mut batch, audit)?;
             self.commit(batch, true)?;
-            purge_event = Some(event.seq);
-            self.announce_purge(&event);
-            self.changed(issuer, &serials);
+            self.published(&written);
+            change = Some(written.seq);
         }
-        Ok(Revocation { summary, changed, first: first.unwrap_or(RevokeOutcome::NotIssued), purge_event })
+        Ok(Revocation { summary, changed, first: first.unwrap_or(RevokeOutcome::NotIssued), change })
     }
 
     /// Revokes one certificate, durably (see [`StatusRecord::revoke`] for the rules). Returns
-    /// what happened and the purge event written with the change, if it changed anything.
+    /// what happened and the change written to the feed, if it changed anything.
     pub fn revoke(
         &self,
         issuer: &IssuerKey,
@@ -601,7 +599,7 @@ impl Store {
         audit: AuditEntry,
     ) -> Result<(RevokeOutcome, Option<u64>), StoreError> {
         let r = self.revoke_batch(issuer, std::slice::from_ref(serial), time, reason, now, false, audit)?;
-        Ok((r.first, r.purge_event))
+        Ok((r.first, r.change))
     }
 
     /// Lifts a certificateHold: the certificate answers good again (RFC 5280 removeFromCRL).
@@ -625,12 +623,11 @@ impl Store {
                 batch.put_cf(cf, &key, rec.encode());
                 self.drop_responses(&mut batch, issuer, serial)?;
                 audit.serials.push(serial.to_string());
-                let event = self.append_purge(&mut batch, issuer, vec![serial.clone()], now)?;
+                let change = self.append_change(&mut batch, issuer, ChangeKind::Status, vec![serial.clone()], now)?;
                 self.append_audit(&mut batch, audit)?;
                 self.commit(batch, true)?;
-                self.announce_purge(&event);
-                self.changed(issuer, std::slice::from_ref(serial));
-                Ok(UnholdOutcome::Lifted { record: rec, purge_event: event.seq })
+                self.published(&change);
+                Ok(UnholdOutcome::Lifted { record: rec, change: change.seq })
             }
             _ => Ok(UnholdOutcome::NotOnHold(current)),
         }

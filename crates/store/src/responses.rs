@@ -10,7 +10,7 @@ use ocsp_proto::{HashAlg, IssuerKey, Serial};
 use rocksdb::WriteBatch;
 
 /// One stored response with its key and the certificate it is for.
-pub type ResponseEntry = (Vec<u8>, IssuerKey, Serial, HashAlg, StoredResponse);
+pub type ResponseEntry = (ocsp_proto::AnswerKey, StoredResponse);
 
 /// A signed OCSPResponse as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,18 +168,23 @@ impl Store {
         Ok(written)
     }
 
-    /// Up to `limit` stored responses after `after` (a response key), in key order, with the
-    /// certificate each is for (for `ocspctl export`).
-    pub fn scan_responses(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<ResponseEntry>, StoreError> {
+    /// Up to `limit` stored responses after the answer `after`, in issuer, serial and hash
+    /// order, with the answer each is for (for `ocspctl export`).
+    pub fn scan_responses(
+        &self,
+        after: Option<&ocsp_proto::AnswerKey>,
+        limit: usize,
+    ) -> Result<Vec<ResponseEntry>, StoreError> {
         let cf = self.cf(CF_RESPONSES)?;
-        let mode = match after {
+        let after = after.map(|a| response_key(&a.issuer, &a.serial, a.hash));
+        let mode = match &after {
             Some(k) => rocksdb::IteratorMode::From(k, rocksdb::Direction::Forward),
             None => rocksdb::IteratorMode::Start,
         };
         let mut out = Vec::with_capacity(limit.min(4096));
         for item in self.db.iterator_cf(cf, mode) {
             let (k, v) = item?;
-            if after.is_some_and(|a| k.as_ref() == a) {
+            if after.as_ref().is_some_and(|a| k.as_ref() == a.as_slice()) {
                 continue;
             }
             if k.len() <= 65 {
@@ -193,7 +198,7 @@ impl Store {
                 2 => HashAlg::Sha256,
                 other => return Err(StoreError::Corrupt(format!("response key hash byte {other}"))),
             };
-            out.push((k.to_vec(), IssuerKey(ik), serial, alg, StoredResponse::decode(&v)?));
+            out.push((ocsp_proto::AnswerKey::new(IssuerKey(ik), serial, alg), StoredResponse::decode(&v)?));
             if out.len() >= limit {
                 break;
             }
@@ -221,7 +226,7 @@ impl Store {
         let mut out = Vec::with_capacity(limit);
         for item in self.db.iterator_cf(cf, mode) {
             let (k, v) = item?;
-            if after.is_some_and(|a| k.as_ref() == a) {
+            if after.as_ref().is_some_and(|a| a[..] == k[..]) {
                 continue;
             }
             let (issuer, serial) = crate::split_status_key(&k)?;

@@ -41,11 +41,13 @@ fn bulk_revocation_summary_and_dry_run() {
     store.revoke(&issuer(1), &serial(2), 2, R::CessationOfOperation, 2, audit("revoke")).unwrap();
     let batch: Vec<Serial> = (1..=12).map(serial).collect();
 
-    let (dry, _) = store.revoke_many(&issuer(1), &batch, 3, R::Superseded, 3, true, audit("revoke")).unwrap();
+    let BulkRevocation { summary: dry, .. } =
+        store.revoke_many(&issuer(1), &batch, 3, R::Superseded, 3, true, audit("revoke")).unwrap();
     assert_eq!((dry.revoked, dry.already_revoked, dry.refused.len(), dry.not_issued.len()), (8, 1, 1, 2));
     assert_eq!(store.count(&issuer(1)).unwrap(), (8, 2), "a dry run writes nothing");
 
-    let (real, changed) = store.revoke_many(&issuer(1), &batch, 3, R::Superseded, 3, false, audit("revoke")).unwrap();
+    let BulkRevocation { summary: real, changed, .. } =
+        store.revoke_many(&issuer(1), &batch, 3, R::Superseded, 3, false, audit("revoke")).unwrap();
     assert_eq!(real, dry);
     assert_eq!(changed.len(), 8);
     assert_eq!(store.count(&issuer(1)).unwrap(), (0, 10));
@@ -105,9 +107,6 @@ proptest! {
 fn responses_are_written_only_while_their_status_is_current_and_vanish_on_revocation() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    store.on_change(Box::new(move |_, serials| log.lock().unwrap().extend(serials.iter().cloned())));
     store.record_issued(&issuer(1), &[(serial(1), 0)], 1, audit("cert.add")).unwrap();
     let good = store.status(&issuer(1), &serial(1)).unwrap().unwrap();
     let resp =
@@ -122,7 +121,13 @@ fn responses_are_written_only_while_their_status_is_current_and_vanish_on_revoca
     // A good response signed before the revocation, written after it, is dropped.
     assert_eq!(store.put_responses_if_current(&[item]).unwrap(), 0);
     assert_eq!(store.response(&issuer(1), &serial(1), HashAlg::Sha1).unwrap(), None);
-    assert_eq!(*seen.lock().unwrap(), vec![serial(1), serial(1)], "told of the issuance and the revocation");
+    let feed: Vec<(ChangeKind, Vec<Serial>)> =
+        store.changes(0, 10).unwrap().into_iter().map(|c| (c.kind, c.serials)).collect();
+    assert_eq!(
+        feed,
+        vec![(ChangeKind::Recorded, vec![serial(1)]), (ChangeKind::Status, vec![serial(1)])],
+        "the feed tells of the issuance and the revocation"
+    );
 
     let scanned = store.scan_statuses(None, 10).unwrap();
     assert_eq!(scanned.len(), 1);
@@ -136,42 +141,47 @@ fn every_status_change_queues_a_durable_purge_and_cursors_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.outbox_cursor("edge").unwrap(), 0, "a new target starts at the head");
-        let announced = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = announced.clone();
-        store.on_purge(Box::new(move |e| log.lock().unwrap().push(e.seq)));
+        assert_eq!(store.feed_cursor("edge").unwrap(), 0, "a new target starts at the head");
         let certs: Vec<(Serial, i64)> = (1..=5).map(|n| (serial(n), 0)).collect();
         store.record_issued(&issuer(1), &certs, 1, audit("cert.add")).unwrap();
-        assert!(store.outbox(0, 10).unwrap().is_empty(), "a new certificate has nothing cached to purge");
+        let recorded = store.changes(0, 10).unwrap();
+        assert_eq!(recorded.len(), 1);
+        assert!(!recorded[0].needs_purge(), "a new certificate has nothing cached to purge");
+        assert_eq!(store.wait_for_changes(0, std::time::Duration::ZERO), 1, "the head moved past it");
         let batch = [serial(1), serial(2), serial(9)];
         store.revoke_many(&issuer(1), &batch, 5, R::KeyCompromise, 5, false, audit("revoke")).unwrap();
         store.revoke_many(&issuer(1), &[serial(3)], 6, R::Superseded, 6, true, audit("dry")).unwrap();
         store.revoke(&issuer(1), &serial(4), 7, R::CertificateHold, 7, audit("hold")).unwrap();
         store.unhold(&issuer(1), &serial(4), 8, audit("unhold")).unwrap();
         store.purge_issuer(&issuer(2), 9, audit("issuer.retire")).unwrap();
-        let events = store.outbox(0, 10).unwrap();
+        let events: Vec<Change> = store.changes(1, 10).unwrap();
         let got: Vec<(u64, i64, Vec<Serial>)> = events.iter().map(|e| (e.seq, e.time, e.serials.clone())).collect();
         assert_eq!(
             got,
-            vec![(0, 5, vec![serial(1), serial(2)]), (1, 7, vec![serial(4)]), (2, 8, vec![serial(4)]), (3, 9, vec![]),],
+            vec![(1, 5, vec![serial(1), serial(2)]), (2, 7, vec![serial(4)]), (3, 8, vec![serial(4)]), (4, 9, vec![]),],
             "unissued serials and dry runs purge nothing"
         );
+        assert!(events.iter().all(|e| e.needs_purge()));
         assert!(events[3].issuer_wide() && events[3].issuer == issuer(2));
-        assert_eq!(*announced.lock().unwrap(), vec![0, 1, 2, 3]);
-        assert_eq!(store.outbox(2, 10).unwrap().len(), 2);
-        store.set_outbox_cursor("edge", 3).unwrap();
-        store.trim_outbox(3).unwrap();
-        assert_eq!(store.outbox(0, 10).unwrap().len(), 1);
+        assert_eq!(store.wait_for_changes(4, std::time::Duration::ZERO), 5, "the head is past every change");
+        assert_eq!(store.changes(3, 10).unwrap().len(), 2);
+        store.set_feed_cursor("edge", 4).unwrap();
+        store.hold_feed(3);
+        store.trim_feed(4).unwrap();
+        assert_eq!(store.changes(0, 10).unwrap().len(), 2, "in-process followers still need change 3");
+        store.hold_feed(4);
+        store.trim_feed(4).unwrap();
+        assert_eq!(store.changes(0, 10).unwrap().len(), 1);
     }
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.outbox_cursor("edge").unwrap(), 3);
-    assert_eq!(store.outbox_head(), 4, "sequence numbers are never reused");
-    store.trim_outbox(4).unwrap();
+    assert_eq!(store.feed_cursor("edge").unwrap(), 4);
+    assert_eq!(store.feed_head(), 5, "sequence numbers are never reused");
+    store.trim_feed(5).unwrap();
     let store2 = {
         drop(store);
         Store::open(dir.path()).unwrap()
     };
-    assert_eq!(store2.outbox_head(), 4, "not even after the outbox was emptied");
+    assert_eq!(store2.feed_head(), 5, "not even after the feed was emptied");
 }
 
 #[test]
@@ -206,7 +216,7 @@ fn an_issuer_record_change_and_its_purge_are_one_batch() {
     store.put_issuer_and_purge(&issuer(1), &record, true, 6, audit("issuer.promote")).unwrap();
     assert!(store.response(&issuer(1), &serial(1), HashAlg::Sha1).unwrap().is_none());
     assert!(store.response(&issuer(2), &serial(1), HashAlg::Sha1).unwrap().is_some());
-    let events = store.outbox(0, 10).unwrap();
+    let events: Vec<Change> = store.changes(0, 10).unwrap().into_iter().filter(|c| c.needs_purge()).collect();
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|e| e.issuer_wide() && e.issuer == issuer(1)));
     let actions: Vec<String> = store.audit(&AuditFilter::default()).unwrap().into_iter().map(|a| a.action).collect();
@@ -234,7 +244,7 @@ fn responses_of_explicit_unspecified_revocations_are_dropped_once_after_upgrade(
     // As an older ocspd left it: responses stored, the migration not yet run.
     assert_eq!(store.put_responses_if_current(&[stored(&store, 1), stored(&store, 2), stored(&store, 3)]).unwrap(), 3);
     store.db.delete_cf(store.cf(CF_META).unwrap(), MIGRATION_UNSPECIFIED).unwrap();
-    let head = store.outbox_head();
+    let head = store.feed_head();
     drop(store);
 
     let store = Store::open(dir.path()).unwrap();
@@ -244,7 +254,7 @@ fn responses_of_explicit_unspecified_revocations_are_dropped_once_after_upgrade(
     );
     assert!(store.response(&issuer(1), &serial(2), HashAlg::Sha1).unwrap().is_some());
     assert!(store.response(&issuer(1), &serial(3), HashAlg::Sha1).unwrap().is_some());
-    let events = store.outbox(head, 10).unwrap();
+    let events = store.changes(head, 10).unwrap();
     assert_eq!(events.len(), 1, "cached copies are purged");
     assert_eq!(events[0].serials, vec![serial(1)]);
     // The status itself is untouched; and the migration runs once.
@@ -254,4 +264,42 @@ fn responses_of_explicit_unspecified_revocations_are_dropped_once_after_upgrade(
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     assert!(store.response(&issuer(1), &serial(1), HashAlg::Sha1).unwrap().is_some(), "runs once");
+}
+
+#[test]
+fn purge_events_written_by_an_older_ocspd_read_as_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // Version 1 of the outbox: no kind byte; serials mean a status change, none the issuer.
+    let v1 = |time: i64, serials: &[Serial]| {
+        let mut v = vec![1u8];
+        v.extend_from_slice(&time.to_be_bytes());
+        v.extend_from_slice(&issuer(1).0);
+        v.extend_from_slice(&(serials.len() as u32).to_be_bytes());
+        for s in serials {
+            v.push(s.as_bytes().len() as u8);
+            v.extend_from_slice(s.as_bytes());
+        }
+        v
+    };
+    let cf = store.cf(CF_OUTBOX).unwrap();
+    store.db.put_cf(cf, 0u64.to_be_bytes(), v1(7, &[serial(3), serial(4)])).unwrap();
+    store.db.put_cf(cf, 1u64.to_be_bytes(), v1(8, &[])).unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.feed_head(), 2, "numbering goes on after the old events");
+    let got = store.changes(0, 10).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Change {
+                seq: 0,
+                time: 7,
+                issuer: issuer(1),
+                kind: ChangeKind::Status,
+                serials: vec![serial(3), serial(4)]
+            },
+            Change { seq: 1, time: 8, issuer: issuer(1), kind: ChangeKind::Signer, serials: vec![] },
+        ]
+    );
 }
