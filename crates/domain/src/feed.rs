@@ -23,6 +23,12 @@ pub trait ChangeFeed: Send + Sync {
     fn wait_for_changes(&self, from: u64, timeout: Duration) -> u64;
     /// Keeps the changes from `from` on for the in-process followers.
     fn hold(&self, from: u64);
+    /// Where the durable consumer `name` stands (the head, for one never seen before).
+    fn cursor(&self, name: &str) -> Result<u64, StoreError>;
+    /// Records durably that `name` has applied every change before `next`.
+    fn set_cursor(&self, name: &str, next: u64) -> Result<(), StoreError>;
+    /// Deletes the changes before `before` that nothing still needs.
+    fn trim(&self, before: u64) -> Result<(), StoreError>;
 }
 
 impl ChangeFeed for Store {
@@ -40,6 +46,18 @@ impl ChangeFeed for Store {
 
     fn hold(&self, from: u64) {
         self.hold_feed(from)
+    }
+
+    fn cursor(&self, name: &str) -> Result<u64, StoreError> {
+        self.feed_cursor(name)
+    }
+
+    fn set_cursor(&self, name: &str, next: u64) -> Result<(), StoreError> {
+        self.set_feed_cursor(name, next)
+    }
+
+    fn trim(&self, before: u64) -> Result<(), StoreError> {
+        self.trim_feed(before)
     }
 }
 

@@ -21,15 +21,17 @@ mod export;
 pub mod feed;
 mod issuers;
 mod revocations;
+pub mod storage;
 
 pub use audit::AuditQuery;
 pub use error::DomainError;
 pub use export::ExportQuery;
 pub use feed::{ChangeFeed, Follower, Followers};
+pub use storage::{ResponseStore, StatusStore};
 
 use ocsp_proto::{Clock, IssuerKey, Policies, Serial};
 use ocsp_sign::IssuerRegistry;
-use ocsp_store::{AuditEntry, Store};
+use ocsp_store::AuditEntry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,7 +89,7 @@ pub struct Ports {
 
 /// The operations, over one store and the registry of issuers being served.
 pub struct Domain {
-    store: Arc<Store>,
+    store: Arc<dyn StatusStore>,
     registry: Arc<IssuerRegistry>,
     clock: Arc<dyn Clock>,
     policies: Arc<Policies>,
@@ -97,7 +99,7 @@ pub struct Domain {
 impl Domain {
     /// The operations over `store`, serving the issuers of `registry` under `policies`.
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<dyn StatusStore>,
         registry: Arc<IssuerRegistry>,
         clock: Arc<dyn Clock>,
         policies: Arc<Policies>,
@@ -107,7 +109,7 @@ impl Domain {
     }
 
     /// The store (for the transports' own bookkeeping, such as recording refused calls).
-    pub fn store(&self) -> &Arc<Store> {
+    pub fn store(&self) -> &Arc<dyn StatusStore> {
         &self.store
     }
 

@@ -6,10 +6,12 @@ use crate::api::*;
 use crate::*;
 use ocsp_proto::clock::FixedClock;
 use ocsp_proto::{IssuerPolicy, ReasonProfile};
+use ocsp_store::Store;
 use ocsp_testpki::{Issued, KeyAlg, ResponderOptions};
 
 struct Fixture {
     dir: tempfile::TempDir,
+    store: Arc<Store>,
     domain: Domain,
     root: Issued,
     int: Issued,
@@ -30,13 +32,13 @@ fn fixture(policies: Policies) -> Fixture {
         issued.write(dir.path(), name, true).unwrap();
     }
     let domain = Domain::new(
-        store,
+        store.clone(),
         Arc::new(IssuerRegistry::default()),
         Arc::new(FixedClock::new(now())),
         Arc::new(policies),
         Ports::default(),
     );
-    let f = Fixture { dir, domain, root, int };
+    let f = Fixture { dir, store, domain, root, int };
     f.domain.add_issuer(f.add_int("int"), "alice").unwrap();
     f
 }
@@ -300,7 +302,7 @@ impl PurgeWaiter for Waits {
 fn a_revocation_waits_for_its_own_purge_event_only() {
     let f = fixture(Policies::default());
     let waits = Arc::new(Waits::default());
-    let store = f.domain.store().clone();
+    let store = f.store.clone();
     let registry = f.domain.registry().clone();
     let ports = Ports { purges: Some(waits.clone()), purge_wait: Duration::from_secs(1), ..Default::default() };
     let domain =
@@ -369,7 +371,7 @@ fn an_operation_returns_only_once_every_follower_applied_its_change() {
     use ocsp_store::ChangeKind::*;
     let f = fixture(Policies::default());
     let seen = Arc::new(Seen::default());
-    let feed = f.domain.store().clone();
+    let feed = f.store.clone();
     let f = f.following(feed, vec![seen.clone()]);
     let last = || seen.applied.lock().unwrap().last().cloned();
     // No sleeps: each call returns after the follower has the change.
@@ -399,13 +401,22 @@ impl ChangeFeed for Gappy {
     fn hold(&self, from: u64) {
         self.0.hold_feed(from)
     }
+    fn cursor(&self, name: &str) -> Result<u64, ocsp_store::StoreError> {
+        self.0.feed_cursor(name)
+    }
+    fn set_cursor(&self, name: &str, next: u64) -> Result<(), ocsp_store::StoreError> {
+        self.0.set_feed_cursor(name, next)
+    }
+    fn trim(&self, before: u64) -> Result<(), ocsp_store::StoreError> {
+        self.0.trim_feed(before)
+    }
 }
 
 #[test]
 fn followers_drop_everything_when_the_feed_has_a_gap() {
     let f = fixture(Policies::default());
     let seen = Arc::new(Seen::default());
-    let feed = Arc::new(Gappy(f.domain.store().clone()));
+    let feed = Arc::new(Gappy(f.store.clone()));
     let f = f.following(feed, vec![seen.clone()]);
     f.record(&["0a"]);
     assert_eq!(seen.resets.load(std::sync::atomic::Ordering::SeqCst), 1, "a missed change resets the follower");

@@ -1,7 +1,7 @@
 use crate::prepared::{Prepared, Served, Tier};
+use ocsp_domain::ResponseStore;
 use ocsp_proto::{Answer, CertStatus, Clock, OcspRequest, ProtoError, ResponseBuilder, ResponseStatus, SignedResponse};
 use ocsp_sign::IssuerRegistry;
-use ocsp_store::Store;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -145,7 +145,7 @@ impl RateBound {
 
 /// Signs every answer on request from the database status.
 pub struct LiveSource {
-    store: Arc<Store>,
+    store: Arc<dyn ResponseStore>,
     clock: Arc<dyn Clock>,
     config: LiveConfig,
     permits: Arc<Semaphore>,
@@ -156,7 +156,7 @@ pub struct LiveSource {
 impl LiveSource {
     /// A live signer over `store`.
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<dyn ResponseStore>,
         clock: Arc<dyn Clock>,
         config: LiveConfig,
         metrics: Arc<crate::Metrics>,
@@ -266,7 +266,7 @@ type Flight = Arc<tokio::sync::OnceCell<Result<Served, AnswerError>>>;
 /// Answers from the responses the pre-signer stored; what is not there (yet) is signed live,
 /// once per CertID however many clients ask at the same time.
 pub struct PresignedSource {
-    store: Arc<Store>,
+    store: Arc<dyn ResponseStore>,
     clock: Arc<dyn Clock>,
     live: Arc<dyn Source>,
     flights: std::sync::Mutex<std::collections::HashMap<ocsp_proto::AnswerKey, Flight>>,
@@ -276,7 +276,7 @@ pub struct PresignedSource {
 impl PresignedSource {
     /// Serves stored responses, falling back to `live`.
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<dyn ResponseStore>,
         clock: Arc<dyn Clock>,
         live: Arc<dyn Source>,
         metrics: Arc<crate::Metrics>,

@@ -9,9 +9,10 @@
 
 pub use ocsp_proto::{Cadence, CadenceError};
 
+use ocsp_domain::ResponseStore;
 use ocsp_proto::{Answer, Clock, HashAlg, IssuerKey, ResponseBuilder, Serial};
 use ocsp_sign::IssuerRegistry;
-use ocsp_store::{StatusRecord, Store, StoredResponse};
+use ocsp_store::{StatusRecord, StoredResponse};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -73,7 +74,7 @@ struct Queue {
 
 /// The pre-signing engine.
 pub struct Presigner {
-    store: Arc<Store>,
+    store: Arc<dyn ResponseStore>,
     registry: Arc<IssuerRegistry>,
     clock: Arc<dyn Clock>,
     cadence: Cadence,
@@ -98,7 +99,7 @@ struct Job {
 impl Presigner {
     /// A pre-signer over `store` for the issuers in `registry`, signing on `threads` threads.
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<dyn ResponseStore>,
         registry: Arc<IssuerRegistry>,
         clock: Arc<dyn Clock>,
         cadence: Cadence,

@@ -3,7 +3,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use ocsp_store::{Change, Store};
+use ocsp_domain::ChangeFeed;
+use ocsp_store::Change;
 use serde::Serialize;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -232,7 +233,7 @@ pub enum SetupError {
 
 /// The purge fan-out.
 pub struct Purger {
-    store: Arc<Store>,
+    feed: Arc<dyn ChangeFeed>,
     targets: Vec<Arc<Target>>,
     client: HttpClient,
     head: watch::Sender<u64>,
@@ -246,7 +247,7 @@ pub struct Purger {
 
 impl Purger {
     /// Prepares delivery to the targets of `config` (reading peer tokens now).
-    pub fn new(store: Arc<Store>, config: &PurgeConfig) -> Result<Arc<Purger>, SetupError> {
+    pub fn new(feed: Arc<dyn ChangeFeed>, config: &PurgeConfig) -> Result<Arc<Purger>, SetupError> {
         let mut targets = Vec::new();
         for t in &config.targets {
             let token = match t {
@@ -262,7 +263,7 @@ impl Purger {
                 ),
                 _ => None,
             };
-            let cursor = store.feed_cursor(t.name())?;
+            let cursor = feed.cursor(t.name())?;
             targets.push(Arc::new(Target {
                 config: t.clone(),
                 token,
@@ -285,9 +286,9 @@ impl Purger {
             .enable_http1()
             .build();
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
-        let (head, _) = watch::channel(store.feed_head());
+        let (head, _) = watch::channel(feed.head());
         Ok(Arc::new(Purger {
-            store,
+            feed,
             targets,
             client,
             head,
@@ -311,7 +312,7 @@ impl Purger {
                 let mut head = me.head.subscribe();
                 loop {
                     let next = *head.borrow_and_update();
-                    if let Err(e) = me.store.trim_feed(next) {
+                    if let Err(e) = me.feed.trim(next) {
                         tracing::warn!(error = %e, "cannot trim the change feed");
                     }
                     if head.changed().await.is_err() {
@@ -327,7 +328,7 @@ impl Purger {
         let name = target.config.name().to_string();
         loop {
             let cursor = target.cursor.load(Ordering::SeqCst);
-            let changes = match self.store.changes(cursor, READ_BATCH) {
+            let changes = match self.feed.changes(cursor, READ_BATCH) {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(target = %name, error = %e, "cannot read the change feed");
@@ -348,7 +349,7 @@ impl Purger {
             }
             target.cursor.store(last + 1, Ordering::SeqCst);
             self.progressed();
-            if let Err(e) = self.store.set_feed_cursor(&name, last + 1) {
+            if let Err(e) = self.feed.set_cursor(&name, last + 1) {
                 tracing::error!(target = %name, error = %e, "cannot record the purge cursor");
             }
             self.trim();
@@ -473,7 +474,7 @@ impl Purger {
     fn trim(&self) {
         let min = self.targets.iter().map(|t| t.cursor.load(Ordering::SeqCst)).min();
         if let Some(min) = min {
-            if let Err(e) = self.store.trim_feed(min) {
+            if let Err(e) = self.feed.trim(min) {
                 tracing::warn!(error = %e, "cannot trim the change feed");
             }
         }
@@ -513,7 +514,7 @@ impl Purger {
             .map(|t| {
                 let cursor = t.cursor.load(Ordering::SeqCst);
                 let events: Vec<Change> = self
-                    .store
+                    .feed
                     .changes(cursor, 1000)
                     .unwrap_or_default()
                     .into_iter()
@@ -540,7 +541,7 @@ impl Purger {
                 TargetStatus {
                     name: t.config.name().to_string(),
                     kind: t.config.kind().to_string(),
-                    pending_events: self.store.feed_head().saturating_sub(cursor),
+                    pending_events: self.feed.head().saturating_sub(cursor),
                     lag_seconds: events.first().map(|e| (now - e.time).max(0)).unwrap_or(0),
                     pending,
                     sent: t.sent.load(Ordering::Relaxed),
@@ -557,7 +558,7 @@ impl Purger {
     /// Prometheus lines: outbox depth and lag, sent and failed purges, delivery delay.
     pub fn render_metrics(&self) -> String {
         let now = (self.now)();
-        let head = self.store.feed_head();
+        let head = self.feed.head();
         let depth = |t: &Target| head.saturating_sub(t.cursor.load(Ordering::SeqCst));
         let mut s = String::new();
         let mut family = |name: &str, help: &str, kind: &str, value: &dyn Fn(&Target) -> String| {
@@ -672,6 +673,6 @@ impl ocsp_domain::Follower for Purger {
     }
 
     fn reset(&self) {
-        self.head.send_replace(self.store.feed_head());
+        self.head.send_replace(self.feed.head());
     }
 }
