@@ -29,7 +29,7 @@ fmt:
 	$(CARGO) fmt --all
 
 ## make bench: every benchmark; make bench-NAME: one.
-BENCHES := revoke presign http hsm
+BENCHES := revoke presign http hsm crl
 bench: $(addprefix bench-,$(BENCHES))
 
 bench-build:
@@ -68,6 +68,12 @@ bench-presign: bench-build
 ## until 1,000 sampled certificates are all served revoked over HTTP.
 bench-mass-revocation: bench-build
 	$(BIN)/ocsp-bench mass-revocation
+
+## bench crl_get_hot, crl_mass_revocation_3m: CRLs served against nginx, and 3,000,000
+## revocations signed into 64 shards and served.
+bench-crl: bench-build
+	$(BIN)/ocsp-bench crl-get-hot
+	$(BIN)/ocsp-bench crl-mass-revocation
 
 ## make fuzz: each cargo-fuzz target (fuzz/fuzz_targets) for FUZZ_RUNS executions or
 ## FUZZ_SECONDS, whichever comes first, from the seed corpus in fuzz/corpus (new inputs go to

@@ -49,3 +49,11 @@ if ! python3 -c 'import cryptography.x509.ocsp' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check cryptography \
     || python3 -m pip install --quiet --break-system-packages cryptography
 fi
+
+# pkilint (DigiCert's linter for certificates and CRLs, BR and RFC 5280 profiles): the tests
+# lint every CRL ocspd makes with it.
+if ! python3 -c 'import pkilint.bin.lint_crl' >/dev/null 2>&1; then
+  echo "install-deps: installing pkilint"
+  python3 -m pip install --quiet --disable-pip-version-check 'pkilint==0.13.3' \
+    || python3 -m pip install --quiet --break-system-packages 'pkilint==0.13.3'
+fi

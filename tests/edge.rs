@@ -437,3 +437,43 @@ fn a_bulk_revocation_of_300_long_serials_reaches_varnish_whole() {
 fn hex_upper(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()
 }
+
+#[test]
+fn a_crl_cached_by_varnish_is_purged_when_its_shard_is_signed_again() {
+    let varnish_port = free_port();
+    let (pki, r, _a, _b) = setup(|dir| {
+        purge_config(
+            dir,
+            &format!("[[target]]\nkind = \"varnish\"\nname = \"edge\"\nurl = \"http://127.0.0.1:{varnish_port}/\"\n"),
+        )
+    });
+    r.ctl_ok(&["issuer", "crl-key", "--name", "int", "--key", &pki.path("int.key")]);
+    let v = Varnish::start(port_of(&r.url), varnish_port);
+    let path = "/crl/int/0.crl";
+    let origin = |r: &Responder| curl(&[&format!("{}{path}", r.url)]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while origin(&r).status != 200 {
+        assert!(Instant::now() < deadline, "no CRL served");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let edge = format!("{}{path}", v.url());
+    let first = curl(&[&edge]);
+    assert_eq!(first.status, 200);
+    let second = curl(&[&edge]);
+    assert_eq!(x_cache(&second), "HIT", "Varnish caches the CRL");
+    assert!(second.header("surrogate-key").is_some_and(|k| k.contains("-crl-0")));
+
+    // A revocation: the shard is signed again, its purge reaches Varnish, and the edge serves
+    // the new CRL (the one the origin serves), not the cached one.
+    r.ctl_ok(&["revoke", "--issuer", "int", "--serial", "0a", "--reason", "keyCompromise"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now_origin = origin(&r).body;
+        let at_edge = curl(&[&edge]);
+        if now_origin != first.body && at_edge.body == now_origin {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the edge still serves the old CRL (X-Cache {})", x_cache(&at_edge));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -9,6 +9,7 @@
 mod util;
 
 mod admin;
+mod crl;
 mod database;
 mod deploy;
 mod durability;

@@ -32,6 +32,8 @@ pub struct AdminState {
     pub memory: Option<Arc<ocsp_http::MemoryTier>>,
     /// The purge fan-out.
     pub purger: Option<Arc<ocsp_purge::Purger>>,
+    /// The CRL publisher.
+    pub crls: Option<Arc<ocsp_crl::Publisher>>,
 }
 
 /// The admin API service.
@@ -198,6 +200,10 @@ impl AdminService {
         Ok(api::PurgeStatus { outbox_head: self.state.domain.store().feed_head(), targets })
     }
 
+    fn crls(&self) -> Result<&ocsp_crl::Publisher, AdminError> {
+        self.state.crls.as_deref().ok_or_else(|| AdminError::Absent("no CRLs are published by this ocspd".into()))
+    }
+
     fn presigner(&self) -> Result<&Arc<ocsp_presign::Presigner>, AdminError> {
         self.state.presigner.as_ref().ok_or_else(|| AdminError::Absent("no pre-signer runs in this ocspd".into()))
     }
@@ -223,6 +229,23 @@ impl AdminService {
             }
             (&Method::POST, ["v1", "issuers", name, "backup"]) => {
                 json(StatusCode::OK, &d.set_backup(&percent_decode(name), parse(body)?, who)?)
+            }
+            (&Method::POST, ["v1", "issuers", name, "crl-key"]) => {
+                let default_shards = self.state.crls.as_ref().map_or(1, |c| c.default_shards());
+                let view = d.set_crl_key(&percent_decode(name), parse(body)?, default_shards, who)?;
+                // Published from now on: its URLs are listed at once, its shards signed next.
+                if let Some(crls) = &self.state.crls {
+                    crls.refresh_issuers();
+                }
+                json(StatusCode::OK, &view)
+            }
+            (&Method::GET, ["v1", "crl"]) => json(StatusCode::OK, &self.crls()?.status().map_err(DomainError::from)?),
+            (&Method::GET, ["v1", "crl", "urls"]) => json(StatusCode::OK, &self.crls()?.urls()),
+            (&Method::GET, ["v1", "crl", "files"]) => {
+                json(StatusCode::OK, &self.crls()?.files(query_param(q, "issuer").as_deref()))
+            }
+            (&Method::POST, ["v1", "crl", "verify"]) => {
+                json(StatusCode::OK, &ocsp_crl::verify(self.crls()?).map_err(DomainError::from)?)
             }
             (&Method::POST, ["v1", "issuers", name, "promote"]) => {
                 json(StatusCode::OK, &d.promote(&percent_decode(name), parse(body)?, who)?)

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -32,7 +32,7 @@ fn wait_for_port(port: u16, what: &str) -> Result<()> {
 
 /// A child process stopped on drop: SIGTERM first (nginx's master then stops its workers),
 /// SIGKILL if it lingers.
-struct Proc(Child);
+pub(crate) struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -105,7 +105,7 @@ pub(crate) fn generate(url: &str, paths: Arc<Vec<String>>, conns: usize, secs: f
 }
 
 /// wrk against `url` with a Lua script cycling through `script`'s paths; requests per second.
-fn wrk(url: &str, script: &Path, secs: u32) -> Result<f64> {
+pub(crate) fn wrk(url: &str, script: &Path, secs: u32) -> Result<f64> {
     let out = Command::new("wrk")
         .args(["-t1", "-c64", &format!("-d{secs}s"), "-s"])
         .arg(script)
@@ -176,7 +176,7 @@ fn rss_mib(pid: u32) -> Result<(f64, f64)> {
     Ok((field("VmRSS:"), field("VmHWM:")))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
@@ -222,14 +222,7 @@ pub fn get_hot(n: u32, secs: u32, rounds: usize) -> Result<()> {
     lua.push_str("}\nlocal i = 0\nsetup = function(thread) end\ninit = function(args) i = math.random(#paths) end\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend\n");
     std::fs::write(&script, lua)?;
 
-    // Warm-up, then interleaved rounds.
-    wrk(&server.public_url, &script, 2)?;
-    wrk(&nginx_url, &script, 2)?;
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        ours.push(wrk(&server.public_url, &script, secs)?);
-        theirs.push(wrk(&nginx_url, &script, secs)?);
-    }
+    let (ours, theirs) = interleaved(&server.public_url, &nginx_url, &script, rounds, secs)?;
     let (o, t) = (median(ours.clone()), median(theirs.clone()));
     println!("bench get_hot: {o:.0} /s ratio {:.2} vs nginx static", o / t);
     eprintln!(
@@ -266,7 +259,26 @@ async fn fetch_all(url: &str, paths: &[String]) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-fn start_nginx(dir: &Path, root: &Path, port: u16) -> Result<Proc> {
+/// A 2 s warm-up of each, then `rounds` interleaved wrk runs of `secs` against `ours` and
+/// `theirs`: the requests per second of each run.
+pub(crate) fn interleaved(
+    ours: &str,
+    theirs: &str,
+    script: &Path,
+    rounds: usize,
+    secs: u32,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    wrk(ours, script, 2)?;
+    wrk(theirs, script, 2)?;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        a.push(wrk(ours, script, secs)?);
+        b.push(wrk(theirs, script, secs)?);
+    }
+    Ok((a, b))
+}
+
+pub(crate) fn start_nginx(dir: &Path, root: &Path, port: u16) -> Result<Proc> {
     // nginx workers may run as another user: make the files readable.
     Command::new("chmod").args(["-R", "a+rX"]).arg(dir).status()?;
     let prefix = dir.join("nginx");

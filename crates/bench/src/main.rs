@@ -4,6 +4,7 @@
 //!
 //! Benchmarks stop by themselves and send traffic to loopback only.
 
+mod crl;
 mod hsm;
 mod http;
 mod soak;
@@ -151,9 +152,14 @@ fn load(dir: &Path, alg: ocsp_testpki::KeyAlg, n: u32) -> Result<(ocsp_proto::Is
 
 /// `ocspctl bulk-revoke` of every serial in `file`; returns the last (summary) line.
 fn bulk_revoke(server: &Server, file: &Path) -> Result<String> {
+    bulk_revoke_of(server, file, "root")
+}
+
+/// [`bulk_revoke`] of the issuer registered as `issuer`.
+fn bulk_revoke_of(server: &Server, file: &Path, issuer: &str) -> Result<String> {
     let file = file.display().to_string();
     let args =
-        ["--json", "bulk-revoke", "--issuer", "root", "--file", &file, "--reason", "keyCompromise", "--batch", "50000"];
+        ["--json", "bulk-revoke", "--issuer", issuer, "--file", &file, "--reason", "keyCompromise", "--batch", "50000"];
     Ok(server.ctl(&args)?.lines().last().unwrap_or("").to_string())
 }
 
@@ -336,13 +342,22 @@ fn main() {
             let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
             http::purge_p99(n, args.get(2).map(String::as_str) != Some("no-wait"))
         }
+        Some("crl-get-hot") => {
+            let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(30_000);
+            crl::crl_get_hot(n, 5, 3)
+        }
+        Some("crl-mass-revocation") => {
+            let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3_000_000);
+            let shards = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
+            crl::crl_mass_revocation(n, shards)
+        }
         Some("soak") => {
             let secs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(600);
             let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
             soak::soak(n, secs)
         }
         _ => Err(anyhow::anyhow!(
-            "usage: ocsp-bench soak [SECONDS [N]] | revoke [N] | presign [N [p256|p384|rsa2048]] | mass-revocation [N] | get-hot [N] | get-cold [N [MEM DBCACHE]] | purge-p99 [N [no-wait]] | presign-pkcs11 [N] | promote-backup [N]"
+            "usage: ocsp-bench soak [SECONDS [N]] | revoke [N] | presign [N [p256|p384|rsa2048]] | mass-revocation [N] | get-hot [N] | get-cold [N [MEM DBCACHE]] | purge-p99 [N [no-wait]] | presign-pkcs11 [N] | promote-backup [N] | crl-get-hot [ENTRIES] | crl-mass-revocation [N [SHARDS]]"
         )),
     };
     if let Err(e) = result {

@@ -37,6 +37,21 @@ pub struct SetBackup {
     pub why: Option<String>,
 }
 
+/// `POST /v1/issuers/{name}/crl-key`: the issuer's own key, which signs its CRLs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetCrlKey {
+    /// The key reference (`file:` or `pkcs11:`) of the issuer certificate's own key.
+    pub key: String,
+    /// Shards of its CRL (1 to 4096), fixed from the first time a CRL key is set: a
+    /// certificate's shard follows from its serial and this count. None: the responder's
+    /// default (`crl.shards`), or the count already set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    /// Why, for the audit record.
+    #[serde(default)]
+    pub why: Option<String>,
+}
+
 /// `POST /v1/issuers/{name}/promote`: the backup identity signs from now on.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Promote {
@@ -92,6 +107,12 @@ pub struct IssuerView {
     /// Days until the backup responder certificate expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_expires_in_days: Option<i64>,
+    /// The key that signs the issuer's CRLs, if it publishes CRLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_key: Option<String>,
+    /// Shards of its CRL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_shards: Option<u32>,
     /// Certificates recorded good, when counted (`issuer show`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub good: Option<u64>,

@@ -3,7 +3,7 @@
 use crate::api::{self, AddIssuer, IssuerView, Retire};
 use crate::error::invalid;
 use crate::{audit, Domain, DomainError};
-use ocsp_proto::x509::CertInfo;
+use ocsp_proto::{x509::CertInfo, MAX_CRL_SHARDS};
 use ocsp_sign::IssuerEntry;
 use ocsp_store::IssuerRecord;
 use std::sync::Arc;
@@ -40,6 +40,8 @@ impl Domain {
             backup_responder: backup.as_ref().map(CertInfo::subject_text),
             backup_key: r.backup_responder_key.clone(),
             backup_expires_in_days: backup.as_ref().map(|b| (b.not_after - now) / 86_400),
+            crl_key: r.crl_key.clone(),
+            crl_shards: r.crl_shards,
             good: None,
             revoked: None,
             retired: r.retired_at.map(api::rfc3339),
@@ -155,6 +157,8 @@ impl Domain {
             backup_responder_key: req.backup_key.clone(),
             added_at: now,
             retired_at: None,
+            crl_key: None,
+            crl_shards: None,
         };
         let mut a = audit(now, who, "issuer.add", &req.name, req.why.as_deref());
         a.detail = format!("{} key {}", a.detail, req.key).trim().to_string();
@@ -163,6 +167,44 @@ impl Domain {
         tracing::info!(admin = who, issuer = %req.name, key = %entry.key.short(), "issuer registered");
         self.registry.insert(entry);
         Ok(view)
+    }
+
+    /// Sets the key that signs the issuer's CRLs: the issuer certificate's own key, and the
+    /// certificate must assert cRLSign (checked now, by signing nothing but loading the key).
+    /// The shard count is fixed the first time: a certificate names its shard's URL, and its
+    /// shard follows from its serial and the count, so a new count would move it.
+    /// `default_shards` is the count of an issuer given none.
+    pub fn set_crl_key(
+        &self,
+        name: &str,
+        req: api::SetCrlKey,
+        default_shards: u32,
+        who: &str,
+    ) -> Result<IssuerView, DomainError> {
+        let now = self.clock.now();
+        let current = self.issuer(name)?;
+        let mut record = self.record(name)?;
+        check_key_ref(&req.key)?;
+        let shards = match (record.crl_shards, req.shards) {
+            (_, Some(n)) if !(1..=MAX_CRL_SHARDS).contains(&n) => {
+                return Err(invalid(format!("{n} CRL shards: from 1 to {MAX_CRL_SHARDS}")))
+            }
+            (Some(was), Some(n)) if was != n => {
+                return Err(invalid(format!(
+                    "the CRL of {name} has {was} shards and keeps them: certificates name their shard's URL, \
+                     and a new count would move them to others"
+                )))
+            }
+            (was, n) => n.or(was).unwrap_or(default_shards),
+        };
+        ocsp_sign::crl_signer(&record.cert_der, &req.key).map_err(|e| invalid(e.to_string()))?;
+        record.crl_key = Some(req.key.clone());
+        record.crl_shards = Some(shards);
+        let mut a = audit(now, who, "issuer.crl-key", name, req.why.as_deref());
+        a.detail = format!("{} CRL key {}, {shards} shards", a.detail, req.key).trim().to_string();
+        self.store.put_issuer(&current.key, &record, a)?;
+        tracing::info!(admin = who, issuer = name, key = %req.key, "CRL key set");
+        self.view_of(&record, now)
     }
 
     /// Provisions or replaces the backup identity of an issuer (checked by every rule, with a

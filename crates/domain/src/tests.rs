@@ -243,6 +243,27 @@ fn retirement_stops_answering_and_is_final() {
 }
 
 #[test]
+fn a_crl_key_must_be_the_issuers_own_and_its_shard_count_never_changes() {
+    let f = fixture(Policies::default());
+    let key = |name: &str, shards: Option<u32>| SetCrlKey { key: format!("file:{}", f.path(name)), shards, why: None };
+    // The delegated responder's key is not the issuer's.
+    assert!(matches!(
+        f.domain.set_crl_key("int", key("responder.key", None), 2, "alice"),
+        Err(DomainError::Invalid(_))
+    ));
+    is_invalid(f.domain.set_crl_key("int", key("int.key", Some(0)), 2, "alice"), "from 1 to 4096");
+    is_invalid(f.domain.set_crl_key("int", key("int.key", Some(5000)), 2, "alice"), "from 1 to 4096");
+    assert_eq!(f.store.issuers().unwrap()[0].crl_key, None, "a refused call changes nothing");
+    // Without a count the responder's default is stored, and then kept.
+    let view = f.domain.set_crl_key("int", key("int.key", None), 2, "alice").unwrap();
+    assert_eq!(view.crl_shards, Some(2));
+    is_invalid(f.domain.set_crl_key("int", key("int.key", Some(8)), 2, "alice"), "has 2 shards");
+    let again = f.domain.set_crl_key("int", key("int.key", None), 16, "alice").unwrap();
+    assert_eq!(again.crl_shards, Some(2), "a new default does not move certificates to other shards");
+    assert_eq!(f.domain.set_crl_key("int", key("int.key", Some(2)), 16, "alice").unwrap().crl_shards, Some(2));
+}
+
+#[test]
 fn promotion_needs_a_backup_and_then_the_backup_signs() {
     let f = fixture(Policies::default());
     let none = f.domain.promote("int", Promote { why: None }, "alice");

@@ -6,6 +6,7 @@
 //! derives every HTTP header from that response. It never opens the database or loads keys
 //! itself; it has no admin routes.
 
+mod crl;
 mod headers;
 mod memory;
 mod metrics;
@@ -14,6 +15,7 @@ mod serve;
 mod service;
 mod source;
 
+pub use crl::{crl_path, CrlDoc, CrlDocs, CRL_PATH_PREFIX};
 pub use memory::MemoryTier;
 pub use metrics::Metrics;
 pub use prepared::{Prepared, Served, Tier};

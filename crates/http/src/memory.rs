@@ -106,6 +106,9 @@ impl MemoryTier {
 /// issuer whose signer changed, are dropped before the change is acknowledged.
 impl ocsp_domain::Follower for MemoryTier {
     fn apply(&self, change: &ocsp_store::Change) {
+        if !change.changes_answers() {
+            return;
+        }
         if change.issuer_wide() {
             self.evict_issuer(&change.issuer);
         } else {

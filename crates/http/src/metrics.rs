@@ -23,7 +23,7 @@ impl Counter {
 }
 
 /// Result labels of public requests.
-pub const RESULTS: [&str; 9] = [
+pub const RESULTS: [&str; 10] = [
     "good",
     "revoked",
     "unknown",
@@ -32,6 +32,7 @@ pub const RESULTS: [&str; 9] = [
     "tryLater",
     "unauthorized",
     "not_modified",
+    "crl",
     "http_error",
 ];
 

@@ -22,6 +22,7 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const OCSP_RESPONSE: &str = "application/ocsp-response";
 const OCSP_REQUEST: &str = "application/ocsp-request";
+const PKIX_CRL: &str = "application/pkix-crl";
 /// Cache tags for purges, comma-separated (Cloudflare `Cache-Tag`, Akamai renames it).
 const CACHE_TAG: header::HeaderName = header::HeaderName::from_static("cache-tag");
 /// The same tags space-separated (Fastly `Surrogate-Key`; our VCL feeds them to xkey).
@@ -52,6 +53,7 @@ pub struct OcspService {
     metrics: Arc<Metrics>,
     config: ServiceConfig,
     echo: Option<Echo>,
+    crls: Option<Arc<dyn crate::CrlDocs>>,
 }
 
 /// What answers requests with nonces for issuers whose nonce policy is `echo`.
@@ -63,6 +65,7 @@ struct Echo {
 /// What a request came to, before it is turned into HTTP.
 enum Outcome {
     Answer(Served),
+    Crl(Arc<crate::CrlDoc>),
     Ocsp(ResponseStatus, StatusCode),
     Http(StatusCode, &'static str),
 }
@@ -77,7 +80,23 @@ impl OcspService {
         config: ServiceConfig,
     ) -> Self {
         let filter = crate::IssuerFilter::new(registry);
-        OcspService { extra_metrics: Vec::new(), readiness: None, filter, source, clock, metrics, config, echo: None }
+        OcspService {
+            extra_metrics: Vec::new(),
+            readiness: None,
+            filter,
+            source,
+            clock,
+            metrics,
+            config,
+            echo: None,
+            crls: None,
+        }
+    }
+
+    /// Serves CRLs at their paths (`/crl/...`) from `crls`.
+    pub fn with_crls(mut self, crls: Arc<dyn crate::CrlDocs>) -> Self {
+        self.crls = Some(crls);
+        self
     }
 
     /// Answers requests that carry a nonce, for issuers whose policy (in `policies`, by the
@@ -150,6 +169,12 @@ impl OcspService {
         let is_get = req.method() == Method::GET || req.method() == Method::HEAD;
         let conditional = conditional(&req);
         let outcome = match *req.method() {
+            Method::GET | Method::HEAD if req.uri().path().starts_with(crate::CRL_PATH_PREFIX) => {
+                match self.crls.as_ref().and_then(|c| c.get(req.uri().path())) {
+                    Some(doc) => Outcome::Crl(doc),
+                    None => Outcome::Http(StatusCode::NOT_FOUND, "no such CRL\n"),
+                }
+            }
             Method::GET | Method::HEAD => match decode_get_path(req.uri().path()) {
                 Ok(der) => self.ocsp(&der).await,
                 Err(e) => {
@@ -218,6 +243,35 @@ impl OcspService {
                 h.insert(CACHE_TAG, resp.cache_tag.clone());
                 h.insert(SURROGATE_KEY, resp.surrogate_key.clone());
                 (r, label)
+            }
+            Outcome::Crl(doc) => {
+                let not_modified = conditional.is_some_and(|(inm, ims)| {
+                    if !inm.is_empty() {
+                        inm.split(',').any(|t| t.trim().as_bytes() == doc.etag.as_bytes() || t.trim() == "*")
+                    } else {
+                        ims.is_some_and(|t| t >= doc.this_update)
+                    }
+                });
+                let (status, body) = if not_modified {
+                    (StatusCode::NOT_MODIFIED, Bytes::new())
+                } else {
+                    (StatusCode::OK, if head { Bytes::new() } else { doc.der.clone() })
+                };
+                let mut r = hyper::Response::new(Full::new(body));
+                *r.status_mut() = status;
+                let h = r.headers_mut();
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PKIX_CRL));
+                h.insert(header::LAST_MODIFIED, doc.last_modified.clone());
+                h.insert(header::EXPIRES, doc.expires.clone());
+                h.insert(header::ETAG, doc.etag.clone());
+                set(
+                    h,
+                    header::CACHE_CONTROL,
+                    &headers::cache_control(doc.next_update, self.clock.now(), self.config.max_age_cap),
+                );
+                h.insert(CACHE_TAG, doc.cache_tag.clone());
+                h.insert(SURROGATE_KEY, doc.surrogate_key.clone());
+                (r, if not_modified { "not_modified" } else { "crl" })
             }
             Outcome::Ocsp(status, http_status) => {
                 let body = if head { Bytes::new() } else { Bytes::from(error_response(*status)) };

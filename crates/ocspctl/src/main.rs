@@ -147,6 +147,9 @@ enum Command {
     /// The purge fan-out to peers and edge caches.
     #[command(subcommand)]
     Purge(PurgeCmd),
+    /// CRLs: their URLs, their state, and whether they agree with the database.
+    #[command(subcommand)]
+    Crl(CrlCmd),
     /// Write every current pre-signed response as a static file named by its GET path (the
     /// base64 of the RFC 5019 request), for an object-store origin. The folder is mirrored per
     /// issuer: files a previous export wrote for the issuers exported now and this one did not
@@ -187,6 +190,18 @@ enum Command {
         #[arg(long)]
         before: Option<u64>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum CrlCmd {
+    /// Every CRL URL, as the JSON array the CCADB asks a CA to disclose.
+    Urls,
+    /// Each shard: its number, entries, age and next update.
+    Status,
+    /// Checks that every revoked certificate is in exactly one served shard (its own), with
+    /// the time and reason OCSP answers, and that no other certificate is on any; exits 1 if
+    /// not.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,6 +264,23 @@ enum IssuerCmd {
         /// Return once the switch is made, without waiting for the re-signing.
         #[arg(long)]
         no_wait: bool,
+        /// Why, for the audit record.
+        #[arg(long)]
+        why: Option<String>,
+    },
+    /// Set the key that signs the issuer's CRLs: the issuer certificate's own key (checked:
+    /// it matches the certificate, which must assert cRLSign). CRLs are published from then on.
+    CrlKey {
+        /// The issuer's name.
+        #[arg(long)]
+        name: String,
+        /// The key: `file:<absolute path>` or a `pkcs11:` URI.
+        #[arg(long)]
+        key: String,
+        /// Shards of its CRL (1 to 4096), fixed the first time: a certificate's shard follows
+        /// from its serial and this count [default: the responder's crl.shards].
+        #[arg(long)]
+        shards: Option<u32>,
         /// Why, for the audit record.
         #[arg(long)]
         why: Option<String>,
@@ -687,10 +719,12 @@ const EXPORT_MANIFESTS: &str = ".ocspd-export.d";
 /// `.` or `..` components, never empty. A path ending in '/' cannot name a file: its last '/'
 /// is written as %2F.
 pub(crate) fn export_file_name(path: &str) -> Option<PathBuf> {
+    // GET paths are base64; CRL paths are crl/<issuer name>/<shard>.crl.
+    let extra: &[u8] = if path.starts_with("crl/") { b"-_." } else { b"" };
     let ok = !path.is_empty()
         && path.len() <= 4096
         && !path.starts_with('/')
-        && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+        && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b) || extra.contains(&b));
     if !ok {
         return None;
     }
@@ -797,6 +831,29 @@ fn export(api: &Api, json: bool, out: &Path, issuer: Option<String>, wait: &str)
             Some(n) => after = Some(n),
             None => break,
         }
+    }
+    // The CRL shards, beside the responses, mirrored the same way.
+    let q = issuer.as_ref().map(|i| format!("?issuer={}", encode(i))).unwrap_or_default();
+    let crls: Vec<ocsp_crl::CrlFile> = match api.call(Method::GET, &format!("/v1/crl/files{q}"), None::<&()>) {
+        Ok(list) => list,
+        Err(e) if e.to_string().contains("no CRLs are published") => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    for crl in &crls {
+        let Some(rel) = export_file_name(&crl.path).filter(|_| crl.issuer_key.bytes().all(|b| b.is_ascii_hexdigit()))
+        else {
+            refused += 1;
+            eprintln!("ocspctl: skipped a CRL with an unsafe path {:?}", crl.path);
+            continue;
+        };
+        let path = out.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let tmp = path.with_extension("ocspd-tmp");
+        std::fs::write(&tmp, &crl.der).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)?;
+        written.entry(crl.issuer_key.clone()).or_default().insert(rel);
     }
     bar.finish_and_clear();
     // Mirror, issuer by issuer: remove what an earlier export wrote for an issuer exported now
@@ -976,6 +1033,71 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let path = format!("/v1/status?issuer={}&serial={}", encode(&issuer), encode(&serial));
             let view: StatusView = api.call(Method::GET, &path, None::<&()>)?;
             print(json, &view, status_text)
+        }
+        Command::Issuer(IssuerCmd::CrlKey { name, key, shards, why }) => {
+            let req = ocsp_admin::api::SetCrlKey { key: key_ref(&key)?, shards, why };
+            let view: IssuerView =
+                api.call(Method::POST, &format!("/v1/issuers/{}/crl-key", encode(&name)), Some(&req))?;
+            print(json, &view, |v| {
+                format!(
+                    "issuer {} signs its CRLs ({} shards) with {}",
+                    v.name,
+                    v.crl_shards.unwrap_or(1),
+                    v.crl_key.as_deref().unwrap_or("?")
+                )
+            })
+        }
+        Command::Crl(CrlCmd::Urls) => {
+            let urls: Vec<String> = api.call(Method::GET, "/v1/crl/urls", None::<&()>)?;
+            println!("{}", serde_json::to_string_pretty(&urls).map_err(|e| anyhow::anyhow!("{e}"))?);
+            Ok(())
+        }
+        Command::Crl(CrlCmd::Status) => {
+            let shards: Vec<ocsp_crl::ShardStatus> = api.call(Method::GET, "/v1/crl", None::<&()>)?;
+            let now = chrono::Utc::now().timestamp();
+            print(json, &shards, |list| {
+                list.iter()
+                    .map(|s| {
+                        format!(
+                            "{} shard {}: number {}, {} entries, {} bytes, age {} s, next update in {} s{}\n  {}",
+                            s.issuer,
+                            s.shard,
+                            s.number,
+                            s.entries,
+                            s.bytes,
+                            now - s.this_update,
+                            s.next_update - now,
+                            if s.dirty { ", changes pending" } else { "" },
+                            s.url
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::Crl(CrlCmd::Verify) => {
+            let report: ocsp_crl::VerifyReport = api.call(Method::POST, "/v1/crl/verify", None::<&()>)?;
+            print(json, &report, |r| {
+                let mut text = format!(
+                    "{} shards, {} entries, {} revoked certificates in the database: {}",
+                    r.shards,
+                    r.entries,
+                    r.revoked,
+                    if r.problems.is_empty() {
+                        "they agree".to_string()
+                    } else {
+                        format!("{} problems", r.problems.len())
+                    }
+                );
+                for p in &r.problems {
+                    text.push_str(&format!("\n  {p}"));
+                }
+                text
+            })?;
+            if !report.problems.is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Purge(PurgeCmd::Status) => {
             let status: ocsp_admin::api::PurgeStatus = api.call(Method::GET, "/v1/purge", None::<&()>)?;

@@ -81,6 +81,27 @@ pub struct Args {
     /// is up before returning (it is queued durably either way), e.g. 2s, 0 [default: 2s].
     #[arg(long, env = "OCSPD_PURGE_WAIT", global = true)]
     pub purge_wait: Option<String>,
+    /// The origin CRLs are published under; a shard's URL (and its IssuingDistributionPoint)
+    /// is this and /crl/<issuer>/<shard>.crl [default: auto: http:// and the public listener].
+    #[arg(long, env = "OCSPD_CRL_BASE_URL", global = true)]
+    pub crl_base_url: Option<String>,
+    /// CRL shards of an issuer whose CRL key is set without --shards; stored with it then
+    /// [default: 1].
+    #[arg(long, env = "OCSPD_CRL_SHARDS", global = true)]
+    pub crl_shards: Option<String>,
+    /// nextUpdate - thisUpdate of subscriber CRLs, at most 10 days (BR 7.2) [default: 7d].
+    #[arg(long, env = "OCSPD_CRL_VALIDITY", global = true)]
+    pub crl_validity: Option<String>,
+    /// nextUpdate - thisUpdate of a root's CRL of its CAs, at most 365 days [default: 30d].
+    #[arg(long, env = "OCSPD_CRL_CA_VALIDITY", global = true)]
+    pub crl_ca_validity: Option<String>,
+    /// A revocation is in its shard's served CRL within this [default: 60s].
+    #[arg(long, env = "OCSPD_CRL_WITHIN", global = true)]
+    pub crl_within: Option<String>,
+    /// How long the first change to a shard waits for others, so a burst is signed once
+    /// [default: 1s].
+    #[arg(long, env = "OCSPD_CRL_COALESCE", global = true)]
+    pub crl_coalesce: Option<String>,
     /// Run no pre-signer in this process: every answer is signed live (for bulk loading, or
     /// to measure live signing).
     #[arg(long, env = "OCSPD_NO_PRESIGN", global = true)]
@@ -211,6 +232,12 @@ pub const KEYS: &[Key] = &[
     k("policy.nonces", Some("--nonce-policy"), "ignore", Kind::Text),
     k("policy.issuer.<name>.reasons", None, "policy.reasons", Kind::Text),
     k("policy.issuer.<name>.nonces", None, "policy.nonces", Kind::Text),
+    k("crl.base_url", Some("--crl-base-url"), "auto", Kind::Text),
+    k("crl.shards", Some("--crl-shards"), "1", Kind::Number),
+    k("crl.validity", Some("--crl-validity"), "7d", Kind::Duration),
+    k("crl.ca_validity", Some("--crl-ca-validity"), "30d", Kind::Duration),
+    k("crl.within", Some("--crl-within"), "60s", Kind::Duration),
+    k("crl.coalesce", Some("--crl-coalesce"), "1s", Kind::Duration),
 ];
 
 /// Where a setting in effect came from.
@@ -366,6 +393,7 @@ pub struct Config {
     pub admin_limits: ocsp_http::ListenerLimits,
     pub pkcs11_modules: Vec<PathBuf>,
     pub policies: ocsp_proto::Policies,
+    pub crl: ocsp_crl::CrlConfig,
     /// Every setting in effect: key, value, where it came from (for `ocspd check-config`).
     pub effective: Vec<(String, String, Origin)>,
 }
@@ -596,6 +624,39 @@ impl Args {
             }
         };
 
+        // CRLs.
+        let crl = {
+            let base = r.get("crl.base_url", self.crl_base_url.clone());
+            let shards = checked(&mut problems, "crl.shards", &r.get("crl.shards", self.crl_shards.clone()), |v| {
+                v.trim().parse::<u32>().map_err(|_| format!("{v:?} is not a number"))
+            });
+            let mut duration = |key: &'static str, flag: &Option<String>| {
+                checked(&mut problems, key, &r.get(key, flag.clone()), parse_duration)
+            };
+            let validity = duration("crl.validity", &self.crl_validity);
+            let ca_validity = duration("crl.ca_validity", &self.crl_ca_validity);
+            let within = duration("crl.within", &self.crl_within);
+            let coalesce = duration("crl.coalesce", &self.crl_coalesce);
+            let defaults = ocsp_crl::CrlConfig::default();
+            let config = ocsp_crl::CrlConfig {
+                // auto: the public listener's address, once bound when its port is 0.
+                base_url: match (base.as_str(), listen) {
+                    ("auto", Some(a)) if a.port() != 0 => format!("http://{a}"),
+                    ("auto", _) => String::new(),
+                    _ => base,
+                },
+                shards: shards.unwrap_or(defaults.shards),
+                validity: validity.unwrap_or(defaults.validity),
+                ca_validity: ca_validity.unwrap_or(defaults.ca_validity),
+                within: within.map_or(defaults.within, |s| std::time::Duration::from_secs(s.max(0) as u64)),
+                coalesce: coalesce.map_or(defaults.coalesce, |s| std::time::Duration::from_secs(s.max(0) as u64)),
+            };
+            if let Err(e) = config.check() {
+                problems.push(e.to_string());
+            }
+            config
+        };
+
         // Issuer policies.
         let mut policies = ocsp_proto::Policies::default();
         let reasons = r.get("policy.reasons", self.reason_profile.clone());
@@ -673,6 +734,7 @@ impl Args {
             },
             pkcs11_modules,
             policies,
+            crl,
             effective: r.effective,
         })
     }

@@ -48,6 +48,11 @@ pub fn create(data_dir: &Path, admin: &Domain) -> Result<()> {
         why: why(),
     };
     admin.add_issuer(intermediate, WHO).map_err(fail)?;
+    // Both publish CRLs, signed by their own keys.
+    for (name, key) in [("demo-root", "root.key"), ("demo-intermediate", "intermediate.key")] {
+        let req = ocsp_domain::api::SetCrlKey { key: key_ref(&dir, key)?, shards: None, why: why() };
+        admin.set_crl_key(name, req, 1, WHO).map_err(fail)?;
+    }
     let mut certs = vec![CertSpec { cert_pem: Some(read(&dir, "intermediate.pem")?), ..Default::default() }];
     for i in 1..=pki.leaf_serials.len() {
         if i != UNKNOWN_LEAF {
@@ -72,6 +77,8 @@ pub fn print_usage(data_dir: &Path, public: SocketAddr, admin: SocketAddr, creat
     println!("Query it with:");
     println!();
     println!("openssl ocsp -issuer {d}/intermediate.pem -cert {d}/leaf-1.pem -cert {d}/leaf-{REVOKED_LEAF}.pem -url http://{public} -CAfile {d}/chain.pem -no_nonce");
+    println!();
+    println!("CRLs: curl -s http://{public}/crl/demo-intermediate/0.crl | openssl crl -inform DER -CAfile {d}/chain.pem -noout -text");
     println!();
     println!(
         "Staff CLI: ocspctl --admin-url http://{admin} --token-file {}/admin.token issuer list",

@@ -167,6 +167,8 @@ async fn run(config: config::Config) -> Result<()> {
     followers.push(purger.clone());
     let followers =
         ocsp_domain::Followers::start(store.clone(), followers).context("starting the change-feed follower")?;
+    let crls = ocsp_crl::Publisher::new(store.clone(), clock.clone(), config.crl.clone())
+        .map_err(|e| anyhow::anyhow!("loading the CRLs: {e}"))?;
 
     let ports = ocsp_domain::Ports {
         followers: Some(followers.clone()),
@@ -185,6 +187,7 @@ async fn run(config: config::Config) -> Result<()> {
             presigner: config.presign.then(|| presigner.clone()),
             memory: memory.clone(),
             purger: Some(purger.clone()),
+            crls: Some(crls.clone()),
         },
         auth,
     ));
@@ -199,12 +202,15 @@ async fn run(config: config::Config) -> Result<()> {
     } else {
         None
     };
+    let crl_metrics = crls.clone();
     let presign_metrics = presigner.clone();
     let purge_metrics = purger.clone();
     let mut service = OcspService::new(registry.clone(), source, clock.clone(), metrics, config.service.clone())
         .with_nonce_policies(policies.clone(), live)
+        .with_crls(crls.clone())
         .with_metrics(move || presign_metrics.render_metrics())
-        .with_metrics(move || purge_metrics.render_metrics());
+        .with_metrics(move || purge_metrics.render_metrics())
+        .with_metrics(move || crl_metrics.render_metrics());
     if let Some(memory) = memory.clone() {
         service = service.with_metrics(move || memory.render_metrics());
     }
@@ -245,6 +251,9 @@ async fn run(config: config::Config) -> Result<()> {
     let admin_addr = admin_listener.local_addr()?;
     let metrics_addr = metrics_listener.local_addr()?;
     // Machine-readable lines: tests and scripts read the ports from here.
+    // The CRLs name their URLs: known now that the public listener is bound.
+    crls.set_base_url(&format!("http://{public_addr}"));
+    let crl_thread = crls.spawn().context("starting the CRL publisher")?;
     println!("ocspd: OCSP responder listening on http://{public_addr}");
     println!("ocspd: admin API listening on http://{admin_addr}");
     println!("ocspd: metrics listening on http://{metrics_addr}/metrics");
@@ -290,6 +299,8 @@ async fn run(config: config::Config) -> Result<()> {
     let _ = stop_tx.send(true);
     let _ = tokio::join!(public_task, admin_task, metrics_task);
     presigner.stop();
+    crls.stop();
+    let _ = tokio::task::spawn_blocking(move || crl_thread.join()).await;
     let _ = tokio::task::spawn_blocking(move || followers.stop()).await;
     if let Some(thread) = presign_thread {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;

@@ -462,7 +462,7 @@ impl Presigner {
 /// its queue (an issuer whose signer changed is re-signed by the pass the promotion asks for).
 impl ocsp_domain::Follower for Presigner {
     fn apply(&self, change: &ocsp_store::Change) {
-        if !change.issuer_wide() {
+        if change.changes_answers() && !change.issuer_wide() {
             self.urgent(&change.issuer, &change.serials);
         }
     }

@@ -157,6 +157,12 @@ impl IssuerKey {
         format!("ocsp-{}{}", hex_lower(&self.0[..8]), hex_lower(&self.0[32..40]))
     }
 
+    /// The cache tag on one CRL shard of this issuer: the issuer's tag, `-crl-`, the shard
+    /// (a serial in hex never holds `-`, so it never matches a certificate's tag).
+    pub fn crl_cache_tag(&self, shard: u32) -> String {
+        format!("{}-crl-{shard}", self.cache_tag())
+    }
+
     /// The cache tag on the answers for one certificate: the issuer's tag, `-`, the serial.
     pub fn cert_cache_tag(&self, serial: &Serial) -> String {
         format!("{}-{}", self.cache_tag(), serial.to_hex())

@@ -9,6 +9,7 @@
 mod cadence;
 mod certid;
 pub mod clock;
+pub mod crl;
 pub mod der;
 mod error;
 mod getpath;
@@ -22,6 +23,7 @@ pub mod x509;
 pub use cadence::{Cadence, CadenceError};
 pub use certid::{AnswerKey, CertId, IssuerHashes, IssuerKey, Serial};
 pub use clock::{Clock, SystemClock};
+pub use crl::{shard_of, CrlBuilder, CrlEntry, CrlScope, MAX_CRL_SHARDS};
 pub use error::ProtoError;
 pub use getpath::{decode_get_path, percent_decode, PercentError, MAX_REQUEST_BYTES};
 pub use hash::HashAlg;

@@ -13,6 +13,8 @@ const OID_EKU: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_un
 const OID_BASIC_CONSTRAINTS: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.29.19");
 const OID_KP_OCSP_SIGNING: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.9");
 const OID_OCSP_NOCHECK: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.5");
+const OID_KEY_USAGE: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.29.15");
+const OID_SUBJECT_KEY_ID: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.29.14");
 
 /// What ocspd knows about one certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +50,10 @@ pub struct CertInfo {
     pub ocsp_signing: bool,
     /// id-pkix-ocsp-nocheck is present.
     pub ocsp_nocheck: bool,
+    /// keyUsage is present and asserts cRLSign.
+    pub crl_sign: bool,
+    /// The subjectKeyIdentifier, if present.
+    pub subject_key_id: Option<Vec<u8>>,
 }
 
 fn bad(e: impl std::fmt::Display) -> ProtoError {
@@ -95,6 +101,8 @@ impl CertInfo {
             is_ca: false,
             ocsp_signing: false,
             ocsp_nocheck: false,
+            crl_sign: false,
+            subject_key_id: None,
         };
         for ext in tbs_cert.extensions.iter().flatten() {
             let value = ext.extn_value.as_bytes();
@@ -105,6 +113,14 @@ impl CertInfo {
                 info.is_ca = BasicConstraints::from_der(value).map_err(bad)?.ca;
             } else if ext.extn_id == OID_OCSP_NOCHECK {
                 info.ocsp_nocheck = true;
+            } else if ext.extn_id == OID_KEY_USAGE {
+                // KeyUsage ::= BIT STRING; cRLSign is bit 6 of the first octet after the
+                // unused-bits octet.
+                let bits = Reader::new(value).expect(tag::BIT_STRING).map_err(bad)?;
+                info.crl_sign = bits.value.get(1).is_some_and(|b| b & 0x02 != 0);
+            } else if ext.extn_id == OID_SUBJECT_KEY_ID {
+                let id = Reader::new(value).expect(tag::OCTET_STRING).map_err(bad)?;
+                info.subject_key_id = Some(id.value.to_vec());
             }
         }
         Ok(info)

@@ -139,6 +139,8 @@ pub(crate) fn plan(config: &TargetConfig, events: &[Change]) -> Vec<Batch> {
 fn tags_of(event: &Change) -> Vec<Tag> {
     if event.issuer_wide() {
         vec![Tag { text: event.issuer.cache_tag(), issuer: event.issuer, serial: None, since: event.time }]
+    } else if let Some(shard) = event.crl_shard() {
+        vec![Tag { text: event.issuer.crl_cache_tag(shard), issuer: event.issuer, serial: None, since: event.time }]
     } else {
         event
             .serials
@@ -525,6 +527,11 @@ impl Purger {
                     let issuer = e.issuer.to_hex();
                     if e.issuer_wide() {
                         pending.push(PendingCert { issuer: issuer.clone(), serial: None, since: e.time });
+                    }
+                    if let Some(shard) = e.crl_shard() {
+                        let serial = Some(format!("CRL shard {shard}"));
+                        pending.push(PendingCert { issuer: issuer.clone(), serial, since: e.time });
+                        continue;
                     }
                     for s in &e.serials {
                         if pending.len() >= 1000 {

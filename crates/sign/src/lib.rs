@@ -5,6 +5,7 @@
 //! This crate does no network I/O and keeps no state beyond loaded keys. Which identity signs
 //! for which issuer, and when, is decided by the callers.
 
+mod crl;
 mod error;
 mod identity;
 mod pkcs11;
@@ -12,6 +13,7 @@ mod registry;
 mod software;
 mod verify;
 
+pub use crl::{crl_signer, CrlKeyError};
 pub use error::{IdentityError, SignError};
 pub use identity::{IdentityRule, ResponderIdentity, ValidityPolicy};
 pub use pkcs11::{allow_pkcs11_modules, PinSource, Pkcs11Ref, Pkcs11Signer};

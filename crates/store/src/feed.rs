@@ -27,6 +27,9 @@ pub enum ChangeKind {
     Status,
     /// Everything the issuer answers changed: its signing identity changed, or it was retired.
     Signer,
+    /// One of the issuer's CRL shards was signed again (its one "serial" is the shard number,
+    /// see [`Change::crl_shard`]).
+    Crl,
 }
 
 /// One change: some certificates of an issuer, or (kind [`ChangeKind::Signer`]) everything of
@@ -46,9 +49,22 @@ pub struct Change {
 }
 
 const CURSOR_PREFIX: &[u8] = b"purge-cursor/";
+/// Cursors of durable consumers other than purge targets (CRL regeneration): unlike a purge
+/// target's, which may be configured away, they hold back trimming.
+const CONSUMER_PREFIX: &[u8] = b"feed-cursor/";
 const TRIMMED_KEY: &[u8] = b"purge-next";
 
 impl Change {
+    /// The CRL shard a [`ChangeKind::Crl`] change names.
+    pub fn crl_shard(&self) -> Option<u32> {
+        (self.kind == ChangeKind::Crl).then(|| self.serials.first().map(crate::crls::crl_shard_of)).flatten()
+    }
+
+    /// Whether this changes OCSP answers of certificates (their status, or their signer).
+    pub fn changes_answers(&self) -> bool {
+        matches!(self.kind, ChangeKind::Recorded | ChangeKind::Status | ChangeKind::Signer)
+    }
+
     /// Whether this concerns everything of the issuer.
     pub fn issuer_wide(&self) -> bool {
         self.kind == ChangeKind::Signer
@@ -69,6 +85,7 @@ impl Change {
             ChangeKind::Recorded => 0,
             ChangeKind::Status => 1,
             ChangeKind::Signer => 2,
+            ChangeKind::Crl => 3,
         });
         v.extend_from_slice(&self.time.to_be_bytes());
         v.extend_from_slice(&self.issuer.0);
@@ -90,6 +107,7 @@ impl Change {
                     0 => ChangeKind::Recorded,
                     1 => ChangeKind::Status,
                     2 => ChangeKind::Signer,
+                    3 => ChangeKind::Crl,
                     _ => return Err(bad()),
                 };
                 (Some(kind), &b[2..])
@@ -263,25 +281,53 @@ impl Store {
         Ok(())
     }
 
-    /// The lowest sequence number never used, as far as cursors and trims recorded it.
-    pub(crate) fn max_feed_cursor(&self) -> Result<u64, StoreError> {
+    /// Where the durable consumer `name` (not a purge target) stands; one never seen before
+    /// starts at the head. Trimming never passes it.
+    pub fn consumer_cursor(&self, name: &str) -> Result<u64, StoreError> {
+        let key = [CONSUMER_PREFIX, name.as_bytes()].concat();
+        match self.db.get_cf(self.cf(CF_META)?, &key)? {
+            Some(v) => Ok(crate::seq_of(&v)),
+            None => {
+                let head = self.feed_head();
+                self.set_consumer_cursor(name, head)?;
+                Ok(head)
+            }
+        }
+    }
+
+    /// Records durably that the consumer `name` has applied every change before `next`.
+    pub fn set_consumer_cursor(&self, name: &str, next: u64) -> Result<(), StoreError> {
+        let key = [CONSUMER_PREFIX, name.as_bytes()].concat();
+        self.noted(self.db.put_cf_opt(self.cf(CF_META)?, key, next.to_be_bytes(), &crate::synced()))?;
+        Ok(())
+    }
+
+    /// The cursors under `prefix`.
+    fn cursors(&self, prefix: &[u8]) -> Result<Vec<u64>, StoreError> {
         let cf = self.cf(CF_META)?;
-        let mut max = self.db.get_cf(cf, TRIMMED_KEY)?.map(|v| crate::seq_of(&v)).unwrap_or(0);
-        let mode = rocksdb::IteratorMode::From(CURSOR_PREFIX, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(cf, mode) {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward)) {
             let (k, v) = item?;
-            if !k.starts_with(CURSOR_PREFIX) {
+            if !k.starts_with(prefix) {
                 break;
             }
-            max = max.max(crate::seq_of(&v));
+            out.push(crate::seq_of(&v));
         }
-        Ok(max)
+        Ok(out)
+    }
+
+    /// The lowest sequence number never used, as far as cursors and trims recorded it.
+    pub(crate) fn max_feed_cursor(&self) -> Result<u64, StoreError> {
+        let trimmed = self.db.get_cf(self.cf(CF_META)?, TRIMMED_KEY)?.map(|v| crate::seq_of(&v)).unwrap_or(0);
+        let cursors = self.cursors(CURSOR_PREFIX)?.into_iter().chain(self.cursors(CONSUMER_PREFIX)?);
+        Ok(cursors.fold(trimmed, u64::max))
     }
 
     /// Deletes the changes before `before` (every durable consumer has them), but none the
     /// in-process followers still need ([`Store::hold_feed`]).
     pub fn trim_feed(&self, before: u64) -> Result<(), StoreError> {
-        let before = before.min(self.feed_floor.load(std::sync::atomic::Ordering::SeqCst));
+        let consumers = self.cursors(CONSUMER_PREFIX)?.into_iter().min().unwrap_or(u64::MAX);
+        let before = before.min(self.feed_floor.load(std::sync::atomic::Ordering::SeqCst)).min(consumers);
         let cf = self.cf(CF_OUTBOX)?;
         let first =
             self.db.iterator_cf(cf, rocksdb::IteratorMode::Start).next().transpose()?.map(|(k, _)| crate::seq_of(&k));

@@ -7,12 +7,14 @@
 //! It does not sign, serve or cache responses.
 
 mod audit;
+mod crls;
 mod error;
 mod feed;
 mod records;
 mod responses;
 
 pub use audit::{AuditEntry, AuditFilter};
+pub use crls::{CrlWrite, StoredCrl};
 pub use error::StoreError;
 pub use feed::{Change, ChangeKind};
 pub use records::{Issued, IssuerRecord, RevokeOutcome, State, StatusRecord};
@@ -30,6 +32,7 @@ const CF_META: &str = "meta";
 const CF_AUDIT: &str = "audit";
 const CF_RESPONSES: &str = "responses";
 const CF_OUTBOX: &str = "outbox";
+const CF_CRLS: &str = "crls";
 const SCHEMA_KEY: &[u8] = b"schema";
 const SCHEMA_VERSION: &[u8] = b"1";
 /// Set once the responses of certificates revoked with an explicit unspecified reason, signed
@@ -228,6 +231,7 @@ impl Store {
                 response_options(&cache, options.write_buffer_bytes.max(64 << 10)),
             ),
             ColumnFamilyDescriptor::new(CF_OUTBOX, Options::default()),
+            ColumnFamilyDescriptor::new(CF_CRLS, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::open(path, e))?;
         let store = Store {
@@ -423,36 +427,52 @@ impl Store {
 
     /// Counts the recorded certificates of an issuer: (good, revoked).
     pub fn count(&self, issuer: &IssuerKey) -> Result<(u64, u64), StoreError> {
-        let cf = self.cf(CF_STATUS)?;
         let (mut good, mut revoked) = (0, 0);
+        self.each_of_issuer(CF_STATUS, issuer, |_, v| {
+            match StatusRecord::decode(v)?.state {
+                State::Good => good += 1,
+                State::Revoked { .. } => revoked += 1,
+            }
+            Ok(())
+        })?;
+        Ok((good, revoked))
+    }
+
+    /// Calls `f` with the rest of the key (after the issuer) and the value of every entry of
+    /// `issuer` in the column family `cf_name`, in key order.
+    pub(crate) fn each_of_issuer(
+        &self,
+        cf_name: &'static str,
+        issuer: &IssuerKey,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let cf = self.cf(cf_name)?;
         let mode = rocksdb::IteratorMode::From(&issuer.0, rocksdb::Direction::Forward);
         for item in self.db.iterator_cf(cf, mode) {
             let (k, v) = item?;
             if !k.starts_with(&issuer.0) {
                 break;
             }
-            match StatusRecord::decode(&v)?.state {
-                State::Good => good += 1,
-                State::Revoked { .. } => revoked += 1,
-            }
+            f(&k[issuer.0.len()..], &v)?;
         }
-        Ok((good, revoked))
+        Ok(())
     }
 
     /// The serials of an issuer's revoked certificates.
     pub fn revoked_serials(&self, issuer: &IssuerKey) -> Result<Vec<Serial>, StoreError> {
-        let cf = self.cf(CF_STATUS)?;
+        Ok(self.revoked(issuer)?.into_iter().map(|(serial, _)| serial).collect())
+    }
+
+    /// An issuer's revoked certificates with their records, in serial order (for CRLs).
+    pub fn revoked(&self, issuer: &IssuerKey) -> Result<Vec<(Serial, StatusRecord)>, StoreError> {
         let mut out = Vec::new();
-        let mode = rocksdb::IteratorMode::From(&issuer.0, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(cf, mode) {
-            let (k, v) = item?;
-            if !k.starts_with(&issuer.0) {
-                break;
+        self.each_of_issuer(CF_STATUS, issuer, |serial, v| {
+            let record = StatusRecord::decode(v)?;
+            if matches!(record.state, State::Revoked { .. }) {
+                out.push((Serial::from_int_bytes(serial).map_err(|e| StoreError::Corrupt(e.to_string()))?, record));
             }
-            if matches!(StatusRecord::decode(&v)?.state, State::Revoked { .. }) {
-                out.push(Serial::from_int_bytes(&k[64..]).map_err(|e| StoreError::Corrupt(e.to_string()))?);
-            }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 

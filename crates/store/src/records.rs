@@ -27,6 +27,13 @@ pub struct IssuerRecord {
     /// When it was retired (it then answers unauthorized); its records are kept.
     #[serde(default)]
     pub retired_at: Option<i64>,
+    /// Where the issuer's own key is, to sign its CRLs (`file:` or `pkcs11:`); none: no CRLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_key: Option<String>,
+    /// How many shards its CRL is cut into, fixed when the CRL key is first set (a
+    /// certificate names its shard's URL, so the count never changes afterwards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_shards: Option<u32>,
 }
 
 impl IssuerRecord {

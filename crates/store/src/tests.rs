@@ -202,6 +202,8 @@ fn an_issuer_record_change_and_its_purge_are_one_batch() {
         backup_responder_key: None,
         added_at: 1,
         retired_at: Some(5),
+        crl_key: None,
+        crl_shards: None,
     };
     // Retired: record and purge, responses kept.
     store.put_issuer_and_purge(&issuer(1), &record, false, 5, audit("issuer.retire")).unwrap();

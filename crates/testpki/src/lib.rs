@@ -168,6 +168,18 @@ impl Issued {
         Issued::finish(p, key_pair(KeyAlg::P256)?, Some(self))
     }
 
+    /// A leaf like [`Issued::leaf`] whose cRLDistributionPoints names `crl_url` (what
+    /// `openssl verify -crl_check` matches a partitioned CRL's IssuingDistributionPoint with).
+    pub fn leaf_with_crl(&self, common_name: &str, serial: &[u8], crl_url: &str) -> Result<Issued, Error> {
+        let mut p = CertificateParams::new(vec![common_name.to_string()])?;
+        p.distinguished_name = dn(common_name);
+        p.serial_number = Some(SerialNumber::from_slice(serial));
+        p.use_authority_key_identifier_extension = true;
+        p.crl_distribution_points = vec![rcgen::CrlDistributionPoint { uris: vec![crl_url.to_string()] }];
+        validity(&mut p, 1, 90);
+        Issued::finish(p, key_pair(KeyAlg::P256)?, Some(self))
+    }
+
     /// Writes `name.pem` and, with `with_key`, `name.key` into `dir`; returns the cert path.
     pub fn write(&self, dir: &Path, name: &str, with_key: bool) -> std::io::Result<PathBuf> {
         let cert = dir.join(format!("{name}.pem"));

@@ -1,0 +1,608 @@
+//! CRLs from the same database as the OCSP answers.
+//!
+//! Every issuer with a CRL key gets its CRL in `n` shards (a certificate's shard is a fixed
+//! function of its serial, [`ocsp_proto::shard_of`]), each served at its own URL, which its
+//! critical IssuingDistributionPoint names (BR 7.2.2.1). The [`Publisher`] follows the change
+//! feed from a durable cursor: a status change marks its certificate's shard dirty; dirty
+//! shards are signed again after a short pause that gathers a burst (`coalesce`), and every
+//! shard again at half its validity. A shard's CRLNumber strictly increases across restarts and
+//! crashes (the store refuses a number that is not above the stored one; numbers are also at
+//! least thisUpdate, so a restored backup cannot go back). Each stored CRL is a change in the
+//! feed too, which the purge fan-out turns into a purge of the shard's cache tag.
+
+mod verify;
+
+pub use verify::{verify, VerifyReport};
+
+use ocsp_http::{crl_path, CrlDoc, CrlDocs};
+use ocsp_proto::{x509::CertInfo, Clock, CrlBuilder, CrlEntry, CrlScope, IssuerKey};
+use ocsp_sign::Signer;
+use ocsp_store::{ChangeKind, CrlWrite, State, Store, StoreError, StoredCrl};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// The longest a subscriber CRL may be valid (BR 7.2: nextUpdate at most 10 days on).
+pub const MAX_VALIDITY: i64 = 10 * 86_400;
+/// The longest a CRL of a root's issued CAs may be valid (BR 7.2: 12 months).
+pub const MAX_CA_VALIDITY: i64 = 365 * 86_400;
+/// The durable feed cursor of CRL regeneration.
+const CURSOR: &str = "crl";
+
+/// How CRLs are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlConfig {
+    /// The origin the CRLs are published under (`http://crl.example.com`); a shard's URL is
+    /// this and `/crl/<issuer name>/<shard>.crl`. Empty: set once the public listener is
+    /// bound ([`Publisher::set_base_url`]).
+    pub base_url: String,
+    /// Shards of an issuer whose CRL key is set without a count (1: one full CRL); the
+    /// count is then stored with the issuer and never changes.
+    pub shards: u32,
+    /// nextUpdate - thisUpdate of subscriber CRLs, seconds.
+    pub validity: i64,
+    /// nextUpdate - thisUpdate of a root's CRL of its CAs, seconds.
+    pub ca_validity: i64,
+    /// A change is in its shard's CRL within this (the bound the tests hold).
+    pub within: Duration,
+    /// How long a first change waits for others, so a burst is one regeneration.
+    pub coalesce: Duration,
+}
+
+impl Default for CrlConfig {
+    fn default() -> Self {
+        CrlConfig {
+            base_url: "http://127.0.0.1:8080".into(),
+            shards: 1,
+            validity: 7 * 86_400,
+            ca_validity: 30 * 86_400,
+            within: Duration::from_secs(60),
+            coalesce: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A configuration that breaks a rule.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Out of bounds, with the rule.
+    #[error("{0}")]
+    Bound(String),
+}
+
+impl CrlConfig {
+    /// Checks the bounds (BR 7.2 validity, shard counts, the URL).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let bad = |s: String| Err(ConfigError::Bound(s));
+        if !self.base_url.is_empty()
+            && (!(self.base_url.starts_with("http://") || self.base_url.starts_with("https://"))
+                || self.base_url.ends_with('/'))
+        {
+            return bad(format!("crl base URL {:?}: an http(s) origin without a trailing /", self.base_url));
+        }
+        if !(3600..=MAX_VALIDITY).contains(&self.validity) {
+            return bad(format!("crl validity {} s: from 1 hour to 10 days (BR 7.2)", self.validity));
+        }
+        if !(3600..=MAX_CA_VALIDITY).contains(&self.ca_validity) {
+            return bad(format!("crl CA validity {} s: from 1 hour to 365 days (BR 7.2)", self.ca_validity));
+        }
+        if !(1..=ocsp_proto::MAX_CRL_SHARDS).contains(&self.shards) {
+            return bad(format!("crl shards {}: from 1 to {}", self.shards, ocsp_proto::MAX_CRL_SHARDS));
+        }
+        if self.coalesce >= self.within {
+            return bad(format!("crl coalesce {:?} must be below the bound {:?}", self.coalesce, self.within));
+        }
+        Ok(())
+    }
+}
+
+/// An issuer whose CRLs are published.
+#[derive(Clone)]
+struct CrlIssuer {
+    key: IssuerKey,
+    name: String,
+    cert: CertInfo,
+    key_ref: String,
+    signer: Arc<dyn Signer>,
+    shards: u32,
+    scope: CrlScope,
+    validity: i64,
+}
+
+/// One shard as the status view shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShardStatus {
+    /// The issuer's name.
+    pub issuer: String,
+    /// The shard.
+    pub shard: u32,
+    /// Its URL.
+    pub url: String,
+    /// CRLNumber of the CRL served (none yet: 0).
+    pub number: u64,
+    /// Entries it lists.
+    pub entries: u64,
+    /// thisUpdate.
+    pub this_update: i64,
+    /// nextUpdate.
+    pub next_update: i64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Changes wait to be signed into it.
+    pub dirty: bool,
+}
+
+/// One served shard, for `ocspctl export`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CrlFile {
+    /// The issuer's key, hex.
+    pub issuer_key: String,
+    /// The path it is served at, without the leading `/`.
+    pub path: String,
+    /// The CRL, DER (base64 in JSON).
+    #[serde(with = "b64")]
+    pub der: Vec<u8>,
+}
+
+mod b64 {
+    use base64::Engine;
+    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    regenerations: AtomicU64,
+    failures: AtomicU64,
+    last_ms: AtomicU64,
+}
+
+/// Makes, stores and serves the CRLs.
+pub struct Publisher {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    config: CrlConfig,
+    base_url: RwLock<String>,
+    issuers: RwLock<Vec<CrlIssuer>>,
+    /// Dirty shards: when each first and last became dirty.
+    dirty: Mutex<BTreeMap<(IssuerKey, u32), (Instant, Instant)>>,
+    served: RwLock<HashMap<String, Arc<CrlDoc>>>,
+    counters: Counters,
+    stop: AtomicBool,
+}
+
+/// Why a regeneration failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CrlError {
+    /// The database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The signer.
+    #[error("signing the CRL of {issuer}: {reason}")]
+    Sign {
+        /// The issuer.
+        issuer: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Publisher {
+    /// A publisher over `store`; it loads the issuers with CRL keys and what is stored.
+    pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, config: CrlConfig) -> Result<Arc<Publisher>, CrlError> {
+        let me = Arc::new(Publisher {
+            store,
+            clock,
+            base_url: RwLock::new(config.base_url.clone()),
+            config,
+            issuers: RwLock::default(),
+            dirty: Mutex::default(),
+            served: RwLock::default(),
+            counters: Counters::default(),
+            stop: AtomicBool::new(false),
+        });
+        me.refresh_issuers();
+        for issuer in me.issuers() {
+            for crl in me.store.crls(&issuer.key)? {
+                if crl.shard < issuer.shards {
+                    me.serve(&issuer, &crl);
+                }
+            }
+        }
+        if !me.config.base_url.is_empty() {
+            me.mark_stale_urls();
+        }
+        Ok(me)
+    }
+
+    fn issuers(&self) -> Vec<CrlIssuer> {
+        self.issuers.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The URL of a shard.
+    fn url(&self, name: &str, shard: u32) -> String {
+        format!("{}{}", self.base_url.read().unwrap_or_else(|p| p.into_inner()), crl_path(name, shard))
+    }
+
+    /// The shard count given to an issuer whose CRL key is set without one.
+    pub fn default_shards(&self) -> u32 {
+        self.config.shards
+    }
+
+    /// Sets the origin when the configuration left it to the public listener's address
+    /// (call before [`Publisher::spawn`]).
+    pub fn set_base_url(&self, url: &str) {
+        {
+            let mut base = self.base_url.write().unwrap_or_else(|p| p.into_inner());
+            if base.is_empty() {
+                *base = url.trim_end_matches('/').to_string();
+            }
+        }
+        self.mark_stale_urls();
+    }
+
+    /// Marks every served CRL whose IssuingDistributionPoint names another URL than its
+    /// shard's now (the origin changed): it is signed again at once.
+    fn mark_stale_urls(&self) {
+        let past = Instant::now().checked_sub(self.config.within).unwrap_or_else(Instant::now);
+        for issuer in self.issuers() {
+            for shard in 0..issuer.shards {
+                let url = self.url(&issuer.name, shard);
+                let stale = self
+                    .get(&crl_path(&issuer.name, shard))
+                    .is_some_and(|doc| !doc.der.windows(url.len()).any(|w| w == url.as_bytes()));
+                if stale {
+                    self.mark(issuer.key, shard, past);
+                }
+            }
+        }
+    }
+
+    /// Reloads the issuers with CRL keys from the database (new keys, retirements); a key
+    /// that cannot sign is logged and its issuer left out until it can.
+    pub fn refresh_issuers(&self) {
+        let records = match self.store.issuers() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the issuers for CRLs");
+                return;
+            }
+        };
+        let known = self.issuers();
+        let mut out = Vec::new();
+        for record in records {
+            let Some(key_ref) = record.crl_key.clone() else { continue };
+            let Ok(cert) = CertInfo::from_der(&record.cert_der) else { continue };
+            let key = ocsp_proto::IssuerHashes::of(&cert).key();
+            let signer = match known.iter().find(|i| i.key == key && i.key_ref == key_ref) {
+                Some(i) => i.signer.clone(),
+                None => match ocsp_sign::crl_signer(&record.cert_der, &key_ref) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(issuer = %record.name, error = %e, "cannot sign CRLs");
+                        continue;
+                    }
+                },
+            };
+            let root = cert.subject == cert.issuer;
+            let shards = if root { 1 } else { record.crl_shards.unwrap_or(self.config.shards) };
+            out.push(CrlIssuer {
+                key,
+                name: record.name.clone(),
+                scope: if root { CrlScope::Cas } else { CrlScope::Subscribers },
+                validity: if root { self.config.ca_validity } else { self.config.validity },
+                cert,
+                key_ref,
+                signer,
+                shards,
+            });
+        }
+        *self.issuers.write().unwrap_or_else(|p| p.into_inner()) = out;
+    }
+
+    fn serve(&self, issuer: &CrlIssuer, crl: &StoredCrl) {
+        let doc = CrlDoc::new(crl.der.clone(), crl.this_update, crl.next_update, &issuer.key, crl.shard);
+        self.served.write().unwrap_or_else(|p| p.into_inner()).insert(crl_path(&issuer.name, crl.shard), Arc::new(doc));
+    }
+
+    /// Every CRL URL (what the CCADB asks a CA to disclose).
+    pub fn urls(&self) -> Vec<String> {
+        self.issuers().iter().flat_map(|i| (0..i.shards).map(|s| self.url(&i.name, s))).collect()
+    }
+
+    /// Every served shard (of the issuer named `only`, or all) for an object-store origin:
+    /// the issuer key in hex, the path without its leading `/`, and the DER.
+    pub fn files(&self, only: Option<&str>) -> Vec<CrlFile> {
+        let mut out = Vec::new();
+        for issuer in self.issuers().iter().filter(|i| only.is_none_or(|n| n == i.name)) {
+            for shard in 0..issuer.shards {
+                let path = crl_path(&issuer.name, shard);
+                if let Some(doc) = self.get(&path) {
+                    out.push(CrlFile {
+                        issuer_key: issuer.key.to_hex(),
+                        path: path.trim_start_matches('/').to_string(),
+                        der: doc.der.to_vec(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Every shard's state.
+    pub fn status(&self) -> Result<Vec<ShardStatus>, StoreError> {
+        let dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut out = Vec::new();
+        for issuer in self.issuers() {
+            let stored: HashMap<u32, StoredCrl> =
+                self.store.crls(&issuer.key)?.into_iter().map(|c| (c.shard, c)).collect();
+            for shard in 0..issuer.shards {
+                let crl = stored.get(&shard);
+                out.push(ShardStatus {
+                    issuer: issuer.name.clone(),
+                    shard,
+                    url: self.url(&issuer.name, shard),
+                    number: crl.map_or(0, |c| c.number),
+                    entries: crl.map_or(0, |c| c.entries),
+                    this_update: crl.map_or(0, |c| c.this_update),
+                    next_update: crl.map_or(0, |c| c.next_update),
+                    bytes: crl.map_or(0, |c| c.der.len() as u64),
+                    dirty: dirty.contains_key(&(issuer.key, shard)),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts the regeneration thread.
+    pub fn spawn(self: &Arc<Self>) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let me = self.clone();
+        std::thread::Builder::new().name("crl-publish".into()).spawn(move || me.run())
+    }
+
+    /// Stops the thread after its current step.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn mark(&self, key: IssuerKey, shard: u32, at: Instant) {
+        let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+        let e = dirty.entry((key, shard)).or_insert((at, at));
+        e.0 = e.0.min(at);
+        e.1 = e.1.max(at);
+    }
+
+    fn run(&self) {
+        // `durable`: every change before it is in a signed CRL; `read`: the next to read. A
+        // crash re-reads from `durable`, which only marks shards dirty again.
+        let mut durable = match self.store.consumer_cursor(CURSOR) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the CRL cursor; CRLs are not regenerated");
+                return;
+            }
+        };
+        let mut read = durable;
+        let mut last_refresh = Instant::now();
+        while !self.stop.load(Ordering::SeqCst) {
+            let head = self.store.wait_for_changes(read, Duration::from_millis(250));
+            if last_refresh.elapsed() >= Duration::from_secs(2) {
+                self.refresh_issuers();
+                last_refresh = Instant::now();
+            }
+            let issuers = self.issuers();
+            if head > read {
+                match self.store.changes(read, 4096) {
+                    Ok(changes) => {
+                        let now = Instant::now();
+                        for c in &changes {
+                            read = c.seq + 1;
+                            self.note(&issuers, c, now);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the change feed for CRLs");
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                }
+            }
+            self.mark_due(&issuers);
+            if !self.regenerate_due(&issuers) {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let clean = self.dirty.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+            if clean && read > durable {
+                match self.store.set_consumer_cursor(CURSOR, read) {
+                    Ok(()) => durable = read,
+                    Err(e) => tracing::error!(error = %e, "cannot record the CRL cursor"),
+                }
+            }
+        }
+    }
+
+    /// Marks the shards a change makes stale.
+    fn note(&self, issuers: &[CrlIssuer], change: &ocsp_store::Change, now: Instant) {
+        let Some(issuer) = issuers.iter().find(|i| i.key == change.issuer) else { return };
+        match change.kind {
+            ChangeKind::Status => {
+                for s in &change.serials {
+                    self.mark(issuer.key, ocsp_proto::shard_of(s.as_bytes(), issuer.shards), now);
+                }
+            }
+            ChangeKind::Signer => {
+                for shard in 0..issuer.shards {
+                    self.mark(issuer.key, shard, now);
+                }
+            }
+            ChangeKind::Recorded | ChangeKind::Crl => {}
+        }
+    }
+
+    /// Marks every shard that is missing or past half its validity.
+    fn mark_due(&self, issuers: &[CrlIssuer]) {
+        let now = self.clock.now();
+        let past = Instant::now().checked_sub(self.config.within).unwrap_or_else(Instant::now);
+        for issuer in issuers {
+            for shard in 0..issuer.shards {
+                let due = self
+                    .get(&crl_path(&issuer.name, shard))
+                    .is_none_or(|c| now >= c.this_update + (c.next_update - c.this_update) / 2);
+                if due {
+                    self.mark(issuer.key, shard, past);
+                }
+            }
+        }
+    }
+
+    /// Signs again every dirty shard whose burst is over (no change for `coalesce`) or that
+    /// has waited half the bound, one database scan per issuer.
+    /// False if one failed (it stays dirty).
+    fn regenerate_due(&self, issuers: &[CrlIssuer]) -> bool {
+        let due: Vec<(IssuerKey, u32)> = {
+            let dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+            let (quiet, longest) = (self.config.coalesce, self.config.within / 2);
+            dirty
+                .iter()
+                .filter(|(_, (first, last))| last.elapsed() >= quiet || first.elapsed() >= longest)
+                .map(|(k, _)| *k)
+                .collect()
+        };
+        let mut ok = true;
+        for issuer in issuers {
+            let shards: Vec<u32> = due.iter().filter(|(k, _)| *k == issuer.key).map(|(_, s)| *s).collect();
+            if shards.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            // Clear first: a change arriving during the build marks the shard again.
+            {
+                let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+                for s in &shards {
+                    dirty.remove(&(issuer.key, *s));
+                }
+            }
+            match self.regenerate(issuer, &shards) {
+                Ok(()) => {
+                    self.counters.regenerations.fetch_add(shards.len() as u64, Ordering::Relaxed);
+                    self.counters.last_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    ok = false;
+                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(issuer = %issuer.name, error = %e, "CRL regeneration failed; retrying");
+                    let now = Instant::now();
+                    for s in shards {
+                        self.mark(issuer.key, s, now);
+                    }
+                }
+            }
+        }
+        ok
+    }
+
+    /// Builds, signs and stores the CRLs of `shards` of `issuer`.
+    fn regenerate(&self, issuer: &CrlIssuer, shards: &[u32]) -> Result<(), CrlError> {
+        let now = self.clock.now();
+        let revoked = self.store.revoked(&issuer.key)?;
+        let previous: HashMap<u32, StoredCrl> =
+            self.store.crls(&issuer.key)?.into_iter().map(|c| (c.shard, c)).collect();
+        let mut entries: HashMap<u32, Vec<CrlEntry>> = shards.iter().map(|s| (*s, Vec::new())).collect();
+        for (serial, record) in revoked {
+            let shard = ocsp_proto::shard_of(serial.as_bytes(), issuer.shards);
+            let Some(list) = entries.get_mut(&shard) else { continue };
+            // Kept until the first CRL after the certificate expired.
+            if previous.get(&shard).is_some_and(|p| record.not_after < p.this_update) && record.not_after > 0 {
+                continue;
+            }
+            if let State::Revoked { time, reason } = record.state {
+                list.push(CrlEntry { serial: serial.as_bytes().to_vec(), revoked_at: time, reason });
+            }
+        }
+        let alg = issuer.signer.algorithm();
+        let aki = issuer
+            .cert
+            .subject_key_id
+            .clone()
+            .unwrap_or_else(|| ocsp_proto::HashAlg::Sha1.digest(&issuer.cert.public_key));
+        for shard in shards {
+            let list = entries.remove(shard).unwrap_or_default();
+            let prev_number = previous.get(shard).map_or(0, |p| p.number);
+            let builder = CrlBuilder {
+                issuer_name: issuer.cert.subject.clone(),
+                authority_key_id: aki.clone(),
+                number: (prev_number + 1).max(now as u64),
+                this_update: now,
+                next_update: now + issuer.validity,
+                url: self.url(&issuer.name, *shard),
+                scope: issuer.scope,
+            };
+            let tbs = builder.tbs(alg, &list);
+            let signature = issuer
+                .signer
+                .sign(&tbs)
+                .map_err(|e| CrlError::Sign { issuer: issuer.name.clone(), reason: e.to_string() })?;
+            let crl = StoredCrl {
+                shard: *shard,
+                number: builder.number,
+                this_update: now,
+                next_update: builder.next_update,
+                entries: list.len() as u64,
+                der: CrlBuilder::assemble(&tbs, alg, &signature),
+            };
+            match self.store.put_crl(&issuer.key, &crl, now)? {
+                CrlWrite::Stored { .. } => self.serve(issuer, &crl),
+                CrlWrite::Stale { current } => {
+                    tracing::warn!(issuer = %issuer.name, shard, current, "a newer CRL is stored; kept it");
+                }
+            }
+            tracing::info!(issuer = %issuer.name, shard, number = crl.number, entries = crl.entries, bytes = crl.der.len(), "CRL signed");
+        }
+        Ok(())
+    }
+
+    /// Prometheus text: per shard age, size and number; regenerations and their time.
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write;
+        let now = self.clock.now();
+        let mut s = String::new();
+        let _ = writeln!(s, "# HELP ocspd_crl_age_seconds Seconds since the served CRL's thisUpdate.\n# TYPE ocspd_crl_age_seconds gauge");
+        let shards = self.status().unwrap_or_default();
+        for st in &shards {
+            let _ = writeln!(
+                s,
+                "ocspd_crl_age_seconds{{issuer=\"{}\",shard=\"{}\"}} {}",
+                st.issuer,
+                st.shard,
+                now - st.this_update
+            );
+        }
+        let _ = writeln!(s, "# HELP ocspd_crl_bytes Size of the served CRL.\n# TYPE ocspd_crl_bytes gauge");
+        for st in &shards {
+            let _ = writeln!(s, "ocspd_crl_bytes{{issuer=\"{}\",shard=\"{}\"}} {}", st.issuer, st.shard, st.bytes);
+        }
+        let c = &self.counters;
+        let _ = writeln!(
+            s,
+            "# HELP ocspd_crl_regenerations_total CRL shards signed.\n# TYPE ocspd_crl_regenerations_total counter\nocspd_crl_regenerations_total {}\n# HELP ocspd_crl_failures_total Failed CRL regenerations.\n# TYPE ocspd_crl_failures_total counter\nocspd_crl_failures_total {}\n# HELP ocspd_crl_last_regeneration_seconds Time the last regeneration took.\n# TYPE ocspd_crl_last_regeneration_seconds gauge\nocspd_crl_last_regeneration_seconds {}",
+            c.regenerations.load(Ordering::Relaxed),
+            c.failures.load(Ordering::Relaxed),
+            c.last_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+        s
+    }
+}
+
+impl CrlDocs for Publisher {
+    fn get(&self, path: &str) -> Option<Arc<CrlDoc>> {
+        self.served.read().unwrap_or_else(|p| p.into_inner()).get(path).cloned()
+    }
+}
