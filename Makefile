@@ -3,7 +3,7 @@ CARGO ?= cargo
 CARGO_FLAGS := --release --locked
 BIN := target/release
 
-.PHONY: all deps build run test lint fmt bench bench-% clean-data fuzz soak
+.PHONY: all deps build run fleet test lint fmt bench bench-% clean-data fuzz soak
 
 all: build
 
@@ -16,6 +16,11 @@ build: deps
 ## make run: build, create a demo PKI and database under ./data on first run, serve on 127.0.0.1:8080.
 run: build
 	$(BIN)/ocspd --demo --data-dir ./data --listen 127.0.0.1:8080 --admin-listen 127.0.0.1:8081
+
+## make fleet: a local PostgreSQL (own unprivileged user, ./fleet/pg, 127.0.0.1) and three
+## ocspd nodes sharing it (docs/fleet.md); prints how to query each.
+fleet: build
+	scripts/fleet.sh
 
 ## make test: every test (unit, property and integration against the real binaries).
 test: build

@@ -31,6 +31,10 @@ have nginx || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 # The systemd unit in deploy/ is checked by `systemd-analyze verify` (installing the package
 # does not make systemd the init of a container).
 have systemd-analyze || missing+=(systemd)
+# Fleet mode: the tests and `make fleet` start a real PostgreSQL (server and client).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+have psql || missing+=(postgresql-client)
+have runuser || missing+=(util-linux)
 if [ "$want_bench" = bench ]; then
   have wrk || missing+=(wrk)
 fi

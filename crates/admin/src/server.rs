@@ -34,6 +34,8 @@ pub struct AdminState {
     pub purger: Option<Arc<ocsp_purge::Purger>>,
     /// The CRL publisher.
     pub crls: Option<Arc<ocsp_crl::Publisher>>,
+    /// This node's part in a fleet.
+    pub fleet: Option<Arc<ocsp_fleet::Fleet>>,
 }
 
 /// The admin API service.
@@ -238,6 +240,14 @@ impl AdminService {
                     crls.refresh_issuers();
                 }
                 json(StatusCode::OK, &view)
+            }
+            (&Method::GET, ["v1", "fleet"]) => {
+                let fleet = self
+                    .state
+                    .fleet
+                    .as_deref()
+                    .ok_or_else(|| AdminError::Absent("this ocspd is a single node, not part of a fleet".into()))?;
+                json(StatusCode::OK, &fleet.status().map_err(DomainError::from)?)
             }
             (&Method::GET, ["v1", "crl"]) => json(StatusCode::OK, &self.crls()?.status().map_err(DomainError::from)?),
             (&Method::GET, ["v1", "crl", "urls"]) => json(StatusCode::OK, &self.crls()?.urls()),

@@ -443,7 +443,7 @@ impl Publisher {
                     self.mark(issuer.key, shard, now);
                 }
             }
-            ChangeKind::Recorded | ChangeKind::Crl => {}
+            ChangeKind::Recorded | ChangeKind::Crl | ChangeKind::Signed | ChangeKind::Issuer => {}
         }
     }
 

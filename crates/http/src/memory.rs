@@ -106,6 +106,12 @@ impl MemoryTier {
 /// issuer whose signer changed, are dropped before the change is acknowledged.
 impl ocsp_domain::Follower for MemoryTier {
     fn apply(&self, change: &ocsp_store::Change) {
+        // Fleet mode: responses the signing node stored replace what this node signed live,
+        // so every node serves the same bytes (and ETag).
+        if change.kind == ocsp_store::ChangeKind::Signed {
+            self.evict(&change.issuer, &change.serials);
+            return;
+        }
         if !change.changes_answers() {
             return;
         }

@@ -41,12 +41,16 @@ impl Default for ServiceConfig {
     }
 }
 
+/// What `/readyz` asks: ready (`Ok(None)`), serving but degraded (`Ok(Some(why))`: still
+/// 200, so load balancers keep sending traffic), or not ready (`Err(why)`: 503).
+pub type Readiness = dyn Fn() -> Result<Option<String>, String> + Send + Sync;
+
 /// The public OCSP service: `GET /{base64}`, `POST /`, `/healthz`, `/readyz`. Its metrics are
 /// served on a listener of their own by [`MetricsService`], never on the public one: they name
 /// the issuers and show the load.
 pub struct OcspService {
     extra_metrics: Vec<Box<dyn Fn() -> String + Send + Sync>>,
-    readiness: Option<Box<dyn Fn() -> Result<(), String> + Send + Sync>>,
+    readiness: Option<Box<Readiness>>,
     filter: crate::IssuerFilter,
     source: Arc<dyn Source>,
     clock: Arc<dyn Clock>,
@@ -121,7 +125,10 @@ impl OcspService {
 
     /// What `/readyz` checks (the database answers, some issuer is served); `/healthz` only
     /// says the process serves HTTP.
-    pub fn with_readiness(mut self, check: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Self {
+    pub fn with_readiness(
+        mut self,
+        check: impl Fn() -> Result<Option<String>, String> + Send + Sync + 'static,
+    ) -> Self {
         self.readiness = Some(Box::new(check));
         self
     }
@@ -329,8 +336,9 @@ impl Handler for OcspService {
                 match path {
                     "/healthz" => return text(StatusCode::OK, "ok\n".into(), "text/plain"),
                     "/readyz" => {
-                        return match self.readiness.as_ref().map_or(Ok(()), |check| check()) {
-                            Ok(()) => text(StatusCode::OK, "ready\n".into(), "text/plain"),
+                        return match self.readiness.as_ref().map_or(Ok(None), |check| check()) {
+                            Ok(None) => text(StatusCode::OK, "ready\n".into(), "text/plain"),
+                            Ok(Some(why)) => text(StatusCode::OK, format!("degraded: {why}\n"), "text/plain"),
                             Err(why) => {
                                 text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"), "text/plain")
                             }

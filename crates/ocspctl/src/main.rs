@@ -150,6 +150,9 @@ enum Command {
     /// CRLs: their URLs, their state, and whether they agree with the database.
     #[command(subcommand)]
     Crl(CrlCmd),
+    /// Fleet mode: the nodes, their replication lag, and who signs and purges.
+    #[command(subcommand)]
+    Fleet(FleetCmd),
     /// Write every current pre-signed response as a static file named by its GET path (the
     /// base64 of the RFC 5019 request), for an object-store origin. The folder is mirrored per
     /// issuer: files a previous export wrote for the issuers exported now and this one did not
@@ -202,6 +205,13 @@ enum CrlCmd {
     /// the time and reason OCSP answers, and that no other certificate is on any; exits 1 if
     /// not.
     Verify,
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCmd {
+    /// Every node that reported to the fleet database: its URLs, the changes it has applied,
+    /// its lag behind the shared feed, when it last reported, and the leases it holds.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1045,6 +1055,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     v.crl_shards.unwrap_or(1),
                     v.crl_key.as_deref().unwrap_or("?")
                 )
+            })
+        }
+        Command::Fleet(FleetCmd::Status) => {
+            let status: ocsp_fleet::FleetStatus = api.call(Method::GET, "/v1/fleet", None::<&()>)?;
+            print(json, &status, |s| {
+                let mut text = format!("fleet feed head {} (asked node {})", s.head, s.this_node);
+                for n in &s.nodes {
+                    let roles: Vec<&str> =
+                        [(n.signs, "signs"), (n.purges, "purges")].iter().filter(|r| r.0).map(|r| r.1).collect();
+                    text.push_str(&format!(
+                        "\n  {}: lag {} changes, applied {}, seen {:.1} s ago{}\n    {}  admin {}",
+                        n.name,
+                        n.lag,
+                        n.applied,
+                        n.seen_seconds_ago,
+                        if roles.is_empty() { String::new() } else { format!(", {}", roles.join(" and ")) },
+                        n.public_url,
+                        n.admin_url
+                    ));
+                }
+                text
             })
         }
         Command::Crl(CrlCmd::Urls) => {

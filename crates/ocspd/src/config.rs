@@ -137,6 +137,19 @@ pub struct Args {
     /// [default: ignore].
     #[arg(long, env = "OCSPD_NONCE_POLICY", global = true)]
     pub nonce_policy: Option<String>,
+    /// Fleet mode: the PostgreSQL database that holds the fleet's truth
+    /// (postgresql://user@host:port/db); the data folder then holds this node's replica.
+    /// Unset: a single node on its own RocksDB [default: none].
+    #[arg(long, env = "OCSPD_FLEET_DB", global = true)]
+    pub fleet_db: Option<String>,
+    /// Fleet mode: this node's name, unique in the fleet [default: the public listener's
+    /// address].
+    #[arg(long, env = "OCSPD_NODE_NAME", global = true)]
+    pub node_name: Option<String>,
+    /// Fleet mode: how long the signer and purger leases last after each renewal; a dead
+    /// holder is replaced within this and a third of it [default: 3s].
+    #[arg(long, env = "OCSPD_FLEET_LEASE", global = true)]
+    pub fleet_lease: Option<String>,
 }
 
 /// Maintenance commands that run instead of the server.
@@ -238,6 +251,9 @@ pub const KEYS: &[Key] = &[
     k("crl.ca_validity", Some("--crl-ca-validity"), "30d", Kind::Duration),
     k("crl.within", Some("--crl-within"), "60s", Kind::Duration),
     k("crl.coalesce", Some("--crl-coalesce"), "1s", Kind::Duration),
+    k("fleet.database", Some("--fleet-db"), "none", Kind::Text),
+    k("fleet.node", Some("--node-name"), "auto", Kind::Text),
+    k("fleet.lease", Some("--fleet-lease"), "3s", Kind::Duration),
 ];
 
 /// Where a setting in effect came from.
@@ -394,6 +410,8 @@ pub struct Config {
     pub pkcs11_modules: Vec<PathBuf>,
     pub policies: ocsp_proto::Policies,
     pub crl: ocsp_crl::CrlConfig,
+    /// Fleet mode (the node name "auto" is settled once the public listener is bound).
+    pub fleet: Option<ocsp_fleet::FleetConfig>,
     /// Every setting in effect: key, value, where it came from (for `ocspd check-config`).
     pub effective: Vec<(String, String, Origin)>,
 }
@@ -657,6 +675,25 @@ impl Args {
             config
         };
 
+        // Fleet mode.
+        let fleet = {
+            let database = r.get("fleet.database", self.fleet_db.clone());
+            let node = r.get("fleet.node", self.node_name.clone());
+            let lease =
+                checked(&mut problems, "fleet.lease", &r.get("fleet.lease", self.fleet_lease.clone()), parse_duration);
+            if lease.is_some_and(|s| !(1..=60).contains(&s)) {
+                problems.push("fleet.lease (--fleet-lease) must be from 1s to 60s".into());
+            }
+            if node != "auto" && (node.is_empty() || node.len() > 64 || node.chars().any(|c| c.is_whitespace())) {
+                problems.push(format!("fleet.node (--node-name) {node:?}: 1 to 64 characters, no spaces"));
+            }
+            (database != "none").then(|| ocsp_fleet::FleetConfig {
+                database,
+                node,
+                lease: std::time::Duration::from_secs(lease.unwrap_or(3).max(1) as u64),
+            })
+        };
+
         // Issuer policies.
         let mut policies = ocsp_proto::Policies::default();
         let reasons = r.get("policy.reasons", self.reason_profile.clone());
@@ -735,6 +772,7 @@ impl Args {
             pkcs11_modules,
             policies,
             crl,
+            fleet,
             effective: r.effective,
         })
     }

@@ -69,7 +69,7 @@ pub fn create(data_dir: &Path, admin: &Domain) -> Result<()> {
 }
 
 /// Prints how to query the demo.
-pub fn print_usage(data_dir: &Path, public: SocketAddr, admin: SocketAddr, created: bool) {
+pub fn print_usage(data_dir: &Path, public: SocketAddr, admin: SocketAddr, created: bool, crls: bool) {
     let d = data_dir.join("demo");
     let d = d.display();
     println!();
@@ -78,8 +78,10 @@ pub fn print_usage(data_dir: &Path, public: SocketAddr, admin: SocketAddr, creat
     println!();
     println!("openssl ocsp -issuer {d}/intermediate.pem -cert {d}/leaf-1.pem -cert {d}/leaf-{REVOKED_LEAF}.pem -url http://{public} -CAfile {d}/chain.pem -no_nonce");
     println!();
-    println!("CRLs: curl -s http://{public}/crl/demo-intermediate/0.crl | openssl crl -inform DER -CAfile {d}/chain.pem -noout -text");
-    println!();
+    if crls {
+        println!("CRLs: curl -s http://{public}/crl/demo-intermediate/0.crl | openssl crl -inform DER -CAfile {d}/chain.pem -noout -text");
+        println!();
+    }
     println!(
         "Staff CLI: ocspctl --admin-url http://{admin} --token-file {}/admin.token issuer list",
         data_dir.display()

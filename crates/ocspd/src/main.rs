@@ -91,6 +91,26 @@ async fn run(config: config::Config) -> Result<()> {
     );
     let auth = TokenFile::in_dir(&config.data_dir).load_or_create().context("loading admin tokens")?;
 
+    // Fleet mode: the data folder holds this node's replica of the fleet's database.
+    let fleet = match &config.fleet {
+        Some(fc) => {
+            let mut fc = fc.clone();
+            if fc.node == "auto" {
+                if config.listen.port() == 0 {
+                    anyhow::bail!("fleet mode with --listen on port 0 needs --node-name");
+                }
+                fc.node = config.listen.to_string();
+            }
+            let node = fc.node.clone();
+            // The PostgreSQL client blocks on a runtime of its own: outside this one's context.
+            let fleet = tokio::task::block_in_place(|| ocsp_fleet::Fleet::open(fc, store.clone()))
+                .map_err(|e| anyhow::anyhow!("joining the fleet: {e}"))?;
+            tracing::info!(node = %node, "fleet node; PostgreSQL holds the truth, this data folder the replica");
+            Some(fleet)
+        }
+        None => None,
+    };
+
     ocsp_sign::allow_pkcs11_modules(&config.pkcs11_modules);
     let registry = Arc::new(IssuerRegistry::default());
     let now = clock.now();
@@ -99,27 +119,12 @@ async fn run(config: config::Config) -> Result<()> {
         if record.retired_at.is_some() {
             continue;
         }
-        // A responder certificate outside its validity stops only its own issuer (tryLater,
-        // loud metric), never the others: it is loaded, and refuses to sign.
-        let lenient = ocsp_sign::ValidityPolicy::AllowOutside;
-        let loaded = IssuerEntry::load_with(
-            &record.name,
-            &record.cert_der,
-            record.responder_cert_der.as_deref(),
-            &record.responder_key,
-            now,
-            lenient,
-        )
-        .and_then(|entry| match &record.backup_responder_key {
-            Some(key) => entry.with_backup_checked(record.backup_responder_cert_der.as_deref(), key, now, lenient),
-            None => Ok(entry),
-        });
-        match loaded {
+        match load_issuer(&record, now) {
             Ok(entry) => {
                 warn_expiry(&entry, now, config.expiry_warning_days);
                 registry.insert(entry);
             }
-            Err(e) => problems.push(e.to_string()),
+            Err(e) => problems.push(e),
         }
     }
     if !problems.is_empty() {
@@ -136,8 +141,26 @@ async fn run(config: config::Config) -> Result<()> {
         tracing::info!(issuer = %entry.name, reasons = p.reasons.name(), nonces = p.nonces.name(), "issuer policy");
     }
 
+    // Where the domain writes, where the pre-signer writes, the feed the purger follows:
+    // this node's RocksDB alone, or PostgreSQL for the fleet.
+    let (status_store, response_store, purge_feed): (
+        Arc<dyn ocsp_domain::StatusStore>,
+        Arc<dyn ocsp_domain::ResponseStore>,
+        Arc<dyn ocsp_domain::ChangeFeed>,
+    ) = match &fleet {
+        Some(f) => (
+            f.status_store().map_err(|e| anyhow::anyhow!("{e}"))?,
+            f.response_store().map_err(|e| anyhow::anyhow!("{e}"))?,
+            f.purge_feed().map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        None => (store.clone(), store.clone(), store.clone()),
+    };
     let presigner =
-        Presigner::new(store.clone(), registry.clone(), clock.clone(), config.cadence, config.presign_threads);
+        Presigner::new(response_store, registry.clone(), clock.clone(), config.cadence, config.presign_threads);
+    if let Some(f) = &fleet {
+        let f = f.clone();
+        presigner.set_gate(Arc::new(move || f.signs()));
+    }
 
     // The tiers: memory, then pre-signed responses, then live signing.
     let metrics = Arc::new(Metrics::default());
@@ -151,8 +174,12 @@ async fn run(config: config::Config) -> Result<()> {
         Some(m) => m.clone(),
         None => presigned,
     };
-    let purger = ocsp_purge::Purger::new(store.clone(), &config.purge)
+    let purger = tokio::task::block_in_place(|| ocsp_purge::Purger::new(purge_feed, &config.purge))
         .map_err(|e| anyhow::anyhow!("starting the purge fan-out: {e}"))?;
+    if let Some(f) = &fleet {
+        let f = f.clone();
+        purger.set_gate(Arc::new(move || f.purges()));
+    }
     purger.spawn();
 
     // Everything that holds or derives answers follows the change feed, in this order: live
@@ -167,8 +194,35 @@ async fn run(config: config::Config) -> Result<()> {
     followers.push(purger.clone());
     let followers =
         ocsp_domain::Followers::start(store.clone(), followers).context("starting the change-feed follower")?;
-    let crls = ocsp_crl::Publisher::new(store.clone(), clock.clone(), config.crl.clone())
-        .map_err(|e| anyhow::anyhow!("loading the CRLs: {e}"))?;
+    // CRLs are signed and served by single nodes; in fleet mode not yet (docs/fleet.md).
+    let crls = match &fleet {
+        None => Some(
+            ocsp_crl::Publisher::new(store.clone(), clock.clone(), config.crl.clone())
+                .map_err(|e| anyhow::anyhow!("loading the CRLs: {e}"))?,
+        ),
+        Some(_) => None,
+    };
+    // A fleet node learns of issuers from the replica: registered, promoted, retired.
+    let fleet_threads = match &fleet {
+        Some(f) => {
+            let (registry, presigner, node_signs) = (registry.clone(), presigner.clone(), f.clone());
+            let hook: ocsp_fleet::IssuerHook = Arc::new(move |key, record, kind| {
+                if record.retired_at.is_some() {
+                    registry.remove(&record.name);
+                    return;
+                }
+                match load_issuer(record, SystemClock.now()) {
+                    Ok(entry) => registry.insert(entry),
+                    Err(e) => tracing::error!(issuer = %record.name, error = %e, "cannot load an issuer of the fleet"),
+                }
+                if kind == ocsp_store::ChangeKind::Signer && node_signs.signs() {
+                    presigner.request_pass(Some(*key));
+                }
+            });
+            f.spawn(hook).context("starting the fleet replicator")?
+        }
+        None => Vec::new(),
+    };
 
     let ports = ocsp_domain::Ports {
         followers: Some(followers.clone()),
@@ -180,19 +234,20 @@ async fn run(config: config::Config) -> Result<()> {
         purge_wait: config.purge_wait,
     };
     let domain =
-        Arc::new(ocsp_domain::Domain::new(store.clone(), registry.clone(), clock.clone(), policies.clone(), ports));
+        Arc::new(ocsp_domain::Domain::new(status_store, registry.clone(), clock.clone(), policies.clone(), ports));
     let admin = Arc::new(AdminService::new(
         AdminState {
             domain: domain.clone(),
             presigner: config.presign.then(|| presigner.clone()),
             memory: memory.clone(),
             purger: Some(purger.clone()),
-            crls: Some(crls.clone()),
+            crls: crls.clone(),
+            fleet: fleet.clone(),
         },
         auth,
     ));
     let demo = if config.demo && registry.is_empty() {
-        Some(demo::create(&config.data_dir, &domain).context("creating the demo PKI")?)
+        Some(tokio::task::block_in_place(|| demo::create(&config.data_dir, &domain)).context("creating the demo PKI")?)
     } else {
         None
     };
@@ -202,15 +257,20 @@ async fn run(config: config::Config) -> Result<()> {
     } else {
         None
     };
-    let crl_metrics = crls.clone();
     let presign_metrics = presigner.clone();
     let purge_metrics = purger.clone();
     let mut service = OcspService::new(registry.clone(), source, clock.clone(), metrics, config.service.clone())
         .with_nonce_policies(policies.clone(), live)
-        .with_crls(crls.clone())
         .with_metrics(move || presign_metrics.render_metrics())
-        .with_metrics(move || purge_metrics.render_metrics())
-        .with_metrics(move || crl_metrics.render_metrics());
+        .with_metrics(move || purge_metrics.render_metrics());
+    if let Some(crls) = &crls {
+        let crl_metrics = crls.clone();
+        service = service.with_crls(crls.clone()).with_metrics(move || crl_metrics.render_metrics());
+    }
+    if let Some(f) = &fleet {
+        let fleet_metrics = f.clone();
+        service = service.with_metrics(move || fleet_metrics.render_metrics());
+    }
     if let Some(memory) = memory.clone() {
         service = service.with_metrics(move || memory.render_metrics());
     }
@@ -227,15 +287,20 @@ async fn run(config: config::Config) -> Result<()> {
         open_files = ?ocsp_http::open_files_limit(),
         "connection bounds"
     );
-    let (ready_store, ready_registry) = (store.clone(), registry.clone());
+    let (ready_store, ready_registry, ready_fleet) = (store.clone(), registry.clone(), fleet.clone());
     service = service.with_readiness(move || {
+        let degraded = match &ready_fleet {
+            Some(f) => f.readiness()?,
+            None => None,
+        };
         if ready_registry.is_empty() {
             return Err("no issuer is registered (ocspctl issuer add)".into());
         }
         if let Some(fault) = ready_store.write_fault() {
             return Err(format!("database refuses writes ({fault}); recovering by itself when space returns"));
         }
-        ready_store.estimated_statuses_checked().map(|_| ()).map_err(|e| format!("database: {e}"))
+        ready_store.estimated_statuses_checked().map_err(|e| format!("database: {e}"))?;
+        Ok(degraded)
     });
     let service = Arc::new(service);
 
@@ -252,8 +317,16 @@ async fn run(config: config::Config) -> Result<()> {
     let metrics_addr = metrics_listener.local_addr()?;
     // Machine-readable lines: tests and scripts read the ports from here.
     // The CRLs name their URLs: known now that the public listener is bound.
-    crls.set_base_url(&format!("http://{public_addr}"));
-    let crl_thread = crls.spawn().context("starting the CRL publisher")?;
+    let crl_thread = match &crls {
+        Some(crls) => {
+            crls.set_base_url(&format!("http://{public_addr}"));
+            Some(crls.spawn().context("starting the CRL publisher")?)
+        }
+        None => None,
+    };
+    if let Some(f) = &fleet {
+        f.set_urls(&format!("http://{public_addr}"), &format!("http://{admin_addr}"));
+    }
     println!("ocspd: OCSP responder listening on http://{public_addr}");
     println!("ocspd: admin API listening on http://{admin_addr}");
     println!("ocspd: metrics listening on http://{metrics_addr}/metrics");
@@ -262,7 +335,7 @@ async fn run(config: config::Config) -> Result<()> {
         tracing::warn!(%admin_addr, "the admin API listens beyond loopback; keep it on a private network or firewall it");
     }
     if config.demo {
-        demo::print_usage(&config.data_dir, public_addr, admin_addr, demo.is_some());
+        demo::print_usage(&config.data_dir, public_addr, admin_addr, demo.is_some(), crls.is_some());
     }
 
     // Responder certificates expire while ocspd runs: check every hour, not only at start.
@@ -299,13 +372,41 @@ async fn run(config: config::Config) -> Result<()> {
     let _ = stop_tx.send(true);
     let _ = tokio::join!(public_task, admin_task, metrics_task);
     presigner.stop();
-    crls.stop();
-    let _ = tokio::task::spawn_blocking(move || crl_thread.join()).await;
+    if let Some(crls) = &crls {
+        crls.stop();
+    }
+    if let Some(thread) = crl_thread {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    if let Some(f) = &fleet {
+        f.stop();
+        let _ = tokio::task::spawn_blocking(move || fleet_threads.into_iter().for_each(|t| drop(t.join()))).await;
+    }
     let _ = tokio::task::spawn_blocking(move || followers.stop()).await;
     if let Some(thread) = presign_thread {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
     Ok(())
+}
+
+/// Loads an issuer's responder identity (and its backup) from its record. A responder
+/// certificate outside its validity stops only its own issuer (tryLater, loud metric), never
+/// the others: it is loaded, and refuses to sign.
+fn load_issuer(record: &ocsp_store::IssuerRecord, now: i64) -> Result<IssuerEntry, String> {
+    let lenient = ocsp_sign::ValidityPolicy::AllowOutside;
+    IssuerEntry::load_with(
+        &record.name,
+        &record.cert_der,
+        record.responder_cert_der.as_deref(),
+        &record.responder_key,
+        now,
+        lenient,
+    )
+    .and_then(|entry| match &record.backup_responder_key {
+        Some(key) => entry.with_backup_checked(record.backup_responder_cert_der.as_deref(), key, now, lenient),
+        None => Ok(entry),
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// `ocspd_responder_cert_expiry_seconds`: seconds until each responder certificate expires.

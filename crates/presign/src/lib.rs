@@ -82,7 +82,12 @@ pub struct Presigner {
     queue: Mutex<Queue>,
     wake: Condvar,
     counters: Counters,
+    /// Fleet mode: whether this node signs now (it holds the signer lease).
+    gate: std::sync::OnceLock<Gate>,
 }
+
+/// Whether this pre-signer may sign now.
+pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Jobs handed to a signing worker at a time.
 const JOB_BATCH: usize = 512;
@@ -114,7 +119,19 @@ impl Presigner {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             counters: Counters::default(),
+            gate: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Signs only while `gate` says so (fleet mode: while this node holds the signer lease).
+    /// While closed, changed certificates are left to the node that signs, and the first
+    /// moment it opens starts a pass over everything.
+    pub fn set_gate(&self, gate: Gate) {
+        let _ = self.gate.set(gate);
+    }
+
+    fn open(&self) -> bool {
+        self.gate.get().is_none_or(|g| g())
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -426,6 +443,17 @@ impl Presigner {
         std::thread::Builder::new().name("presign".into()).spawn(move || {
             let mut last_pass = Instant::now();
             loop {
+                if !me.open() {
+                    let mut q = me.queue();
+                    if q.stop {
+                        return;
+                    }
+                    q.urgent.clear();
+                    q.pass = Some(None);
+                    drop(q);
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
                 let pass = {
                     let mut q = me.queue();
                     while !q.stop && q.urgent.is_empty() && q.pass.is_none() && last_pass.elapsed() < interval {

@@ -245,6 +245,20 @@ pub struct Purger {
     /// Bumped, and `progress_cv` notified, whenever a cursor moves or an attempt fails.
     progress: Mutex<u64>,
     progress_cv: std::sync::Condvar,
+    /// Fleet mode: whether this node delivers now (it holds the purger lease).
+    gate: std::sync::OnceLock<Gate>,
+}
+
+/// Whether this node may deliver purges now.
+pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Runs a call that may block on another database (fleet mode: PostgreSQL, whose client runs
+/// its own runtime) outside this runtime's context on a multi-threaded runtime.
+fn blocking<T>(call: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(call),
+        _ => call(),
+    }
 }
 
 impl Purger {
@@ -298,7 +312,16 @@ impl Purger {
             timeout: config.timeout(),
             progress: Mutex::new(0),
             progress_cv: std::sync::Condvar::new(),
+            gate: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Delivers only while `gate` says so (fleet mode: while this node holds the purger
+    /// lease). While closed, each target's cursor follows the shared one, so a caller waiting
+    /// for its purge learns when the delivering node sent it, and this node goes on from
+    /// there the moment the gate opens.
+    pub fn set_gate(&self, gate: Gate) {
+        let _ = self.gate.set(gate);
     }
 
     /// Starts one deliverer per target on the current tokio runtime.
@@ -329,6 +352,18 @@ impl Purger {
         let mut head = self.head.subscribe();
         let name = target.config.name().to_string();
         loop {
+            if self.gate.get().is_some_and(|open| !open()) {
+                match blocking(|| self.feed.cursor(&name)) {
+                    Ok(shared) => {
+                        if target.cursor.fetch_max(shared, Ordering::SeqCst) < shared {
+                            self.progressed();
+                        }
+                    }
+                    Err(e) => tracing::debug!(target = %name, error = %e, "shared purge cursor unavailable"),
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
             let cursor = target.cursor.load(Ordering::SeqCst);
             let changes = match self.feed.changes(cursor, READ_BATCH) {
                 Ok(e) => e,
@@ -351,7 +386,7 @@ impl Purger {
             }
             target.cursor.store(last + 1, Ordering::SeqCst);
             self.progressed();
-            if let Err(e) = self.feed.set_cursor(&name, last + 1) {
+            if let Err(e) = blocking(|| self.feed.set_cursor(&name, last + 1)) {
                 tracing::error!(target = %name, error = %e, "cannot record the purge cursor");
             }
             self.trim();

@@ -37,11 +37,13 @@ impl AuditEntry {
         AuditEntry { time, admin: admin.to_string(), action: action.to_string(), ..Default::default() }
     }
 
-    pub(crate) fn encode(&self) -> Result<Vec<u8>, StoreError> {
+    /// The stored form of the entry (JSON).
+    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
         serde_json::to_vec(self).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Result<AuditEntry, StoreError> {
+    /// Reads the stored form of the entry.
+    pub fn decode(bytes: &[u8]) -> Result<AuditEntry, StoreError> {
         serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")))
     }
 }
@@ -66,7 +68,8 @@ pub struct AuditFilter {
 }
 
 impl AuditFilter {
-    pub(crate) fn matches(&self, e: &AuditEntry) -> bool {
+    /// Whether `e` passes the filter (all but `before` and `limit`).
+    pub fn matches(&self, e: &AuditEntry) -> bool {
         self.issuer.as_ref().is_none_or(|i| e.issuer.as_ref() == Some(i))
             && self.admin.as_ref().is_none_or(|a| &e.admin == a)
             && self.action.as_ref().is_none_or(|a| &e.action == a)

@@ -31,7 +31,8 @@ const VERSION: u8 = 1;
 const HEADER: usize = 1 + 8 + 8 + 8 + 8;
 
 impl StoredCrl {
-    fn encode(&self) -> Vec<u8> {
+    /// The stored form (version 1): number, times, entries, the DER.
+    pub fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(HEADER + self.der.len());
         v.push(VERSION);
         v.extend_from_slice(&self.number.to_be_bytes());
@@ -42,7 +43,8 @@ impl StoredCrl {
         v
     }
 
-    fn decode(shard: u32, b: &[u8]) -> Result<StoredCrl, StoreError> {
+    /// Reads the stored form of shard `shard`.
+    pub fn decode(shard: u32, b: &[u8]) -> Result<StoredCrl, StoreError> {
         if b.len() < HEADER || b[0] != VERSION {
             return Err(StoreError::Corrupt(format!("CRL of shard {shard}")));
         }
@@ -62,7 +64,7 @@ impl StoredCrl {
     }
 }
 
-fn crl_key(issuer: &IssuerKey, shard: u32) -> Vec<u8> {
+pub(crate) fn crl_key(issuer: &IssuerKey, shard: u32) -> Vec<u8> {
     let mut k = issuer.0.to_vec();
     k.extend_from_slice(&shard.to_be_bytes());
     k

@@ -34,6 +34,13 @@ pub enum StoreError {
     /// Any other RocksDB failure.
     #[error("database error: {0}")]
     Db(String),
+    /// The fleet's shared database (PostgreSQL) cannot be reached or refused the transaction:
+    /// nothing was changed.
+    #[error("the fleet database is unavailable, nothing was changed: {0}")]
+    Unreachable(String),
+    /// A fleet replica is written only by its replicator, in feed order.
+    #[error("replica: {0}")]
+    Replica(String),
 }
 
 impl StoreError {

@@ -30,6 +30,38 @@ pub enum ChangeKind {
     /// One of the issuer's CRL shards was signed again (its one "serial" is the shard number,
     /// see [`Change::crl_shard`]).
     Crl,
+    /// Fleet mode: responses were signed and stored for these certificates; replicas copy
+    /// them. Nothing any cache holds is wrong because of it.
+    Signed,
+    /// Fleet mode: the issuer's record changed without changing its answers (registered, a
+    /// backup or CRL key set); replicas copy it and load the issuer.
+    Issuer,
+}
+
+impl ChangeKind {
+    /// The kind's number in the stored form of a change.
+    pub fn code(self) -> u8 {
+        match self {
+            ChangeKind::Recorded => 0,
+            ChangeKind::Status => 1,
+            ChangeKind::Signer => 2,
+            ChangeKind::Crl => 3,
+            ChangeKind::Signed => 4,
+            ChangeKind::Issuer => 5,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<ChangeKind> {
+        Some(match b {
+            0 => ChangeKind::Recorded,
+            1 => ChangeKind::Status,
+            2 => ChangeKind::Signer,
+            3 => ChangeKind::Crl,
+            4 => ChangeKind::Signed,
+            5 => ChangeKind::Issuer,
+            _ => return None,
+        })
+    }
 }
 
 /// One change: some certificates of an issuer, or (kind [`ChangeKind::Signer`]) everything of
@@ -73,20 +105,15 @@ impl Change {
     /// Whether caches downstream hold answers this change makes wrong (a new certificate's
     /// "unknown" answers are never cached downstream long enough to need a purge).
     pub fn needs_purge(&self) -> bool {
-        self.kind != ChangeKind::Recorded
+        matches!(self.kind, ChangeKind::Status | ChangeKind::Signer | ChangeKind::Crl)
     }
 
     /// Version 2: kind byte after the version. Version 1 (the purge outbox of older ocspd) had
     /// no kind: serials meant a status change, none an issuer-wide one.
-    fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(2 + 8 + 64 + 4 + self.serials.len() * 21);
         v.push(2);
-        v.push(match self.kind {
-            ChangeKind::Recorded => 0,
-            ChangeKind::Status => 1,
-            ChangeKind::Signer => 2,
-            ChangeKind::Crl => 3,
-        });
+        v.push(self.kind.code());
         v.extend_from_slice(&self.time.to_be_bytes());
         v.extend_from_slice(&self.issuer.0);
         v.extend_from_slice(&(self.serials.len() as u32).to_be_bytes());
@@ -98,20 +125,12 @@ impl Change {
         v
     }
 
-    fn decode(seq: u64, b: &[u8]) -> Result<Change, StoreError> {
+    /// Reads the stored form of change `seq`.
+    pub fn decode(seq: u64, b: &[u8]) -> Result<Change, StoreError> {
         let bad = || StoreError::Corrupt(format!("change {seq}"));
         let (kind, b) = match b.first() {
             Some(1) => (None, &b[1..]),
-            Some(2) if b.len() > 1 => {
-                let kind = match b[1] {
-                    0 => ChangeKind::Recorded,
-                    1 => ChangeKind::Status,
-                    2 => ChangeKind::Signer,
-                    3 => ChangeKind::Crl,
-                    _ => return Err(bad()),
-                };
-                (Some(kind), &b[2..])
-            }
+            Some(2) if b.len() > 1 => (Some(ChangeKind::from_byte(b[1]).ok_or_else(bad)?), &b[2..]),
             _ => return Err(bad()),
         };
         if b.len() < 8 + 64 + 4 {
@@ -152,6 +171,7 @@ impl Store {
         serials: Vec<Serial>,
         time: i64,
     ) -> Result<Change, StoreError> {
+        self.own_write()?;
         let seq = self.feed_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let change = Change { seq, time, issuer: *issuer, kind, serials };
         batch.put_cf(self.cf(CF_OUTBOX)?, seq.to_be_bytes(), change.encode());

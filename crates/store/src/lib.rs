@@ -10,6 +10,7 @@ mod audit;
 mod crls;
 mod error;
 mod feed;
+mod mirror;
 mod records;
 mod responses;
 
@@ -17,6 +18,7 @@ pub use audit::{AuditEntry, AuditFilter};
 pub use crls::{CrlWrite, StoredCrl};
 pub use error::StoreError;
 pub use feed::{Change, ChangeKind};
+pub use mirror::Mirrored;
 pub use records::{Issued, IssuerRecord, RevokeOutcome, State, StatusRecord};
 pub use responses::{ResponseEntry, StatusCursor, StatusEntry, StoredResponse};
 
@@ -55,6 +57,8 @@ pub struct Store {
     feed_floor: AtomicU64,
     /// The last write failure not yet followed by a successful write (out of space, I/O).
     write_fault: Mutex<Option<String>>,
+    /// A fleet replica: changes come only from the shared feed ([`Store::apply_mirrored`]).
+    mirror: std::sync::atomic::AtomicBool,
 }
 
 /// Settings of the database.
@@ -102,14 +106,58 @@ pub struct BulkRevocation {
     pub change: Option<u64>,
 }
 
-/// Everything one revocation batch did.
-struct Revocation {
-    summary: BulkSummary,
-    changed: Vec<(Serial, StatusRecord)>,
+/// Everything one revocation batch did (or, planned, will do once written).
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    /// Counts, and the serials left untouched.
+    pub summary: BulkSummary,
+    /// The certificates that change, with their records after.
+    pub changed: Vec<(Serial, StatusRecord)>,
     /// What happened to the first serial.
-    first: RevokeOutcome,
+    pub first: RevokeOutcome,
     /// The change written to the feed, if anything changed.
-    change: Option<u64>,
+    pub change: Option<u64>,
+}
+
+impl Revocation {
+    /// Applies the rules of [`StatusRecord::revoke`] to `serials`, whose records as they stand
+    /// are `current` (in the same order; `None`: never recorded). Nothing is written: every
+    /// store writes the `changed` records, drops their responses, and adds one change and the
+    /// audit entry in one atomic write.
+    pub fn plan(
+        serials: &[Serial],
+        current: Vec<Option<StatusRecord>>,
+        time: i64,
+        reason: RevocationReason,
+        now: i64,
+    ) -> Revocation {
+        let mut summary = BulkSummary::default();
+        let mut changed = Vec::new();
+        let mut first = None;
+        for (serial, found) in serials.iter().zip(current) {
+            let Some(current) = found else {
+                summary.not_issued.push(serial.clone());
+                first.get_or_insert(RevokeOutcome::NotIssued);
+                continue;
+            };
+            let outcome = current.revoke(time, reason, now);
+            first.get_or_insert(outcome);
+            match outcome {
+                RevokeOutcome::Revoked(rec) | RevokeOutcome::Changed(rec) => {
+                    if matches!(current.state, State::Good) {
+                        summary.revoked += 1;
+                    } else {
+                        summary.changed += 1;
+                    }
+                    changed.push((serial.clone(), rec));
+                }
+                RevokeOutcome::AlreadyRevoked(_) => summary.already_revoked += 1,
+                RevokeOutcome::Refused { .. } => summary.refused.push(serial.clone()),
+                RevokeOutcome::NotIssued => summary.not_issued.push(serial.clone()),
+            }
+        }
+        Revocation { summary, changed, first: first.unwrap_or(RevokeOutcome::NotIssued), change: None }
+    }
 }
 
 /// What lifting a certificateHold did.
@@ -242,6 +290,7 @@ impl Store {
             head: Default::default(),
             feed_floor: AtomicU64::new(u64::MAX),
             write_fault: Mutex::new(None),
+            mirror: Default::default(),
         };
         let last = |cf| -> Result<Option<u64>, StoreError> {
             Ok(store
@@ -265,7 +314,11 @@ impl Store {
                 return Err(StoreError::Schema(String::from_utf8_lossy(&v).into_owned()));
             }
         }
-        store.drop_unspecified_reason_responses()?;
+        if store.db.get_cf(meta, b"fleet-mirror")?.is_some() {
+            store.mirror.store(true, Ordering::SeqCst);
+        } else {
+            store.drop_unspecified_reason_responses()?;
+        }
         Ok(store)
     }
 
@@ -372,6 +425,7 @@ impl Store {
 
     /// Adds or replaces an issuer, durably, with its audit entry.
     pub fn put_issuer(&self, key: &IssuerKey, record: &IssuerRecord, audit: AuditEntry) -> Result<(), StoreError> {
+        self.own_write()?;
         let cf = self.cf(CF_ISSUERS)?;
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
         let mut batch = WriteBatch::default();
@@ -391,6 +445,7 @@ impl Store {
     /// Writes one audit entry on its own, durably: for calls that were refused and so change
     /// nothing else.
     pub fn record_audit(&self, audit: AuditEntry) -> Result<(), StoreError> {
+        self.own_write()?;
         let mut batch = WriteBatch::default();
         self.append_audit(&mut batch, audit)?;
         self.commit(batch, true)?;
@@ -565,46 +620,28 @@ impl Store {
         let cf = self.cf(CF_STATUS)?;
         let keys: Vec<Vec<u8>> = serials.iter().map(|s| status_key(issuer, s)).collect();
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
-        let existing = self.db.batched_multi_get_cf(cf, &keys, false);
-        let mut summary = BulkSummary::default();
-        let mut changed = Vec::new();
-        let mut first = None;
-        let mut change = None;
-        let mut batch = WriteBatch::default();
-        for ((key, serial), found) in keys.iter().zip(serials).zip(existing) {
-            let Some(current) = found?.map(|v| StatusRecord::decode(&v)).transpose()? else {
-                summary.not_issued.push(serial.clone());
-                first.get_or_insert(RevokeOutcome::NotIssued);
-                continue;
-            };
-            let outcome = current.revoke(time, reason, now);
-            first.get_or_insert(outcome);
-            match outcome {
-                RevokeOutcome::Revoked(rec) | RevokeOutcome::Changed(rec) => {
-                    if matches!(current.state, State::Good) {
-                        summary.revoked += 1;
-                    } else {
-                        summary.changed += 1;
-                    }
-                    batch.put_cf(cf, key, rec.encode());
-                    self.drop_responses(&mut batch, issuer, serial)?;
-                    audit.serials.push(serial.to_string());
-                    changed.push((serial.clone(), rec));
-                }
-                RevokeOutcome::AlreadyRevoked(_) => summary.already_revoked += 1,
-                RevokeOutcome::Refused { .. } => summary.refused.push(serial.clone()),
-                RevokeOutcome::NotIssued => summary.not_issued.push(serial.clone()),
+        let current = self
+            .db
+            .batched_multi_get_cf(cf, &keys, false)
+            .into_iter()
+            .map(|found| found.map_err(StoreError::from)?.map(|v| StatusRecord::decode(&v)).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut plan = Revocation::plan(serials, current, time, reason, now);
+        if !dry_run && !plan.changed.is_empty() {
+            let mut batch = WriteBatch::default();
+            for (serial, rec) in &plan.changed {
+                batch.put_cf(cf, status_key(issuer, serial), rec.encode());
+                self.drop_responses(&mut batch, issuer, serial)?;
+                audit.serials.push(serial.to_string());
             }
-        }
-        if !dry_run && !changed.is_empty() {
-            let serials: Vec<Serial> = changed.iter().map(|(s, _)| s.clone()).collect();
+            let serials: Vec<Serial> = plan.changed.iter().map(|(s, _)| s.clone()).collect();
             let written = self.append_change(&mut batch, issuer, ChangeKind::Status, serials, now)?;
             self.append_audit(&mut batch, audit)?;
             self.commit(batch, true)?;
             self.published(&written);
-            change = Some(written.seq);
+            plan.change = Some(written.seq);
         }
-        Ok(Revocation { summary, changed, first: first.unwrap_or(RevokeOutcome::NotIssued), change })
+        Ok(plan)
     }
 
     /// Revokes one certificate, durably (see [`StatusRecord::revoke`] for the rules). Returns

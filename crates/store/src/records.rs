@@ -37,11 +37,13 @@ pub struct IssuerRecord {
 }
 
 impl IssuerRecord {
-    pub(crate) fn encode(&self) -> Result<Vec<u8>, StoreError> {
+    /// The stored form of the issuer record (JSON).
+    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
         serde_json::to_vec(self).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Result<IssuerRecord, StoreError> {
+    /// Reads the stored form of the issuer record.
+    pub fn decode(bytes: &[u8]) -> Result<IssuerRecord, StoreError> {
         serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("issuer record: {e}")))
     }
 }
@@ -115,7 +117,7 @@ pub struct StatusRecord {
 }
 
 const CA_BIT: u8 = 0x80;
-const RECORD_LEN: usize = 27;
+pub(crate) const RECORD_LEN: usize = 27;
 const NO_REASON: u8 = 255;
 
 /// What a revocation did.

@@ -44,7 +44,8 @@ fn alg_byte(alg: HashAlg) -> u8 {
 }
 
 impl StoredResponse {
-    fn encode(&self) -> Vec<u8> {
+    /// The stored form (version 1): times, the source status record, the DER.
+    pub fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(HEADER + self.der.len());
         v.push(1);
         v.extend_from_slice(&self.this_update.to_be_bytes());
@@ -55,7 +56,8 @@ impl StoredResponse {
         v
     }
 
-    fn decode(b: &[u8]) -> Result<StoredResponse, StoreError> {
+    /// Reads the stored form.
+    pub fn decode(b: &[u8]) -> Result<StoredResponse, StoreError> {
         if b.len() < HEADER || b[0] != 1 {
             return Err(StoreError::Corrupt(format!("stored response of {} bytes", b.len())));
         }
@@ -142,6 +144,7 @@ impl Store {
         items: &[(IssuerKey, Serial, HashAlg, StoredResponse)],
         signer_current: &dyn Fn(&IssuerKey) -> bool,
     ) -> Result<usize, StoreError> {
+        self.own_write()?;
         let status_cf = self.cf(CF_STATUS)?;
         let cf = self.cf(CF_RESPONSES)?;
         let keys: Vec<Vec<u8>> = items.iter().map(|(i, s, _, _)| status_key(i, s)).collect();

@@ -1,0 +1,90 @@
+//! Leases in PostgreSQL: one node of the fleet signs, one delivers purges.
+//!
+//! A lease is a row (name, holder, expiry on the server's clock). A node takes it when it is
+//! free or expired and renews it while it holds it. It counts itself the holder only until
+//! two thirds of the lease time after its last successful renewal began, measured on its own
+//! monotonic clock: a node cut off from PostgreSQL stops acting before another node can take
+//! the lease. The signer's writes check the lease again in their transaction.
+
+use crate::pg::{Pg, NOW_MS};
+use ocsp_store::StoreError;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The lease of the node that pre-signs responses for every issuer.
+pub const SIGNER: &str = "signer";
+/// The lease of the node that delivers purges.
+pub const PURGER: &str = "purger";
+
+/// One lease, as this node sees it.
+#[derive(Debug)]
+pub struct Lease {
+    name: &'static str,
+    node: String,
+    ttl: Duration,
+    held_until: Mutex<Option<Instant>>,
+}
+
+impl Lease {
+    /// The lease `name` for `node`, valid `ttl` after each renewal.
+    pub fn new(name: &'static str, node: &str, ttl: Duration) -> Lease {
+        Lease { name, node: node.to_string(), ttl, held_until: Mutex::new(None) }
+    }
+
+    /// The lease's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Takes or renews the lease; whether this node holds it now.
+    pub fn renew(&self, pg: &Pg) -> Result<bool, StoreError> {
+        let started = Instant::now();
+        let ttl_ms = self.ttl.as_millis() as i64;
+        let result = pg.with(|c| {
+            c.query_opt(
+                &format!(
+                    "INSERT INTO leases (name, holder, expires_ms) VALUES ($1, $2, {NOW_MS} + $3) \
+                     ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_ms = EXCLUDED.expires_ms \
+                     WHERE leases.holder = EXCLUDED.holder OR leases.expires_ms < {NOW_MS} RETURNING holder"
+                ),
+                &[&self.name, &self.node, &ttl_ms],
+            )
+        });
+        let mut held = self.held_until.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(Some(_)) => {
+                if held.is_none_or(|h| h <= Instant::now()) {
+                    tracing::info!(lease = self.name, node = %self.node, "this node holds the lease");
+                }
+                *held = Some(started + self.ttl * 2 / 3);
+                Ok(true)
+            }
+            Ok(None) => {
+                if held.is_some_and(|h| h > Instant::now()) {
+                    tracing::warn!(lease = self.name, node = %self.node, "the lease went to another node");
+                }
+                *held = None;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether this node holds the lease now (renewed recently enough).
+    pub fn held(&self) -> bool {
+        self.held_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|h| h > Instant::now())
+    }
+
+    /// Gives the lease up (at shutdown), so another node takes it at once.
+    pub fn release(&self, pg: &Pg) {
+        *self.held_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let _ = pg.with(|c| c.execute("DELETE FROM leases WHERE name = $1 AND holder = $2", &[&self.name, &self.node]));
+    }
+}
+
+/// Who holds each lease, as PostgreSQL says.
+pub fn holders(pg: &Pg) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let rows =
+        pg.with(|c| c.query(&format!("SELECT name, holder, expires_ms - {NOW_MS} FROM leases ORDER BY name"), &[]))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+}

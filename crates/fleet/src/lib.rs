@@ -1,0 +1,440 @@
+//! Fleet mode: several ocspd nodes, one truth in PostgreSQL.
+//!
+//! PostgreSQL holds issuers, statuses keyed by (issuerNameHash, issuerKeyHash, serial), the
+//! audit record, the change feed (which is the purge outbox) and the signed responses. Each
+//! node serves from a local RocksDB replica that it fills by following the shared feed in
+//! order from its own position ([`ocsp_store::Store::apply_mirrored`]); LISTEN/NOTIFY only
+//! wakes it early, polling is the guarantee. A node applying a change evicts its own caches
+//! through its in-process followers, so no node depends on a peer's purge. One node at a time
+//! holds the signer lease and pre-signs for every issuer, another (or the same) holds the
+//! purger lease and delivers purges; when a holder dies its lease expires and another node
+//! takes it within [`FleetConfig::lease`] and one renewal.
+//!
+//! With PostgreSQL down, every node keeps serving its replica (the tiers never serve past
+//! nextUpdate), `/readyz` says degraded, admin writes fail at once with nothing changed, and
+//! the replicator catches up by itself when PostgreSQL is back.
+
+mod lease;
+pub mod pg;
+mod replica;
+mod responses;
+mod truth;
+
+pub use lease::{Lease, PURGER, SIGNER};
+pub use responses::{FleetFeed, FleetResponses};
+pub use truth::FleetStore;
+
+use ocsp_proto::IssuerKey;
+use ocsp_store::{ChangeKind, IssuerRecord, Store, StoreError};
+use pg::{Pg, NOW_MS};
+use postgres::fallible_iterator::FallibleIterator;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How a node joins the fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// The PostgreSQL connection (`postgresql://user@host:port/db`).
+    pub database: String,
+    /// This node's name, unique in the fleet.
+    pub node: String,
+    /// How long a lease lasts after its last renewal (takeover takes at most this and one
+    /// renewal interval, a third of it).
+    pub lease: Duration,
+}
+
+/// Why a node cannot join.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FleetError {
+    /// The configuration.
+    #[error("{0}")]
+    Config(String),
+    /// The fleet database or the replica.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Called when the replica takes an issuer's record (registered, signer changed, retired),
+/// before the change reaches the followers: the node loads the issuer.
+pub type IssuerHook = Arc<dyn Fn(&IssuerKey, &IssuerRecord, ChangeKind) + Send + Sync>;
+
+/// One node of the fleet, as the node and `ocspctl fleet status` see it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeStatus {
+    /// Its name.
+    pub name: String,
+    /// Its public URL.
+    pub public_url: String,
+    /// Its admin URL.
+    pub admin_url: String,
+    /// The first shared change it has not applied.
+    pub applied: u64,
+    /// Changes it is behind the shared head.
+    pub lag: u64,
+    /// Seconds since it last reported.
+    pub seen_seconds_ago: f64,
+    /// It holds the signer lease.
+    pub signs: bool,
+    /// It holds the purger lease.
+    pub purges: bool,
+}
+
+/// The fleet as PostgreSQL sees it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FleetStatus {
+    /// The shared feed's head.
+    pub head: u64,
+    /// The node answering.
+    pub this_node: String,
+    /// Every node that ever reported, by name.
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// This node's part in the fleet.
+pub struct Fleet {
+    config: FleetConfig,
+    local: Arc<Store>,
+    signer: Arc<Lease>,
+    purger: Arc<Lease>,
+    /// The shared head as last read.
+    shared_head: AtomicU64,
+    /// Whether the last exchange with PostgreSQL worked.
+    connected: AtomicBool,
+    /// The last error from PostgreSQL.
+    last_error: Mutex<Option<String>>,
+    /// The replica has caught up with the shared head at least once since start.
+    caught_up: AtomicBool,
+    urls: Mutex<(String, String)>,
+    stop: AtomicBool,
+    copies: AtomicU64,
+    applied_changes: AtomicU64,
+}
+
+impl Fleet {
+    /// Joins the fleet: runs the schema migrations, makes `local` a replica and, when it
+    /// holds no copy yet, copies the shared state into it. With PostgreSQL unreachable, a
+    /// node with a copy starts (degraded, serving its replica); one without cannot.
+    pub fn open(config: FleetConfig, local: Arc<Store>) -> Result<Arc<Fleet>, FleetError> {
+        if config.node.is_empty() || config.node.len() > 64 {
+            return Err(FleetError::Config("fleet node name: 1 to 64 characters".into()));
+        }
+        if config.lease < Duration::from_secs(1) {
+            return Err(FleetError::Config("fleet lease: at least 1 s".into()));
+        }
+        let pg = Pg::new(&config.database).map_err(FleetError::Config)?;
+        local.become_mirror()?;
+        let me = Arc::new(Fleet {
+            signer: Arc::new(Lease::new(SIGNER, &config.node, config.lease)),
+            purger: Arc::new(Lease::new(PURGER, &config.node, config.lease)),
+            config,
+            local,
+            shared_head: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            caught_up: AtomicBool::new(false),
+            urls: Mutex::default(),
+            stop: AtomicBool::new(false),
+            copies: AtomicU64::new(0),
+            applied_changes: AtomicU64::new(0),
+        });
+        match pg::migrate(&pg) {
+            Ok(v) => {
+                if v.was != v.now {
+                    tracing::info!(from = v.was, to = v.now, "fleet database schema migrated");
+                }
+                me.connected.store(true, Ordering::SeqCst);
+            }
+            Err(StoreError::Unreachable(e)) if me.local.mirror_ready()? => {
+                tracing::warn!(error = %e, "the fleet database is unreachable; serving this node's replica until it is back");
+                me.note_error(&e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if !me.local.mirror_ready()? {
+            let started = Instant::now();
+            let (head, certificates) = replica::copy(&pg, &me.local)?;
+            me.copies.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(head, certificates, seconds = started.elapsed().as_secs_f64(), "copied the fleet's state");
+        }
+        Ok(me)
+    }
+
+    /// The store the domain writes through (PostgreSQL).
+    pub fn status_store(&self) -> Result<Arc<FleetStore>, FleetError> {
+        Ok(Arc::new(FleetStore::new(Pg::new(&self.config.database).map_err(FleetError::Config)?, self.local.clone())))
+    }
+
+    /// The response store the pre-signer writes through (PostgreSQL, signer lease).
+    pub fn response_store(&self) -> Result<Arc<FleetResponses>, FleetError> {
+        let pg = Pg::new(&self.config.database).map_err(FleetError::Config)?;
+        Ok(Arc::new(FleetResponses::new(pg, self.local.clone(), self.signer.clone(), &self.config.node)))
+    }
+
+    /// The feed the purge fan-out follows (cursors shared in PostgreSQL).
+    pub fn purge_feed(&self) -> Result<Arc<FleetFeed>, FleetError> {
+        Ok(Arc::new(FleetFeed::new(Pg::new(&self.config.database).map_err(FleetError::Config)?, self.local.clone())))
+    }
+
+    /// Whether this node pre-signs now.
+    pub fn signs(&self) -> bool {
+        self.signer.held()
+    }
+
+    /// Whether this node delivers purges now.
+    pub fn purges(&self) -> bool {
+        self.purger.held()
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.config.node
+    }
+
+    /// Records where this node answers, for `ocspctl fleet status`.
+    pub fn set_urls(&self, public: &str, admin: &str) {
+        *self.urls.lock().unwrap_or_else(|p| p.into_inner()) = (public.to_string(), admin.to_string());
+    }
+
+    fn note_error(&self, e: &str) {
+        self.connected.store(false, Ordering::SeqCst);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+
+    fn note_ok(&self) {
+        self.connected.store(true, Ordering::SeqCst);
+    }
+
+    /// Changes this node is behind the shared head (as last read).
+    pub fn lag(&self) -> u64 {
+        self.shared_head.load(Ordering::SeqCst).saturating_sub(self.local.feed_head())
+    }
+
+    /// For `/readyz`: not ready until the replica has caught up once since start; ready but
+    /// degraded (`Ok(Some(why))`) while PostgreSQL is unreachable.
+    pub fn readiness(&self) -> Result<Option<String>, String> {
+        if !self.caught_up.load(Ordering::SeqCst) {
+            if !self.connected.load(Ordering::SeqCst) {
+                let e = self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
+                return Ok(Some(format!("fleet database unreachable ({e}); serving this node's replica")));
+            }
+            return Err(format!("catching up with the fleet ({} changes behind)", self.lag()));
+        }
+        if !self.connected.load(Ordering::SeqCst) {
+            let e = self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
+            return Ok(Some(format!("fleet database unreachable ({e}); serving this node's replica")));
+        }
+        Ok(None)
+    }
+
+    /// Starts the replicator and the lease keeper.
+    pub fn spawn(self: &Arc<Self>, on_issuer: IssuerHook) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+        let (a, b) = (self.clone(), self.clone());
+        Ok(vec![
+            std::thread::Builder::new().name("fleet-replica".into()).spawn(move || a.replicate(on_issuer))?,
+            std::thread::Builder::new().name("fleet-leases".into()).spawn(move || b.keep_leases())?,
+        ])
+    }
+
+    /// Stops both threads (and gives the leases up).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn replicate(&self, on_issuer: IssuerHook) {
+        let pg = match Pg::new(&self.config.database) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "fleet replicator cannot start");
+                return;
+            }
+        };
+        let mut listener: Option<postgres::Client> = None;
+        while !self.stop.load(Ordering::SeqCst) {
+            let from = self.local.feed_head();
+            match replica::read(&pg, from) {
+                Ok(replica::Read::Changes(items)) => {
+                    self.note_ok();
+                    for item in &items {
+                        if let (Some(change), Some(record)) = (&item.change, &item.issuer) {
+                            on_issuer(&change.issuer, record, change.kind);
+                        }
+                    }
+                    let n = items.len() as u64;
+                    if let Some(last) = items.last().and_then(|m| m.change.as_ref()) {
+                        self.shared_head.fetch_max(last.seq + 1, Ordering::SeqCst);
+                    }
+                    if let Err(e) = self.local.apply_mirrored(&items) {
+                        tracing::error!(error = %e, "cannot apply the fleet's changes to the replica");
+                        std::thread::sleep(Duration::from_millis(500));
+                        continue;
+                    }
+                    self.applied_changes.fetch_add(n, Ordering::Relaxed);
+                    continue;
+                }
+                Ok(replica::Read::UpToDate(head)) => {
+                    self.note_ok();
+                    self.shared_head.store(head, Ordering::SeqCst);
+                    if self.local.feed_head() >= head && !self.caught_up.swap(true, Ordering::SeqCst) {
+                        tracing::info!(head, "replica caught up with the fleet");
+                    }
+                }
+                Ok(replica::Read::Behind) => {
+                    tracing::warn!(
+                        at = from,
+                        "the fleet database no longer holds this node's next change; copying everything"
+                    );
+                    match replica::copy(&pg, &self.local) {
+                        Ok((head, certificates)) => {
+                            self.copies.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(head, certificates, "copied the fleet's state");
+                            if let Ok(records) = self.local.issuer_records() {
+                                for (key, record) in records {
+                                    on_issuer(&key, &record, ChangeKind::Signer);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            self.note_error(&e.to_string());
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    if self.connected.load(Ordering::SeqCst) {
+                        tracing::warn!(error = %e, "fleet database unreachable; serving this node's replica");
+                    }
+                    self.note_error(&e.to_string());
+                    listener = None;
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+            }
+            // Wait for news: a NOTIFY wakes early; without one, poll again after a while.
+            if listener.is_none() {
+                listener = pg.connect().ok().and_then(|mut c| c.batch_execute("LISTEN ocspd_feed").ok().map(|_| c));
+            }
+            match listener.as_mut() {
+                Some(l) => {
+                    let woke = l.notifications().timeout_iter(Duration::from_millis(250)).next();
+                    if woke.is_err() {
+                        listener = None;
+                    }
+                }
+                None => std::thread::sleep(Duration::from_millis(250)),
+            }
+        }
+    }
+
+    fn keep_leases(&self) {
+        let pg = match Pg::new(&self.config.database) {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        let every = self.config.lease / 3;
+        let mut last_trim = Instant::now();
+        while !self.stop.load(Ordering::SeqCst) {
+            let started = Instant::now();
+            let mut ok = true;
+            for lease in [&self.signer, &self.purger] {
+                if let Err(e) = lease.renew(&pg) {
+                    ok = false;
+                    self.note_error(&e.to_string());
+                }
+            }
+            let (public, admin) = self.urls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let applied = self.local.feed_head() as i64;
+            let beat = pg.with(|c| {
+                c.execute(
+                    &format!(
+                        "INSERT INTO nodes (name, public_url, admin_url, applied, seen_ms) VALUES ($1, $2, $3, $4, {NOW_MS}) \
+                         ON CONFLICT (name) DO UPDATE SET public_url = EXCLUDED.public_url, admin_url = EXCLUDED.admin_url, \
+                         applied = EXCLUDED.applied, seen_ms = EXCLUDED.seen_ms"
+                    ),
+                    &[&self.config.node, &public, &admin, &applied],
+                )
+            });
+            if let Err(e) = beat {
+                ok = false;
+                self.note_error(&e.to_string());
+            }
+            // The signer trims the shared feed: what every node seen in the last day and every
+            // purge cursor has passed, and at least an hour old.
+            if ok && self.signer.held() && last_trim.elapsed() >= Duration::from_secs(60) {
+                last_trim = Instant::now();
+                let trimmed = pg.with(|c| {
+                    c.execute(
+                        &format!(
+                            "DELETE FROM changes WHERE at_ms < {NOW_MS} - 3600000 AND seq < LEAST( \
+                               (SELECT coalesce(min(applied), 0) FROM nodes WHERE seen_ms > {NOW_MS} - 86400000), \
+                               (SELECT coalesce(min(next), 9223372036854775807) FROM cursors))"
+                        ),
+                        &[],
+                    )
+                });
+                if let Err(e) = trimmed {
+                    tracing::warn!(error = %e, "cannot trim the fleet's change feed");
+                }
+            }
+            std::thread::sleep(every.saturating_sub(started.elapsed()));
+        }
+        self.signer.release(&pg);
+        self.purger.release(&pg);
+    }
+
+    /// Every node, its lag and who signs and purges.
+    pub fn status(&self) -> Result<FleetStatus, StoreError> {
+        let pg = Pg::new(&self.config.database).map_err(StoreError::Unreachable)?;
+        let holders = lease::holders(&pg)?;
+        let holder = |name: &str| holders.iter().find(|(n, _, left)| n == name && *left > 0).map(|(_, h, _)| h.clone());
+        let (signer, purger) = (holder(SIGNER), holder(PURGER));
+        let (head, rows) = pg.with(|c| {
+            let head: i64 = c.query_one("SELECT next FROM feed_head", &[])?.get(0);
+            let rows = c.query(
+                &format!("SELECT name, public_url, admin_url, applied, ({NOW_MS} - seen_ms)::float8 / 1000 FROM nodes ORDER BY name"),
+                &[],
+            )?;
+            Ok((head, rows))
+        })?;
+        let nodes = rows
+            .iter()
+            .map(|r| {
+                let name: String = r.get(0);
+                let applied = r.get::<_, i64>(3).max(0) as u64;
+                NodeStatus {
+                    signs: signer.as_deref() == Some(name.as_str()),
+                    purges: purger.as_deref() == Some(name.as_str()),
+                    public_url: r.get(1),
+                    admin_url: r.get(2),
+                    applied,
+                    lag: (head.max(0) as u64).saturating_sub(applied),
+                    seen_seconds_ago: r.get(4),
+                    name,
+                }
+            })
+            .collect();
+        Ok(FleetStatus { head: head.max(0) as u64, this_node: self.config.node.clone(), nodes })
+    }
+
+    /// Prometheus text: lag, connection, leases, copies.
+    pub fn render_metrics(&self) -> String {
+        let held = |b: bool| if b { 1 } else { 0 };
+        format!(
+            "# HELP ocspd_fleet_lag_changes Changes of the fleet's feed this node's replica has not applied.\n# TYPE ocspd_fleet_lag_changes gauge\nocspd_fleet_lag_changes {}\n\
+             # HELP ocspd_fleet_applied Next change of the fleet's feed this node applies.\n# TYPE ocspd_fleet_applied gauge\nocspd_fleet_applied {}\n\
+             # HELP ocspd_fleet_database_up Whether the last exchange with the fleet database worked.\n# TYPE ocspd_fleet_database_up gauge\nocspd_fleet_database_up {}\n\
+             # HELP ocspd_fleet_lease_held Leases this node holds.\n# TYPE ocspd_fleet_lease_held gauge\nocspd_fleet_lease_held{{lease=\"signer\"}} {}\nocspd_fleet_lease_held{{lease=\"purger\"}} {}\n\
+             # HELP ocspd_fleet_copies_total Full copies of the fleet's state into this node.\n# TYPE ocspd_fleet_copies_total counter\nocspd_fleet_copies_total {}\n\
+             # HELP ocspd_fleet_changes_applied_total Changes applied to the replica.\n# TYPE ocspd_fleet_changes_applied_total counter\nocspd_fleet_changes_applied_total {}\n",
+            self.lag(),
+            self.local.feed_head(),
+            held(self.connected.load(Ordering::SeqCst)),
+            held(self.signer.held()),
+            held(self.purger.held()),
+            self.copies.load(Ordering::Relaxed),
+            self.applied_changes.load(Ordering::Relaxed),
+        )
+    }
+}

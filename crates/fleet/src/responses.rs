@@ -1,0 +1,220 @@
+//! Signed responses in fleet mode, and the feed the purge fan-out follows.
+//!
+//! The node holding the signer lease pre-signs from its replica and writes the responses to
+//! PostgreSQL, each only while the status it was signed from is still the current one there
+//! and only while the lease is still this node's (both checked in the writing transaction,
+//! under the feed lock, so no revocation can commit in between). A `Signed` change names
+//! them, and every node copies them into its replica from the feed: every node serves the
+//! same bytes.
+
+use crate::lease::{Lease, SIGNER};
+use crate::pg::{Pg, NOW_MS};
+use crate::truth::{kind_code, Writer};
+use ocsp_domain::storage::{ResponseStore, SignedResponse};
+use ocsp_domain::ChangeFeed;
+use ocsp_proto::{AnswerKey, HashAlg, IssuerKey, Serial};
+use ocsp_store::{Change, ChangeKind, StatusCursor, StatusEntry, StatusRecord, Store, StoreError, StoredResponse};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) fn alg_code(alg: HashAlg) -> i16 {
+    match alg {
+        HashAlg::Sha1 => 1,
+        HashAlg::Sha256 => 2,
+    }
+}
+
+pub(crate) fn alg_of(code: i16) -> Option<HashAlg> {
+    match code {
+        1 => Some(HashAlg::Sha1),
+        2 => Some(HashAlg::Sha256),
+        _ => None,
+    }
+}
+
+/// Responses read from the replica, written to PostgreSQL by the signer.
+pub struct FleetResponses {
+    pg: Pg,
+    local: Arc<Store>,
+    lease: Arc<Lease>,
+    node: String,
+}
+
+impl FleetResponses {
+    pub(crate) fn new(pg: Pg, local: Arc<Store>, lease: Arc<Lease>, node: &str) -> FleetResponses {
+        FleetResponses { pg, local, lease, node: node.to_string() }
+    }
+}
+
+impl ResponseStore for FleetResponses {
+    fn response(
+        &self,
+        issuer: &IssuerKey,
+        serial: &Serial,
+        alg: HashAlg,
+    ) -> Result<Option<StoredResponse>, StoreError> {
+        self.local.response(issuer, serial, alg)
+    }
+
+    fn responses(&self, answers: &[AnswerKey]) -> Result<Vec<Option<StoredResponse>>, StoreError> {
+        self.local.responses(answers)
+    }
+
+    fn put_responses_if_current(&self, items: &[SignedResponse]) -> Result<usize, StoreError> {
+        self.put_responses_checked(items, &|_| true)
+    }
+
+    fn put_responses_checked(
+        &self,
+        items: &[SignedResponse],
+        signer_current: &dyn Fn(&IssuerKey) -> bool,
+    ) -> Result<usize, StoreError> {
+        if items.is_empty() || !self.lease.held() {
+            return Ok(0);
+        }
+        // One row per answer (the last one signed), grouped by issuer.
+        let mut groups: HashMap<IssuerKey, HashMap<(Vec<u8>, i16), &StoredResponse>> = HashMap::new();
+        for (issuer, serial, alg, resp) in items {
+            groups.entry(*issuer).or_default().insert((serial.as_bytes().to_vec(), alg_code(*alg)), resp);
+        }
+        let applied = self.local.feed_head() as i64;
+        let now = items.iter().map(|(_, _, _, r)| r.produced_at).max().unwrap_or(0);
+        self.pg.with(|c| {
+            let mut w = Writer::begin(c)?;
+            let holds = w
+                .tx
+                .query_opt(
+                    &format!("SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND expires_ms > {NOW_MS}"),
+                    &[&SIGNER, &self.node],
+                )?
+                .is_some();
+            if !holds {
+                return Ok(0);
+            }
+            let mut written = 0;
+            for (issuer, answers) in groups {
+                // The identity that signed is the one PostgreSQL names: no signer change of the
+                // issuer is newer than what this node has applied.
+                let last_signer: i64 = w
+                    .tx
+                    .query_one(
+                        "SELECT coalesce(max(seq), -1) FROM changes WHERE issuer_key = $1 AND kind = $2",
+                        &[&&issuer.0[..], &kind_code(ChangeKind::Signer)],
+                    )?
+                    .get(0);
+                if last_signer >= applied || !signer_current(&issuer) {
+                    continue;
+                }
+                let (mut serials, mut algs, mut ders, mut sources) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for ((serial, alg), resp) in answers {
+                    serials.push(serial);
+                    algs.push(alg);
+                    ders.push(resp.encode());
+                    sources.push(resp.source.to_vec());
+                }
+                let rows = w.tx.query(
+                    "INSERT INTO responses (issuer_key, serial, alg, response) \
+                     SELECT $1, t.s, t.a, t.r FROM unnest($2::bytea[], $3::int2[], $4::bytea[], $5::bytea[]) AS t(s, a, r, src) \
+                     JOIN statuses st ON st.issuer_key = $1 AND st.serial = t.s AND st.record = t.src \
+                     ON CONFLICT (issuer_key, serial, alg) DO UPDATE SET response = EXCLUDED.response \
+                     RETURNING serial",
+                    &[&&issuer.0[..], &serials, &algs, &ders, &sources],
+                )?;
+                written += rows.len();
+                let mut named: Vec<Serial> =
+                    rows.iter().filter_map(|r| Serial::from_int_bytes(r.get::<_, &[u8]>(0)).ok()).collect();
+                named.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                named.dedup();
+                if !named.is_empty() {
+                    w.change(&issuer, ChangeKind::Signed, named, now)?;
+                }
+            }
+            w.commit()?;
+            Ok(written)
+        })
+    }
+
+    fn status(&self, issuer: &IssuerKey, serial: &Serial) -> Result<Option<StatusRecord>, StoreError> {
+        self.local.status(issuer, serial)
+    }
+
+    fn statuses(&self, items: &[(IssuerKey, Serial)]) -> Result<Vec<Option<StatusRecord>>, StoreError> {
+        self.local.statuses(items)
+    }
+
+    fn scan_statuses(&self, from: Option<&StatusCursor>, limit: usize) -> Result<Vec<StatusEntry>, StoreError> {
+        self.local.scan_statuses(from, limit)
+    }
+
+    fn estimated_statuses(&self) -> u64 {
+        self.local.estimated_statuses()
+    }
+}
+
+/// The feed as the purge fan-out follows it in fleet mode: the replica's copy of the shared
+/// feed, with each target's cursor kept in PostgreSQL (so whichever node delivers next goes
+/// on where the last one stopped) and on the node as well.
+pub struct FleetFeed {
+    pg: Pg,
+    local: Arc<Store>,
+}
+
+impl FleetFeed {
+    pub(crate) fn new(pg: Pg, local: Arc<Store>) -> FleetFeed {
+        FleetFeed { pg, local }
+    }
+}
+
+impl ChangeFeed for FleetFeed {
+    fn head(&self) -> u64 {
+        self.local.feed_head()
+    }
+
+    fn changes(&self, from: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        self.local.changes(from, limit)
+    }
+
+    fn wait_for_changes(&self, from: u64, timeout: Duration) -> u64 {
+        self.local.wait_for_changes(from, timeout)
+    }
+
+    fn hold(&self, from: u64) {
+        self.local.hold_feed(from)
+    }
+
+    fn cursor(&self, name: &str) -> Result<u64, StoreError> {
+        let key = format!("purge/{name}");
+        let shared = self.pg.with(|c| c.query_opt("SELECT next FROM cursors WHERE name = $1", &[&key]));
+        match shared {
+            Ok(Some(row)) => Ok(row.get::<_, i64>(0).max(0) as u64),
+            // Never seen: from this node's own cursor (which starts at its head).
+            Ok(None) => {
+                let next = self.local.feed_cursor(name)?;
+                self.set_cursor(name, next)?;
+                Ok(next)
+            }
+            Err(e) => {
+                tracing::warn!(target = name, error = %e, "purge cursor from the fleet database unavailable; using this node's");
+                self.local.feed_cursor(name)
+            }
+        }
+    }
+
+    fn set_cursor(&self, name: &str, next: u64) -> Result<(), StoreError> {
+        self.local.set_feed_cursor(name, next)?;
+        let key = format!("purge/{name}");
+        self.pg.with(|c| {
+            c.execute(
+                "INSERT INTO cursors (name, next) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET next = GREATEST(cursors.next, EXCLUDED.next)",
+                &[&key, &(next as i64)],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn trim(&self, before: u64) -> Result<(), StoreError> {
+        self.local.trim_feed(before)
+    }
+}

@@ -1,0 +1,384 @@
+//! The fleet's truth in PostgreSQL: every admin change is one transaction (status, invalidated
+//! responses, change record, audit entry), acknowledged only after commit.
+//!
+//! Every writing transaction first locks the one row of `feed_head`, then takes its change
+//! numbers from it: writers are serialised, so changes commit in number order, a reader never
+//! sees change n+1 before change n, and a rolled-back transaction leaves no gap. The read-
+//! modify-write of statuses is then as safe as under the single node's write lock.
+
+use crate::pg::{Pg, NOW_MS};
+use ocsp_domain::storage::StatusStore;
+use ocsp_proto::{AnswerKey, IssuerKey, RevocationReason, Serial};
+use ocsp_store::{
+    AuditEntry, AuditFilter, BulkRevocation, Change, ChangeKind, Issued, IssuerRecord, ResponseEntry, Revocation,
+    RevokeOutcome, State, StatusRecord, Store, StoreError, UnholdOutcome,
+};
+use postgres::{Client, Transaction};
+use std::sync::Arc;
+
+/// The `kind` column of a change (as the store encodes it).
+pub(crate) fn kind_code(kind: ChangeKind) -> i16 {
+    i16::from(kind.code())
+}
+
+/// A writing transaction holding the feed lock.
+pub(crate) struct Writer<'a> {
+    pub(crate) tx: Transaction<'a>,
+    next: i64,
+    appended: bool,
+}
+
+impl<'a> Writer<'a> {
+    pub(crate) fn begin(c: &'a mut Client) -> Result<Writer<'a>, postgres::Error> {
+        let mut tx = c.transaction()?;
+        let next: i64 = tx.query_one("SELECT next FROM feed_head FOR UPDATE", &[])?.get(0);
+        Ok(Writer { tx, next, appended: false })
+    }
+
+    /// Adds a change; returns it with its number.
+    pub(crate) fn change(
+        &mut self,
+        issuer: &IssuerKey,
+        kind: ChangeKind,
+        serials: Vec<Serial>,
+        time: i64,
+    ) -> Result<Change, postgres::Error> {
+        let change = Change { seq: self.next as u64, time, issuer: *issuer, kind, serials };
+        self.tx.execute(
+            &format!("INSERT INTO changes (seq, issuer_key, kind, at_ms, body) VALUES ($1, $2, $3, {NOW_MS}, $4)"),
+            &[&self.next, &&issuer.0[..], &kind_code(kind), &change.encode()],
+        )?;
+        self.next += 1;
+        self.appended = true;
+        Ok(change)
+    }
+
+    pub(crate) fn audit(&mut self, entry: &AuditEntry) -> Result<(), postgres::Error> {
+        let body = entry.encode().unwrap_or_default();
+        self.tx.execute("INSERT INTO audit (at, entry) VALUES ($1, $2)", &[&entry.time, &body])?;
+        Ok(())
+    }
+
+    /// Commits: durable (synchronous_commit, see deploy/) when this returns.
+    pub(crate) fn commit(mut self) -> Result<(), postgres::Error> {
+        if self.appended {
+            self.tx.execute("UPDATE feed_head SET next = $1", &[&self.next])?;
+            self.tx.execute("SELECT pg_notify('ocspd_feed', $1)", &[&self.next.to_string()])?;
+        }
+        self.tx.commit()
+    }
+}
+
+fn bytes_of(serials: &[Serial]) -> Vec<Vec<u8>> {
+    serials.iter().map(|s| s.as_bytes().to_vec()).collect()
+}
+
+fn serial_of(b: &[u8]) -> Result<Serial, StoreError> {
+    Serial::from_int_bytes(b).map_err(|e| StoreError::Corrupt(format!("serial in the fleet database: {e}")))
+}
+
+/// The status records of `serials` of `issuer` as they stand, in order.
+fn current(
+    tx: &mut Transaction<'_>,
+    issuer: &IssuerKey,
+    serials: &[Serial],
+) -> Result<Vec<Option<Vec<u8>>>, postgres::Error> {
+    let rows = tx.query(
+        "SELECT serial, record FROM statuses WHERE issuer_key = $1 AND serial = ANY($2)",
+        &[&&issuer.0[..], &bytes_of(serials)],
+    )?;
+    let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+    Ok(serials.iter().map(|s| found.get(s.as_bytes()).cloned()).collect())
+}
+
+fn decode_all(found: Vec<Option<Vec<u8>>>) -> Result<Vec<Option<StatusRecord>>, StoreError> {
+    found.into_iter().map(|r| r.map(|b| StatusRecord::decode(&b)).transpose()).collect()
+}
+
+/// Writes changed status records and drops their responses.
+fn write_statuses(
+    tx: &mut Transaction<'_>,
+    issuer: &IssuerKey,
+    changed: &[(Serial, StatusRecord)],
+) -> Result<(), postgres::Error> {
+    let serials: Vec<Vec<u8>> = changed.iter().map(|(s, _)| s.as_bytes().to_vec()).collect();
+    let records: Vec<Vec<u8>> = changed.iter().map(|(_, r)| r.encode().to_vec()).collect();
+    tx.execute(
+        "UPDATE statuses SET record = t.r FROM unnest($2::bytea[], $3::bytea[]) AS t(s, r) \
+         WHERE statuses.issuer_key = $1 AND statuses.serial = t.s",
+        &[&&issuer.0[..], &serials, &records],
+    )?;
+    tx.execute("DELETE FROM responses WHERE issuer_key = $1 AND serial = ANY($2)", &[&&issuer.0[..], &serials])?;
+    Ok(())
+}
+
+/// The statuses, issuers and audit record in PostgreSQL, with this node's replica for what
+/// may be read locally (counts, export).
+pub struct FleetStore {
+    pg: Pg,
+    local: Arc<Store>,
+}
+
+impl FleetStore {
+    pub(crate) fn new(pg: Pg, local: Arc<Store>) -> FleetStore {
+        FleetStore { pg, local }
+    }
+
+    /// Runs one writing transaction; a failure changes nothing (the transaction rolls back).
+    fn write<T>(&self, f: impl FnOnce(&mut Writer<'_>) -> Result<T, postgres::Error>) -> Result<T, StoreError> {
+        self.pg.with(|c| {
+            let mut w = Writer::begin(c)?;
+            let out = f(&mut w)?;
+            w.commit()?;
+            Ok(out)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn revoke_batch(
+        &self,
+        issuer: &IssuerKey,
+        serials: &[Serial],
+        time: i64,
+        reason: RevocationReason,
+        now: i64,
+        dry_run: bool,
+        mut audit: AuditEntry,
+    ) -> Result<Revocation, StoreError> {
+        self.pg.with(|c| {
+            let mut w = Writer::begin(c)?;
+            let found = current(&mut w.tx, issuer, serials)?;
+            let mut plan = match decode_all(found) {
+                Ok(cur) => Revocation::plan(serials, cur, time, reason, now),
+                Err(e) => return Ok(Err(e)),
+            };
+            if dry_run || plan.changed.is_empty() {
+                return Ok(Ok(plan));
+            }
+            write_statuses(&mut w.tx, issuer, &plan.changed)?;
+            audit.serials.extend(plan.changed.iter().map(|(s, _)| s.to_string()));
+            let changed: Vec<Serial> = plan.changed.iter().map(|(s, _)| s.clone()).collect();
+            let change = w.change(issuer, ChangeKind::Status, changed, now)?;
+            w.audit(&audit)?;
+            w.commit()?;
+            plan.change = Some(change.seq);
+            Ok(Ok(plan))
+        })?
+    }
+}
+
+fn decode_issuer(b: &[u8]) -> Result<IssuerRecord, StoreError> {
+    IssuerRecord::decode(b)
+}
+
+fn upsert_issuer(tx: &mut Transaction<'_>, key: &IssuerKey, record: &IssuerRecord) -> Result<(), postgres::Error> {
+    let body = record.encode().unwrap_or_default();
+    tx.execute(
+        "INSERT INTO issuers (issuer_key, name, record) VALUES ($1, $2, $3) \
+         ON CONFLICT (issuer_key) DO UPDATE SET name = EXCLUDED.name, record = EXCLUDED.record",
+        &[&&key.0[..], &record.name, &body],
+    )?;
+    Ok(())
+}
+
+impl StatusStore for FleetStore {
+    fn issuers(&self) -> Result<Vec<IssuerRecord>, StoreError> {
+        let rows = self.pg.with(|c| c.query("SELECT record FROM issuers ORDER BY name", &[]))?;
+        rows.iter().map(|r| decode_issuer(r.get::<_, &[u8]>(0))).collect()
+    }
+
+    fn put_issuer(&self, key: &IssuerKey, record: &IssuerRecord, audit: AuditEntry) -> Result<(), StoreError> {
+        self.write(|w| {
+            upsert_issuer(&mut w.tx, key, record)?;
+            w.change(key, ChangeKind::Issuer, Vec::new(), audit.time)?;
+            w.audit(&audit)
+        })
+    }
+
+    fn put_issuer_and_purge(
+        &self,
+        key: &IssuerKey,
+        record: &IssuerRecord,
+        drop_responses: bool,
+        time: i64,
+        audit: AuditEntry,
+    ) -> Result<Change, StoreError> {
+        self.write(|w| {
+            upsert_issuer(&mut w.tx, key, record)?;
+            if drop_responses {
+                w.tx.execute("DELETE FROM responses WHERE issuer_key = $1", &[&&key.0[..]])?;
+            }
+            let change = w.change(key, ChangeKind::Signer, Vec::new(), time)?;
+            w.audit(&audit)?;
+            Ok(change)
+        })
+    }
+
+    fn record_certificates(
+        &self,
+        issuer: &IssuerKey,
+        certs: &[Issued],
+        now: i64,
+        mut audit: AuditEntry,
+    ) -> Result<(usize, Option<u64>), StoreError> {
+        let serials: Vec<Vec<u8>> = certs.iter().map(|c| c.serial.as_bytes().to_vec()).collect();
+        let records: Vec<Vec<u8>> =
+            certs.iter().map(|c| StatusRecord::issued(c.not_after, now, c.ca).encode().to_vec()).collect();
+        self.pg.with(|c| {
+            let mut w = Writer::begin(c)?;
+            let rows = w.tx.query(
+                "INSERT INTO statuses (issuer_key, serial, record) \
+                 SELECT $1, t.s, t.r FROM unnest($2::bytea[], $3::bytea[]) AS t(s, r) \
+                 ON CONFLICT DO NOTHING RETURNING serial",
+                &[&&issuer.0[..], &serials, &records],
+            )?;
+            let mut new = Vec::with_capacity(rows.len());
+            for row in rows {
+                if let Ok(s) = serial_of(row.get::<_, &[u8]>(0)) {
+                    new.push(s);
+                }
+            }
+            if new.is_empty() {
+                return Ok((0, None));
+            }
+            let count = new.len();
+            audit.serials.extend(new.iter().map(|s| s.to_string()));
+            let change = w.change(issuer, ChangeKind::Recorded, new, now)?;
+            w.audit(&audit)?;
+            w.commit()?;
+            Ok((count, Some(change.seq)))
+        })
+    }
+
+    fn revoke(
+        &self,
+        issuer: &IssuerKey,
+        serial: &Serial,
+        time: i64,
+        reason: RevocationReason,
+        now: i64,
+        audit: AuditEntry,
+    ) -> Result<(RevokeOutcome, Option<u64>), StoreError> {
+        let r = self.revoke_batch(issuer, std::slice::from_ref(serial), time, reason, now, false, audit)?;
+        Ok((r.first, r.change))
+    }
+
+    fn revoke_many(
+        &self,
+        issuer: &IssuerKey,
+        serials: &[Serial],
+        time: i64,
+        reason: RevocationReason,
+        now: i64,
+        dry_run: bool,
+        audit: AuditEntry,
+    ) -> Result<BulkRevocation, StoreError> {
+        let r = self.revoke_batch(issuer, serials, time, reason, now, dry_run, audit)?;
+        Ok(BulkRevocation { summary: r.summary, changed: r.changed, change: r.change })
+    }
+
+    fn unhold(
+        &self,
+        issuer: &IssuerKey,
+        serial: &Serial,
+        now: i64,
+        mut audit: AuditEntry,
+    ) -> Result<UnholdOutcome, StoreError> {
+        self.pg.with(|c| {
+            let mut w = Writer::begin(c)?;
+            let found = current(&mut w.tx, issuer, std::slice::from_ref(serial))?;
+            let current = match decode_all(found) {
+                Ok(mut v) => v.pop().flatten(),
+                Err(e) => return Ok(Err(e)),
+            };
+            let Some(current) = current else { return Ok(Ok(UnholdOutcome::NotIssued)) };
+            match current.state {
+                State::Revoked { reason: Some(RevocationReason::CertificateHold), .. } => {
+                    let record = StatusRecord::issued(current.not_after, now, current.ca);
+                    write_statuses(&mut w.tx, issuer, &[(serial.clone(), record)])?;
+                    audit.serials.push(serial.to_string());
+                    let change = w.change(issuer, ChangeKind::Status, vec![serial.clone()], now)?;
+                    w.audit(&audit)?;
+                    w.commit()?;
+                    Ok(Ok(UnholdOutcome::Lifted { record, change: change.seq }))
+                }
+                _ => Ok(Ok(UnholdOutcome::NotOnHold(current))),
+            }
+        })?
+    }
+
+    fn status(&self, issuer: &IssuerKey, serial: &Serial) -> Result<Option<StatusRecord>, StoreError> {
+        Ok(self.statuses(&[(*issuer, serial.clone())])?.pop().flatten())
+    }
+
+    fn statuses(&self, items: &[(IssuerKey, Serial)]) -> Result<Vec<Option<StatusRecord>>, StoreError> {
+        // Grouped by issuer: one query each.
+        let mut out = vec![None; items.len()];
+        let mut issuers: Vec<IssuerKey> = items.iter().map(|(i, _)| *i).collect();
+        issuers.sort();
+        issuers.dedup();
+        for issuer in issuers {
+            let idx: Vec<usize> = (0..items.len()).filter(|i| items[*i].0 == issuer).collect();
+            let serials: Vec<Serial> = idx.iter().map(|i| items[*i].1.clone()).collect();
+            let found = self.pg.with(|c| {
+                let mut tx = c.transaction()?;
+                let found = current(&mut tx, &issuer, &serials)?;
+                tx.commit()?;
+                Ok(found)
+            })?;
+            for (i, rec) in idx.into_iter().zip(decode_all(found)?) {
+                out[i] = rec;
+            }
+        }
+        Ok(out)
+    }
+
+    fn count(&self, issuer: &IssuerKey) -> Result<(u64, u64), StoreError> {
+        self.local.count(issuer)
+    }
+
+    fn revoked_serials(&self, issuer: &IssuerKey) -> Result<Vec<Serial>, StoreError> {
+        self.local.revoked_serials(issuer)
+    }
+
+    fn record_audit(&self, audit: AuditEntry) -> Result<(), StoreError> {
+        self.pg.with(|c| {
+            let body = audit.encode().unwrap_or_default();
+            c.execute("INSERT INTO audit (at, entry) VALUES ($1, $2)", &[&audit.time, &body])?;
+            Ok(())
+        })
+    }
+
+    fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut out = Vec::new();
+        let mut before = filter.before.map_or(i64::MAX, |b| b as i64);
+        loop {
+            let rows = self.pg.with(|c| {
+                c.query("SELECT seq, entry FROM audit WHERE seq < $1 ORDER BY seq DESC LIMIT 1000", &[&before])
+            })?;
+            let Some(last) = rows.last() else { return Ok(out) };
+            before = last.get(0);
+            for row in &rows {
+                let mut entry = AuditEntry::decode(row.get::<_, &[u8]>(1))?;
+                entry.seq = row.get::<_, i64>(0) as u64;
+                if filter.since.is_some_and(|s| entry.time < s) {
+                    return Ok(out);
+                }
+                if filter.matches(&entry) {
+                    out.push(entry);
+                    if filter.limit > 0 && out.len() >= filter.limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+    }
+
+    fn scan_responses(&self, after: Option<&AnswerKey>, limit: usize) -> Result<Vec<ResponseEntry>, StoreError> {
+        self.local.scan_responses(after, limit)
+    }
+
+    fn feed_head(&self) -> u64 {
+        self.local.feed_head()
+    }
+}
