@@ -34,7 +34,7 @@ fmt:
 	$(CARGO) fmt --all
 
 ## make bench: every benchmark; make bench-NAME: one.
-BENCHES := revoke presign http hsm crl
+BENCHES := revoke presign http hsm crl fleet
 bench: $(addprefix bench-,$(BENCHES))
 
 bench-build:
@@ -79,6 +79,14 @@ bench-mass-revocation: bench-build
 bench-crl: bench-build
 	$(BIN)/ocsp-bench crl-get-hot
 	$(BIN)/ocsp-bench crl-mass-revocation
+
+## bench fleet_revoke_p99, fleet_mass_revocation_3m, fleet_get_hot, fleet_bootstrap_1m: a real
+## PostgreSQL and three ocspd nodes on 127.0.0.1 (docs/fleet.md).
+bench-fleet: bench-build
+	$(BIN)/ocsp-bench fleet-revoke-p99
+	$(BIN)/ocsp-bench fleet-get-hot
+	$(BIN)/ocsp-bench fleet-bootstrap
+	$(BIN)/ocsp-bench fleet-mass-revocation
 
 ## make fuzz: each cargo-fuzz target (fuzz/fuzz_targets) for FUZZ_RUNS executions or
 ## FUZZ_SECONDS, whichever comes first, from the seed corpus in fuzz/corpus (new inputs go to

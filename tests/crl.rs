@@ -279,3 +279,23 @@ fn lint_crl(crl: &str) {
     let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(out.status.success() && said.trim().is_empty(), "pkilint {crl}: {said}");
 }
+
+#[test]
+fn a_crl_key_that_cannot_sign_stops_ocspd_at_start() {
+    let r = Responder::start();
+    let pki = TestPki::new(KeyAlg::P256);
+    pki.register(&r);
+    r.ctl_ok(&["issuer", "crl-key", "--name", "int", "--key", &pki.path("int.key")]);
+    let dir = r.kill();
+    // The issuer's key file now holds another key (the delegated responder's).
+    std::fs::copy(pki.dir.path().join("responder.key"), pki.dir.path().join("int.key")).unwrap();
+    let out = run(Command::new("timeout")
+        .arg("30")
+        .arg(bin("ocspd"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]));
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("loading the CRLs") && said.contains("int"), "{said}");
+}

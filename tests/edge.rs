@@ -15,7 +15,7 @@ fn free_port() -> u16 {
 }
 
 /// varnishd in the foreground with our VCL, its backend pointed at an ocspd.
-struct Varnish {
+pub(crate) struct Varnish {
     child: Option<Child>,
     workdir: PathBuf,
     vcl: PathBuf,
@@ -24,7 +24,7 @@ struct Varnish {
 }
 
 impl Varnish {
-    fn start(backend_port: u16, port: u16) -> Varnish {
+    pub(crate) fn start(backend_port: u16, port: u16) -> Varnish {
         let dir = tempfile::tempdir().unwrap();
         let vcl = dir.path().join("ocspd.vcl");
         let text = std::fs::read_to_string(repo().join("deploy/varnish/ocspd.vcl")).unwrap();
@@ -75,6 +75,16 @@ impl Varnish {
         std::fs::read_to_string(self.workdir.with_extension("log")).unwrap_or_default()
     }
 
+    /// A counter of `varnishstat` (e.g. `MAIN.bans_added`).
+    pub(crate) fn stat(&self, name: &str) -> u64 {
+        let out = Command::new("varnishstat").arg("-n").arg(&self.workdir).args(["-1", "-f", name]).output().unwrap();
+        text(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("varnishstat {name}: {}", text(&out.stdout)))
+    }
+
     fn ban_list(&self) -> String {
         let out = Command::new("varnishadm").arg("-n").arg(&self.workdir).arg("ban.list").output().unwrap();
         text(&out.stdout)
@@ -93,7 +103,7 @@ fn purge_config(dir: &Path, body: &str) -> String {
     path.display().to_string()
 }
 
-fn port_of(url: &str) -> u16 {
+pub(crate) fn port_of(url: &str) -> u16 {
     url.rsplit(':').next().unwrap().parse().unwrap()
 }
 

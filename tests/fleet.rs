@@ -102,7 +102,13 @@ fn node(pg: &Postgres, name: &str) -> Responder {
 }
 
 fn node_in(pg: &Postgres, name: &str, dir: tempfile::TempDir) -> Responder {
-    Responder::start_in(dir, &["--fleet-db", &pg.url, "--node-name", name, "--fleet-lease", "2s"])
+    node_with(pg, name, dir, &[])
+}
+
+fn node_with(pg: &Postgres, name: &str, dir: tempfile::TempDir, extra: &[&str]) -> Responder {
+    let mut args = vec!["--fleet-db", pg.url.as_str(), "--node-name", name, "--fleet-lease", "2s"];
+    args.extend_from_slice(extra);
+    Responder::start_in(dir, &args)
 }
 
 /// Waits until `check` holds, at most `within`.
@@ -515,4 +521,112 @@ fn the_shipped_postgresql_settings_are_accepted_by_postgresql() {
         let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert!(out.status.success() && said.contains(want), "{name}: {said}");
     }
+}
+
+#[test]
+fn one_node_signs_the_crls_and_every_node_serves_the_same_bytes() {
+    let pg = Postgres::start();
+    // The CRLs' URLs name the public CRL origin, the same whichever node signs.
+    let crl = ["--crl-base-url", "http://crl.test", "--crl-within", "4s", "--crl-coalesce", "1s"];
+    let (a, b) = (
+        node_with(&pg, "a", tempfile::tempdir().unwrap(), &crl),
+        node_with(&pg, "b", tempfile::tempdir().unwrap(), &crl),
+    );
+    let pki = TestPki::new(KeyAlg::P256);
+    pki.register(&a);
+    a.ctl_ok(&["issuer", "crl-key", "--name", "int", "--key", &pki.path("int.key"), "--shards", "2"]);
+    let serials: Vec<String> = (1..=50u32).map(|n| format!("6{n:04x}")).collect();
+    import(&a, &serials);
+    b.ctl_ok(&["revoke", "--issuer", "int", "--serial", &serials[7], "--reason", "keyCompromise"]);
+    let shard = ocsp_proto::shard_of(ocsp_proto::Serial::from_hex(&serials[7]).unwrap().as_bytes(), 2);
+    let path = format!("/crl/int/{shard}.crl");
+    let dir = tempfile::tempdir().unwrap();
+    eventually(Duration::from_secs(20), "both nodes serve the same CRL with the revocation", || {
+        let (on_a, on_b) = (curl(&[&format!("{}{path}", a.url)]), curl(&[&format!("{}{path}", b.url)]));
+        if on_a.status != 200 || on_a.body != on_b.body {
+            return Err(format!("{} / {}, same bytes: {}", on_a.status, on_b.status, on_a.body == on_b.body));
+        }
+        let f = dir.path().join("crl.der");
+        std::fs::write(&f, &on_a.body).unwrap();
+        let out = run(Command::new("openssl").args([
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            f.to_str().unwrap(),
+            "-CAfile",
+            &pki.path("chain.pem"),
+            "-noout",
+            "-text",
+        ]));
+        let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        let octets = ocsp_proto::Serial::from_hex(&serials[7]).unwrap();
+        let hex: String = octets.as_bytes().iter().map(|b| format!("{b:02X}")).collect();
+        let listed = said.to_uppercase().contains(&format!("SERIAL NUMBER: {hex}"));
+        if said.contains("verify OK") && listed && said.contains("http://crl.test/crl/int/") {
+            Ok(())
+        } else {
+            Err(said)
+        }
+    });
+    // One signer: both nodes report the same numbers, and the fleet's database holds them.
+    let numbers = |n: &Responder| -> Vec<u64> {
+        json(&n.ctl_ok(&["--json", "crl", "status"]))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["number"].as_u64().unwrap())
+            .collect()
+    };
+    eventually(Duration::from_secs(10), "the same CRL numbers on both nodes", || {
+        let (x, y) = (numbers(&a), numbers(&b));
+        if x == y && x.iter().all(|n| *n > 0) {
+            Ok(())
+        } else {
+            Err(format!("{x:?} {y:?}"))
+        }
+    });
+    assert_eq!(pg.sql("SELECT count(*) FROM crls").trim(), "2");
+    for n in [&a, &b] {
+        let out = n.ctl_ok(&["crl", "verify"]);
+        assert!(out.contains("they agree"), "{out}");
+    }
+}
+
+#[test]
+fn purges_are_delivered_once_per_fleet_whichever_node_revokes() {
+    let pg = Postgres::start();
+    let varnish_port = free_port();
+    let conf = tempfile::tempdir().unwrap();
+    let purge = conf.path().join("purge.toml");
+    std::fs::write(
+        &purge,
+        format!("[[target]]\nkind = \"varnish\"\nname = \"edge\"\nurl = \"http://127.0.0.1:{varnish_port}/\"\n"),
+    )
+    .unwrap();
+    let with_purge = ["--purge-config", purge.to_str().unwrap()];
+    let a = node_with(&pg, "a", tempfile::tempdir().unwrap(), &with_purge);
+    let b = node_with(&pg, "b", tempfile::tempdir().unwrap(), &with_purge);
+    let varnish = crate::edge::Varnish::start(crate::edge::port_of(&a.url), varnish_port);
+    let pki = TestPki::new(KeyAlg::P256);
+    pki.register(&a);
+    let serials: Vec<String> = (1..=20u32).map(|n| format!("7{n:04x}")).collect();
+    import(&a, &serials);
+    eventually(Duration::from_secs(10), "one purger", || holder(&a, "purges").map(|_| ()).ok_or_else(|| "none".into()));
+    let before = varnish.stat("MAIN.bans_added");
+    // Six revocations, alternately through each node: whichever node revokes, the purge is
+    // delivered once, by the purger, and the revoking node hears it was (no warning).
+    for (i, serial) in serials[..6].iter().enumerate() {
+        let n = if i % 2 == 0 { &a } else { &b };
+        let out = n.ctl(&["revoke", "--issuer", "int", "--serial", serial, "--reason", "keyCompromise"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(!said.contains("not yet purged"), "{said}");
+    }
+    eventually(Duration::from_secs(10), "six bans at Varnish", || match varnish.stat("MAIN.bans_added") - before {
+        6 => Ok(()),
+        n => Err(format!("{n} bans")),
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(varnish.stat("MAIN.bans_added") - before, 6, "each purge was delivered once for the fleet");
 }

@@ -5,6 +5,7 @@
 //! Benchmarks stop by themselves and send traffic to loopback only.
 
 mod crl;
+mod fleet;
 mod hsm;
 mod http;
 mod soak;
@@ -351,13 +352,29 @@ fn main() {
             let shards = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
             crl::crl_mass_revocation(n, shards)
         }
+        Some("fleet-revoke-p99") => {
+            let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+            fleet::revoke_p99(n)
+        }
+        Some("fleet-mass-revocation") => {
+            let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3_000_000);
+            fleet::mass_revocation(n)
+        }
+        Some("fleet-get-hot") => {
+            let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+            fleet::get_hot(n, 5, 3)
+        }
+        Some("fleet-bootstrap") => {
+            let n = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+            fleet::bootstrap(n)
+        }
         Some("soak") => {
             let secs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(600);
             let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
             soak::soak(n, secs)
         }
         _ => Err(anyhow::anyhow!(
-            "usage: ocsp-bench soak [SECONDS [N]] | revoke [N] | presign [N [p256|p384|rsa2048]] | mass-revocation [N] | get-hot [N] | get-cold [N [MEM DBCACHE]] | purge-p99 [N [no-wait]] | presign-pkcs11 [N] | promote-backup [N] | crl-get-hot [ENTRIES] | crl-mass-revocation [N [SHARDS]]"
+            "usage: ocsp-bench soak [SECONDS [N]] | revoke [N] | presign [N [p256|p384|rsa2048]] | mass-revocation [N] | get-hot [N] | get-cold [N [MEM DBCACHE]] | purge-p99 [N [no-wait]] | presign-pkcs11 [N] | promote-backup [N] | crl-get-hot [ENTRIES] | crl-mass-revocation [N [SHARDS]] | fleet-revoke-p99 [N] | fleet-mass-revocation [N] | fleet-get-hot [N] | fleet-bootstrap [N]"
         )),
     };
     if let Err(e) = result {

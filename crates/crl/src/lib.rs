@@ -176,7 +176,12 @@ pub struct Publisher {
     served: RwLock<HashMap<String, Arc<CrlDoc>>>,
     counters: Counters,
     stop: AtomicBool,
+    /// Fleet mode: where signed shards go (PostgreSQL), and whether this node signs now.
+    fleet: std::sync::OnceLock<(Arc<dyn ocsp_domain::CrlStore>, Gate)>,
 }
+
+/// Whether this node may sign CRLs now (fleet mode: it holds the signer lease).
+pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Why a regeneration failed.
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +201,9 @@ pub enum CrlError {
 }
 
 impl Publisher {
-    /// A publisher over `store`; it loads the issuers with CRL keys and what is stored.
+    /// A publisher over `store`; it loads the issuers with CRL keys and what is stored. A CRL
+    /// key that cannot sign for its issuer (missing, not the issuer's key, no cRLSign) is
+    /// refused here, at start, as a bad responder identity is.
     pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, config: CrlConfig) -> Result<Arc<Publisher>, CrlError> {
         let me = Arc::new(Publisher {
             store,
@@ -208,8 +215,11 @@ impl Publisher {
             served: RwLock::default(),
             counters: Counters::default(),
             stop: AtomicBool::new(false),
+            fleet: std::sync::OnceLock::new(),
         });
-        me.refresh_issuers();
+        if let Some((issuer, reason)) = me.refresh_issuers().into_iter().next() {
+            return Err(CrlError::Sign { issuer, reason });
+        }
         for issuer in me.issuers() {
             for crl in me.store.crls(&issuer.key)? {
                 if crl.shard < issuer.shards {
@@ -230,6 +240,18 @@ impl Publisher {
     /// The URL of a shard.
     fn url(&self, name: &str, shard: u32) -> String {
         format!("{}{}", self.base_url.read().unwrap_or_else(|p| p.into_inner()), crl_path(name, shard))
+    }
+
+    /// Fleet mode: only while `gate` is open (the node holds the signer lease) does this node
+    /// sign shards, and it stores them in `sink` (the fleet's database), which refuses a number
+    /// not above the stored one. Every node serves the shards its replica receives from the
+    /// feed, so every node serves the same bytes.
+    pub fn set_fleet(&self, sink: Arc<dyn ocsp_domain::CrlStore>, gate: Gate) {
+        let _ = self.fleet.set((sink, gate));
+    }
+
+    fn signs(&self) -> bool {
+        self.fleet.get().is_none_or(|(_, gate)| gate())
     }
 
     /// The shard count given to an issuer whose CRL key is set without one.
@@ -267,15 +289,17 @@ impl Publisher {
     }
 
     /// Reloads the issuers with CRL keys from the database (new keys, retirements); a key
-    /// that cannot sign is logged and its issuer left out until it can.
-    pub fn refresh_issuers(&self) {
+    /// that cannot sign is logged and its issuer left out until it can. Returns those issuers
+    /// with the reason.
+    pub fn refresh_issuers(&self) -> Vec<(String, String)> {
         let records = match self.store.issuers() {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the issuers for CRLs");
-                return;
+                return vec![("(all)".into(), e.to_string())];
             }
         };
+        let mut problems = Vec::new();
         let known = self.issuers();
         let mut out = Vec::new();
         for record in records {
@@ -288,6 +312,7 @@ impl Publisher {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(issuer = %record.name, error = %e, "cannot sign CRLs");
+                        problems.push((record.name.clone(), e.to_string()));
                         continue;
                     }
                 },
@@ -306,6 +331,22 @@ impl Publisher {
             });
         }
         *self.issuers.write().unwrap_or_else(|p| p.into_inner()) = out;
+        problems
+    }
+
+    /// Serves every stored shard newer than the one served (an issuer whose CRL key was just
+    /// set; in fleet mode, shards another node signed before this one knew the issuer).
+    fn serve_stored(&self) {
+        for issuer in self.issuers() {
+            let Ok(stored) = self.store.crls(&issuer.key) else { continue };
+            for crl in stored.into_iter().filter(|c| c.shard < issuer.shards) {
+                let newer =
+                    self.get(&crl_path(&issuer.name, crl.shard)).is_none_or(|d| d.this_update < crl.this_update);
+                if newer {
+                    self.serve(&issuer, &crl);
+                }
+            }
+        }
     }
 
     fn serve(&self, issuer: &CrlIssuer, crl: &StoredCrl) {
@@ -396,6 +437,7 @@ impl Publisher {
             let head = self.store.wait_for_changes(read, Duration::from_millis(250));
             if last_refresh.elapsed() >= Duration::from_secs(2) {
                 self.refresh_issuers();
+                self.serve_stored();
                 last_refresh = Instant::now();
             }
             let issuers = self.issuers();
@@ -414,6 +456,14 @@ impl Publisher {
                         continue;
                     }
                 }
+            }
+            if !self.signs() {
+                // Another node signs: its shards arrive through the feed (`note`).
+                self.dirty.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                if read > durable && self.store.set_consumer_cursor(CURSOR, read).is_ok() {
+                    durable = read;
+                }
+                continue;
             }
             self.mark_due(&issuers);
             if !self.regenerate_due(&issuers) {
@@ -443,7 +493,17 @@ impl Publisher {
                     self.mark(issuer.key, shard, now);
                 }
             }
-            ChangeKind::Recorded | ChangeKind::Crl | ChangeKind::Signed | ChangeKind::Issuer => {}
+            // A shard signed here or, in fleet mode, by the signing node: serve what is stored.
+            ChangeKind::Crl => {
+                if let Some(shard) = change.crl_shard().filter(|s| *s < issuer.shards) {
+                    match self.store.crl(&issuer.key, shard) {
+                        Ok(Some(crl)) => self.serve(issuer, &crl),
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(issuer = %issuer.name, shard, error = %e, "cannot read a stored CRL"),
+                    }
+                }
+            }
+            ChangeKind::Recorded | ChangeKind::Signed | ChangeKind::Issuer => {}
         }
     }
 
@@ -558,7 +618,11 @@ impl Publisher {
                 entries: list.len() as u64,
                 der: CrlBuilder::assemble(&tbs, alg, &signature),
             };
-            match self.store.put_crl(&issuer.key, &crl, now)? {
+            let written = match self.fleet.get() {
+                Some((sink, _)) => sink.put_crl(&issuer.key, &crl, now)?,
+                None => self.store.put_crl(&issuer.key, &crl, now)?,
+            };
+            match written {
                 CrlWrite::Stored { .. } => self.serve(issuer, &crl),
                 CrlWrite::Stale { current } => {
                     tracing::warn!(issuer = %issuer.name, shard, current, "a newer CRL is stored; kept it");
@@ -604,5 +668,108 @@ impl Publisher {
 impl CrlDocs for Publisher {
     fn get(&self, path: &str) -> Option<Arc<CrlDoc>> {
         self.served.read().unwrap_or_else(|p| p.into_inner()).get(path).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use ocsp_proto::clock::FixedClock;
+    use ocsp_proto::{RevocationReason, Serial};
+    use ocsp_store::{AuditEntry, IssuerRecord};
+
+    const T0: i64 = 1_900_000_000;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<Store>,
+        clock: Arc<FixedClock>,
+        publisher: Arc<Publisher>,
+        issuer: CrlIssuer,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let root = ocsp_testpki::Issued::root("root", ocsp_testpki::KeyAlg::P256).unwrap();
+        let int = root.intermediate("int", 7, ocsp_testpki::KeyAlg::P256).unwrap();
+        int.write(dir.path(), "int", true).unwrap();
+        let key_ref = format!("file:{}", dir.path().join("int.key").display());
+        let cert = CertInfo::from_der(&int.der).unwrap();
+        let key = ocsp_proto::IssuerHashes::of(&cert).key();
+        let record = IssuerRecord {
+            name: "int".into(),
+            cert_der: int.der.clone(),
+            responder_cert_der: None,
+            responder_key: key_ref.clone(),
+            backup_responder_cert_der: None,
+            backup_responder_key: None,
+            added_at: T0,
+            retired_at: None,
+            crl_key: Some(key_ref),
+            crl_shards: Some(1),
+        };
+        store.put_issuer(&key, &record, AuditEntry::new(T0, "test", "issuer.add")).unwrap();
+        let clock = Arc::new(FixedClock::new(T0));
+        let config = CrlConfig { base_url: "http://crl.test".into(), ..CrlConfig::default() };
+        let publisher = Publisher::new(store.clone(), clock.clone(), config).unwrap();
+        let issuer = publisher.issuers().pop().unwrap();
+        Fixture { _dir: dir, store, clock, publisher, issuer }
+    }
+
+    fn listed(f: &Fixture) -> Vec<Vec<u8>> {
+        use der::Decode;
+        let doc = f.publisher.get(&crl_path("int", 0)).unwrap();
+        let crl = x509_cert::crl::CertificateList::from_der(&doc.der).unwrap();
+        crl.tbs_cert_list.revoked_certificates.iter().flatten().map(|e| e.serial_number.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn an_entry_stays_until_the_first_crl_after_its_certificate_expired() {
+        let f = fixture();
+        let (short, long) = (Serial::from_hex("51").unwrap(), Serial::from_hex("52").unwrap());
+        let audit = || AuditEntry::new(T0, "test", "cert.add");
+        f.store
+            .record_issued(&f.issuer.key, &[(short.clone(), T0 + 100), (long.clone(), T0 + 100_000)], T0, audit())
+            .unwrap();
+        for s in [&short, &long] {
+            f.store.revoke(&f.issuer.key, s, T0, RevocationReason::KeyCompromise, T0, audit()).unwrap();
+        }
+        f.publisher.regenerate(&f.issuer, &[0]).unwrap();
+        assert_eq!(listed(&f).len(), 2);
+        // The first CRL after `short` expired still lists it...
+        f.clock.advance(200);
+        f.publisher.regenerate(&f.issuer, &[0]).unwrap();
+        assert_eq!(listed(&f), vec![short.as_bytes().to_vec(), long.as_bytes().to_vec()]);
+        // ...the next one does not; `long` stays.
+        f.clock.advance(200);
+        f.publisher.regenerate(&f.issuer, &[0]).unwrap();
+        assert_eq!(listed(&f), vec![long.as_bytes().to_vec()]);
+    }
+
+    #[test]
+    fn a_shard_is_due_at_half_its_validity_and_numbers_only_go_up() {
+        let f = fixture();
+        let issuers = f.publisher.issuers();
+        f.publisher.mark_due(&issuers);
+        assert_eq!(f.publisher.dirty.lock().unwrap().len(), 1, "a shard never signed is due");
+        f.publisher.dirty.lock().unwrap().clear();
+        f.publisher.regenerate(&f.issuer, &[0]).unwrap();
+        let first = f.store.crl(&f.issuer.key, 0).unwrap().unwrap();
+        assert_eq!(first.next_update - first.this_update, CrlConfig::default().validity);
+        f.clock.advance(first.next_update - first.this_update - 1 - (first.next_update - first.this_update) / 2);
+        f.publisher.mark_due(&issuers);
+        assert!(f.publisher.dirty.lock().unwrap().is_empty(), "not due before half its validity");
+        f.clock.advance(1);
+        f.publisher.mark_due(&issuers);
+        assert_eq!(f.publisher.dirty.lock().unwrap().len(), 1, "due at half its validity");
+        f.publisher.regenerate(&f.issuer, &[0]).unwrap();
+        let second = f.store.crl(&f.issuer.key, 0).unwrap().unwrap();
+        assert!(second.number > first.number);
+        // A number not above the stored one is refused, whoever tries.
+        let stale = StoredCrl { number: first.number, ..second.clone() };
+        assert_eq!(f.store.put_crl(&f.issuer.key, &stale, T0).unwrap(), CrlWrite::Stale { current: second.number });
     }
 }

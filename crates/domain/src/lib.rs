@@ -27,7 +27,7 @@ pub use audit::AuditQuery;
 pub use error::DomainError;
 pub use export::ExportQuery;
 pub use feed::{ChangeFeed, Follower, Followers};
-pub use storage::{ResponseStore, StatusStore};
+pub use storage::{CrlStore, ResponseStore, StatusStore};
 
 use ocsp_proto::{Clock, IssuerKey, Policies, Serial};
 use ocsp_sign::IssuerRegistry;

@@ -10,8 +10,8 @@
 
 use ocsp_proto::{AnswerKey, HashAlg, IssuerKey, RevocationReason, Serial};
 use ocsp_store::{
-    AuditEntry, AuditFilter, BulkRevocation, Change, Issued, IssuerRecord, ResponseEntry, RevokeOutcome, StatusCursor,
-    StatusEntry, StatusRecord, Store, StoreError, StoredResponse, UnholdOutcome,
+    AuditEntry, AuditFilter, BulkRevocation, Change, CrlWrite, Issued, IssuerRecord, ResponseEntry, RevokeOutcome,
+    StatusCursor, StatusEntry, StatusRecord, Store, StoreError, StoredCrl, StoredResponse, UnholdOutcome,
 };
 
 /// A pre-signed response to write, with the answer it is for.
@@ -116,6 +116,19 @@ pub trait ResponseStore: Send + Sync {
     fn scan_statuses(&self, from: Option<&StatusCursor>, limit: usize) -> Result<Vec<StatusEntry>, StoreError>;
     /// About how many status records there are.
     fn estimated_statuses(&self) -> u64;
+}
+
+/// Signed CRL shards: one is stored only if its CRLNumber is above the stored one (a shard's
+/// number never goes back or repeats), with a change in the feed that purges its URL.
+pub trait CrlStore: Send + Sync {
+    /// Stores a signed shard, durably, if its number is above the stored one.
+    fn put_crl(&self, issuer: &IssuerKey, crl: &StoredCrl, now: i64) -> Result<CrlWrite, StoreError>;
+}
+
+impl CrlStore for Store {
+    fn put_crl(&self, issuer: &IssuerKey, crl: &StoredCrl, now: i64) -> Result<CrlWrite, StoreError> {
+        Store::put_crl(self, issuer, crl, now)
+    }
 }
 
 impl StatusStore for Store {

@@ -21,7 +21,7 @@ mod responses;
 mod truth;
 
 pub use lease::{Lease, PURGER, SIGNER};
-pub use responses::{FleetFeed, FleetResponses};
+pub use responses::{FleetCrls, FleetFeed, FleetResponses};
 pub use truth::FleetStore;
 
 use ocsp_proto::IssuerKey;
@@ -170,6 +170,12 @@ impl Fleet {
     pub fn response_store(&self) -> Result<Arc<FleetResponses>, FleetError> {
         let pg = Pg::new(&self.config.database).map_err(FleetError::Config)?;
         Ok(Arc::new(FleetResponses::new(pg, self.local.clone(), self.signer.clone(), &self.config.node)))
+    }
+
+    /// Where the signing node stores CRL shards (PostgreSQL, signer lease).
+    pub fn crl_store(&self) -> Result<Arc<FleetCrls>, FleetError> {
+        let pg = Pg::new(&self.config.database).map_err(FleetError::Config)?;
+        Ok(Arc::new(FleetCrls::new(pg, self.signer.clone(), &self.config.node)))
     }
 
     /// The feed the purge fan-out follows (cursors shared in PostgreSQL).

@@ -13,7 +13,10 @@ use crate::truth::{kind_code, Writer};
 use ocsp_domain::storage::{ResponseStore, SignedResponse};
 use ocsp_domain::ChangeFeed;
 use ocsp_proto::{AnswerKey, HashAlg, IssuerKey, Serial};
-use ocsp_store::{Change, ChangeKind, StatusCursor, StatusEntry, StatusRecord, Store, StoreError, StoredResponse};
+use ocsp_store::{
+    crl_shard_serial, Change, ChangeKind, CrlWrite, StatusCursor, StatusEntry, StatusRecord, Store, StoreError,
+    StoredCrl, StoredResponse,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -216,5 +219,64 @@ impl ChangeFeed for FleetFeed {
 
     fn trim(&self, before: u64) -> Result<(), StoreError> {
         self.local.trim_feed(before)
+    }
+}
+
+/// CRL shards in fleet mode: the signing node stores them in PostgreSQL, under the signer
+/// lease and only above the stored number (checked under the feed lock); a `Crl` change
+/// brings them to every replica.
+pub struct FleetCrls {
+    pg: Pg,
+    lease: Arc<Lease>,
+    node: String,
+}
+
+impl FleetCrls {
+    pub(crate) fn new(pg: Pg, lease: Arc<Lease>, node: &str) -> FleetCrls {
+        FleetCrls { pg, lease, node: node.to_string() }
+    }
+}
+
+impl ocsp_domain::CrlStore for FleetCrls {
+    fn put_crl(&self, issuer: &IssuerKey, crl: &StoredCrl, now: i64) -> Result<CrlWrite, StoreError> {
+        let refused =
+            || StoreError::Replica("this node does not hold the signer lease; another node signs CRLs".into());
+        if !self.lease.held() {
+            return Err(refused());
+        }
+        let shard = crl_shard_serial(crl.shard)?;
+        self.pg.with(|c| {
+            let mut w = Writer::begin(c)?;
+            let holds =
+                w.tx.query_opt(
+                    &format!("SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND expires_ms > {NOW_MS}"),
+                    &[&SIGNER, &self.node],
+                )?
+                .is_some();
+            if !holds {
+                return Ok(Err(refused()));
+            }
+            let stored = w.tx.query_opt(
+                "SELECT record FROM crls WHERE issuer_key = $1 AND shard = $2 FOR UPDATE",
+                &[&&issuer.0[..], &(crl.shard as i32)],
+            )?;
+            if let Some(row) = stored {
+                match StoredCrl::decode(crl.shard, row.get::<_, &[u8]>(0)) {
+                    Ok(current) if current.number >= crl.number => {
+                        return Ok(Ok(CrlWrite::Stale { current: current.number }))
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            w.tx.execute(
+                "INSERT INTO crls (issuer_key, shard, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (issuer_key, shard) DO UPDATE SET record = EXCLUDED.record",
+                &[&&issuer.0[..], &(crl.shard as i32), &crl.encode()],
+            )?;
+            let change = w.change(issuer, ChangeKind::Crl, vec![shard], now)?;
+            w.commit()?;
+            Ok(Ok(CrlWrite::Stored { change: change.seq }))
+        })?
     }
 }

@@ -194,14 +194,15 @@ async fn run(config: config::Config) -> Result<()> {
     followers.push(purger.clone());
     let followers =
         ocsp_domain::Followers::start(store.clone(), followers).context("starting the change-feed follower")?;
-    // CRLs are signed and served by single nodes; in fleet mode not yet (docs/fleet.md).
-    let crls = match &fleet {
-        None => Some(
-            ocsp_crl::Publisher::new(store.clone(), clock.clone(), config.crl.clone())
-                .map_err(|e| anyhow::anyhow!("loading the CRLs: {e}"))?,
-        ),
-        Some(_) => None,
-    };
+    // CRLs: in fleet mode the node holding the signer lease signs them into PostgreSQL and
+    // every node serves the shards its replica receives.
+    let publisher = ocsp_crl::Publisher::new(store.clone(), clock.clone(), config.crl.clone())
+        .map_err(|e| anyhow::anyhow!("loading the CRLs: {e}"))?;
+    if let Some(f) = &fleet {
+        let signs = f.clone();
+        publisher.set_fleet(f.crl_store().map_err(|e| anyhow::anyhow!("{e}"))?, Arc::new(move || signs.signs()));
+    }
+    let crls = Some(publisher);
     // A fleet node learns of issuers from the replica: registered, promoted, retired.
     let fleet_threads = match &fleet {
         Some(f) => {

@@ -116,14 +116,18 @@ impl Store {
         }
         let mut batch = WriteBatch::default();
         batch.put_cf(cf, &key, crl.encode());
-        // The shard travels as a one-octet-or-more "serial": the change names what to purge.
-        let shard = Serial::from_int_bytes(&shard_octets(crl.shard))
-            .map_err(|e| StoreError::Corrupt(format!("shard {}: {e}", crl.shard)))?;
+        let shard = crl_shard_serial(crl.shard)?;
         let change = self.append_change(&mut batch, issuer, ChangeKind::Crl, vec![shard], now)?;
         self.commit(batch, true)?;
         self.published(&change);
         Ok(CrlWrite::Stored { change: change.seq })
     }
+}
+
+/// The one "serial" of a [`ChangeKind::Crl`] change: the shard travels as one-octet-or-more
+/// INTEGER content, so the change names what to purge.
+pub fn crl_shard_serial(shard: u32) -> Result<Serial, StoreError> {
+    Serial::from_int_bytes(&shard_octets(shard)).map_err(|e| StoreError::Corrupt(format!("shard {shard}: {e}")))
 }
 
 /// A shard number as minimal positive INTEGER content octets.

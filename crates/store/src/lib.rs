@@ -15,7 +15,7 @@ mod records;
 mod responses;
 
 pub use audit::{AuditEntry, AuditFilter};
-pub use crls::{CrlWrite, StoredCrl};
+pub use crls::{crl_shard_serial, CrlWrite, StoredCrl};
 pub use error::StoreError;
 pub use feed::{Change, ChangeKind};
 pub use mirror::Mirrored;
