@@ -11,15 +11,11 @@ reasonCode "unspecified". Prints one JSON line (number, entries); exits 1 on any
 import argparse
 import datetime
 import json
-import sys
 
 from cryptography import x509
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
-
-def fail(msg):
-    print(f"FAIL {msg}")
-    sys.exit(1)
+from check_ocsp import fail  # the same failure line and exit status (tests/py is the script's folder)
 
 
 def main():

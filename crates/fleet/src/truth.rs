@@ -13,7 +13,7 @@ use ocsp_store::{
     AuditEntry, AuditFilter, BulkRevocation, Change, ChangeKind, Issued, IssuerRecord, ResponseEntry, Revocation,
     RevokeOutcome, State, StatusRecord, Store, StoreError, UnholdOutcome,
 };
-use postgres::{Client, Transaction};
+use postgres::{Client, GenericClient, Transaction};
 use std::sync::Arc;
 
 /// The `kind` column of a change (as the store encodes it).
@@ -79,11 +79,11 @@ fn serial_of(b: &[u8]) -> Result<Serial, StoreError> {
 
 /// The status records of `serials` of `issuer` as they stand, in order.
 fn current(
-    tx: &mut Transaction<'_>,
+    c: &mut impl GenericClient,
     issuer: &IssuerKey,
     serials: &[Serial],
 ) -> Result<Vec<Option<Vec<u8>>>, postgres::Error> {
-    let rows = tx.query(
+    let rows = c.query(
         "SELECT serial, record FROM statuses WHERE issuer_key = $1 AND serial = ANY($2)",
         &[&&issuer.0[..], &bytes_of(serials)],
     )?;
@@ -320,12 +320,7 @@ impl StatusStore for FleetStore {
         for issuer in issuers {
             let idx: Vec<usize> = (0..items.len()).filter(|i| items[*i].0 == issuer).collect();
             let serials: Vec<Serial> = idx.iter().map(|i| items[*i].1.clone()).collect();
-            let found = self.pg.with(|c| {
-                let mut tx = c.transaction()?;
-                let found = current(&mut tx, &issuer, &serials)?;
-                tx.commit()?;
-                Ok(found)
-            })?;
+            let found = self.pg.with(|c| current(c, &issuer, &serials))?;
             for (i, rec) in idx.into_iter().zip(decode_all(found)?) {
                 out[i] = rec;
             }

@@ -684,6 +684,12 @@ impl Args {
             if lease.is_some_and(|s| !(1..=60).contains(&s)) {
                 problems.push("fleet.lease (--fleet-lease) must be from 1s to 60s".into());
             }
+            // The URL is parsed now (no connection is made), so a typo is a configuration problem.
+            if database != "none" {
+                if let Err(e) = ocsp_fleet::pg::Pg::new(&database) {
+                    problems.push(format!("fleet.database (--fleet-db): {e}"));
+                }
+            }
             if node != "auto" && (node.is_empty() || node.len() > 64 || node.chars().any(|c| c.is_whitespace())) {
                 problems.push(format!("fleet.node (--node-name) {node:?}: 1 to 64 characters, no spaces"));
             }
@@ -798,6 +804,21 @@ mod tests {
         let problems = args(&["--listen", "nowhere", "--validity", "2h", "--max-age", "soon"]).validate().unwrap_err();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("BR 4.9.9")));
+    }
+
+    #[test]
+    fn a_bad_fleet_setting_is_a_configuration_problem() {
+        let problems = args(&["--fleet-db", "postgresql://[::1", "--node-name", "a b", "--fleet-lease", "2m"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.starts_with("fleet.database (--fleet-db): fleet database URL")),
+            "{problems:?}"
+        );
+        assert!(args(&["--fleet-db", "postgresql://ocspd@127.0.0.1:5432/ocspd", "--node-name", "a"])
+            .validate()
+            .is_ok());
     }
 
     #[test]
