@@ -61,12 +61,18 @@ impl Postgres {
         let data = dir.path().join("pg").display().to_string();
         as_pg(&pg_bin("initdb")?, &["-D", &data, "-U", "ocspd", "-A", "trust", "-E", "UTF8"])?;
         let port = crate::http::free_port()?;
-        // Durable as in production: fsync and synchronous commit on (no standby here).
+        // Durable as in production: fsync and synchronous commit on (no standby here), with
+        // deploy/postgresql/ocspd.conf's WAL settings; memory sized for this machine.
+        // OCSP_BENCH_PG_OPTS adds settings (e.g. `-c log_min_duration_statement=100`) and
+        // OCSP_BENCH_PG_LOG keeps PostgreSQL's log at that path, for profiling.
         let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200 -c shared_buffers=1GB -c max_wal_size=8GB",
-            dir.path().display()
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200 -c shared_buffers=1GB \
+             -c max_wal_size=16GB -c checkpoint_timeout=15min -c checkpoint_completion_target=0.9 -c wal_compression=lz4 {}",
+            dir.path().display(),
+            std::env::var("OCSP_BENCH_PG_OPTS").unwrap_or_default()
         );
-        let log = dir.path().join("pg.log").display().to_string();
+        let log =
+            std::env::var("OCSP_BENCH_PG_LOG").unwrap_or_else(|_| dir.path().join("pg.log").display().to_string());
         as_pg(&pg_bin("pg_ctl")?, &["-D", &data, "-o", &opts, "-l", &log, "-w", "-t", "60", "start"])?;
         Ok(Postgres { url: format!("postgresql://ocspd@127.0.0.1:{port}/postgres"), dir })
     }
@@ -224,8 +230,28 @@ pub fn mass_revocation(n: u32) -> Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     println!("bench fleet_mass_revocation_3m: {secs:.1} s");
+    // Not part of the figure: until the signer has stored both responses of every revoked
+    // certificate again (until then they are answered revoked by live signing). Skipped with
+    // OCSP_BENCH_NO_RESIGN_WAIT=1 (it takes minutes).
+    if std::env::var_os("OCSP_BENCH_NO_RESIGN_WAIT").is_some() {
+        eprintln!(
+            "({n} pre-signed certificates revoked in bulk through node1, acknowledged after {acknowledged:.1} s; 1,000 sampled all revoked on node1, node2, node3 at {:.1} / {:.1} / {:.1} s; target: at most 120 s)",
+            at[0], at[1], at[2]
+        );
+        return Ok(());
+    }
+    let resigned = loop {
+        let stored: u64 = f.pg.sql("SELECT count(*) FROM responses")?.parse().unwrap_or(0);
+        if stored >= 2 * n as u64 {
+            break started.elapsed().as_secs_f64();
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            bail!("after an hour only {stored} of {} responses signed again", 2 * n);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
     eprintln!(
-        "({n} pre-signed certificates revoked in bulk through node1, acknowledged after {acknowledged:.1} s; 1,000 sampled all revoked on node1, node2, node3 at {:.1} / {:.1} / {:.1} s; target: at most 120 s)",
+        "({n} pre-signed certificates revoked in bulk through node1, acknowledged after {acknowledged:.1} s; 1,000 sampled all revoked on node1, node2, node3 at {:.1} / {:.1} / {:.1} s; every revoked certificate pre-signed again at {resigned:.0} s; target: at most 120 s)",
         at[0], at[1], at[2]
     );
     Ok(())

@@ -138,11 +138,21 @@ impl Domain {
         let reason = self.check_reasons(&issuer, &serials, asked)?;
         let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
         a.reason = Some(reason.name().to_string());
+        let started = std::time::Instant::now();
         let ocsp_store::BulkRevocation { summary, changed, change } =
             self.store.revoke_many(&issuer.key, &serials, time, reason, now, req.dry_run, a)?;
+        let stored = started.elapsed();
         self.settle(change);
         if !req.dry_run {
-            tracing::info!(admin = who, issuer = %issuer.name, reason = reason.name(), revoked = changed.len(), "bulk revocation");
+            tracing::info!(
+                admin = who,
+                issuer = %issuer.name,
+                reason = reason.name(),
+                revoked = changed.len(),
+                stored_ms = stored.as_millis() as u64,
+                settled_ms = (started.elapsed() - stored).as_millis() as u64,
+                "bulk revocation"
+            );
         }
         Ok(BulkResult {
             revoked: summary.revoked,

@@ -14,6 +14,7 @@
 //! nextUpdate), `/readyz` says degraded, admin writes fail at once with nothing changed, and
 //! the replicator catches up by itself when PostgreSQL is back.
 
+mod carried;
 mod lease;
 pub mod pg;
 mod replica;

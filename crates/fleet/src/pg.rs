@@ -77,7 +77,25 @@ pub const MIGRATIONS: &[&str] = &[
         next bigint NOT NULL
     );
     ",
+    // 2: a change carries the records it wrote (see `carried`), so replicas read the feed
+    // in order instead of looking every certificate up again. Responses are signatures and
+    // status records are small: neither compresses, so they are stored as they are.
+    // Status rows leave room on their page, so a revocation's new row version can stay on the
+    // page without a new index entry (a HOT update); new pages only, on an existing database.
+    "
+    ALTER TABLE changes ADD COLUMN records bytea;
+    ALTER TABLE changes ALTER COLUMN records SET STORAGE EXTERNAL;
+    ALTER TABLE statuses SET (fillfactor = 70);
+    ",
 ];
+
+/// Settings of every session ocspd opens. Its statements look certificates up by primary key
+/// in batches (50,000 of a bulk revocation, out of millions): PostgreSQL's default costs (for
+/// spinning disks) make the planner scan and hash the whole table instead from about 3
+/// million rows on (UPDATE of 50,000 statuses: 1.24 s as a hash join over the table, 0.36 s
+/// by index; DELETE of their 100,000 responses 1.30 s vs 0.15 s), and JIT-compile those
+/// plans. SSD costs and no JIT keep the index plans; see docs/decisions.md.
+pub const SESSION: &str = "-c random_page_cost=1.1 -c jit=off";
 
 /// The server's clock, milliseconds since the epoch: every node compares lease times with the
 /// same clock.
@@ -112,6 +130,7 @@ impl Pg {
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(10));
         config.application_name("ocspd");
+        config.options(SESSION);
         Ok(Pg { config, client: Mutex::new(None) })
     }
 

@@ -1,6 +1,7 @@
 //! Following the shared feed into this node's replica, and copying the whole state when the
 //! replica is new (or fell behind what the shared feed still holds).
 
+use crate::carried::Carried;
 use crate::pg::Pg;
 use crate::responses::alg_of;
 use ocsp_proto::{IssuerKey, Serial};
@@ -11,6 +12,8 @@ use postgres::{Client, IsolationLevel};
 
 /// Changes read from PostgreSQL at a time.
 const BATCH: i64 = 256;
+/// Bytes of changes read at a time (past the first change).
+const READ_BYTES: i64 = 32 << 20;
 /// Rows per page of a copy.
 const PAGE: i64 = 20_000;
 
@@ -43,8 +46,16 @@ fn read_with(c: &mut Client, from: u64) -> Result<Read, StoreError> {
     if head as u64 <= from {
         return Ok(Read::UpToDate(head as u64));
     }
+    // Up to BATCH changes, and past the first no more than READ_BYTES of them.
     let rows = c
-        .query("SELECT seq, body FROM changes WHERE seq >= $1 ORDER BY seq LIMIT $2", &[&(from as i64), &BATCH])
+        .query(
+            "SELECT seq, body, records FROM ( \
+               SELECT seq, body, records, \
+                 sum(octet_length(body) + coalesce(octet_length(records), 0)) OVER (ORDER BY seq) AS upto \
+               FROM changes WHERE seq >= $1 ORDER BY seq LIMIT $2) t \
+             WHERE seq = $1 OR upto <= $3 ORDER BY seq",
+            &[&(from as i64), &BATCH, &READ_BYTES],
+        )
         .map_err(pg)?;
     if rows.first().map(|r| r.get::<_, i64>(0)) != Some(from as i64) {
         return Ok(Read::Behind);
@@ -52,12 +63,30 @@ fn read_with(c: &mut Client, from: u64) -> Result<Read, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let change = Change::decode(row.get::<_, i64>(0) as u64, row.get::<_, &[u8]>(1))?;
-        out.push(bring(c, change)?);
+        out.push(match row.get::<_, Option<&[u8]>>(2) {
+            Some(records) => carried(change, records)?,
+            None => bring(c, change)?,
+        });
     }
     Ok(Read::Changes(out))
 }
 
-/// The records a change names, as they stand now.
+/// A change with the records its row carries.
+fn carried(change: Change, records: &[u8]) -> Result<Mirrored, StoreError> {
+    let mut m = Mirrored::default();
+    match crate::carried::decode(records)? {
+        Carried::Statuses(statuses) if matches!(change.kind, ChangeKind::Recorded | ChangeKind::Status) => {
+            m.statuses = statuses;
+        }
+        Carried::Responses(responses) if change.kind == ChangeKind::Signed => m.responses = responses,
+        _ => return Err(StoreError::Corrupt(format!("change {} carries records of another kind", change.seq))),
+    }
+    m.change = Some(change);
+    Ok(m)
+}
+
+/// The records a change names, as they stand now (a change written before schema version 2,
+/// which carries none).
 fn bring(c: &mut Client, change: Change) -> Result<Mirrored, StoreError> {
     let pg = |e: postgres::Error| crate::pg::unreachable(e);
     let issuer = &change.issuer.0[..];
@@ -67,7 +96,8 @@ fn bring(c: &mut Client, change: Change) -> Result<Mirrored, StoreError> {
         ChangeKind::Recorded | ChangeKind::Status => {
             let rows = c
                 .query(
-                    "SELECT serial, record FROM statuses WHERE issuer_key = $1 AND serial = ANY($2)",
+                    "SELECT st.serial, st.record FROM unnest($2::bytea[]) AS t(s) \
+                     JOIN statuses st ON st.issuer_key = $1 AND st.serial = t.s",
                     &[&issuer, &serials],
                 )
                 .map_err(pg)?;
@@ -83,7 +113,8 @@ fn bring(c: &mut Client, change: Change) -> Result<Mirrored, StoreError> {
         ChangeKind::Signed => {
             let rows = c
                 .query(
-                    "SELECT serial, alg, response FROM responses WHERE issuer_key = $1 AND serial = ANY($2)",
+                    "SELECT r.serial, r.alg, r.response FROM unnest($2::bytea[]) AS t(s) \
+                     JOIN responses r ON r.issuer_key = $1 AND r.serial = t.s",
                     &[&issuer, &serials],
                 )
                 .map_err(pg)?;

@@ -7,6 +7,7 @@
 //! them, and every node copies them into its replica from the feed: every node serves the
 //! same bytes.
 
+use crate::carried;
 use crate::lease::{Lease, SIGNER};
 use crate::pg::{Pg, NOW_MS};
 use crate::truth::{kind_code, Writer};
@@ -121,16 +122,31 @@ impl ResponseStore for FleetResponses {
                      SELECT $1, t.s, t.a, t.r FROM unnest($2::bytea[], $3::int2[], $4::bytea[], $5::bytea[]) AS t(s, a, r, src) \
                      JOIN statuses st ON st.issuer_key = $1 AND st.serial = t.s AND st.record = t.src \
                      ON CONFLICT (issuer_key, serial, alg) DO UPDATE SET response = EXCLUDED.response \
-                     RETURNING serial",
+                     RETURNING serial, alg",
                     &[&&issuer.0[..], &serials, &algs, &ders, &sources],
                 )?;
                 written += rows.len();
+                // The change carries what was written, so replicas need not read it back.
+                let sent: HashMap<(&[u8], i16), &[u8]> = serials
+                    .iter()
+                    .zip(&algs)
+                    .zip(&ders)
+                    .map(|((s, a), d)| ((s.as_slice(), *a), d.as_slice()))
+                    .collect();
+                let mut kept = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let key: (&[u8], i16) = (r.get(0), r.get(1));
+                    if let Some((&(serial, alg), &der)) = sent.get_key_value(&key) {
+                        kept.push((serial, alg, der));
+                    }
+                }
                 let mut named: Vec<Serial> =
-                    rows.iter().filter_map(|r| Serial::from_int_bytes(r.get::<_, &[u8]>(0)).ok()).collect();
+                    kept.iter().filter_map(|(s, _, _)| Serial::from_int_bytes(s).ok()).collect();
                 named.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
                 named.dedup();
                 if !named.is_empty() {
-                    w.change(&issuer, ChangeKind::Signed, named, now)?;
+                    let records = carried::responses(kept);
+                    w.change_carrying(&issuer, ChangeKind::Signed, named, now, Some(records))?;
                 }
             }
             w.commit()?;

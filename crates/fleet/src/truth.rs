@@ -6,6 +6,7 @@
 //! sees change n+1 before change n, and a rolled-back transaction leaves no gap. The read-
 //! modify-write of statuses is then as safe as under the single node's write lock.
 
+use crate::carried;
 use crate::pg::{Pg, NOW_MS};
 use ocsp_domain::storage::StatusStore;
 use ocsp_proto::{AnswerKey, IssuerKey, RevocationReason, Serial};
@@ -43,10 +44,24 @@ impl<'a> Writer<'a> {
         serials: Vec<Serial>,
         time: i64,
     ) -> Result<Change, postgres::Error> {
+        self.change_carrying(issuer, kind, serials, time, None)
+    }
+
+    /// Adds a change that carries the records it wrote (encoded by [`crate::carried`]).
+    pub(crate) fn change_carrying(
+        &mut self,
+        issuer: &IssuerKey,
+        kind: ChangeKind,
+        serials: Vec<Serial>,
+        time: i64,
+        records: Option<Vec<u8>>,
+    ) -> Result<Change, postgres::Error> {
         let change = Change { seq: self.next as u64, time, issuer: *issuer, kind, serials };
         self.tx.execute(
-            &format!("INSERT INTO changes (seq, issuer_key, kind, at_ms, body) VALUES ($1, $2, $3, {NOW_MS}, $4)"),
-            &[&self.next, &&issuer.0[..], &kind_code(kind), &change.encode()],
+            &format!(
+                "INSERT INTO changes (seq, issuer_key, kind, at_ms, body, records) VALUES ($1, $2, $3, {NOW_MS}, $4, $5)"
+            ),
+            &[&self.next, &&issuer.0[..], &kind_code(kind), &change.encode(), &records],
         )?;
         self.next += 1;
         self.appended = true;
@@ -84,7 +99,10 @@ fn current(
     serials: &[Serial],
 ) -> Result<Vec<Option<Vec<u8>>>, postgres::Error> {
     let rows = c.query(
-        "SELECT serial, record FROM statuses WHERE issuer_key = $1 AND serial = ANY($2)",
+        // A join with the list, not `serial = ANY(list)`: PostgreSQL then probes the primary
+        // key once per serial (see `pg::SESSION`).
+        "SELECT st.serial, st.record FROM unnest($2::bytea[]) AS t(s) \
+         JOIN statuses st ON st.issuer_key = $1 AND st.serial = t.s",
         &[&&issuer.0[..], &bytes_of(serials)],
     )?;
     let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -108,7 +126,10 @@ fn write_statuses(
          WHERE statuses.issuer_key = $1 AND statuses.serial = t.s",
         &[&&issuer.0[..], &serials, &records],
     )?;
-    tx.execute("DELETE FROM responses WHERE issuer_key = $1 AND serial = ANY($2)", &[&&issuer.0[..], &serials])?;
+    tx.execute(
+        "DELETE FROM responses r USING unnest($2::bytea[]) AS t(s) WHERE r.issuer_key = $1 AND r.serial = t.s",
+        &[&&issuer.0[..], &serials],
+    )?;
     Ok(())
 }
 
@@ -158,7 +179,8 @@ impl FleetStore {
             write_statuses(&mut w.tx, issuer, &plan.changed)?;
             audit.serials.extend(plan.changed.iter().map(|(s, _)| s.to_string()));
             let changed: Vec<Serial> = plan.changed.iter().map(|(s, _)| s.clone()).collect();
-            let change = w.change(issuer, ChangeKind::Status, changed, now)?;
+            let records = carried::statuses(plan.changed.iter().map(|(s, r)| (s, r)));
+            let change = w.change_carrying(issuer, ChangeKind::Status, changed, now, Some(records))?;
             w.audit(&audit)?;
             w.commit()?;
             plan.change = Some(change.seq);
@@ -229,21 +251,25 @@ impl StatusStore for FleetStore {
             let rows = w.tx.query(
                 "INSERT INTO statuses (issuer_key, serial, record) \
                  SELECT $1, t.s, t.r FROM unnest($2::bytea[], $3::bytea[]) AS t(s, r) \
-                 ON CONFLICT DO NOTHING RETURNING serial",
+                 ON CONFLICT DO NOTHING RETURNING serial, record",
                 &[&&issuer.0[..], &serials, &records],
             )?;
             let mut new = Vec::with_capacity(rows.len());
             for row in rows {
-                if let Ok(s) = serial_of(row.get::<_, &[u8]>(0)) {
-                    new.push(s);
+                if let (Ok(s), Ok(r)) =
+                    (serial_of(row.get::<_, &[u8]>(0)), StatusRecord::decode(row.get::<_, &[u8]>(1)))
+                {
+                    new.push((s, r));
                 }
             }
             if new.is_empty() {
                 return Ok((0, None));
             }
             let count = new.len();
-            audit.serials.extend(new.iter().map(|s| s.to_string()));
-            let change = w.change(issuer, ChangeKind::Recorded, new, now)?;
+            audit.serials.extend(new.iter().map(|(s, _)| s.to_string()));
+            let records = carried::statuses(new.iter().map(|(s, r)| (s, r)));
+            let new = new.into_iter().map(|(s, _)| s).collect();
+            let change = w.change_carrying(issuer, ChangeKind::Recorded, new, now, Some(records))?;
             w.audit(&audit)?;
             w.commit()?;
             Ok((count, Some(change.seq)))
@@ -297,7 +323,9 @@ impl StatusStore for FleetStore {
                     let record = StatusRecord::issued(current.not_after, now, current.ca);
                     write_statuses(&mut w.tx, issuer, &[(serial.clone(), record)])?;
                     audit.serials.push(serial.to_string());
-                    let change = w.change(issuer, ChangeKind::Status, vec![serial.clone()], now)?;
+                    let records = carried::statuses([(serial, &record)]);
+                    let change =
+                        w.change_carrying(issuer, ChangeKind::Status, vec![serial.clone()], now, Some(records))?;
                     w.audit(&audit)?;
                     w.commit()?;
                     Ok(Ok(UnholdOutcome::Lifted { record, change: change.seq }))

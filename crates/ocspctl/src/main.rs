@@ -410,7 +410,7 @@ fn status_text(s: &StatusView) -> String {
     out
 }
 
-/// The admin API, called synchronously (one call at a time, in order).
+/// The admin API, called synchronously (in order; bulk revocation keeps two calls in flight).
 struct Api {
     rt: tokio::runtime::Runtime,
     client: AdminClient,
@@ -570,12 +570,14 @@ fn bulk_revoke(
     let bar = progress(lines, json, if dry_run { "dry run" } else { "revoke" });
     let mut total = BulkResult::default();
     let mut acknowledged = 0u64;
-    input::for_each_batch(&file, input::Format::Serials, batch, |specs, _| -> anyhow::Result<()> {
-        let serials: Vec<String> = specs.into_iter().map(|s| s.serial).collect();
-        let n = serials.len() as u64;
-        let req =
-            BulkRevoke { issuer: issuer.clone(), serials, reason: reason.clone(), time, dry_run, why: why.clone() };
-        let r: BulkResult = api.call(Method::POST, "/v1/revoke/bulk", Some(&req))?;
+    // Two batches in flight: the server stores the next while it settles the last (its own
+    // caches and replica), and acknowledgements are reported in file order. A batch is
+    // acknowledged only when its call returned; on an error nothing after the last
+    // acknowledged batch is claimed (running the file again is safe: revoked stays revoked).
+    type Call = tokio::task::JoinHandle<Result<BulkResult, ocsp_admin::ClientError>>;
+    let mut in_flight: Option<(u64, Call)> = None;
+    let mut ack = |(n, call): (u64, Call)| -> anyhow::Result<()> {
+        let r = api.rt.block_on(call).map_err(|e| anyhow::anyhow!("the call was lost: {e}"))??;
         acknowledged += n;
         if json {
             // One line per durable batch, so a script knows exactly what was acknowledged.
@@ -584,7 +586,22 @@ fn bulk_revoke(
         total.add(r);
         bar.inc(n);
         Ok(())
+    };
+    input::for_each_batch(&file, input::Format::Serials, batch, |specs, _| -> anyhow::Result<()> {
+        let serials: Vec<String> = specs.into_iter().map(|s| s.serial).collect();
+        let n = serials.len() as u64;
+        let req =
+            BulkRevoke { issuer: issuer.clone(), serials, reason: reason.clone(), time, dry_run, why: why.clone() };
+        let client = api.client.clone();
+        let call = api.rt.spawn(async move { client.call(Method::POST, "/v1/revoke/bulk", Some(&req)).await });
+        match in_flight.replace((n, call)) {
+            Some(previous) => ack(previous),
+            None => Ok(()),
+        }
     })?;
+    if let Some(last) = in_flight.take() {
+        ack(last)?;
+    }
     bar.finish_and_clear();
     print(json, &total, |t| {
         let mut s = format!(
@@ -962,7 +979,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         usage(format!("admin token file {}: {e} (use --token-file or OCSPCTL_TOKEN_FILE)", cli.token_file.display()))
     })?;
     let client = AdminClient::new(&cli.admin_url, &token).map_err(|e| usage(e.to_string()))?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    // One worker thread: a call spawned on it goes on while ocspctl reads the next batch.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     let api = Api { rt, client };
     let json = cli.json;
     match cli.command {

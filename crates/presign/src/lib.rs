@@ -67,6 +67,9 @@ struct Counters {
 #[derive(Default)]
 struct Queue {
     urgent: VecDeque<(IssuerKey, Serial)>,
+    /// When changed certificates last arrived, and since when some have been waiting.
+    last_arrival: Option<Instant>,
+    waiting_since: Option<Instant>,
     /// `Some(None)`: a pass over every issuer was asked for; `Some(Some(k))`: over one.
     pass: Option<Option<IssuerKey>>,
     stop: bool,
@@ -91,6 +94,32 @@ pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Jobs handed to a signing worker at a time.
 const JOB_BATCH: usize = 512;
+/// Jobs signed and stored at a time when re-signing changed certificates outside a pass
+/// (larger than [`JOB_BATCH`]: in a fleet every write is a transaction with a commit, and
+/// 512 halved the fleet's signing rate; 4096 holds the feed lock for about 0.1 s).
+const URGENT_BATCH: usize = 4096;
+
+/// Changed certificates waiting that make a burst (a bulk revocation in progress).
+const BURST: usize = 10_000;
+/// A burst has ended when no changed certificate arrived for this long.
+const BURST_QUIET: Duration = Duration::from_secs(5);
+/// Re-signing waits for a burst to end at most this long.
+const BURST_WAIT: Duration = Duration::from_secs(120);
+
+impl Queue {
+    /// While a burst of changes is arriving (a bulk revocation, batch after batch), re-signing
+    /// them waits, at most [`BURST_WAIT`]: storing the revocations comes first, and until they
+    /// are re-signed every node answers them revoked by live signing (cached in its memory
+    /// tier). Returns how long to wait yet, or `None` to sign now.
+    fn burst_wait(&self) -> Option<Duration> {
+        if self.urgent.len() < BURST {
+            return None;
+        }
+        let (Some(last), Some(since)) = (self.last_arrival, self.waiting_since) else { return None };
+        let left = BURST_QUIET.saturating_sub(last.elapsed()).min(BURST_WAIT.saturating_sub(since.elapsed()));
+        (!left.is_zero()).then_some(left)
+    }
+}
 
 /// One response to sign.
 #[derive(Clone)]
@@ -144,6 +173,11 @@ impl Presigner {
     /// Puts certificates at the front of the queue (their status changed, or they are new).
     pub fn urgent(&self, issuer: &IssuerKey, serials: &[Serial]) {
         let mut q = self.queue();
+        let now = Instant::now();
+        if q.urgent.is_empty() {
+            q.waiting_since = Some(now);
+        }
+        q.last_arrival = Some(now);
         q.urgent.extend(serials.iter().map(|s| (*issuer, s.clone())));
         self.wake.notify_all();
     }
@@ -262,10 +296,17 @@ impl Presigner {
     fn process(&self, entries: Vec<(IssuerKey, Serial, StatusRecord)>) {
         let jobs = self.jobs_for(entries);
         let workers = self.threads.saturating_sub(1).max(1);
-        let per_thread = jobs.len().div_ceil(workers).max(1);
+        // Stored a batch at a time: a write never holds the store (in a fleet, the shared
+        // feed's lock) long enough to delay a revocation much.
+        let parts: Vec<&[Job]> = jobs.chunks(URGENT_BATCH).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| {
-            for chunk in jobs.chunks(per_thread) {
-                scope.spawn(move || self.sign_chunk(chunk));
+            for _ in 0..workers.min(parts.len()) {
+                scope.spawn(|| {
+                    while let Some(part) = parts.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        self.sign_chunk(part);
+                    }
+                });
             }
         });
     }
@@ -274,6 +315,9 @@ impl Presigner {
     fn take_urgent(&self) -> Option<Vec<(IssuerKey, Serial, StatusRecord)>> {
         let batch: Vec<(IssuerKey, Serial)> = {
             let mut q = self.queue();
+            if q.burst_wait().is_some() {
+                return None;
+            }
             let n = q.urgent.len().min(SCAN_CHUNK * 4);
             q.urgent.drain(..n).collect()
         };
@@ -348,8 +392,8 @@ impl Presigner {
         }
     }
 
-    /// Signs everything waiting at the front of the queue (a batch at a time). Returns 0 when
-    /// the queue was empty.
+    /// Signs what waits at the front of the queue (a batch at a time). Returns 0 when it took
+    /// nothing: the queue was empty, or a burst is still arriving (see `Queue::burst_wait`).
     pub fn drain_urgent(&self) -> usize {
         match self.take_urgent() {
             None => 0,
@@ -393,7 +437,19 @@ impl Presigner {
                 while let Some(entries) = self.take_urgent() {
                     send(self.jobs_for(entries));
                 }
-                if self.queue().stop {
+                // A burst of changes is arriving (a bulk revocation): the pass would re-sign
+                // them as it meets them, so it waits with the rest (see `Queue::burst_wait`).
+                let stop = loop {
+                    let (stop, wait) = {
+                        let q = self.queue();
+                        (q.stop, q.burst_wait())
+                    };
+                    match wait {
+                        Some(w) if !stop => std::thread::sleep(w.min(Duration::from_millis(200))),
+                        _ => break stop,
+                    }
+                };
+                if stop {
                     break;
                 }
                 let chunk = match self.store.scan_statuses(cursor.as_ref(), SCAN_CHUNK) {
@@ -456,8 +512,15 @@ impl Presigner {
                 }
                 let pass = {
                     let mut q = me.queue();
-                    while !q.stop && q.urgent.is_empty() && q.pass.is_none() && last_pass.elapsed() < interval {
-                        let wait = interval.saturating_sub(last_pass.elapsed()).min(Duration::from_secs(1));
+                    while !q.stop
+                        && (q.urgent.is_empty() || q.burst_wait().is_some())
+                        && q.pass.is_none()
+                        && last_pass.elapsed() < interval
+                    {
+                        let mut wait = interval.saturating_sub(last_pass.elapsed()).min(Duration::from_secs(1));
+                        if let Some(burst) = q.burst_wait() {
+                            wait = wait.min(burst);
+                        }
                         q = match me.wake.wait_timeout(q, wait) {
                             Ok((g, _)) => g,
                             Err(p) => p.into_inner().0,
@@ -466,7 +529,7 @@ impl Presigner {
                     if q.stop {
                         return;
                     }
-                    if q.urgent.is_empty() {
+                    if q.urgent.is_empty() || q.burst_wait().is_some() {
                         Some(q.pass.take().unwrap_or(None))
                     } else {
                         None

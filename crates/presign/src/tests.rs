@@ -213,3 +213,62 @@ fn a_failing_signer_does_not_stop_the_pass() {
     assert_eq!(stored_status(&f, 50, HashAlg::Sha256), Some(Status::Good));
     assert!(f.store.response(&other_key, &serial(1), HashAlg::Sha1).unwrap().is_none());
 }
+
+#[test]
+fn a_burst_of_changes_waits_for_quiet_and_never_longer_than_the_bound() {
+    let key = IssuerKey([7; 64]);
+    let mut q = Queue::default();
+    let now = Instant::now();
+    let ago = |secs: u64| now.checked_sub(Duration::from_secs(secs)).unwrap();
+    // A single revocation (or a small batch) is signed at once.
+    q.urgent.extend((0..10).map(|n| (key, serial(n))));
+    q.last_arrival = Some(now);
+    q.waiting_since = Some(now);
+    assert_eq!(q.burst_wait(), None);
+    // A bulk revocation still arriving waits.
+    q.urgent.extend((0..BURST as u32).map(|n| (key, serial(n))));
+    let left = q.burst_wait().expect("a burst in progress waits");
+    assert!(left <= BURST_QUIET && left > BURST_QUIET - Duration::from_secs(1), "{left:?}");
+    // Quiet for BURST_QUIET: the burst is over.
+    q.last_arrival = Some(ago(BURST_QUIET.as_secs() + 1));
+    assert_eq!(q.burst_wait(), None);
+    // Still arriving, but the oldest has waited BURST_WAIT: sign now.
+    q.last_arrival = Some(now);
+    q.waiting_since = Some(ago(BURST_WAIT.as_secs() + 1));
+    assert_eq!(q.burst_wait(), None);
+    // Close to the bound: waits only what is left of it.
+    q.waiting_since = Some(ago(BURST_WAIT.as_secs() - 1));
+    assert!(q.burst_wait().is_some_and(|d| d <= Duration::from_secs(1)));
+}
+
+#[test]
+fn a_bulk_revocation_is_re_signed_once_its_batches_stop_arriving() {
+    let f = fixture(BURST as u32 + 10);
+    f.presigner.run_pass(None);
+    let serials: Vec<Serial> = (1..=BURST as u32).map(serial).collect();
+    let t = f.clock.now();
+    f.store
+        .revoke_many(
+            &f.issuer,
+            &serials,
+            t,
+            RevocationReason::KeyCompromise,
+            t,
+            false,
+            AuditEntry::new(0, "t", "revoke"),
+        )
+        .unwrap();
+    f.settled();
+    // More batches may follow: nothing is re-signed yet (answers are signed live meanwhile).
+    assert_eq!(f.presigner.drain_urgent(), 0);
+    assert_eq!(stored_status(&f, 1, HashAlg::Sha1), None);
+    assert_eq!(stored_status(&f, BURST as u32 + 1, HashAlg::Sha1), Some(Status::Good));
+    // No batch for BURST_QUIET: all of them are re-signed.
+    f.presigner.queue().last_arrival = Instant::now().checked_sub(BURST_QUIET + Duration::from_millis(10));
+    while f.presigner.drain_urgent() > 0 {}
+    for n in [1, BURST as u32 / 2, BURST as u32] {
+        assert_eq!(stored_status(&f, n, HashAlg::Sha1), Some(Status::Revoked), "{n}");
+        assert_eq!(stored_status(&f, n, HashAlg::Sha256), Some(Status::Revoked), "{n}");
+    }
+    assert_eq!(f.presigner.stats().urgent, 0);
+}

@@ -19,7 +19,7 @@ pub use crls::{crl_shard_serial, CrlWrite, StoredCrl};
 pub use error::StoreError;
 pub use feed::{Change, ChangeKind};
 pub use mirror::Mirrored;
-pub use records::{Issued, IssuerRecord, RevokeOutcome, State, StatusRecord};
+pub use records::{Issued, IssuerRecord, RevokeOutcome, State, StatusRecord, RECORD_LEN};
 pub use responses::{ResponseEntry, StatusCursor, StatusEntry, StoredResponse};
 
 use ocsp_proto::{IssuerKey, RevocationReason, Serial};

@@ -117,7 +117,8 @@ pub struct StatusRecord {
 }
 
 const CA_BIT: u8 = 0x80;
-pub(crate) const RECORD_LEN: usize = 27;
+/// The length of an encoded [`StatusRecord`].
+pub const RECORD_LEN: usize = 27;
 const NO_REASON: u8 = 255;
 
 /// What a revocation did.
