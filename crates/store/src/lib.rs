@@ -569,9 +569,10 @@ impl Store {
         let existing = self.db.batched_multi_get_cf(cf, &keys, false);
         let mut batch = WriteBatch::default();
         let mut new = Vec::new();
-        for ((key, cert), found) in keys.iter().zip(certs).zip(existing) {
+        let mut records = Vec::new();
+        for (cert, found) in certs.iter().zip(existing) {
             if found?.is_none() {
-                batch.put_cf(cf, key, StatusRecord::issued(cert.not_after, now, cert.ca).encode());
+                records.push(StatusRecord::issued(cert.not_after, now, cert.ca));
                 audit.serials.push(cert.serial.to_string());
                 new.push(cert.serial.clone());
             }
@@ -579,6 +580,7 @@ impl Store {
         if new.is_empty() {
             return Ok((0, None));
         }
+        self.put_statuses_in_order(&mut batch, issuer, new.iter().zip(&records), false)?;
         let count = new.len();
         let change = self.append_change(&mut batch, issuer, ChangeKind::Recorded, new, now)?;
         self.append_audit(&mut batch, audit)?;
@@ -629,11 +631,8 @@ impl Store {
         let mut plan = Revocation::plan(serials, current, time, reason, now);
         if !dry_run && !plan.changed.is_empty() {
             let mut batch = WriteBatch::default();
-            for (serial, rec) in &plan.changed {
-                batch.put_cf(cf, status_key(issuer, serial), rec.encode());
-                self.drop_responses(&mut batch, issuer, serial)?;
-                audit.serials.push(serial.to_string());
-            }
+            self.put_statuses_in_order(&mut batch, issuer, plan.changed.iter().map(|(s, r)| (s, r)), true)?;
+            audit.serials.extend(plan.changed.iter().map(|(s, _)| s.to_string()));
             let serials: Vec<Serial> = plan.changed.iter().map(|(s, _)| s.clone()).collect();
             let written = self.append_change(&mut batch, issuer, ChangeKind::Status, serials, now)?;
             self.append_audit(&mut batch, audit)?;

@@ -159,6 +159,8 @@ impl Store {
         // Status records as they stand in this batch, for the responses' source check.
         let mut pending: std::collections::HashMap<Vec<u8>, [u8; crate::records::RECORD_LEN]> =
             std::collections::HashMap::new();
+        // Only a batch with responses in it checks their sources against it.
+        let responses_follow = items.iter().any(|i| !i.responses.is_empty());
         let mut last = None;
         for item in items {
             let Some(change) = &item.change else { continue };
@@ -166,13 +168,11 @@ impl Store {
                 return Err(StoreError::Replica(format!("change {} applied where {next} is next", change.seq)));
             }
             let issuer = change.issuer;
-            for (serial, record) in &item.statuses {
-                let key = status_key(&issuer, serial);
-                batch.put_cf(status_cf, &key, record.encode());
-                if change.kind == ChangeKind::Status {
-                    self.drop_responses(&mut batch, &issuer, serial)?;
-                }
-                pending.insert(key, record.encode());
+            let statuses = item.statuses.iter().map(|(s, r)| (s, r));
+            let written =
+                self.put_statuses_in_order(&mut batch, &issuer, statuses, change.kind == ChangeKind::Status)?;
+            if responses_follow {
+                pending.extend(written);
             }
             if let Some(record) = &item.issuer {
                 batch.put_cf(self.cf(CF_ISSUERS)?, issuer.0, record.encode()?);
@@ -180,6 +180,8 @@ impl Store {
             if item.drop_responses {
                 batch.delete_range_cf(resp_cf, issuer.0.as_slice(), prefix_end(&issuer.0).as_slice());
             }
+            // In key order, as the statuses (see `put_statuses_in_order`).
+            let mut puts = Vec::with_capacity(item.responses.len());
             for (serial, alg, resp) in &item.responses {
                 let key = status_key(&issuer, serial);
                 let current = match pending.get(&key) {
@@ -187,8 +189,12 @@ impl Store {
                     None => self.db.get_pinned_cf(status_cf, &key)?.and_then(|v| v.as_ref().try_into().ok()),
                 };
                 if current.is_some_and(|c| c == resp.source) {
-                    batch.put_cf(resp_cf, response_key(&issuer, serial, *alg), resp.encode());
+                    puts.push((response_key(&issuer, serial, *alg), resp));
                 }
+            }
+            puts.sort_by(|a, b| a.0.cmp(&b.0));
+            for (key, resp) in puts {
+                batch.put_cf(resp_cf, key, resp.encode());
             }
             if let Some(crl) = &item.crl {
                 let stored = self.crl(&issuer, crl.shard)?;
@@ -294,6 +300,57 @@ mod tests {
         let own = store.record_issued(&issuer(), &[(serial(2), 100)], 7, AuditEntry::default());
         assert!(matches!(own, Err(StoreError::Replica(_))), "{own:?}");
         assert!(store.status(&issuer(), &serial(2)).unwrap().is_none());
+    }
+
+    #[test]
+    fn records_written_in_key_order_keep_the_feed_order_of_each_certificate() {
+        // Serials out of key order, one of them twice in one change: the later record wins
+        // (as it would unsorted), and every revoked certificate loses both its responses.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.become_mirror().unwrap();
+        store.mirror_copied(0).unwrap();
+        let good = StatusRecord::good(100, 1);
+        let revoked = |at| match good.revoke(at, ocsp_proto::RevocationReason::KeyCompromise, at) {
+            crate::RevokeOutcome::Revoked(r) => r,
+            other => panic!("{other:?}"),
+        };
+        let serials: Vec<Serial> = [9u8, 3, 200, 1, 77].iter().map(|n| serial(*n)).collect();
+        let signed = |s: &Serial, alg| {
+            (
+                s.clone(),
+                alg,
+                StoredResponse { this_update: 1, next_update: 2, produced_at: 1, source: good.encode(), der: vec![1] },
+            )
+        };
+        let items = vec![
+            Mirrored {
+                change: change(0, ChangeKind::Recorded, serials.clone()),
+                statuses: serials.iter().map(|s| (s.clone(), good)).collect(),
+                ..Default::default()
+            },
+            Mirrored {
+                change: change(1, ChangeKind::Signed, serials.clone()),
+                responses: serials.iter().rev().flat_map(|s| HashAlg::ALL.map(|a| signed(s, a))).collect(),
+                ..Default::default()
+            },
+            Mirrored {
+                change: change(2, ChangeKind::Status, vec![serial(200), serial(3), serial(200)]),
+                statuses: vec![(serial(200), revoked(5)), (serial(3), revoked(6)), (serial(200), revoked(7))],
+                ..Default::default()
+            },
+        ];
+        store.apply_mirrored(&items).unwrap();
+        assert_eq!(store.status(&issuer(), &serial(200)).unwrap(), Some(revoked(7)));
+        assert_eq!(store.status(&issuer(), &serial(3)).unwrap(), Some(revoked(6)));
+        for s in &serials {
+            for alg in HashAlg::ALL {
+                let kept = store.response(&issuer(), s, alg).unwrap().is_some();
+                let revoked = *s == serial(200) || *s == serial(3);
+                assert_eq!(kept, !revoked, "serial {s} {alg:?}");
+            }
+        }
+        assert_eq!(store.status(&issuer(), &serial(77)).unwrap(), Some(good));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! deletes the certificate's responses in the same atomic batch. So once a revocation is
 //! acknowledged, no response signed from the older status can be served or written back.
 
-use crate::{status_key, StatusRecord, Store, StoreError, CF_RESPONSES, CF_STATUS};
+use crate::{status_key, StatusRecord, Store, StoreError, CF_RESPONSES, CF_STATUS, RECORD_LEN};
 use ocsp_proto::{HashAlg, IssuerKey, Serial};
 use rocksdb::WriteBatch;
 
@@ -250,6 +250,43 @@ impl Store {
             .into_iter()
             .map(|r| r.map_err(StoreError::from)?.map(|v| StatusRecord::decode(&v)).transpose())
             .collect()
+    }
+
+    /// Adds status records of `issuer` to `batch` in key order and, with `drop_responses`,
+    /// deletes of their stored responses; returns the keys with the encoded records, in the
+    /// order written (the same serial twice: the later record wins, as in the caller's order).
+    ///
+    /// Key order because RocksDB's memtable is a skip list that starts each insert's search
+    /// where the previous insert went in: serials are random, so in the caller's order every
+    /// insert searched the whole memtable, comparing 64-byte issuer prefixes all the way down
+    /// (70% of a fleet replica's CPU while it applied a bulk revocation, profiled with perf).
+    pub(crate) fn put_statuses_in_order<'a>(
+        &self,
+        batch: &mut WriteBatch,
+        issuer: &IssuerKey,
+        records: impl IntoIterator<Item = (&'a Serial, &'a StatusRecord)>,
+        drop_responses: bool,
+    ) -> Result<Vec<(Vec<u8>, [u8; RECORD_LEN])>, StoreError> {
+        let status_cf = self.cf(CF_STATUS)?;
+        let mut puts: Vec<(Vec<u8>, [u8; RECORD_LEN])> =
+            records.into_iter().map(|(serial, record)| (status_key(issuer, serial), record.encode())).collect();
+        // Stable: duplicates keep their order.
+        puts.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, record) in &puts {
+            batch.put_cf(status_cf, key, record);
+        }
+        if drop_responses {
+            let cf = self.cf(CF_RESPONSES)?;
+            for (key, _) in &puts {
+                for alg in HashAlg::ALL {
+                    let mut k = Vec::with_capacity(key.len() + 1);
+                    k.extend_from_slice(key);
+                    k.push(alg_byte(alg));
+                    batch.delete_cf(cf, k);
+                }
+            }
+        }
+        Ok(puts)
     }
 
     /// Adds deletes of both stored responses of a certificate to `batch`.
