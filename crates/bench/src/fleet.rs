@@ -52,6 +52,16 @@ fn as_pg(program: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// A quarter of this machine's memory, in MiB (at least 128).
+fn quarter_of_memory_mb() -> u64 {
+    let kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string())))
+        .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(4 << 20);
+    (kib / 1024 / 4).max(128)
+}
+
 impl Postgres {
     fn start() -> Result<Postgres> {
         let dir = tempfile::tempdir()?;
@@ -62,13 +72,15 @@ impl Postgres {
         as_pg(&pg_bin("initdb")?, &["-D", &data, "-U", "ocspd", "-A", "trust", "-E", "UTF8"])?;
         let port = crate::http::free_port()?;
         // Durable as in production: fsync and synchronous commit on (no standby here), with
-        // deploy/postgresql/ocspd.conf's WAL settings; memory sized for this machine.
-        // OCSP_BENCH_PG_OPTS adds settings (e.g. `-c log_min_duration_statement=100`) and
+        // deploy/postgresql/ocspd.conf's WAL settings and its rule for shared_buffers (a
+        // quarter of the host's memory). OCSP_BENCH_PG_OPTS adds settings (e.g.
+        // `-c log_min_duration_statement=100`, or `-c shared_buffers=1GB`) and
         // OCSP_BENCH_PG_LOG keeps PostgreSQL's log at that path, for profiling.
         let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200 -c shared_buffers=1GB \
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200 -c shared_buffers={}MB \
              -c max_wal_size=16GB -c checkpoint_timeout=15min -c checkpoint_completion_target=0.9 -c wal_compression=lz4 {}",
             dir.path().display(),
+            quarter_of_memory_mb(),
             std::env::var("OCSP_BENCH_PG_OPTS").unwrap_or_default()
         );
         let log =
