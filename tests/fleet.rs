@@ -435,6 +435,62 @@ fn a_node_stopped_during_revocations_answers_them_all_revoked_after_restart() {
     }
 }
 
+/// The summary `ocspctl --json bulk-revoke` prints last.
+fn bulk_revoke_json(node: &Responder, file: &Path) -> serde_json::Value {
+    let out = node.ctl_ok(&[
+        "--json",
+        "bulk-revoke",
+        "--issuer",
+        "int",
+        "--reason",
+        "keyCompromise",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    let last = out.lines().rfind(|l| l.contains("already_revoked")).unwrap_or_default();
+    json(last)
+}
+
+#[test]
+fn the_same_bulk_revocation_through_two_nodes_at_once_revokes_each_certificate_once() {
+    // A bulk batch reads its statuses before taking the feed lock and checks under the lock
+    // that no change since touched them. Two nodes revoking the same certificates at the same
+    // moment: whichever commits second must find them revoked already (counted once), never
+    // act on what it read before the other's commit.
+    let pg = Postgres::start();
+    let (a, b) = (node(&pg, "a"), node(&pg, "b"));
+    let pki = TestPki::new(KeyAlg::P256);
+    pki.register(&a);
+    const ROUNDS: usize = 6;
+    const PER_ROUND: usize = 3_000;
+    let serials: Vec<String> = (1..=(ROUNDS * PER_ROUND) as u32).map(|n| format!("6{n:06x}")).collect();
+    import(&a, &serials);
+    eventually(Duration::from_secs(30), "b has the certificates", || {
+        match answer_serial(&pki, &b, &serials[serials.len() - 1]) {
+            s if s == "good" => Ok(()),
+            s => Err(s),
+        }
+    });
+    for (round, chunk) in serials.chunks(PER_ROUND).enumerate() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), chunk.join("\n")).unwrap();
+        let (ra, rb) = std::thread::scope(|s| {
+            let ta = s.spawn(|| bulk_revoke_json(&a, file.path()));
+            let tb = s.spawn(|| bulk_revoke_json(&b, file.path()));
+            (ta.join().unwrap(), tb.join().unwrap())
+        });
+        let count = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+        assert_eq!(count(&ra, "revoked") + count(&rb, "revoked"), PER_ROUND as u64, "round {round}: a {ra}, b {rb}");
+        assert_eq!(
+            count(&ra, "already_revoked") + count(&rb, "already_revoked"),
+            PER_ROUND as u64,
+            "round {round}: a {ra}, b {rb}"
+        );
+    }
+    let asked = ask_many(&pki, &b, &serials, None);
+    assert_eq!(asked["revoked"], serials.len(), "{asked}");
+}
+
 #[test]
 fn a_new_node_copies_the_fleet_and_serves_byte_identical_responses() {
     let pg = Postgres::start();

@@ -164,7 +164,8 @@ impl Fleet {
 
     /// The store the domain writes through (PostgreSQL).
     pub fn status_store(&self) -> Result<Arc<FleetStore>, FleetError> {
-        Ok(Arc::new(FleetStore::new(Pg::new(&self.config.database).map_err(FleetError::Config)?, self.local.clone())))
+        let pg = || Pg::new(&self.config.database).map_err(FleetError::Config);
+        Ok(Arc::new(FleetStore::new(pg()?, pg()?, self.local.clone())))
     }
 
     /// The response store the pre-signer writes through (PostgreSQL, signer lease).

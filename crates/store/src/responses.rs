@@ -29,6 +29,9 @@ pub struct StoredResponse {
 
 const HEADER: usize = 1 + 8 * 3 + 27;
 
+/// A status key with its encoded record.
+pub(crate) type KeyedRecord = (Vec<u8>, [u8; RECORD_LEN]);
+
 /// The key of a stored response: the status key and the CertID hash algorithm.
 pub(crate) fn response_key(issuer: &IssuerKey, serial: &Serial, alg: HashAlg) -> Vec<u8> {
     let mut k = status_key(issuer, serial);
@@ -266,9 +269,9 @@ impl Store {
         issuer: &IssuerKey,
         records: impl IntoIterator<Item = (&'a Serial, &'a StatusRecord)>,
         drop_responses: bool,
-    ) -> Result<Vec<(Vec<u8>, [u8; RECORD_LEN])>, StoreError> {
+    ) -> Result<Vec<KeyedRecord>, StoreError> {
         let status_cf = self.cf(CF_STATUS)?;
-        let mut puts: Vec<(Vec<u8>, [u8; RECORD_LEN])> =
+        let mut puts: Vec<KeyedRecord> =
             records.into_iter().map(|(serial, record)| (status_key(issuer, serial), record.encode())).collect();
         // Stable: duplicates keep their order.
         puts.sort_by(|a, b| a.0.cmp(&b.0));
