@@ -4,7 +4,9 @@
 //! Every writing transaction first locks the one row of `feed_head`, then takes its change
 //! numbers from it: writers are serialised, so changes commit in number order, a reader never
 //! sees change n+1 before change n, and a rolled-back transaction leaves no gap. The read-
-//! modify-write of statuses is then as safe as under the single node's write lock.
+//! modify-write of statuses is then as safe as under the single node's write lock. A bulk
+//! revocation may read before it takes the lock, and then uses what it read only if no change
+//! committed since names one of its certificates (see `untouched_since`).
 
 use crate::carried;
 use crate::pg::{Pg, NOW_MS};
@@ -221,7 +223,7 @@ impl FleetStore {
         mut audit: AuditEntry,
     ) -> Result<Revocation, StoreError> {
         // A bulk batch reads its statuses before taking the feed lock, while the batch before
-        // it is being written (half of the time it held the lock in fleet_mass_revocation_3m);
+        // it is being written (a third of the time it held the lock in fleet_mass_revocation_3m);
         // under the lock it checks that no change since touched them, else reads again.
         let ahead = if serials.len() >= READ_AHEAD_FROM {
             self.reads.with(|c| read_ahead(c, issuer, serials)).ok()
