@@ -8,7 +8,7 @@
 //! once the records it names are here.
 
 use crate::feed::ChangeKind;
-use crate::responses::response_key;
+use crate::responses::{response_key, response_key_of};
 use crate::{
     status_key, Change, IssuerRecord, StatusRecord, Store, StoreError, StoredCrl, StoredResponse, CF_CRLS, CF_ISSUERS,
     CF_META, CF_OUTBOX, CF_RESPONSES, CF_STATUS,
@@ -189,7 +189,7 @@ impl Store {
                     None => self.db.get_pinned_cf(status_cf, &key)?.and_then(|v| v.as_ref().try_into().ok()),
                 };
                 if current.is_some_and(|c| c == resp.source) {
-                    puts.push((response_key(&issuer, serial, *alg), resp));
+                    puts.push((response_key_of(key, *alg), resp));
                 }
             }
             puts.sort_by(|a, b| a.0.cmp(&b.0));

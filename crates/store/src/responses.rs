@@ -34,9 +34,13 @@ pub(crate) type KeyedRecord = (Vec<u8>, [u8; RECORD_LEN]);
 
 /// The key of a stored response: the status key and the CertID hash algorithm.
 pub(crate) fn response_key(issuer: &IssuerKey, serial: &Serial, alg: HashAlg) -> Vec<u8> {
-    let mut k = status_key(issuer, serial);
-    k.push(alg_byte(alg));
-    k
+    response_key_of(status_key(issuer, serial), alg)
+}
+
+/// The key of a stored response, from its certificate's status key.
+pub(crate) fn response_key_of(mut status_key: Vec<u8>, alg: HashAlg) -> Vec<u8> {
+    status_key.push(alg_byte(alg));
+    status_key
 }
 
 fn alg_byte(alg: HashAlg) -> u8 {
@@ -282,10 +286,7 @@ impl Store {
             let cf = self.cf(CF_RESPONSES)?;
             for (key, _) in &puts {
                 for alg in HashAlg::ALL {
-                    let mut k = Vec::with_capacity(key.len() + 1);
-                    k.extend_from_slice(key);
-                    k.push(alg_byte(alg));
-                    batch.delete_cf(cf, k);
+                    batch.delete_cf(cf, response_key_of(key.clone(), alg));
                 }
             }
         }
