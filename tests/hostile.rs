@@ -21,22 +21,6 @@ fn post_ocsp(url: &str, der: &[u8]) -> Http {
     post(&format!("{url}/"), der, Some("application/ocsp-request"))
 }
 
-/// The RFC 5019 request openssl makes for `serial` (hex) under the test intermediate.
-fn request_for_serial(pki: &TestPki, serial: &str) -> Vec<u8> {
-    let req = tempfile::NamedTempFile::new().unwrap();
-    let out = openssl_ocsp(&[
-        "-issuer",
-        &pki.path("int.pem"),
-        "-serial",
-        &format!("0x{serial}"),
-        "-no_nonce",
-        "-reqout",
-        req.path().to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    std::fs::read(req.path()).unwrap()
-}
-
 /// Issue 10.2: 1,100 connections that never complete a request (silent, a partial HTTP/2
 /// preface, a full h2c preface, HTTP/1.1 headers that never end, h2c PINGs and nothing else)
 /// against ocspd limited to 1,024 open files. They are all closed

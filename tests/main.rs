@@ -14,6 +14,7 @@ mod database;
 mod deploy;
 mod durability;
 mod edge;
+mod failover;
 mod fleet;
 mod globalsign;
 mod hostile;

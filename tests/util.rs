@@ -8,8 +8,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// A binary built by the same cargo profile as this test.
+/// A binary built by the same cargo profile as this test (or, with `OCSPD_TEST_BIN_DIR` set,
+/// from that folder: to run the tests against another build, such as the one before a fix).
 pub fn bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("OCSPD_TEST_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let path = dir.join(name);
@@ -157,6 +161,26 @@ impl Responder {
         std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
+    /// Sends `signal` (`TERM`, `STOP`, `CONT`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let out = run(Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()));
+        assert!(out.status.success(), "kill -{signal}: {}", text(&out.stderr));
+    }
+
+    /// Stops the process with SIGTERM and waits (at most `within`) for it to exit; its exit
+    /// status and its log.
+    pub fn terminate(mut self, within: Duration) -> (std::process::ExitStatus, String) {
+        self.signal("TERM");
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log());
+            }
+            assert!(std::time::Instant::now() < deadline, "ocspd did not stop within {within:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The admin token file.
     pub fn token_file(&self) -> PathBuf {
         self.data().join("admin.token")
@@ -259,6 +283,65 @@ pub fn status_of(pki: &TestPki, cert: &str, body: &[u8]) -> String {
     assert!(all.contains("Response verify OK"), "{all}");
     let line = all.lines().find(|l| l.contains(&format!("{cert}: "))).unwrap_or_default().to_string();
     line.rsplit(": ").next().unwrap_or_default().to_string()
+}
+
+/// The RFC 5019 request (SHA-1 CertID, no nonce) openssl makes for `serial` (hex) of the test
+/// intermediate.
+pub fn request_for_serial(pki: &TestPki, serial: &str) -> Vec<u8> {
+    let req = tempfile::NamedTempFile::new().unwrap();
+    let out = openssl_ocsp(&[
+        "-issuer",
+        &pki.path("int.pem"),
+        "-serial",
+        &format!("0x{serial}"),
+        "-no_nonce",
+        "-reqout",
+        req.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::read(req.path()).unwrap()
+}
+
+/// A GET of `request` at `base`, the way an edge cache asks (and caches).
+pub fn get_request(base: &str, request: &[u8]) -> Http {
+    use base64::Engine;
+    curl(&[&format!("{base}/{}", base64::engine::general_purpose::STANDARD.encode(request))])
+}
+
+/// What openssl reads in `http` as the answer for `serial` (hex) of the test intermediate:
+/// "good", "revoked", "unknown", the OCSP error ("trylater"), or the HTTP status; a signed
+/// answer must verify against the chain.
+pub fn status_in(pki: &TestPki, serial: &str, http: &Http) -> String {
+    if http.status != 200 {
+        return format!("HTTP {}", http.status);
+    }
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), &http.body).unwrap();
+    let out = openssl_ocsp(&[
+        "-respin",
+        f.path().to_str().unwrap(),
+        "-issuer",
+        &pki.path("int.pem"),
+        "-serial",
+        &format!("0x{serial}"),
+        "-CAfile",
+        &pki.path("chain.pem"),
+    ]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    if let Some(status) = all.lines().find_map(|l| l.strip_prefix("Responder Error: ")) {
+        return status.split_whitespace().next().unwrap_or(status).to_string();
+    }
+    assert!(all.contains("Response verify OK"), "{all}");
+    let prefix = format!("0x{}: ", serial.to_lowercase());
+    let line = all.lines().find(|l| l.to_lowercase().starts_with(&prefix)).unwrap_or_default();
+    line.rsplit(": ").next().unwrap_or_default().trim().to_string()
+}
+
+/// What `base` answers for `serial` (hex) of the test intermediate over GET, read by openssl
+/// ([`status_in`]); with the HTTP answer.
+pub fn status_at(pki: &TestPki, base: &str, serial: &str) -> (String, Http) {
+    let http = get_request(base, &request_for_serial(pki, serial));
+    (status_in(pki, serial, &http), http)
 }
 
 /// A throwaway PKI on disk: a root, an intermediate with a delegated responder, and leaves.

@@ -178,6 +178,8 @@ pub struct Publisher {
     stop: AtomicBool,
     /// Fleet mode: where signed shards go (PostgreSQL), and whether this node signs now.
     fleet: std::sync::OnceLock<(Arc<dyn ocsp_domain::CrlStore>, Gate)>,
+    /// Where the regeneration's cursor lives: with the signing role.
+    cursor: RwLock<Arc<dyn ocsp_domain::RoleCursor>>,
 }
 
 /// Whether this node may sign CRLs now (fleet mode: it holds the signer lease).
@@ -205,6 +207,7 @@ impl Publisher {
     /// key that cannot sign for its issuer (missing, not the issuer's key, no cRLSign) is
     /// refused here, at start, as a bad responder identity is.
     pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, config: CrlConfig) -> Result<Arc<Publisher>, CrlError> {
+        let store_for_cursor = store.clone();
         let me = Arc::new(Publisher {
             store,
             clock,
@@ -216,6 +219,7 @@ impl Publisher {
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             fleet: std::sync::OnceLock::new(),
+            cursor: RwLock::new(Arc::new(ocsp_domain::LocalCursor::new(store_for_cursor, CURSOR))),
         });
         if let Some((issuer, reason)) = me.refresh_issuers().into_iter().next() {
             return Err(CrlError::Sign { issuer, reason });
@@ -244,10 +248,18 @@ impl Publisher {
 
     /// Fleet mode: only while `gate` is open (the node holds the signer lease) does this node
     /// sign shards, and it stores them in `sink` (the fleet's database), which refuses a number
-    /// not above the stored one. Every node serves the shards its replica receives from the
-    /// feed, so every node serves the same bytes.
-    pub fn set_fleet(&self, sink: Arc<dyn ocsp_domain::CrlStore>, gate: Gate) {
+    /// not above the stored one; the regeneration's cursor is `cursor`, kept with the lease,
+    /// so a node taking the role over signs every change the last holder had not finished.
+    /// Every node serves the shards its replica receives from the feed (as an in-process
+    /// follower), so every node serves the same bytes.
+    pub fn set_fleet(
+        &self,
+        sink: Arc<dyn ocsp_domain::CrlStore>,
+        gate: Gate,
+        cursor: Arc<dyn ocsp_domain::RoleCursor>,
+    ) {
         let _ = self.fleet.set((sink, gate));
+        *self.cursor.write().unwrap_or_else(|p| p.into_inner()) = cursor;
     }
 
     fn signs(&self) -> bool {
@@ -422,33 +434,73 @@ impl Publisher {
     }
 
     fn run(&self) {
-        // `durable`: every change before it is in a signed CRL; `read`: the next to read. A
-        // crash re-reads from `durable`, which only marks shards dirty again.
-        let mut durable = match self.store.consumer_cursor(CURSOR) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the CRL cursor; CRLs are not regenerated");
-                return;
-            }
-        };
-        let mut read = durable;
+        // While this node signs: `durable`, every change before it is in a signed CRL (as the
+        // role's cursor says); `read`, the next to read. A crash, or the role moving to another
+        // node, re-reads from the role's cursor, which only marks shards dirty again.
+        let mut position: Option<(u64, u64)> = None;
         let mut last_refresh = Instant::now();
+        let mut last_local_trim = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
-            let head = self.store.wait_for_changes(read, Duration::from_millis(250));
+            let next = position.map_or_else(|| self.store.feed_head(), |(_, read)| read);
+            let head = self.store.wait_for_changes(next, Duration::from_millis(250));
             if last_refresh.elapsed() >= Duration::from_secs(2) {
                 self.refresh_issuers();
                 self.serve_stored();
                 last_refresh = Instant::now();
             }
+            if !self.signs() {
+                // Another node signs; its shards arrive through the feed (`Follower`). This
+                // node's own consumer cursor only keeps its replica's feed from growing.
+                if position.take().is_some() {
+                    tracing::info!("this node no longer signs CRLs");
+                }
+                self.dirty.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                if last_local_trim.elapsed() >= Duration::from_secs(5) {
+                    let _ = self.store.set_consumer_cursor(CURSOR, head);
+                    last_local_trim = Instant::now();
+                }
+                continue;
+            }
+            let cursor = self.cursor.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let (durable, mut read) = match position {
+                Some(p) => p,
+                None => match cursor.load() {
+                    Ok(c) => {
+                        tracing::info!(from = c, "this node signs CRLs; resuming from the role's cursor");
+                        (c, c)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the CRL cursor; retrying");
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                },
+            };
             let issuers = self.issuers();
             if head > read {
                 match self.store.changes(read, 4096) {
-                    Ok(changes) => {
+                    Ok(changes) if changes.first().is_some_and(|c| c.seq == read) => {
                         let now = Instant::now();
                         for c in &changes {
                             read = c.seq + 1;
                             self.note(&issuers, c, now);
                         }
+                    }
+                    Ok(_) => {
+                        // The changes from the cursor on are no longer here (this replica
+                        // trimmed them before it took the role): sign every shard again.
+                        tracing::warn!(
+                            from = read,
+                            head,
+                            "CRL cursor behind this node's feed; signing every shard again"
+                        );
+                        let past = Instant::now().checked_sub(self.config.within).unwrap_or_else(Instant::now);
+                        for issuer in &issuers {
+                            for shard in 0..issuer.shards {
+                                self.mark(issuer.key, shard, past);
+                            }
+                        }
+                        read = head;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read the change feed for CRLs");
@@ -457,22 +509,24 @@ impl Publisher {
                     }
                 }
             }
-            if !self.signs() {
-                // Another node signs: its shards arrive through the feed (`note`).
-                self.dirty.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                if read > durable && self.store.set_consumer_cursor(CURSOR, read).is_ok() {
-                    durable = read;
-                }
-                continue;
-            }
+            position = Some((durable, read));
             self.mark_due(&issuers);
             if !self.regenerate_due(&issuers) {
                 std::thread::sleep(Duration::from_millis(500));
             }
             let clean = self.dirty.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
             if clean && read > durable {
-                match self.store.set_consumer_cursor(CURSOR, read) {
-                    Ok(()) => durable = read,
+                match cursor.commit(read) {
+                    Ok(true) => {
+                        position = Some((read, read));
+                        let _ = self.store.set_consumer_cursor(CURSOR, read);
+                    }
+                    Ok(false) => {
+                        tracing::warn!(
+                            "the signer role moved while signing CRLs; the next holder resumes from its cursor"
+                        );
+                        position = None;
+                    }
                     Err(e) => tracing::error!(error = %e, "cannot record the CRL cursor"),
                 }
             }
@@ -662,6 +716,34 @@ impl Publisher {
             c.last_ms.load(Ordering::Relaxed) as f64 / 1000.0
         );
         s
+    }
+}
+
+/// Every node serves a shard as soon as its database holds it: the CRL change is applied with
+/// the other in-process followers, before an acknowledgement or a purge counts this node as
+/// having applied it (so an edge purged for the new shard never refetches the old one here).
+impl ocsp_domain::Follower for Publisher {
+    fn apply(&self, change: &ocsp_store::Change) {
+        if change.kind != ChangeKind::Crl {
+            return;
+        }
+        let Some(shard) = change.crl_shard() else { return };
+        let issuers = self.issuers.read().unwrap_or_else(|p| p.into_inner());
+        let Some(issuer) = issuers.iter().find(|i| i.key == change.issuer && shard < i.shards) else { return };
+        match self.store.crl(&issuer.key, shard) {
+            Ok(Some(crl)) => {
+                let newer = self.get(&crl_path(&issuer.name, shard)).is_none_or(|d| d.this_update <= crl.this_update);
+                if newer {
+                    self.serve(issuer, &crl);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(issuer = %issuer.name, shard, error = %e, "cannot read a stored CRL"),
+        }
+    }
+
+    fn reset(&self) {
+        self.serve_stored();
     }
 }
 

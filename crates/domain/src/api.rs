@@ -194,6 +194,9 @@ pub struct AddedCerts {
     /// Imported revocations that conflict with a recorded one (left as recorded).
     #[serde(default)]
     pub conflicts: Vec<String>,
+    /// Imported revocations in a fleet: the nodes they did not reach in time.
+    #[serde(default, skip_serializing_if = "Confirmed::is_empty")]
+    pub confirmed: Confirmed,
 }
 
 /// `POST /v1/revoke`: revoke one certificate.
@@ -246,6 +249,12 @@ pub struct BulkResult {
     pub unknown_serial: Vec<String>,
     /// True when nothing was written.
     pub dry_run: bool,
+    /// In a fleet: the nodes the revocations did not reach in time.
+    #[serde(default, skip_serializing_if = "Confirmed::is_empty")]
+    pub confirmed: Confirmed,
+    /// The purge targets that had not accepted the purge when the call returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_pending: Option<Vec<String>>,
 }
 
 impl BulkResult {
@@ -257,6 +266,15 @@ impl BulkResult {
         self.refused.extend(other.refused);
         self.unknown_serial.extend(other.unknown_serial);
         self.dry_run = other.dry_run;
+        self.confirmed.add(other.confirmed);
+        if let Some(p) = other.purge_pending {
+            let mine = self.purge_pending.get_or_insert_with(Vec::new);
+            for t in p {
+                if !mine.contains(&t) {
+                    mine.push(t);
+                }
+            }
+        }
     }
 }
 
@@ -294,6 +312,45 @@ pub struct StatusView {
     /// returned (down, or slower than the wait). It stays queued for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purge_pending: Option<Vec<String>>,
+    /// Said of a read answered from a local copy (a fleet node's replica while the fleet
+    /// database is unreachable): how current it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// After a change in a fleet: the nodes it did not reach in time (see [`Confirmed`]).
+    #[serde(default, skip_serializing_if = "Confirmed::is_empty")]
+    pub confirmed: Confirmed,
+}
+
+/// How far an acknowledged change is known to have reached beyond the node that made it (a
+/// fleet); empty on a single node and when every node applied it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmed {
+    /// Nodes that had not applied the change in time and were taken out of service until
+    /// they have (they answer no `good` meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fenced: Vec<String>,
+    /// Set when it could not be confirmed that every node applied the change, with why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed: Option<String>,
+}
+
+impl Confirmed {
+    /// Nothing to report.
+    pub fn is_empty(&self) -> bool {
+        self.fenced.is_empty() && self.unconfirmed.is_none()
+    }
+
+    /// Adds another change's confirmation to this one.
+    pub fn add(&mut self, other: Confirmed) {
+        for n in other.fenced {
+            if !self.fenced.contains(&n) {
+                self.fenced.push(n);
+            }
+        }
+        if self.unconfirmed.is_none() {
+            self.unconfirmed = other.unconfirmed;
+        }
+    }
 }
 
 /// One audit entry as the API shows it.

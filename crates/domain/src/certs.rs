@@ -98,11 +98,21 @@ impl Domain {
                 refused.join("\n")
             )));
         }
-        let mut out = AddedCerts { added: 0, already: 0, serials: Vec::new(), revoked: 0, conflicts: Vec::new() };
+        let mut out = AddedCerts {
+            added: 0,
+            already: 0,
+            serials: Vec::new(),
+            revoked: 0,
+            conflicts: Vec::new(),
+            confirmed: Default::default(),
+        };
         for (issuer, list) in &by_issuer {
             let a = audit(now, who, "cert.add", &issuer.name, req.why.as_deref());
             let (added, change) = self.store.record_certificates(&issuer.key, list, now, a)?;
-            self.settle(change);
+            // A new certificate goes from unknown to good: no promise waits on other nodes.
+            if let Some(seq) = change {
+                self.settle_here(seq);
+            }
             out.added += added;
             out.already += list.len() - added;
             out.serials.extend(list.iter().map(|c| (issuer.name.clone(), c.serial.to_string())));
@@ -115,7 +125,8 @@ impl Domain {
             a.reason = Some(reason.name().to_string());
             let ocsp_store::BulkRevocation { summary, change, .. } =
                 self.store.revoke_many(&issuer.key, &serials, time, reason, now, false, a)?;
-            self.settle(change);
+            let confirmed = if change.is_some() { self.settle(change) } else { self.settle_committed() };
+            out.confirmed.add(confirmed);
             out.revoked += summary.revoked + summary.changed;
             out.conflicts.extend(summary.refused.iter().map(|s| s.to_string()));
         }
@@ -144,6 +155,8 @@ impl Domain {
             not_after: rec.filter(|r| r.not_after > 0).map(|r| api::rfc3339(r.not_after)),
             outcome: outcome.map(str::to_string),
             purge_pending: None,
+            confirmed: Default::default(),
+            note: None,
         }
     }
 
@@ -152,6 +165,8 @@ impl Domain {
         let issuer = self.issuer(issuer)?;
         let serial = Serial::from_hex(serial).map_err(invalid)?;
         let rec = self.store.status(&issuer.key, &serial)?;
-        Ok(Self::status_view(&issuer.name, &serial, rec, None))
+        let mut view = Self::status_view(&issuer.name, &serial, rec, None);
+        view.note = self.store.read_note();
+        Ok(view)
     }
 }

@@ -28,7 +28,10 @@ pub enum DomainError {
 impl From<StoreError> for DomainError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Busy(_) | StoreError::Io(_) => DomainError::Unavailable(e.to_string()),
+            StoreError::Busy(_) | StoreError::Io(_) | StoreError::Unreachable(_) => {
+                DomainError::Unavailable(e.to_string())
+            }
+            StoreError::Conflict(_) => DomainError::Conflict(e.to_string()),
             other => DomainError::Internal(other.to_string()),
         }
     }

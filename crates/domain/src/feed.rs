@@ -61,6 +61,43 @@ impl ChangeFeed for Store {
     }
 }
 
+/// Where a consumer that only one node at a time may run (signing CRLs) keeps its cursor:
+/// with its role. In a fleet that is PostgreSQL, and a commit is checked against the role's
+/// lease in the same transaction, so whoever takes the role next resumes from where the last
+/// holder *finished*, and a holder that lost the role writes nothing. On a single node it is
+/// the database's own consumer cursor.
+pub trait RoleCursor: Send + Sync {
+    /// Where the role's work stands: the first change not yet done.
+    fn load(&self) -> Result<u64, StoreError>;
+    /// Records that every change before `next` is done; false (nothing written) when this
+    /// node no longer holds the role.
+    fn commit(&self, next: u64) -> Result<bool, StoreError>;
+}
+
+/// A [`RoleCursor`] in the local store, for the single node (which always holds the role).
+pub struct LocalCursor {
+    store: Arc<Store>,
+    name: &'static str,
+}
+
+impl LocalCursor {
+    /// The consumer cursor `name` of `store`.
+    pub fn new(store: Arc<Store>, name: &'static str) -> LocalCursor {
+        LocalCursor { store, name }
+    }
+}
+
+impl RoleCursor for LocalCursor {
+    fn load(&self) -> Result<u64, StoreError> {
+        self.store.consumer_cursor(self.name)
+    }
+
+    fn commit(&self, next: u64) -> Result<bool, StoreError> {
+        self.store.set_consumer_cursor(self.name, next)?;
+        Ok(true)
+    }
+}
+
 /// Something in this process that must learn of every change, in order.
 pub trait Follower: Send + Sync {
     /// Applies one change (drops what it made wrong, queues work). Must not block for long:

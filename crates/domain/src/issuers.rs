@@ -91,7 +91,9 @@ impl Domain {
         self.registry.remove(name);
         let a = audit(now, who, "issuer.retire", name, req.why.as_deref());
         match self.store.put_issuer_and_purge(&entry.key, &record, false, now, a) {
-            Ok(change) => self.settle(Some(change.seq)),
+            Ok(change) => {
+                self.settle(Some(change.seq));
+            }
             Err(e) => {
                 self.registry.insert((*entry).clone());
                 return Err(e.into());
@@ -269,7 +271,9 @@ impl Domain {
         let mut a = audit(now, who, "issuer.promote", name, req.why.as_deref());
         a.detail = format!("{} previous key {previous_key}, now {}", a.detail, record.responder_key).trim().to_string();
         match self.store.put_issuer_and_purge(&current.key, &record, true, now, a) {
-            Ok(change) => self.settle(Some(change.seq)),
+            Ok(change) => {
+                self.settle(Some(change.seq));
+            }
             Err(e) => {
                 // Nothing was written: the primary keeps signing.
                 self.registry.insert((*current).clone());

@@ -23,10 +23,11 @@ mod issuers;
 mod revocations;
 pub mod storage;
 
+pub use api::Confirmed;
 pub use audit::AuditQuery;
 pub use error::DomainError;
 pub use export::ExportQuery;
-pub use feed::{ChangeFeed, Follower, Followers};
+pub use feed::{ChangeFeed, Follower, Followers, LocalCursor, RoleCursor};
 pub use storage::{CrlStore, ResponseStore, StatusStore};
 
 use ocsp_proto::{Clock, IssuerKey, Policies, Serial};
@@ -71,11 +72,21 @@ pub trait PurgeWaiter: Send + Sync {
     fn wait_delivered(&self, next: u64, within: Duration) -> Vec<String>;
 }
 
+/// The other nodes that answer from the same truth (a fleet): an acknowledgement waits until
+/// each has applied its change or left service until it has.
+pub trait Replicas: Send + Sync {
+    /// Waits (bounded) until every node that may answer applied change `seq` or is out of
+    /// service until it has.
+    fn confirm(&self, seq: u64) -> Confirmed;
+}
+
 /// The parts of the running process the operations drive; each may be absent.
 #[derive(Default)]
 pub struct Ports {
     /// The in-process followers of the change feed, waited on before an acknowledgement.
     pub followers: Option<Arc<Followers>>,
+    /// The other nodes of a fleet, waited on before an acknowledgement.
+    pub replicas: Option<Arc<dyn Replicas>>,
     /// The pre-signer, when one runs.
     pub resigner: Option<Arc<dyn Resigner>>,
     /// The memory tier, when there is one.
@@ -131,10 +142,43 @@ impl Domain {
     }
 
     /// Waits until the in-process followers applied `change` (so no tier of this process
-    /// answers from before it), at most [`SETTLE_WAIT`]. Past that every follower is reset
-    /// (drops all it holds), which also leaves nothing stale; it is logged.
-    fn settle(&self, change: Option<u64>) {
-        let (Some(seq), Some(followers)) = (change, &self.ports.followers) else {
+    /// answers from before it), at most [`SETTLE_WAIT`]; past that every follower is reset
+    /// (drops all it holds), which also leaves nothing stale; it is logged. Then, in a fleet,
+    /// until every other node that may answer applied it or left service until it has.
+    fn settle(&self, change: Option<u64>) -> Confirmed {
+        let Some(seq) = change else {
+            return Confirmed::default();
+        };
+        self.settle_here(seq);
+        match &self.ports.replicas {
+            Some(replicas) => {
+                let confirmed = replicas.confirm(seq);
+                if let Some(why) = &confirmed.unconfirmed {
+                    tracing::error!(change = seq, why = %why, "an acknowledged change is not confirmed on every node");
+                }
+                confirmed
+            }
+            None => Confirmed::default(),
+        }
+    }
+
+    /// As [`Domain::settle`] for an outcome that changed nothing because the state already
+    /// was what was asked (already revoked): the change that made it so may be someone else's,
+    /// still on its way to the tiers, so this waits for every change committed so far.
+    fn settle_committed(&self) -> Confirmed {
+        match self.store.committed_head() {
+            Ok(0) => Confirmed::default(),
+            Ok(head) => self.settle(Some(head - 1)),
+            Err(e) => Confirmed {
+                fenced: Vec::new(),
+                unconfirmed: Some(format!("could not read the feed's head to confirm ({e})")),
+            },
+        }
+    }
+
+    /// Waits for this process's followers only.
+    fn settle_here(&self, seq: u64) {
+        let Some(followers) = &self.ports.followers else {
             return;
         };
         if !followers.wait_applied(seq, SETTLE_WAIT) {

@@ -90,7 +90,12 @@ impl Domain {
         let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
         a.reason = Some(reason.name().to_string());
         let (outcome, change) = self.store.revoke(&issuer.key, &serial, time, reason, now, a)?;
-        self.settle(change);
+        let confirmed = match (&outcome, change) {
+            (_, Some(seq)) => self.settle(Some(seq)),
+            // Already revoked, perhaps by a change still on its way: wait for that too.
+            (RevokeOutcome::AlreadyRevoked(_), None) => self.settle_committed(),
+            _ => Default::default(),
+        };
         let (rec, label) = match outcome {
             RevokeOutcome::Revoked(r) => (r, "revoked"),
             RevokeOutcome::Changed(r) => (r, "changed"),
@@ -112,6 +117,7 @@ impl Domain {
         };
         tracing::info!(admin = who, issuer = %issuer.name, %serial, reason = reason.name(), outcome = label, "revocation");
         let mut view = Self::status_view(&issuer.name, &serial, Some(rec), Some(label));
+        view.confirmed = confirmed;
         if let Some(change) = change {
             view.purge_pending = self.wait_for_purge(change);
         }
@@ -142,7 +148,11 @@ impl Domain {
         let ocsp_store::BulkRevocation { summary, changed, change } =
             self.store.revoke_many(&issuer.key, &serials, time, reason, now, req.dry_run, a)?;
         let stored = started.elapsed();
-        self.settle(change);
+        let confirmed = match change {
+            Some(_) => self.settle(change),
+            None if !req.dry_run && summary.already_revoked > 0 => self.settle_committed(),
+            None => Default::default(),
+        };
         if !req.dry_run {
             tracing::info!(
                 admin = who,
@@ -154,13 +164,18 @@ impl Domain {
                 "bulk revocation"
             );
         }
+        // Like a single revocation, the batch's purge reaches every edge that is up before the
+        // acknowledgement (bounded): an edge must not go on serving the answers it cached.
+        let purge_pending = change.and_then(|c| self.wait_for_purge(c));
         Ok(BulkResult {
+            purge_pending,
             revoked: summary.revoked,
             changed: summary.changed,
             already_revoked: summary.already_revoked,
             refused: summary.refused.iter().map(|s| s.to_string()).collect(),
             unknown_serial: summary.not_issued.iter().map(|s| s.to_string()).collect(),
             dry_run: req.dry_run,
+            confirmed,
         })
     }
 
@@ -172,8 +187,9 @@ impl Domain {
         let a = audit(now, who, "unhold", &issuer.name, req.why.as_deref());
         match self.store.unhold(&issuer.key, &serial, now, a)? {
             UnholdOutcome::Lifted { record, change } => {
-                self.settle(Some(change));
+                let confirmed = self.settle(Some(change));
                 let mut view = Self::status_view(&issuer.name, &serial, Some(record), Some("hold lifted"));
+                view.confirmed = confirmed;
                 view.purge_pending = self.wait_for_purge(change);
                 Ok(view)
             }

@@ -90,6 +90,16 @@ pub trait StatusStore: Send + Sync {
     fn scan_responses(&self, after: Option<&AnswerKey>, limit: usize) -> Result<Vec<ResponseEntry>, StoreError>;
     /// The number the next change of the feed will get.
     fn feed_head(&self) -> u64;
+    /// The number the next change will get in the truth itself (in a fleet: PostgreSQL's,
+    /// which may be ahead of this node's replica).
+    fn committed_head(&self) -> Result<u64, StoreError> {
+        Ok(self.feed_head())
+    }
+    /// Taken once after a read that could not reach the truth and was answered from a local
+    /// copy instead (a fleet node's replica): what the reader should know.
+    fn read_note(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Pre-signed responses and the status reads that signing them needs.

@@ -88,3 +88,54 @@ pub fn holders(pg: &Pg) -> Result<Vec<(String, String, i64)>, StoreError> {
         pg.with(|c| c.query(&format!("SELECT name, holder, expires_ms - {NOW_MS} FROM leases ORDER BY name"), &[]))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
+
+/// The cursor of a consumer only the holder of lease `lease` runs (CRL signing), kept in
+/// PostgreSQL with the lease: it moves only forward, and only in a transaction that finds the
+/// lease still this node's, so a node that lost the role (paused, cut off) writes nothing and
+/// the next holder resumes where the last one finished.
+pub struct LeasedCursor {
+    pg: crate::pg::Pg,
+    name: String,
+    lease: &'static str,
+    node: String,
+    local: std::sync::Arc<ocsp_store::Store>,
+}
+
+impl LeasedCursor {
+    pub(crate) fn new(
+        pg: crate::pg::Pg,
+        name: &str,
+        lease: &'static str,
+        node: &str,
+        local: std::sync::Arc<ocsp_store::Store>,
+    ) -> LeasedCursor {
+        LeasedCursor { pg, name: name.to_string(), lease, node: node.to_string(), local }
+    }
+}
+
+impl ocsp_domain::RoleCursor for LeasedCursor {
+    fn load(&self) -> Result<u64, StoreError> {
+        let row = self.pg.with(|c| c.query_opt("SELECT next FROM cursors WHERE name = $1", &[&self.name]))?;
+        match row {
+            Some(r) => Ok(r.get::<_, i64>(0).max(0) as u64),
+            // Never run in this fleet: from what this node's replica has (the fleet's CRLs were
+            // made up to now by nobody; every shard is due at first anyway).
+            None => Ok(self.local.feed_head()),
+        }
+    }
+
+    fn commit(&self, next: u64) -> Result<bool, StoreError> {
+        let next = next as i64;
+        let written = self.pg.with(|c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO cursors (name, next) SELECT $1, $2 WHERE EXISTS ( \
+                       SELECT 1 FROM leases WHERE name = $3 AND holder = $4 AND expires_ms > {NOW_MS}) \
+                     ON CONFLICT (name) DO UPDATE SET next = GREATEST(cursors.next, EXCLUDED.next)"
+                ),
+                &[&self.name, &next, &self.lease, &self.node],
+            )
+        })?;
+        Ok(written == 1)
+    }
+}

@@ -19,30 +19,42 @@ mod lease;
 pub mod pg;
 mod replica;
 mod responses;
+pub mod serving;
 mod truth;
 
-pub use lease::{Lease, PURGER, SIGNER};
+pub use lease::{Lease, LeasedCursor, PURGER, SIGNER};
+pub use pg::{PgSettings, PgTls};
 pub use responses::{FleetCrls, FleetFeed, FleetResponses};
+pub use serving::Confirmation;
 pub use truth::FleetStore;
 
 use ocsp_proto::IssuerKey;
 use ocsp_store::{ChangeKind, IssuerRecord, Store, StoreError};
-use pg::{Pg, NOW_MS};
+use pg::{Pg, PgConfig, NOW_MS};
 use postgres::fallible_iterator::FallibleIterator;
+use serving::Serving;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The name of CRL regeneration's cursor in `cursors` (purge targets' are `purge/<name>`).
+pub const CRL_CURSOR: &str = "role/crl";
+
 /// How a node joins the fleet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetConfig {
-    /// The PostgreSQL connection (`postgresql://user@host:port/db`).
-    pub database: String,
+    /// The PostgreSQL connection: URL, TLS, password file.
+    pub database: PgSettings,
     /// This node's name, unique in the fleet.
     pub node: String,
     /// How long a lease lasts after its last renewal (takeover takes at most this and one
     /// renewal interval, a third of it).
     pub lease: Duration,
+    /// How long a node may answer after its last contact with the fleet database (its
+    /// serving lease); also the most an acknowledgement waits for a node that is gone.
+    pub serving_lease: Duration,
+    /// How long an acknowledgement waits for a lagging node before taking it out of service.
+    pub ack_wait: Duration,
 }
 
 /// Why a node cannot join.
@@ -80,6 +92,9 @@ pub struct NodeStatus {
     pub signs: bool,
     /// It holds the purger lease.
     pub purges: bool,
+    /// It may answer (its serving lease runs and it is not fenced).
+    #[serde(default)]
+    pub serves: bool,
 }
 
 /// The fleet as PostgreSQL sees it.
@@ -91,11 +106,20 @@ pub struct FleetStatus {
     pub this_node: String,
     /// Every node that ever reported, by name.
     pub nodes: Vec<NodeStatus>,
+    /// Set when the fleet database could not be read: this node's own view only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// This node's part in the fleet.
 pub struct Fleet {
     config: FleetConfig,
+    pg: PgConfig,
+    serving: Arc<Serving>,
+    /// Acknowledgements confirm through a connection of their own.
+    acks: Mutex<Option<Arc<Pg>>>,
+    /// Purge deliverers read the watermark through a connection of their own.
+    watermarks: Mutex<Option<Arc<Pg>>>,
     local: Arc<Store>,
     signer: Arc<Lease>,
     purger: Arc<Lease>,
@@ -124,9 +148,17 @@ impl Fleet {
         if config.lease < Duration::from_secs(1) {
             return Err(FleetError::Config("fleet lease: at least 1 s".into()));
         }
-        let pg = Pg::new(&config.database).map_err(FleetError::Config)?;
+        if config.serving_lease < Duration::from_secs(1) {
+            return Err(FleetError::Config("fleet serving lease: at least 1 s".into()));
+        }
+        let pgc = PgConfig::new(&config.database).map_err(FleetError::Config)?;
+        let pg = Pg::new(&pgc);
         local.become_mirror()?;
         let me = Arc::new(Fleet {
+            pg: pgc,
+            serving: Arc::new(Serving::new(&config.node, config.serving_lease)),
+            acks: Mutex::new(None),
+            watermarks: Mutex::new(None),
             signer: Arc::new(Lease::new(SIGNER, &config.node, config.lease)),
             purger: Arc::new(Lease::new(PURGER, &config.node, config.lease)),
             config,
@@ -164,25 +196,29 @@ impl Fleet {
 
     /// The store the domain writes through (PostgreSQL).
     pub fn status_store(&self) -> Result<Arc<FleetStore>, FleetError> {
-        let pg = || Pg::new(&self.config.database).map_err(FleetError::Config);
-        Ok(Arc::new(FleetStore::new(pg()?, pg()?, self.local.clone())))
+        Ok(Arc::new(FleetStore::new(Pg::new(&self.pg), Pg::new(&self.pg), self.local.clone())))
     }
 
     /// The response store the pre-signer writes through (PostgreSQL, signer lease).
     pub fn response_store(&self) -> Result<Arc<FleetResponses>, FleetError> {
-        let pg = Pg::new(&self.config.database).map_err(FleetError::Config)?;
+        let pg = Pg::new(&self.pg);
         Ok(Arc::new(FleetResponses::new(pg, self.local.clone(), self.signer.clone(), &self.config.node)))
     }
 
     /// Where the signing node stores CRL shards (PostgreSQL, signer lease).
     pub fn crl_store(&self) -> Result<Arc<FleetCrls>, FleetError> {
-        let pg = Pg::new(&self.config.database).map_err(FleetError::Config)?;
+        let pg = Pg::new(&self.pg);
         Ok(Arc::new(FleetCrls::new(pg, self.signer.clone(), &self.config.node)))
+    }
+
+    /// The cursor of CRL regeneration, kept with the signer lease in PostgreSQL.
+    pub fn crl_cursor(&self) -> Arc<lease::LeasedCursor> {
+        Arc::new(lease::LeasedCursor::new(Pg::new(&self.pg), CRL_CURSOR, SIGNER, &self.config.node, self.local.clone()))
     }
 
     /// The feed the purge fan-out follows (cursors shared in PostgreSQL).
     pub fn purge_feed(&self) -> Result<Arc<FleetFeed>, FleetError> {
-        Ok(Arc::new(FleetFeed::new(Pg::new(&self.config.database).map_err(FleetError::Config)?, self.local.clone())))
+        Ok(Arc::new(FleetFeed::new(Pg::new(&self.pg), self.local.clone())))
     }
 
     /// Whether this node pre-signs now.
@@ -219,30 +255,106 @@ impl Fleet {
         self.shared_head.load(Ordering::SeqCst).saturating_sub(self.local.feed_head())
     }
 
-    /// For `/readyz`: not ready until the replica has caught up once since start; ready but
-    /// degraded (`Ok(Some(why))`) while PostgreSQL is unreachable.
+    /// For `/readyz`: not ready while out of service (catching up, fenced, or the serving
+    /// lease lapsed); ready but degraded (`Ok(Some(why))`) while PostgreSQL is unreachable and
+    /// the serving lease still runs.
     pub fn readiness(&self) -> Result<Option<String>, String> {
-        if !self.caught_up.load(Ordering::SeqCst) {
-            if !self.connected.load(Ordering::SeqCst) {
-                let e = self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
-                return Ok(Some(format!("fleet database unreachable ({e}); serving this node's replica")));
+        if let Some(why) = self.serving.out_of_service() {
+            if !self.caught_up.load(Ordering::SeqCst) && self.connected.load(Ordering::SeqCst) {
+                return Err(format!("catching up with the fleet ({} changes behind); {why}", self.lag()));
             }
-            return Err(format!("catching up with the fleet ({} changes behind)", self.lag()));
+            return Err(why);
         }
         if !self.connected.load(Ordering::SeqCst) {
             let e = self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
-            return Ok(Some(format!("fleet database unreachable ({e}); serving this node's replica")));
+            return Ok(Some(format!(
+                "fleet database unreachable ({e}); serving this node's replica until the serving lease lapses"
+            )));
         }
         Ok(None)
     }
 
-    /// Starts the replicator and the lease keeper.
-    pub fn spawn(self: &Arc<Self>, on_issuer: IssuerHook) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-        let (a, b) = (self.clone(), self.clone());
+    /// Starts the replicator, the lease keeper and the serving heartbeat; `followers` are this
+    /// node's in-process followers, whose progress the heartbeat reports.
+    pub fn spawn(
+        self: &Arc<Self>,
+        on_issuer: IssuerHook,
+        followers: Arc<ocsp_domain::Followers>,
+    ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+        let (a, b, c) = (self.clone(), self.clone(), self.clone());
         Ok(vec![
             std::thread::Builder::new().name("fleet-replica".into()).spawn(move || a.replicate(on_issuer))?,
             std::thread::Builder::new().name("fleet-leases".into()).spawn(move || b.keep_leases())?,
+            std::thread::Builder::new().name("fleet-serving".into()).spawn(move || c.keep_serving(followers))?,
         ])
+    }
+
+    /// None while this node may answer `good`; otherwise why not (its serving lease lapsed,
+    /// or an acknowledgement fenced it until it catches up).
+    pub fn out_of_service(&self) -> Option<String> {
+        self.serving.out_of_service()
+    }
+
+    /// Waits until every node that may answer has applied change `seq` (or left service until
+    /// it has); bounded by `ack_wait` plus the serving lease.
+    pub fn confirm(&self, seq: u64) -> Confirmation {
+        let pg = {
+            let mut slot = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| Arc::new(Pg::new(&self.pg))).clone()
+        };
+        serving::confirm(&pg, seq, self.config.ack_wait, self.config.serving_lease)
+    }
+
+    /// The first change whose purge may not be delivered yet (some node that may answer has
+    /// not applied it).
+    pub fn watermark(&self) -> Result<u64, StoreError> {
+        let pg = {
+            let mut slot = self.watermarks.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| Arc::new(Pg::new(&self.pg))).clone()
+        };
+        serving::watermark(&pg)
+    }
+
+    /// The serving heartbeat and the progress reports, on one thread so the node's own view
+    /// of whether it serves changes in the order PostgreSQL decided it.
+    fn keep_serving(&self, followers: Arc<ocsp_domain::Followers>) {
+        let pg = Pg::new(&self.pg);
+        let every = self.config.serving_lease / 3;
+        let mut last_beat: Option<Instant> = None;
+        let mut reported = u64::MAX;
+        while !self.stop.load(Ordering::SeqCst) {
+            let applied = followers.applied();
+            let serving = self.serving.out_of_service().is_none();
+            let beat_due = last_beat.is_none_or(|t| t.elapsed() >= every)
+                || (!serving && applied != reported && self.caught_up.load(Ordering::SeqCst));
+            let result = if beat_due {
+                let urls = self.urls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let started = Instant::now();
+                let r = self.serving.renew(&pg, applied, &urls).map(|_| ());
+                if r.is_ok() {
+                    last_beat = Some(started);
+                }
+                r
+            } else if applied != reported {
+                self.serving.report(&pg, applied)
+            } else {
+                Ok(())
+            };
+            match result {
+                Ok(()) => {
+                    reported = applied;
+                    self.note_ok();
+                }
+                Err(e) => {
+                    self.serving.note_unreachable(&e.to_string());
+                    self.note_error(&e.to_string());
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+            // Woken as soon as the followers apply more (acknowledgements wait for the report).
+            followers.wait_applied(applied, Duration::from_millis(100));
+        }
+        self.serving.release(&pg);
     }
 
     /// Stops both threads (and gives the leases up).
@@ -251,13 +363,7 @@ impl Fleet {
     }
 
     fn replicate(&self, on_issuer: IssuerHook) {
-        let pg = match Pg::new(&self.config.database) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "fleet replicator cannot start");
-                return;
-            }
-        };
+        let pg = Pg::new(&self.pg);
         let mut listener: Option<postgres::Client> = None;
         while !self.stop.load(Ordering::SeqCst) {
             let from = self.local.feed_head();
@@ -337,10 +443,7 @@ impl Fleet {
     }
 
     fn keep_leases(&self) {
-        let pg = match Pg::new(&self.config.database) {
-            Ok(p) => p,
-            Err(_) => return,
-        };
+        let pg = Pg::new(&self.pg);
         let every = self.config.lease / 3;
         let mut last_trim = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
@@ -351,22 +454,6 @@ impl Fleet {
                     ok = false;
                     self.note_error(&e.to_string());
                 }
-            }
-            let (public, admin) = self.urls.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let applied = self.local.feed_head() as i64;
-            let beat = pg.with(|c| {
-                c.execute(
-                    &format!(
-                        "INSERT INTO nodes (name, public_url, admin_url, applied, seen_ms) VALUES ($1, $2, $3, $4, {NOW_MS}) \
-                         ON CONFLICT (name) DO UPDATE SET public_url = EXCLUDED.public_url, admin_url = EXCLUDED.admin_url, \
-                         applied = EXCLUDED.applied, seen_ms = EXCLUDED.seen_ms"
-                    ),
-                    &[&self.config.node, &public, &admin, &applied],
-                )
-            });
-            if let Err(e) = beat {
-                ok = false;
-                self.note_error(&e.to_string());
             }
             // The signer trims the shared feed: what every node seen in the last day and every
             // purge cursor has passed, and at least an hour old.
@@ -392,16 +479,44 @@ impl Fleet {
         self.purger.release(&pg);
     }
 
-    /// Every node, its lag and who signs and purges.
+    /// Every node, its lag and who signs and purges; with the fleet database out of reach,
+    /// this node's own view, saying so.
     pub fn status(&self) -> Result<FleetStatus, StoreError> {
-        let pg = Pg::new(&self.config.database).map_err(StoreError::Unreachable)?;
+        match self.status_from_database() {
+            Err(StoreError::Unreachable(e)) => {
+                let (public_url, admin_url) = self.urls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                Ok(FleetStatus {
+                    head: self.shared_head.load(Ordering::SeqCst),
+                    this_node: self.config.node.clone(),
+                    nodes: vec![NodeStatus {
+                        name: self.config.node.clone(),
+                        public_url,
+                        admin_url,
+                        applied: self.local.feed_head(),
+                        lag: self.lag(),
+                        seen_seconds_ago: 0.0,
+                        signs: self.signer.held(),
+                        purges: self.purger.held(),
+                        serves: self.serving.out_of_service().is_none(),
+                    }],
+                    note: Some(format!(
+                        "the fleet database is unreachable ({e}): this node's own view; the head is the last one it read"
+                    )),
+                })
+            }
+            other => other,
+        }
+    }
+
+    fn status_from_database(&self) -> Result<FleetStatus, StoreError> {
+        let pg = Pg::new(&self.pg);
         let holders = lease::holders(&pg)?;
         let holder = |name: &str| holders.iter().find(|(n, _, left)| n == name && *left > 0).map(|(_, h, _)| h.clone());
         let (signer, purger) = (holder(SIGNER), holder(PURGER));
         let (head, rows) = pg.with(|c| {
             let head: i64 = c.query_one("SELECT next FROM feed_head", &[])?.get(0);
             let rows = c.query(
-                &format!("SELECT name, public_url, admin_url, applied, ({NOW_MS} - seen_ms)::float8 / 1000 FROM nodes ORDER BY name"),
+                &format!("SELECT name, public_url, admin_url, applied, ({NOW_MS} - seen_ms)::float8 / 1000, serves AND serving_until_ms > {NOW_MS} FROM nodes ORDER BY name"),
                 &[],
             )?;
             Ok((head, rows))
@@ -419,11 +534,12 @@ impl Fleet {
                     applied,
                     lag: (head.max(0) as u64).saturating_sub(applied),
                     seen_seconds_ago: r.get(4),
+                    serves: r.get(5),
                     name,
                 }
             })
             .collect();
-        Ok(FleetStatus { head: head.max(0) as u64, this_node: self.config.node.clone(), nodes })
+        Ok(FleetStatus { head: head.max(0) as u64, this_node: self.config.node.clone(), nodes, note: None })
     }
 
     /// Prometheus text: lag, connection, leases, copies.
@@ -444,5 +560,12 @@ impl Fleet {
             self.copies.load(Ordering::Relaxed),
             self.applied_changes.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// Acknowledgements wait for the fleet's other nodes.
+impl ocsp_domain::Replicas for Fleet {
+    fn confirm(&self, seq: u64) -> ocsp_domain::Confirmed {
+        Fleet::confirm(self, seq)
     }
 }

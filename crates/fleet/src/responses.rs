@@ -97,7 +97,7 @@ impl ResponseStore for FleetResponses {
                 return Ok(0);
             }
             let mut written = 0;
-            for (issuer, answers) in groups {
+            for (issuer, answers) in &groups {
                 // The identity that signed is the one PostgreSQL names: no signer change of the
                 // issuer is newer than what this node has applied.
                 let last_signer: i64 = w
@@ -107,13 +107,13 @@ impl ResponseStore for FleetResponses {
                         &[&&issuer.0[..], &kind_code(ChangeKind::Signer)],
                     )?
                     .get(0);
-                if last_signer >= applied || !signer_current(&issuer) {
+                if last_signer >= applied || !signer_current(issuer) {
                     continue;
                 }
                 let (mut serials, mut algs, mut ders, mut sources) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 for ((serial, alg), resp) in answers {
-                    serials.push(serial);
-                    algs.push(alg);
+                    serials.push(serial.clone());
+                    algs.push(*alg);
                     ders.push(resp.encode());
                     sources.push(resp.source.to_vec());
                 }
@@ -146,7 +146,7 @@ impl ResponseStore for FleetResponses {
                 named.dedup();
                 if !named.is_empty() {
                     let records = carried::responses(kept);
-                    w.change_carrying(&issuer, ChangeKind::Signed, named, now, Some(records))?;
+                    w.change_carrying(issuer, ChangeKind::Signed, named, now, Some(records))?;
                 }
             }
             w.commit()?;
@@ -290,7 +290,7 @@ impl ocsp_domain::CrlStore for FleetCrls {
                  ON CONFLICT (issuer_key, shard) DO UPDATE SET record = EXCLUDED.record",
                 &[&&issuer.0[..], &(crl.shard as i32), &crl.encode()],
             )?;
-            let change = w.change(issuer, ChangeKind::Crl, vec![shard], now)?;
+            let change = w.change(issuer, ChangeKind::Crl, vec![shard.clone()], now)?;
             w.commit()?;
             Ok(Ok(CrlWrite::Stored { change: change.seq }))
         })?

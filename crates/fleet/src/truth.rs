@@ -194,15 +194,17 @@ pub struct FleetStore {
     /// for a write (nor a write for them).
     reads: Pg,
     local: Arc<Store>,
+    /// Set when the last status read came from the replica (PostgreSQL unreachable).
+    read_note: std::sync::Mutex<Option<String>>,
 }
 
 impl FleetStore {
     pub(crate) fn new(pg: Pg, reads: Pg, local: Arc<Store>) -> FleetStore {
-        FleetStore { pg, reads, local }
+        FleetStore { pg, reads, local, read_note: std::sync::Mutex::new(None) }
     }
 
     /// Runs one writing transaction; a failure changes nothing (the transaction rolls back).
-    fn write<T>(&self, f: impl FnOnce(&mut Writer<'_>) -> Result<T, postgres::Error>) -> Result<T, StoreError> {
+    fn write<T>(&self, mut f: impl FnMut(&mut Writer<'_>) -> Result<T, postgres::Error>) -> Result<T, StoreError> {
         self.pg.with(|c| {
             let mut w = Writer::begin(c)?;
             let out = f(&mut w)?;
@@ -220,19 +222,20 @@ impl FleetStore {
         reason: RevocationReason,
         now: i64,
         dry_run: bool,
-        mut audit: AuditEntry,
+        audit: AuditEntry,
     ) -> Result<Revocation, StoreError> {
         // A bulk batch reads its statuses before taking the feed lock, while the batch before
         // it is being written (a third of the time it held the lock in fleet_mass_revocation_3m);
         // under the lock it checks that no change since touched them, else reads again.
-        let ahead = if serials.len() >= READ_AHEAD_FROM {
+        let mut ahead = if serials.len() >= READ_AHEAD_FROM {
             self.reads.with(|c| read_ahead(c, issuer, serials)).ok()
         } else {
             None
         };
         self.pg.with(|c| {
             let mut w = Writer::begin(c)?;
-            let found = match ahead {
+            let mut audit = audit.clone();
+            let found = match ahead.take() {
                 Some((head, found)) if untouched_since(&mut w, head, issuer, serials)? => found,
                 _ => current(&mut w.tx, issuer, serials)?,
             };
@@ -415,12 +418,28 @@ impl StatusStore for FleetStore {
         for issuer in issuers {
             let idx: Vec<usize> = (0..items.len()).filter(|i| items[*i].0 == issuer).collect();
             let serials: Vec<Serial> = idx.iter().map(|i| items[*i].1.clone()).collect();
-            let found = self.reads.with(|c| current(c, &issuer, &serials))?;
-            for (i, rec) in idx.into_iter().zip(decode_all(found)?) {
+            let found = match self.reads.with(|c| current(c, &issuer, &serials)) {
+                Ok(found) => decode_all(found)?,
+                // PostgreSQL is out of reach: the replica answers, and says so.
+                Err(StoreError::Unreachable(e)) => {
+                    let local = self.local.statuses(&idx.iter().map(|i| items[*i].clone()).collect::<Vec<_>>())?;
+                    *self.read_note.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                        "read from this node's replica, which has applied the fleet's changes up to {}: the fleet database is unreachable ({e}), so later changes may be missing",
+                        self.local.feed_head()
+                    ));
+                    local
+                }
+                Err(e) => return Err(e),
+            };
+            for (i, rec) in idx.into_iter().zip(found) {
                 out[i] = rec;
             }
         }
         Ok(out)
+    }
+
+    fn read_note(&self) -> Option<String> {
+        self.read_note.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     fn count(&self, issuer: &IssuerKey) -> Result<(u64, u64), StoreError> {
@@ -470,5 +489,10 @@ impl StatusStore for FleetStore {
 
     fn feed_head(&self) -> u64 {
         self.local.feed_head()
+    }
+
+    fn committed_head(&self) -> Result<u64, StoreError> {
+        let row = self.reads.with(|c| c.query_one("SELECT next FROM feed_head", &[]))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 }

@@ -104,6 +104,8 @@ pub struct Metrics {
     pub tier_presigned: Counter,
     /// Lookups with no current pre-signed response.
     pub presigned_misses: Counter,
+    /// Answers withheld (tryLater) while this fleet node was out of service.
+    pub out_of_service: Counter,
     latency: Histogram,
     age: Histogram,
 }
@@ -119,6 +121,7 @@ impl Default for Metrics {
             memory_evictions: Counter::default(),
             tier_presigned: Counter::default(),
             presigned_misses: Counter::default(),
+            out_of_service: Counter::default(),
             latency: Histogram::new(LATENCY),
             age: Histogram::new(AGE),
         }
@@ -171,6 +174,7 @@ impl Metrics {
         let ratio = |(h, m): (u64, u64)| if h + m == 0 { 0.0 } else { h as f64 / (h + m) as f64 };
         let _ = writeln!(s, "# HELP ocspd_tier_hit_ratio Hits over lookups of each cache tier since start.\n# TYPE ocspd_tier_hit_ratio gauge\nocspd_tier_hit_ratio{{tier=\"memory\"}} {:.6}\nocspd_tier_hit_ratio{{tier=\"presigned\"}} {:.6}", ratio(memory), ratio(presigned));
         let _ = writeln!(s, "# HELP ocspd_memory_tier_evictions_total Certificates and issuers evicted from the memory tier by changes.\n# TYPE ocspd_memory_tier_evictions_total counter\nocspd_memory_tier_evictions_total {}", self.memory_evictions.get());
+        let _ = writeln!(s, "# HELP ocspd_out_of_service_answers_total Answers withheld (tryLater) while this fleet node was out of service.\n# TYPE ocspd_out_of_service_answers_total counter\nocspd_out_of_service_answers_total {}", self.out_of_service.get());
         self.latency.render(&mut s, "ocspd_request_duration_seconds", "Time to answer a request.");
         self.age.render(&mut s, "ocspd_response_age_seconds", "Age (now - producedAt) of the responses served.");
         s

@@ -45,10 +45,16 @@ impl Default for ServiceConfig {
 /// 200, so load balancers keep sending traffic), or not ready (`Err(why)`: 503).
 pub type Readiness = dyn Fn() -> Result<Option<String>, String> + Send + Sync;
 
+/// Whether this node may answer now: `None`, or why not (a fleet node whose serving lease
+/// lapsed, or that an acknowledgement fenced until it catches up).
+pub type OutOfService = dyn Fn() -> Option<String> + Send + Sync;
+
 /// The public OCSP service: `GET /{base64}`, `POST /`, `/healthz`, `/readyz`. Its metrics are
 /// served on a listener of their own by [`MetricsService`], never on the public one: they name
 /// the issuers and show the load.
 pub struct OcspService {
+    /// A fleet node out of service (see [`OcspService::with_serving`]).
+    out_of_service: Option<Box<OutOfService>>,
     extra_metrics: Vec<Box<dyn Fn() -> String + Send + Sync>>,
     readiness: Option<Box<Readiness>>,
     filter: crate::IssuerFilter,
@@ -85,6 +91,7 @@ impl OcspService {
     ) -> Self {
         let filter = crate::IssuerFilter::new(registry);
         OcspService {
+            out_of_service: None,
             extra_metrics: Vec::new(),
             readiness: None,
             filter,
@@ -115,6 +122,18 @@ impl OcspService {
     fn echoes<'r>(&self, asked: &'r crate::Asked) -> Option<&'r [u8]> {
         let (echo, value) = (self.echo.as_ref()?, asked.request.nonce.as_deref()?);
         (echo.policies.of(&asked.issuer.name).nonces == ocsp_proto::NoncePolicy::Echo).then_some(value)
+    }
+
+    /// While `check` says this node is out of service, it states nothing that a change it may
+    /// have missed could contradict: a single certificate's `revoked` (final) is still
+    /// answered, anything else gets tryLater, and CRLs 503; nothing of it is cacheable.
+    pub fn with_serving(mut self, check: impl Fn() -> Option<String> + Send + Sync + 'static) -> Self {
+        self.out_of_service = Some(Box::new(check));
+        self
+    }
+
+    fn out_of_service(&self) -> Option<String> {
+        self.out_of_service.as_ref().and_then(|check| check())
     }
 
     /// Adds another part's Prometheus text to `/metrics` (the pre-signer's, say).
@@ -150,6 +169,7 @@ impl OcspService {
                 return Outcome::Ocsp(AnswerError::from(e).ocsp_status(), StatusCode::OK);
             }
         };
+        let single = request.cert_ids.len() == 1;
         let answered = match self.filter.resolve(request) {
             Err(e) => Err(e),
             Ok(asked) => match (self.echoes(&asked), &self.echo) {
@@ -161,6 +181,10 @@ impl OcspService {
             },
         };
         match answered {
+            Ok(resp) if !(single && resp.status.label() == "revoked") && self.out_of_service().is_some() => {
+                self.metrics.out_of_service.inc();
+                Outcome::Ocsp(ResponseStatus::TryLater, StatusCode::OK)
+            }
             Ok(resp) => Outcome::Answer(resp),
             Err(e) => {
                 match &e {
@@ -178,6 +202,9 @@ impl OcspService {
         let outcome = match *req.method() {
             Method::GET | Method::HEAD if req.uri().path().starts_with(crate::CRL_PATH_PREFIX) => {
                 match self.crls.as_ref().and_then(|c| c.get(req.uri().path())) {
+                    Some(_) if self.out_of_service().is_some() => {
+                        Outcome::Http(StatusCode::SERVICE_UNAVAILABLE, "this node is out of service; ask another\n")
+                    }
                     Some(doc) => Outcome::Crl(doc),
                     None => Outcome::Http(StatusCode::NOT_FOUND, "no such CRL\n"),
                 }

@@ -407,6 +407,25 @@ fn status_text(s: &StatusView) -> String {
             p.join(", ")
         ));
     }
+    if let Some(n) = &s.note {
+        out.push_str(&format!("\nnote: {n}"));
+    }
+    out.push_str(&confirmed_text(&s.confirmed));
+    out
+}
+
+/// What a fleet's acknowledgement says of the other nodes, when it says anything.
+fn confirmed_text(c: &ocsp_admin::api::Confirmed) -> String {
+    let mut out = String::new();
+    if !c.fenced.is_empty() {
+        out.push_str(&format!(
+            "\nwarning: node(s) {} had not applied the change in time and are out of service until they have (they answer no good meanwhile; `ocspctl fleet status`)",
+            c.fenced.join(", ")
+        ));
+    }
+    if let Some(u) = &c.unconfirmed {
+        out.push_str(&format!("\nWARNING: not confirmed on every node: {u}"));
+    }
     out
 }
 
@@ -456,7 +475,14 @@ fn import(
     why: Option<String>,
 ) -> anyhow::Result<()> {
     let batch = check_batch(batch)?;
-    let mut total = AddedCerts { added: 0, already: 0, serials: Vec::new(), revoked: 0, conflicts: Vec::new() };
+    let mut total = AddedCerts {
+        added: 0,
+        already: 0,
+        serials: Vec::new(),
+        revoked: 0,
+        conflicts: Vec::new(),
+        confirmed: Default::default(),
+    };
     let add = |certs: Vec<CertSpec>, total: &mut AddedCerts| -> anyhow::Result<()> {
         let req = AddCerts { issuer: issuer.clone(), certs, why: why.clone() };
         let r: AddedCerts = api.call(Method::POST, "/v1/certs", Some(&req))?;
@@ -464,6 +490,7 @@ fn import(
         total.already += r.already;
         total.revoked += r.revoked;
         total.conflicts.extend(r.conflicts);
+        total.confirmed.add(r.confirmed);
         Ok(())
     };
     match source {
@@ -620,6 +647,13 @@ fn bulk_revoke(
                 let shown: Vec<&str> = list.iter().take(20).map(String::as_str).collect();
                 s.push_str(&format!("\n{label}: {}{}", shown.join(" "), if list.len() > 20 { " ..." } else { "" }));
             }
+        }
+        s.push_str(&confirmed_text(&t.confirmed));
+        if let Some(p) = &t.purge_pending {
+            s.push_str(&format!(
+                "\nwarning: caches not yet purged: {} (queued durably, retried until accepted; see `ocspctl purge status`)",
+                p.join(", ")
+            ));
         }
         s
     })
@@ -1087,8 +1121,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let roles: Vec<&str> =
                         [(n.signs, "signs"), (n.purges, "purges")].iter().filter(|r| r.0).map(|r| r.1).collect();
                     text.push_str(&format!(
-                        "\n  {}: lag {} changes, applied {}, seen {:.1} s ago{}\n    {}  admin {}",
+                        "\n  {}: {}, lag {} changes, applied {}, seen {:.1} s ago{}\n    {}  admin {}",
                         n.name,
+                        if n.serves { "in service" } else { "OUT OF SERVICE" },
                         n.lag,
                         n.applied,
                         n.seen_seconds_ago,
@@ -1096,6 +1131,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         n.public_url,
                         n.admin_url
                     ));
+                }
+                if let Some(note) = &s.note {
+                    text.push_str(&format!("\nnote: {note}"));
                 }
                 text
             })

@@ -150,6 +150,27 @@ pub struct Args {
     /// holder is replaced within this and a third of it [default: 3s].
     #[arg(long, env = "OCSPD_FLEET_LEASE", global = true)]
     pub fleet_lease: Option<String>,
+    /// Fleet mode: how long a node may answer after its last contact with the fleet
+    /// database; past it, it answers no `good` until it is back and caught up. Also the most
+    /// an acknowledgement waits for a node that died [default: 10s].
+    #[arg(long, env = "OCSPD_FLEET_SERVING_LEASE", global = true)]
+    pub fleet_serving_lease: Option<String>,
+    /// Fleet mode: how long an acknowledgement waits for a lagging node before taking it out
+    /// of service until it catches up [default: 2s].
+    #[arg(long, env = "OCSPD_FLEET_ACK_WAIT", global = true)]
+    pub fleet_ack_wait: Option<String>,
+    /// Fleet mode: TLS to PostgreSQL: disable, require (encrypted, server not checked) or
+    /// verify-full (server certificate checked against --fleet-ca-file and the host name)
+    /// [default: disable].
+    #[arg(long, env = "OCSPD_FLEET_TLS", global = true)]
+    pub fleet_tls: Option<String>,
+    /// Fleet mode: the CA certificates (PEM) that sign PostgreSQL's certificate, for
+    /// --fleet-tls verify-full [default: none].
+    #[arg(long, env = "OCSPD_FLEET_CA_FILE", global = true)]
+    pub fleet_ca_file: Option<String>,
+    /// Fleet mode: a file whose first line is the PostgreSQL password [default: none].
+    #[arg(long, env = "OCSPD_FLEET_PASSWORD_FILE", global = true)]
+    pub fleet_password_file: Option<String>,
 }
 
 /// Maintenance commands that run instead of the server.
@@ -254,6 +275,11 @@ pub const KEYS: &[Key] = &[
     k("fleet.database", Some("--fleet-db"), "none", Kind::Text),
     k("fleet.node", Some("--node-name"), "auto", Kind::Text),
     k("fleet.lease", Some("--fleet-lease"), "3s", Kind::Duration),
+    k("fleet.serving_lease", Some("--fleet-serving-lease"), "10s", Kind::Duration),
+    k("fleet.ack_wait", Some("--fleet-ack-wait"), "2s", Kind::Duration),
+    k("fleet.tls", Some("--fleet-tls"), "disable", Kind::Text),
+    k("fleet.ca_file", Some("--fleet-ca-file"), "none", Kind::Text),
+    k("fleet.password_file", Some("--fleet-password-file"), "none", Kind::Text),
 ];
 
 /// Where a setting in effect came from.
@@ -684,9 +710,46 @@ impl Args {
             if lease.is_some_and(|s| !(1..=60).contains(&s)) {
                 problems.push("fleet.lease (--fleet-lease) must be from 1s to 60s".into());
             }
-            // The URL is parsed now (no connection is made), so a typo is a configuration problem.
+            let serving_lease = checked(
+                &mut problems,
+                "fleet.serving_lease",
+                &r.get("fleet.serving_lease", self.fleet_serving_lease.clone()),
+                parse_duration,
+            );
+            if serving_lease.is_some_and(|s| !(2..=300).contains(&s)) {
+                problems.push("fleet.serving_lease (--fleet-serving-lease) must be from 2s to 300s".into());
+            }
+            let ack_wait = checked(
+                &mut problems,
+                "fleet.ack_wait",
+                &r.get("fleet.ack_wait", self.fleet_ack_wait.clone()),
+                parse_duration,
+            );
+            if ack_wait.is_some_and(|s| !(1..=60).contains(&s)) {
+                problems.push("fleet.ack_wait (--fleet-ack-wait) must be from 1s to 60s".into());
+            }
+            let path = |v: String| (v != "none").then(|| PathBuf::from(v));
+            let tls_mode = r.get("fleet.tls", self.fleet_tls.clone());
+            let ca_file = path(r.get("fleet.ca_file", self.fleet_ca_file.clone()));
+            let password_file = path(r.get("fleet.password_file", self.fleet_password_file.clone()));
+            let tls = match ocsp_fleet::PgTls::parse(&tls_mode, ca_file.as_deref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(format!("{}: {e}", label("fleet.tls")));
+                    ocsp_fleet::PgTls::Disable
+                }
+            };
+            // A password on the command line is visible to every user of the machine (ps).
+            if self.fleet_db.as_deref().is_some_and(ocsp_fleet::pg::has_password)
+                && std::env::var("OCSPD_FLEET_DB").ok() != self.fleet_db
+            {
+                problems.push("fleet.database (--fleet-db): a password on the command line is visible to every user of the machine; put it in fleet.password_file (--fleet-password-file) or in OCSPD_FLEET_DB in the service's environment file".into());
+            }
+            let settings = ocsp_fleet::PgSettings { url: database.clone(), tls, password_file };
+            // The URL and the files are read now (no connection is made), so a typo is a
+            // configuration problem.
             if database != "none" {
-                if let Err(e) = ocsp_fleet::pg::Pg::new(&database) {
+                if let Err(e) = ocsp_fleet::pg::PgConfig::new(&settings) {
                     problems.push(format!("fleet.database (--fleet-db): {e}"));
                 }
             }
@@ -694,9 +757,11 @@ impl Args {
                 problems.push(format!("fleet.node (--node-name) {node:?}: 1 to 64 characters, no spaces"));
             }
             (database != "none").then(|| ocsp_fleet::FleetConfig {
-                database,
+                database: settings,
                 node,
                 lease: std::time::Duration::from_secs(lease.unwrap_or(3).max(1) as u64),
+                serving_lease: std::time::Duration::from_secs(serving_lease.unwrap_or(10).max(2) as u64),
+                ack_wait: std::time::Duration::from_secs(ack_wait.unwrap_or(2).max(1) as u64),
             })
         };
 

@@ -39,6 +39,8 @@ fn main() {
                 config::Origin::File => "file",
                 config::Origin::Default => "default",
             };
+            // A password in the database URL is never printed.
+            let value = if key == "fleet.database" { ocsp_fleet::pg::masked(value) } else { value.clone() };
             println!("{key} = {value:?}  # {from}");
         }
         return;
@@ -180,7 +182,18 @@ async fn run(config: config::Config) -> Result<()> {
         let f = f.clone();
         purger.set_gate(Arc::new(move || f.purges()));
     }
-    purger.spawn();
+    // CRLs: in fleet mode the node holding the signer lease signs them into PostgreSQL and
+    // every node serves the shards its replica receives (as an in-process follower).
+    let publisher = ocsp_crl::Publisher::new(store.clone(), clock.clone(), config.crl.clone())
+        .map_err(|e| anyhow::anyhow!("loading the CRLs: {e}"))?;
+    if let Some(f) = &fleet {
+        let signs = f.clone();
+        publisher.set_fleet(
+            f.crl_store().map_err(|e| anyhow::anyhow!("{e}"))?,
+            Arc::new(move || signs.signs()),
+            f.crl_cursor(),
+        );
+    }
 
     // Everything that holds or derives answers follows the change feed, in this order: live
     // signings in flight die with the change before the memory tier's epoch moves.
@@ -191,17 +204,24 @@ async fn run(config: config::Config) -> Result<()> {
     if config.presign {
         followers.push(presigner.clone());
     }
+    followers.push(publisher.clone());
     followers.push(purger.clone());
     let followers =
         ocsp_domain::Followers::start(store.clone(), followers).context("starting the change-feed follower")?;
-    // CRLs: in fleet mode the node holding the signer lease signs them into PostgreSQL and
-    // every node serves the shards its replica receives.
-    let publisher = ocsp_crl::Publisher::new(store.clone(), clock.clone(), config.crl.clone())
-        .map_err(|e| anyhow::anyhow!("loading the CRLs: {e}"))?;
-    if let Some(f) = &fleet {
-        let signs = f.clone();
-        publisher.set_fleet(f.crl_store().map_err(|e| anyhow::anyhow!("{e}"))?, Arc::new(move || signs.signs()));
-    }
+    // A purge goes out once every origin an edge may refetch from applied its change: this
+    // process's followers, or every node of the fleet that may answer.
+    let bound: ocsp_purge::Bound = match &fleet {
+        Some(f) => {
+            let f = f.clone();
+            Arc::new(move || f.watermark().map_err(|e| e.to_string()))
+        }
+        None => {
+            let applied = followers.clone();
+            Arc::new(move || Ok(applied.applied()))
+        }
+    };
+    purger.set_bound(bound);
+    purger.spawn();
     let crls = Some(publisher);
     // A fleet node learns of issuers from the replica: registered, promoted, retired.
     let fleet_threads = match &fleet {
@@ -220,13 +240,14 @@ async fn run(config: config::Config) -> Result<()> {
                     presigner.request_pass(Some(*key));
                 }
             });
-            f.spawn(hook).context("starting the fleet replicator")?
+            f.spawn(hook, followers.clone()).context("starting the fleet replicator")?
         }
         None => Vec::new(),
     };
 
     let ports = ocsp_domain::Ports {
         followers: Some(followers.clone()),
+        replicas: fleet.clone().map(|f| f as Arc<dyn ocsp_domain::Replicas>),
         resigner: config
             .presign
             .then(|| Arc::new(ocsp_admin::PresignerPort(presigner.clone())) as Arc<dyn ocsp_domain::Resigner>),
@@ -288,6 +309,10 @@ async fn run(config: config::Config) -> Result<()> {
         open_files = ?ocsp_http::open_files_limit(),
         "connection bounds"
     );
+    if let Some(f) = &fleet {
+        let f = f.clone();
+        service = service.with_serving(move || f.out_of_service());
+    }
     let (ready_store, ready_registry, ready_fleet) = (store.clone(), registry.clone(), fleet.clone());
     service = service.with_readiness(move || {
         let degraded = match &ready_fleet {

@@ -247,7 +247,12 @@ pub struct Purger {
     progress_cv: std::sync::Condvar,
     /// Fleet mode: whether this node delivers now (it holds the purger lease).
     gate: std::sync::OnceLock<Gate>,
+    /// The first change whose purge may not go out yet (see [`Purger::set_bound`]).
+    bound: std::sync::OnceLock<Bound>,
 }
+
+/// The first change not yet applied everywhere an edge may refetch from.
+pub type Bound = Arc<dyn Fn() -> Result<u64, String> + Send + Sync>;
 
 /// Whether this node may deliver purges now.
 pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -313,6 +318,7 @@ impl Purger {
             progress: Mutex::new(0),
             progress_cv: std::sync::Condvar::new(),
             gate: std::sync::OnceLock::new(),
+            bound: std::sync::OnceLock::new(),
         }))
     }
 
@@ -322,6 +328,14 @@ impl Purger {
     /// there the moment the gate opens.
     pub fn set_gate(&self, gate: Gate) {
         let _ = self.gate.set(gate);
+    }
+
+    /// Delivers the purge of a change only once `bound` is past it: once every origin an edge
+    /// may refetch from has applied it (this process's followers on a single node; every
+    /// node that may answer in a fleet). A purge delivered earlier would let the edge fetch
+    /// and cache the answer from before the change again.
+    pub fn set_bound(&self, bound: Bound) {
+        let _ = self.bound.set(bound);
     }
 
     /// Starts one deliverer per target on the current tokio runtime.
@@ -365,7 +379,7 @@ impl Purger {
                 continue;
             }
             let cursor = target.cursor.load(Ordering::SeqCst);
-            let changes = match self.feed.changes(cursor, READ_BATCH) {
+            let mut changes = match self.feed.changes(cursor, READ_BATCH) {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(target = %name, error = %e, "cannot read the change feed");
@@ -373,6 +387,21 @@ impl Purger {
                     continue;
                 }
             };
+            if let (Some(bound), false) = (self.bound.get(), changes.is_empty()) {
+                match blocking(|| bound()) {
+                    Ok(b) => changes.retain(|c| c.seq < b),
+                    Err(e) => {
+                        tracing::warn!(target = %name, error = %e, "cannot tell whether every origin applied the changes; purges wait");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+                if changes.is_empty() {
+                    // Origins still applying: look again soon (acknowledgements wait for them too).
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
             let Some(last) = changes.last().map(|c| c.seq) else {
                 self.state(&target).oldest_pending = None;
                 // Wait for news; wake now and then anyway, in case a change was missed.

@@ -18,7 +18,7 @@ mod deliver;
 
 pub use config::{fill, PurgeConfig, TargetConfig, VarnishMode, DEFAULT_MAX_BYTES, DEFAULT_MAX_TAGS};
 #[cfg(feature = "deliver")]
-pub use deliver::{PendingCert, Purger, SetupError, TargetStatus};
+pub use deliver::{Bound, PendingCert, Purger, SetupError, TargetStatus};
 
 #[cfg(test)]
 #[cfg(feature = "deliver")]

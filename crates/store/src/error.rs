@@ -38,6 +38,10 @@ pub enum StoreError {
     /// nothing was changed.
     #[error("the fleet database is unavailable, nothing was changed: {0}")]
     Unreachable(String),
+    /// The fleet's shared database refused a row (a constraint): the request contradicts what
+    /// is stored. Nothing was changed.
+    #[error("the fleet database refused the change: {0}")]
+    Conflict(String),
     /// A fleet replica is written only by its replicator, in feed order.
     #[error("replica: {0}")]
     Replica(String),

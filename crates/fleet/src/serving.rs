@@ -1,0 +1,236 @@
+//! Which nodes may answer, and the acknowledgement that waits for them.
+//!
+//! A node answers `good` only while it holds its *serving lease*: a row in `nodes` renewed by
+//! its heartbeat (`serving_until_ms`, on PostgreSQL's clock), counted on the node's own
+//! monotonic clock only until two thirds of the lease after the renewal began, like the signer
+//! and purger leases. A node that cannot renew (PostgreSQL unreachable, the node paused)
+//! stops answering `good` before any other node can count it out.
+//!
+//! An acknowledged change `n` must be applied by every node that may answer: the acknowledging
+//! node waits until each live node has reported `applied > n` (its in-process followers,
+//! memory tier included, applied it). A node that has not after `ack_wait` is *fenced*: its
+//! `must_reach` is raised past `n`, and it may not answer `good` again until it has applied
+//! that far. The acknowledgement then waits until the node has confirmed the fence (its next
+//! report) or its lease has lapsed, so when it returns, every node either applied `n` or
+//! answers no `good` at all. A node whose lease lapsed comes back only once it has applied the
+//! feed up to the head as it stood when it asked (read under the feed lock, so no change
+//! acknowledged meanwhile can be missed).
+//!
+//! Purges follow the same accounting: a purge for change `n` is delivered only once every
+//! live node is accounted for at `n` ([`watermark`]), so an edge that refetches after the purge
+//! never finds an origin still answering from before the change.
+
+use crate::pg::{Pg, NOW_MS};
+use ocsp_store::StoreError;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How an acknowledgement went beyond this node.
+pub use ocsp_domain::Confirmed as Confirmation;
+
+/// This node's serving lease, as the node sees it.
+#[derive(Debug)]
+pub struct Serving {
+    node: String,
+    lease: Duration,
+    /// Until when this node may answer `good` (none: it may not).
+    until: Mutex<Option<Instant>>,
+    /// Why not, when it may not.
+    why_not: Mutex<String>,
+}
+
+impl Serving {
+    /// The serving lease of `node`, valid `lease` after each renewal.
+    pub fn new(node: &str, lease: Duration) -> Serving {
+        Serving {
+            node: node.to_string(),
+            lease,
+            until: Mutex::new(None),
+            why_not: Mutex::new("not yet in service (no heartbeat yet)".into()),
+        }
+    }
+
+    /// None while this node may answer; otherwise why it may not.
+    pub fn out_of_service(&self) -> Option<String> {
+        let until = *self.until.lock().unwrap_or_else(|p| p.into_inner());
+        match until {
+            Some(t) if t > Instant::now() => None,
+            Some(_) => Some(format!(
+                "out of service: the serving lease was not renewed in time ({})",
+                self.why_not.lock().unwrap_or_else(|p| p.into_inner())
+            )),
+            None => Some(format!("out of service: {}", self.why_not.lock().unwrap_or_else(|p| p.into_inner()))),
+        }
+    }
+
+    fn stop(&self, why: String) {
+        let was = self.until.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if was.is_some_and(|t| t > Instant::now()) {
+            tracing::warn!(node = %self.node, why = %why, "this node stops answering good until it is back in service");
+        }
+        *self.why_not.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// Notes a failure to reach the database (the lease then lapses by itself).
+    pub(crate) fn note_unreachable(&self, e: &str) {
+        *self.why_not.lock().unwrap_or_else(|p| p.into_inner()) = format!("fleet database unreachable: {e}");
+    }
+
+    /// The heartbeat: renews the lease in PostgreSQL and decides whether this node serves.
+    /// `applied` is the first change its followers have not applied. A node whose lease had
+    /// lapsed must first reach the feed's head as it stands now.
+    pub(crate) fn renew(&self, pg: &Pg, applied: u64, urls: &(String, String)) -> Result<bool, StoreError> {
+        let started = Instant::now();
+        let lease_ms = self.lease.as_millis() as i64;
+        let applied = applied as i64;
+        let (serves, must) = pg.with(|c| {
+            let mut tx = c.transaction()?;
+            let row = tx.query_opt(
+                &format!("SELECT serving_until_ms > {NOW_MS}, must_reach FROM nodes WHERE name = $1 FOR UPDATE"),
+                &[&self.node],
+            )?;
+            let (live, mut must): (bool, i64) = row.map_or((false, 0), |r| (r.get(0), r.get(1)));
+            if !live {
+                // Coming (back) into service: every change committed before now must be
+                // applied first. FOR SHARE waits for a writer holding the feed lock, so a
+                // change is either counted here or committed after this row says "live"
+                // (and its acknowledgement then waits for this node).
+                let head: i64 = tx.query_one("SELECT next FROM feed_head FOR SHARE", &[])?.get(0);
+                must = must.max(head);
+            }
+            let serves = applied >= must;
+            tx.execute(
+                &format!(
+                    "INSERT INTO nodes (name, public_url, admin_url, applied, seen_ms, serving_until_ms, must_reach, serves) \
+                     VALUES ($1, $2, $3, $4, {NOW_MS}, {NOW_MS} + $5, $6, $7) \
+                     ON CONFLICT (name) DO UPDATE SET public_url = EXCLUDED.public_url, admin_url = EXCLUDED.admin_url, \
+                     applied = GREATEST(nodes.applied, EXCLUDED.applied), seen_ms = EXCLUDED.seen_ms, \
+                     serving_until_ms = EXCLUDED.serving_until_ms, must_reach = EXCLUDED.must_reach, serves = EXCLUDED.serves"
+                ),
+                &[&self.node, &urls.0, &urls.1, &applied, &lease_ms, &must, &serves],
+            )?;
+            tx.commit()?;
+            Ok((serves, must))
+        })?;
+        if serves {
+            let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
+            if until.is_none_or(|t| t <= Instant::now()) {
+                tracing::info!(node = %self.node, applied, "this node is in service");
+            }
+            *until = Some(started + self.lease * 2 / 3);
+        } else {
+            self.stop(format!("behind the fleet: applied {applied}, must reach {must} first"));
+        }
+        Ok(serves)
+    }
+
+    /// Reports how far this node's followers applied the feed (often: acknowledgements wait
+    /// for it), and takes the node out of service at once if an acknowledgement fenced it.
+    pub(crate) fn report(&self, pg: &Pg, applied: u64) -> Result<(), StoreError> {
+        let applied = applied as i64;
+        let row = pg.with(|c| {
+            c.query_opt(
+                "UPDATE nodes SET applied = GREATEST(applied, $2), serves = serves AND GREATEST(applied, $2) >= must_reach \
+                 WHERE name = $1 RETURNING serves, must_reach",
+                &[&self.node, &applied],
+            )
+        })?;
+        if let Some(r) = row {
+            let (serves, must): (bool, i64) = (r.get(0), r.get(1));
+            if !serves {
+                self.stop(format!("fenced by an acknowledgement: applied {applied}, must reach {must} first"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Leaves service (at shutdown): acknowledgements stop waiting for this node at once.
+    pub(crate) fn release(&self, pg: &Pg) {
+        self.stop("stopped".into());
+        let _ = pg.with(|c| {
+            c.execute("UPDATE nodes SET serving_until_ms = 0, serves = false WHERE name = $1", &[&self.node])
+        });
+    }
+}
+
+/// The nodes not yet accounted for at change `seq`: live (their lease runs), not past it,
+/// and not confirmed out of service until they are.
+const UNACCOUNTED: &str = "FROM nodes WHERE serving_until_ms > (extract(epoch from clock_timestamp()) * 1000)::bigint \
+     AND applied <= $1 AND NOT (NOT serves AND must_reach > $1)";
+
+/// Waits until every node that may answer has applied change `seq`, or is out of service
+/// until it has. Nodes still behind after `grace` are fenced; the whole wait is bounded by
+/// `grace` plus the serving lease (a fenced node confirms at its next report, or its lease
+/// lapses).
+pub fn confirm(pg: &Pg, seq: u64, grace: Duration, lease: Duration) -> Confirmation {
+    let started = Instant::now();
+    let seq = seq as i64;
+    let mut fenced: Vec<String> = Vec::new();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let behind = pg.with(|c| {
+            let rows = c.query(&format!("SELECT name {UNACCOUNTED} ORDER BY name"), &[&seq])?;
+            Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>())
+        });
+        let behind = match behind {
+            Ok(b) => b,
+            Err(e) => {
+                return Confirmation {
+                    fenced,
+                    unconfirmed: Some(format!(
+                        "could not confirm that every node applied change {seq} ({e}); a node that has not stops answering good within {} s of its last contact with the database",
+                        lease.as_secs()
+                    )),
+                }
+            }
+        };
+        if behind.is_empty() {
+            return Confirmation { fenced, unconfirmed: None };
+        }
+        let elapsed = started.elapsed();
+        if elapsed >= grace {
+            let new: Vec<String> = behind.iter().filter(|n| !fenced.contains(n)).cloned().collect();
+            if !new.is_empty() {
+                let fence = pg.with(|c| {
+                    c.execute(
+                        "UPDATE nodes SET must_reach = GREATEST(must_reach, $1::bigint + 1) WHERE name = ANY($2)",
+                        &[&seq, &new],
+                    )
+                });
+                if let Err(e) = fence {
+                    return Confirmation {
+                        fenced,
+                        unconfirmed: Some(format!("could not take lagging nodes {new:?} out of service: {e}")),
+                    };
+                }
+                tracing::warn!(change = seq, nodes = ?new, "nodes had not applied an acknowledged change in time: taken out of service until they have");
+                fenced.extend(new);
+            }
+            if elapsed >= grace + lease + lease / 2 {
+                return Confirmation {
+                    fenced,
+                    unconfirmed: Some(format!(
+                        "nodes {behind:?} neither applied change {seq} nor left service in time"
+                    )),
+                };
+            }
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(25));
+    }
+}
+
+/// The first change not yet accounted for by every live node: purges for changes before it
+/// may be delivered (an edge refetching then gets no answer from before the change).
+pub fn watermark(pg: &Pg) -> Result<u64, StoreError> {
+    let row = pg.with(|c| {
+        c.query_one(
+            &format!(
+                "SELECT min(CASE WHEN serves THEN applied ELSE GREATEST(applied, must_reach) END) FROM nodes \
+                 WHERE serving_until_ms > {NOW_MS}"
+            ),
+            &[],
+        )
+    })?;
+    Ok(row.get::<_, Option<i64>>(0).map_or(u64::MAX, |v| v.max(0) as u64))
+}
