@@ -15,6 +15,7 @@ mod deploy;
 mod durability;
 mod edge;
 mod failover;
+mod fault_matrix;
 mod fleet;
 mod globalsign;
 mod hostile;

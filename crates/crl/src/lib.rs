@@ -516,6 +516,7 @@ impl Publisher {
             }
             let clean = self.dirty.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
             if clean && read > durable {
+                ocsp_domain::failpoint::hit("crl.after_store");
                 match cursor.commit(read) {
                     Ok(true) => {
                         position = Some((read, read));
@@ -672,6 +673,7 @@ impl Publisher {
                 entries: list.len() as u64,
                 der: CrlBuilder::assemble(&tbs, alg, &signature),
             };
+            ocsp_domain::failpoint::hit("crl.after_sign");
             let written = match self.fleet.get() {
                 Some((sink, _)) => sink.put_crl(&issuer.key, &crl, now)?,
                 None => self.store.put_crl(&issuer.key, &crl, now)?,

@@ -18,6 +18,7 @@ mod audit;
 mod certs;
 mod error;
 mod export;
+pub mod failpoint;
 pub mod feed;
 mod issuers;
 mod revocations;

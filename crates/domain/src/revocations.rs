@@ -90,6 +90,7 @@ impl Domain {
         let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
         a.reason = Some(reason.name().to_string());
         let (outcome, change) = self.store.revoke(&issuer.key, &serial, time, reason, now, a)?;
+        crate::failpoint::hit("admin.after_commit");
         let confirmed = match (&outcome, change) {
             (_, Some(seq)) => self.settle(Some(seq)),
             // Already revoked, perhaps by a change still on its way: wait for that too.
@@ -147,6 +148,7 @@ impl Domain {
         let started = std::time::Instant::now();
         let ocsp_store::BulkRevocation { summary, changed, change } =
             self.store.revoke_many(&issuer.key, &serials, time, reason, now, req.dry_run, a)?;
+        crate::failpoint::hit("admin.after_commit");
         let stored = started.elapsed();
         let confirmed = match change {
             Some(_) => self.settle(change),

@@ -379,6 +379,7 @@ impl Fleet {
                     if let Some(last) = items.last().and_then(|m| m.change.as_ref()) {
                         self.shared_head.fetch_max(last.seq + 1, Ordering::SeqCst);
                     }
+                    ocsp_domain::failpoint::hit("replica.before_apply");
                     if let Err(e) = self.local.apply_mirrored(&items) {
                         tracing::error!(error = %e, "cannot apply the fleet's changes to the replica");
                         std::thread::sleep(Duration::from_millis(500));

@@ -164,59 +164,68 @@ const UNACCOUNTED: &str = "FROM nodes WHERE serving_until_ms > (extract(epoch fr
 /// lapses).
 pub fn confirm(pg: &Pg, seq: u64, grace: Duration, lease: Duration) -> Confirmation {
     let started = Instant::now();
+    let bound = grace + lease + lease / 2;
     let seq = seq as i64;
     let mut fenced: Vec<String> = Vec::new();
     let mut pause = Duration::from_millis(2);
+    // The database may be restarting: keep asking until the bound, then say what is known.
+    let mut last_error: Option<String>;
     loop {
         let behind = pg.with(|c| {
             let rows = c.query(&format!("SELECT name {UNACCOUNTED} ORDER BY name"), &[&seq])?;
             Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>())
         });
-        let behind = match behind {
-            Ok(b) => b,
-            Err(e) => {
-                return Confirmation {
-                    fenced,
-                    unconfirmed: Some(format!(
-                        "could not confirm that every node applied change {seq} ({e}); a node that has not stops answering good within {} s of its last contact with the database",
-                        lease.as_secs()
-                    )),
+        let elapsed = started.elapsed();
+        match behind {
+            Ok(behind) if behind.is_empty() => return Confirmation { fenced, unconfirmed: None },
+            Ok(behind) => {
+                last_error = None;
+                if elapsed >= grace {
+                    let new: Vec<String> = behind.iter().filter(|n| !fenced.contains(n)).cloned().collect();
+                    let fence = if new.is_empty() {
+                        Ok(0)
+                    } else {
+                        pg.with(|c| {
+                            c.execute(
+                                "UPDATE nodes SET must_reach = GREATEST(must_reach, $1::bigint + 1) WHERE name = ANY($2)",
+                                &[&seq, &new],
+                            )
+                        })
+                    };
+                    match fence {
+                        Ok(_) if !new.is_empty() => {
+                            tracing::warn!(change = seq, nodes = ?new, "nodes had not applied an acknowledged change in time: taken out of service until they have");
+                            fenced.extend(new);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            last_error = Some(format!("could not take lagging nodes {new:?} out of service: {e}"))
+                        }
+                    }
+                }
+                if elapsed >= bound {
+                    let why = last_error.unwrap_or_else(|| {
+                        format!("nodes {behind:?} neither applied change {seq} nor left service in time")
+                    });
+                    return Confirmation { fenced, unconfirmed: Some(why) };
                 }
             }
-        };
-        if behind.is_empty() {
-            return Confirmation { fenced, unconfirmed: None };
-        }
-        let elapsed = started.elapsed();
-        if elapsed >= grace {
-            let new: Vec<String> = behind.iter().filter(|n| !fenced.contains(n)).cloned().collect();
-            if !new.is_empty() {
-                let fence = pg.with(|c| {
-                    c.execute(
-                        "UPDATE nodes SET must_reach = GREATEST(must_reach, $1::bigint + 1) WHERE name = ANY($2)",
-                        &[&seq, &new],
-                    )
-                });
-                if let Err(e) = fence {
+            Err(e) => {
+                last_error = Some(e.to_string());
+                if elapsed >= bound {
                     return Confirmation {
                         fenced,
-                        unconfirmed: Some(format!("could not take lagging nodes {new:?} out of service: {e}")),
+                        unconfirmed: Some(format!(
+                            "could not confirm that every node applied change {seq} ({e}); a node that has not stops answering good within {} s of its last contact with the database",
+                            lease.as_secs()
+                        )),
                     };
                 }
-                tracing::warn!(change = seq, nodes = ?new, "nodes had not applied an acknowledged change in time: taken out of service until they have");
-                fenced.extend(new);
-            }
-            if elapsed >= grace + lease + lease / 2 {
-                return Confirmation {
-                    fenced,
-                    unconfirmed: Some(format!(
-                        "nodes {behind:?} neither applied change {seq} nor left service in time"
-                    )),
-                };
             }
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(25));
+        pause =
+            if last_error.is_some() { Duration::from_millis(100) } else { (pause * 2).min(Duration::from_millis(25)) };
     }
 }
 

@@ -59,11 +59,21 @@ fn main() {
             }
         }
     }
+    let failpoints = match ocsp_domain::failpoint::arm_from_env() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ocspd: {e}");
+            std::process::exit(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if !failpoints.is_empty() {
+        tracing::warn!(points = ?failpoints, "OCSPD_FAILPOINTS is set: this process fails on purpose at these points (tests only)");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

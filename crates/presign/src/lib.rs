@@ -380,6 +380,7 @@ impl Presigner {
             let used = signed_by.iter().find(|(i, _)| i == k).map(|(_, h)| h.as_slice());
             self.registry.by_key(k).is_some_and(|e| Some(e.identity.key_hash()) == used)
         };
+        ocsp_domain::failpoint::hit("presign.before_store");
         match self.store.put_responses_checked(&out, &current) {
             Ok(written) => {
                 self.counters.signed.fetch_add(written as u64, Ordering::Relaxed);

@@ -432,6 +432,7 @@ impl Purger {
             loop {
                 match self.send(target, &batch).await {
                     Ok(()) => {
+                        ocsp_domain::failpoint::hit("purge.after_send");
                         target.sent.fetch_add(1, Ordering::Relaxed);
                         let mut st = self.state(target);
                         st.last_error = None;
