@@ -85,7 +85,7 @@ impl Varnish {
             .unwrap_or_else(|| panic!("varnishstat {name}: {}", text(&out.stdout)))
     }
 
-    fn ban_list(&self) -> String {
+    pub(crate) fn ban_list(&self) -> String {
         let out = Command::new("varnishadm").arg("-n").arg(&self.workdir).arg("ban.list").output().unwrap();
         text(&out.stdout)
     }

@@ -462,12 +462,34 @@ impl Publisher {
                 continue;
             }
             let cursor = self.cursor.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let issuers = self.issuers();
             let (durable, mut read) = match position {
                 Some(p) => p,
                 None => match cursor.load() {
-                    Ok(c) => {
+                    // This node's replica must hold everything the last holder finished
+                    // before it signs: a shard built from an older replica would drop
+                    // revocations that nothing marks again.
+                    Ok(Some(c)) if self.store.feed_head() < c => {
+                        tracing::info!(
+                            cursor = c,
+                            head = self.store.feed_head(),
+                            "this node signs CRLs once its replica reaches the role's cursor"
+                        );
+                        continue;
+                    }
+                    Ok(Some(c)) => {
                         tracing::info!(from = c, "this node signs CRLs; resuming from the role's cursor");
                         (c, c)
+                    }
+                    Ok(None) => {
+                        // Nobody recorded what was signed: sign every shard from what is here.
+                        let h = self.store.feed_head();
+                        tracing::info!(
+                            from = h,
+                            "this node signs CRLs; no cursor recorded, so every shard is signed again"
+                        );
+                        self.mark_all(&issuers);
+                        (h, h)
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read the CRL cursor; retrying");
@@ -476,7 +498,6 @@ impl Publisher {
                     }
                 },
             };
-            let issuers = self.issuers();
             if head > read {
                 match self.store.changes(read, 4096) {
                     Ok(changes) if changes.first().is_some_and(|c| c.seq == read) => {
@@ -494,12 +515,7 @@ impl Publisher {
                             head,
                             "CRL cursor behind this node's feed; signing every shard again"
                         );
-                        let past = Instant::now().checked_sub(self.config.within).unwrap_or_else(Instant::now);
-                        for issuer in &issuers {
-                            for shard in 0..issuer.shards {
-                                self.mark(issuer.key, shard, past);
-                            }
-                        }
+                        self.mark_all(&issuers);
                         read = head;
                     }
                     Err(e) => {
@@ -530,6 +546,16 @@ impl Publisher {
                     }
                     Err(e) => tracing::error!(error = %e, "cannot record the CRL cursor"),
                 }
+            }
+        }
+    }
+
+    /// Marks every shard of `issuers` due now.
+    fn mark_all(&self, issuers: &[CrlIssuer]) {
+        let past = Instant::now().checked_sub(self.config.within).unwrap_or_else(Instant::now);
+        for issuer in issuers {
+            for shard in 0..issuer.shards {
+                self.mark(issuer.key, shard, past);
             }
         }
     }
@@ -681,7 +707,10 @@ impl Publisher {
             match written {
                 CrlWrite::Stored { .. } => self.serve(issuer, &crl),
                 CrlWrite::Stale { current } => {
-                    tracing::warn!(issuer = %issuer.name, shard, current, "a newer CRL is stored; kept it");
+                    // Another signer's build won (a number from a clock ahead of ours): it may
+                    // predate changes this one held, so the shard is built again.
+                    tracing::warn!(issuer = %issuer.name, shard, current, "a CRL with a higher number is stored; signing the shard again");
+                    self.mark(issuer.key, *shard, Instant::now());
                 }
             }
             tracing::info!(issuer = %issuer.name, shard, number = crl.number, entries = crl.entries, bytes = crl.der.len(), "CRL signed");

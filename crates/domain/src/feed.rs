@@ -67,8 +67,9 @@ impl ChangeFeed for Store {
 /// holder *finished*, and a holder that lost the role writes nothing. On a single node it is
 /// the database's own consumer cursor.
 pub trait RoleCursor: Send + Sync {
-    /// Where the role's work stands: the first change not yet done.
-    fn load(&self) -> Result<u64, StoreError>;
+    /// Where the role's work stands: the first change not yet done; `None` when the role has
+    /// never recorded one (everything must be done again: nobody knows what was).
+    fn load(&self) -> Result<Option<u64>, StoreError>;
     /// Records that every change before `next` is done; false (nothing written) when this
     /// node no longer holds the role.
     fn commit(&self, next: u64) -> Result<bool, StoreError>;
@@ -88,8 +89,8 @@ impl LocalCursor {
 }
 
 impl RoleCursor for LocalCursor {
-    fn load(&self) -> Result<u64, StoreError> {
-        self.store.consumer_cursor(self.name)
+    fn load(&self) -> Result<Option<u64>, StoreError> {
+        self.store.consumer_cursor(self.name).map(Some)
     }
 
     fn commit(&self, next: u64) -> Result<bool, StoreError> {

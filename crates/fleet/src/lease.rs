@@ -98,30 +98,18 @@ pub struct LeasedCursor {
     name: String,
     lease: &'static str,
     node: String,
-    local: std::sync::Arc<ocsp_store::Store>,
 }
 
 impl LeasedCursor {
-    pub(crate) fn new(
-        pg: crate::pg::Pg,
-        name: &str,
-        lease: &'static str,
-        node: &str,
-        local: std::sync::Arc<ocsp_store::Store>,
-    ) -> LeasedCursor {
-        LeasedCursor { pg, name: name.to_string(), lease, node: node.to_string(), local }
+    pub(crate) fn new(pg: crate::pg::Pg, name: &str, lease: &'static str, node: &str) -> LeasedCursor {
+        LeasedCursor { pg, name: name.to_string(), lease, node: node.to_string() }
     }
 }
 
 impl ocsp_domain::RoleCursor for LeasedCursor {
-    fn load(&self) -> Result<u64, StoreError> {
+    fn load(&self) -> Result<Option<u64>, StoreError> {
         let row = self.pg.with(|c| c.query_opt("SELECT next FROM cursors WHERE name = $1", &[&self.name]))?;
-        match row {
-            Some(r) => Ok(r.get::<_, i64>(0).max(0) as u64),
-            // Never run in this fleet: from what this node's replica has (the fleet's CRLs were
-            // made up to now by nobody; every shard is due at first anyway).
-            None => Ok(self.local.feed_head()),
-        }
+        Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64))
     }
 
     fn commit(&self, next: u64) -> Result<bool, StoreError> {

@@ -213,7 +213,7 @@ impl Fleet {
 
     /// The cursor of CRL regeneration, kept with the signer lease in PostgreSQL.
     pub fn crl_cursor(&self) -> Arc<lease::LeasedCursor> {
-        Arc::new(lease::LeasedCursor::new(Pg::new(&self.pg), CRL_CURSOR, SIGNER, &self.config.node, self.local.clone()))
+        Arc::new(lease::LeasedCursor::new(Pg::new(&self.pg), CRL_CURSOR, SIGNER, &self.config.node))
     }
 
     /// The feed the purge fan-out follows (cursors shared in PostgreSQL).

@@ -94,6 +94,7 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE nodes ADD COLUMN serving_until_ms bigint NOT NULL DEFAULT 0;
     ALTER TABLE nodes ADD COLUMN must_reach bigint NOT NULL DEFAULT 0;
     ALTER TABLE nodes ADD COLUMN serves boolean NOT NULL DEFAULT false;
+    ALTER TABLE nodes ADD COLUMN serving_lease_ms bigint NOT NULL DEFAULT 0;
     ",
 ];
 
@@ -103,7 +104,12 @@ pub const MIGRATIONS: &[&str] = &[
 /// million rows on (UPDATE of 50,000 statuses: 1.24 s as a hash join over the table, 0.36 s
 /// by index; DELETE of their 100,000 responses 1.30 s vs 0.15 s), and JIT-compile those
 /// plans. SSD costs and no JIT keep the index plans; see docs/decisions.md.
-pub const SESSION: &str = "-c random_page_cost=1.1 -c jit=off";
+///
+/// A session that stalls (its node paused or cut off inside a transaction) must not hold the
+/// feed lock or a node's row for long: idle transactions end after 10 s, a lock is waited for
+/// at most 30 s and a statement runs at most 5 minutes (a copy reads page by page).
+pub const SESSION: &str = "-c random_page_cost=1.1 -c jit=off -c idle_in_transaction_session_timeout=10s \
+     -c lock_timeout=30s -c statement_timeout=300s";
 
 /// The server's clock, milliseconds since the epoch: every node compares lease times with the
 /// same clock.
@@ -254,6 +260,9 @@ impl PgConfig {
         config.connect_timeout(CONNECT_TIMEOUT);
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(10));
+        // Data unacknowledged this long means the peer is gone (keepalives alone are answered
+        // by the kernel of a paused process).
+        config.tcp_user_timeout(Duration::from_secs(15));
         config.application_name("ocspd");
         config.options(SESSION);
         if let Some(path) = &settings.password_file {

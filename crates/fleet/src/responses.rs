@@ -204,18 +204,17 @@ impl ChangeFeed for FleetFeed {
 
     fn cursor(&self, name: &str) -> Result<u64, StoreError> {
         let key = format!("purge/{name}");
-        let shared = self.pg.with(|c| c.query_opt("SELECT next FROM cursors WHERE name = $1", &[&key]));
+        // Only the fleet's cursor says what was delivered: a node's own is what it delivered
+        // itself, if anything, and a guess from it could skip purges (the database being out
+        // of reach is an error here, never "this node's head").
+        let shared = self.pg.with(|c| c.query_opt("SELECT next FROM cursors WHERE name = $1", &[&key]))?;
         match shared {
-            Ok(Some(row)) => Ok(row.get::<_, i64>(0).max(0) as u64),
-            // Never seen: from this node's own cursor (which starts at its head).
-            Ok(None) => {
-                let next = self.local.feed_cursor(name)?;
+            Some(row) => Ok(row.get::<_, i64>(0).max(0) as u64),
+            // Never delivered by any node: a target added now owes nothing from before.
+            None => {
+                let next = self.local.feed_head();
                 self.set_cursor(name, next)?;
                 Ok(next)
-            }
-            Err(e) => {
-                tracing::warn!(target = name, error = %e, "purge cursor from the fleet database unavailable; using this node's");
-                self.local.feed_cursor(name)
             }
         }
     }

@@ -22,7 +22,9 @@ pub use prepared::{Prepared, Served, Tier};
 pub use serve::{connection_budget, open_files_limit, serve, Handler, HttpResponse, ListenerLimits, ListenerStats};
 pub use service::{MetricsService, OcspService, ServiceConfig, MAX_REQUEST_BYTES};
 pub use source::BoxFuture;
-pub use source::{AnswerError, Asked, IssuerFilter, LiveConfig, LiveSource, PresignedSource, Source};
+pub use source::{
+    AnswerError, Asked, ChangeEpoch, ChangeGuard, IssuerFilter, LiveConfig, LiveSource, PresignedSource, Source,
+};
 
 #[cfg(test)]
 mod tests;

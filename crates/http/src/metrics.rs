@@ -104,7 +104,7 @@ pub struct Metrics {
     pub tier_presigned: Counter,
     /// Lookups with no current pre-signed response.
     pub presigned_misses: Counter,
-    /// Answers withheld (tryLater) while this fleet node was out of service.
+    /// Answers withheld (tryLater): this fleet node was out of service, or the status changed twice while answering.
     pub out_of_service: Counter,
     latency: Histogram,
     age: Histogram,
@@ -174,7 +174,7 @@ impl Metrics {
         let ratio = |(h, m): (u64, u64)| if h + m == 0 { 0.0 } else { h as f64 / (h + m) as f64 };
         let _ = writeln!(s, "# HELP ocspd_tier_hit_ratio Hits over lookups of each cache tier since start.\n# TYPE ocspd_tier_hit_ratio gauge\nocspd_tier_hit_ratio{{tier=\"memory\"}} {:.6}\nocspd_tier_hit_ratio{{tier=\"presigned\"}} {:.6}", ratio(memory), ratio(presigned));
         let _ = writeln!(s, "# HELP ocspd_memory_tier_evictions_total Certificates and issuers evicted from the memory tier by changes.\n# TYPE ocspd_memory_tier_evictions_total counter\nocspd_memory_tier_evictions_total {}", self.memory_evictions.get());
-        let _ = writeln!(s, "# HELP ocspd_out_of_service_answers_total Answers withheld (tryLater) while this fleet node was out of service.\n# TYPE ocspd_out_of_service_answers_total counter\nocspd_out_of_service_answers_total {}", self.out_of_service.get());
+        let _ = writeln!(s, "# HELP ocspd_out_of_service_answers_total Answers withheld (tryLater): this fleet node was out of service, or the status changed twice while answering.\n# TYPE ocspd_out_of_service_answers_total counter\nocspd_out_of_service_answers_total {}", self.out_of_service.get());
         self.latency.render(&mut s, "ocspd_request_duration_seconds", "Time to answer a request.");
         self.age.render(&mut s, "ocspd_response_age_seconds", "Age (now - producedAt) of the responses served.");
         s

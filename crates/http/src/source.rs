@@ -340,6 +340,82 @@ impl PresignedSource {
     }
 }
 
+/// Counts the status and signer changes this process applies, as a sequence lock: odd while
+/// one is being applied (from before the first follower until after the last), even between.
+/// [`ChangeEpoch::opening`] goes first in the list of followers, [`ChangeEpoch::closing`]
+/// last.
+#[derive(Debug, Default)]
+pub struct ChangeEpoch(std::sync::atomic::AtomicU64);
+
+impl ChangeEpoch {
+    /// The follower that opens a change (first in the list).
+    pub fn opening(self: &Arc<Self>) -> Arc<dyn ocsp_domain::Follower> {
+        Arc::new(EpochEdge(self.clone()))
+    }
+
+    /// The follower that closes a change (last in the list).
+    pub fn closing(self: &Arc<Self>) -> Arc<dyn ocsp_domain::Follower> {
+        Arc::new(EpochEdge(self.clone()))
+    }
+
+    fn now(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One edge of a change's application: moves the epoch by one.
+struct EpochEdge(Arc<ChangeEpoch>);
+
+impl ocsp_domain::Follower for EpochEdge {
+    fn apply(&self, change: &ocsp_store::Change) {
+        if matches!(change.kind, ocsp_store::ChangeKind::Status | ocsp_store::ChangeKind::Signer) {
+            self.0 .0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn reset(&self) {
+        self.0 .0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The top of the tiers: an answer prepared while a status or signer change was being applied
+/// may come from before it, and its response may reach a client, or an edge cache that was
+/// just purged, after that change was acknowledged. Such an answer is prepared again (from
+/// fresh tiers by then); if a change is applied again meanwhile, tryLater (never cached)
+/// instead. A single certificate's `revoked` is final and goes out as it is.
+pub struct ChangeGuard {
+    inner: Arc<dyn Source>,
+    epoch: Arc<ChangeEpoch>,
+    metrics: Arc<crate::Metrics>,
+}
+
+impl ChangeGuard {
+    /// Guards `inner` with `epoch`, which the change feed's followers move.
+    pub fn new(inner: Arc<dyn Source>, epoch: Arc<ChangeEpoch>, metrics: Arc<crate::Metrics>) -> ChangeGuard {
+        ChangeGuard { inner, epoch, metrics }
+    }
+}
+
+impl Source for ChangeGuard {
+    fn answer<'a>(&'a self, asked: &'a Asked) -> BoxFuture<'a, Result<Served, AnswerError>> {
+        Box::pin(async move {
+            let single = asked.request.cert_ids.len() == 1;
+            for _ in 0..2 {
+                let before = self.epoch.now();
+                let answered = self.inner.answer(asked).await;
+                let final_ = answered.as_ref().is_ok_and(|r| single && matches!(r.status, CertStatus::Revoked { .. }));
+                if answered.is_err() || final_ || (before.is_multiple_of(2) && self.epoch.now() == before) {
+                    return answered;
+                }
+                // Let the change finish before asking again.
+                tokio::task::yield_now().await;
+            }
+            self.metrics.out_of_service.inc();
+            Err(AnswerError::TryLater("statuses changed while answering".into()))
+        })
+    }
+}
+
 /// Live signings in flight follow the change feed: one started from a status that changed
 /// is forgotten, so no later request joins it. Put it before the memory tier in the list of
 /// followers, so a flight is gone before the memory tier's epoch moves.

@@ -422,3 +422,60 @@ async fn nonce_echoes_are_signed_per_request_within_the_live_bound() {
     }
     assert_eq!((signed, try_later), (2, 3), "two signings in flight at most, echoes included");
 }
+
+/// An answer *in flight* when a revocation is acknowledged: a live signing that read the
+/// status before the revocation and finishes after the acknowledgement must not go out as
+/// `good` (an edge purged a moment earlier would cache it). Behind the change guard it is
+/// prepared again and says revoked; with the memory tier in front and without.
+#[test]
+fn an_answer_in_flight_at_the_acknowledgement_does_not_go_out_good() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // Signing takes 300 ms, as a busy HSM might: the acknowledgement comes in the middle.
+    let f = Arc::new(fixture_signing_in(Some(Duration::from_millis(300))));
+    for (n, with_memory) in [(0x7001u32, false), (0x7002, true)] {
+        let serial = Serial::from_hex(&format!("{n:x}")).unwrap();
+        f.store.record_issued(&f.issuer, &[(serial.clone(), 0)], now(), AuditEntry::new(0, "t", "cert.add")).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let config = LiveConfig { cadence: cadence(), max_concurrent: 64, untrusted_per_second: 1000 };
+        let live = Arc::new(LiveSource::new(f.store.clone(), f.clock.clone(), config, metrics.clone()));
+        let presigned = Arc::new(PresignedSource::new(f.store.clone(), f.clock.clone(), live, metrics.clone()));
+        let epoch = Arc::new(ChangeEpoch::default());
+        let mut list: Vec<Arc<dyn ocsp_domain::Follower>> = vec![epoch.opening(), presigned.clone()];
+        let tiers: Arc<dyn Source> = if with_memory {
+            let memory = Arc::new(MemoryTier::new(16 << 20, presigned.clone(), f.clock.clone(), metrics.clone()));
+            list.push(memory.clone());
+            memory
+        } else {
+            presigned.clone()
+        };
+        list.push(epoch.closing());
+        let followers = ocsp_domain::Followers::start(f.store.clone(), list).unwrap();
+        let guarded: Arc<dyn Source> = Arc::new(ChangeGuard::new(tiers.clone(), epoch.clone(), metrics.clone()));
+        let req = Arc::new(request(&f, &serial.to_hex()));
+        let (with_guard, without) = rt.block_on(async {
+            let (g, r) = (guarded.clone(), req.clone());
+            let guarded_call = tokio::spawn(async move { g.answer(&r).await });
+            let (t, r) = (tiers.clone(), req.clone());
+            let bare_call = tokio::spawn(async move { t.answer(&r).await });
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let (store, issuer, serial, followers) = (f.store.clone(), f.issuer, serial.clone(), followers.clone());
+            tokio::task::spawn_blocking(move || {
+                let reason = ocsp_proto::RevocationReason::KeyCompromise;
+                store.revoke(&issuer, &serial, now(), reason, now(), AuditEntry::new(0, "t", "revoke")).unwrap();
+                settle(&store, &followers);
+            })
+            .await
+            .unwrap();
+            // Acknowledged; both calls are still signing.
+            (guarded_call.await.unwrap().unwrap(), bare_call.await.unwrap().unwrap())
+        });
+        assert!(
+            matches!(with_guard.status, CertStatus::Revoked { .. }),
+            "memory {with_memory}: {:?}",
+            with_guard.status
+        );
+        // Without the guard, the signing in flight does go out good: what the guard is for.
+        assert_eq!(without.status, CertStatus::Good, "memory {with_memory}");
+        followers.stop();
+    }
+}

@@ -3,7 +3,8 @@
 //! database itself.
 //!
 //! Exit codes: 0 done, 1 the call failed (ocspd refused it or could not be reached), 2 bad
-//! usage (nothing was sent).
+//! usage (nothing was sent), 3 done and durable but not confirmed on every node of a fleet
+//! (the output says which and why).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -342,6 +343,27 @@ enum CertCmd {
 #[derive(Debug)]
 struct Usage(String);
 
+/// A change that is durable but was not confirmed on every node of a fleet (exit code 3): a
+/// script must not take it for "done everywhere".
+#[derive(Debug)]
+struct Unconfirmed;
+
+impl std::fmt::Display for Unconfirmed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the change is durable but not confirmed on every node (see the warning above)")
+    }
+}
+
+impl std::error::Error for Unconfirmed {}
+
+/// Exit code 3 when `c` could not be confirmed everywhere.
+fn confirmed_or_fail(c: &ocsp_admin::api::Confirmed) -> anyhow::Result<()> {
+    match c.unconfirmed {
+        Some(_) => Err(anyhow::Error::new(Unconfirmed)),
+        None => Ok(()),
+    }
+}
+
 impl std::fmt::Display for Usage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -574,8 +596,10 @@ fn import(
                 t.conflicts.join(" ")
             ));
         }
+        s.push_str(&confirmed_text(&t.confirmed));
         s
-    })
+    })?;
+    confirmed_or_fail(&total.confirmed)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -656,7 +680,8 @@ fn bulk_revoke(
             ));
         }
         s
-    })
+    })?;
+    confirmed_or_fail(&total.confirmed)
 }
 
 fn presign(api: &Api, json: bool, issuer: Option<String>, no_wait: bool) -> anyhow::Result<()> {
@@ -1083,7 +1108,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let time = time.as_deref().map(|t| parse_time(t, "--time")).transpose()?;
             let view: StatusView =
                 api.call(Method::POST, "/v1/revoke", Some(&Revoke { issuer, serial, reason, time, why }))?;
-            print(json, &view, status_text)
+            print(json, &view, status_text)?;
+            confirmed_or_fail(&view.confirmed)
         }
         Command::BulkRevoke { issuer, file, reason, time, dry_run, batch, why } => {
             bulk_revoke(&api, json, issuer, file, reason, time, dry_run, batch, why)
@@ -1091,7 +1117,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unhold { issuer, serial, why } => {
             Serial::from_hex(&serial).map_err(usage)?;
             let view: StatusView = api.call(Method::POST, "/v1/unhold", Some(&Unhold { issuer, serial, why }))?;
-            print(json, &view, status_text)
+            print(json, &view, status_text)?;
+            confirmed_or_fail(&view.confirmed)
         }
         Command::Presign { issuer, no_wait } => presign(&api, json, issuer, no_wait),
         Command::Status { issuer, serial } => {
@@ -1278,7 +1305,14 @@ fn main() {
         eprintln!("ocspctl: {e:#}");
         // A bad line in an input file is bad usage too: nothing was sent for it.
         let bad_usage = e.downcast_ref::<Usage>().is_some() || e.downcast_ref::<input::LineError>().is_some();
-        std::process::exit(if bad_usage { 2 } else { 1 });
+        let unconfirmed = e.downcast_ref::<Unconfirmed>().is_some();
+        std::process::exit(if bad_usage {
+            2
+        } else if unconfirmed {
+            3
+        } else {
+            1
+        });
     }
 }
 

@@ -182,10 +182,12 @@ async fn run(config: config::Config) -> Result<()> {
     let memory = (config.memory_cache_bytes > 0).then(|| {
         Arc::new(MemoryTier::new(config.memory_cache_bytes, presigned.clone(), clock.clone(), metrics.clone()))
     });
-    let source: Arc<dyn Source> = match &memory {
+    let tiers: Arc<dyn Source> = match &memory {
         Some(m) => m.clone(),
         None => presigned,
     };
+    let epoch = Arc::new(ocsp_http::ChangeEpoch::default());
+    let source: Arc<dyn Source> = Arc::new(ocsp_http::ChangeGuard::new(tiers, epoch.clone(), metrics.clone()));
     let purger = tokio::task::block_in_place(|| ocsp_purge::Purger::new(purge_feed, &config.purge))
         .map_err(|e| anyhow::anyhow!("starting the purge fan-out: {e}"))?;
     if let Some(f) = &fleet {
@@ -207,7 +209,7 @@ async fn run(config: config::Config) -> Result<()> {
 
     // Everything that holds or derives answers follows the change feed, in this order: live
     // signings in flight die with the change before the memory tier's epoch moves.
-    let mut followers: Vec<Arc<dyn ocsp_domain::Follower>> = vec![presigned_tier.clone()];
+    let mut followers: Vec<Arc<dyn ocsp_domain::Follower>> = vec![epoch.opening(), presigned_tier.clone()];
     if let Some(memory) = &memory {
         followers.push(memory.clone());
     }
@@ -216,6 +218,7 @@ async fn run(config: config::Config) -> Result<()> {
     }
     followers.push(publisher.clone());
     followers.push(purger.clone());
+    followers.push(epoch.closing());
     let followers =
         ocsp_domain::Followers::start(store.clone(), followers).context("starting the change-feed follower")?;
     // A purge goes out once every origin an edge may refetch from applied its change: this

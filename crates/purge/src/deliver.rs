@@ -284,7 +284,11 @@ impl Purger {
                 ),
                 _ => None,
             };
-            let cursor = feed.cursor(t.name())?;
+            // Read again from the feed before this node delivers (`run`); unknown (0) until then.
+            let cursor = feed.cursor(t.name()).unwrap_or_else(|e| {
+                tracing::warn!(target = %t.name(), error = %e, "purge cursor unavailable; read again before delivering");
+                0
+            });
             targets.push(Arc::new(Target {
                 config: t.clone(),
                 token,
@@ -365,8 +369,13 @@ impl Purger {
     async fn run(self: Arc<Self>, target: Arc<Target>) {
         let mut head = self.head.subscribe();
         let name = target.config.name().to_string();
+        // Whether this deliverer holds the cursor as the feed says it stands: read again each
+        // time it starts delivering (at start; when this node takes the purger lease), since
+        // only the delivering node moves it.
+        let mut current = false;
         loop {
             if self.gate.get().is_some_and(|open| !open()) {
+                current = false;
                 match blocking(|| self.feed.cursor(&name)) {
                     Ok(shared) => {
                         if target.cursor.fetch_max(shared, Ordering::SeqCst) < shared {
@@ -377,6 +386,20 @@ impl Purger {
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
+            }
+            if !current {
+                match blocking(|| self.feed.cursor(&name)) {
+                    Ok(c) => {
+                        target.cursor.store(c, Ordering::SeqCst);
+                        self.progressed();
+                        current = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(target = %name, error = %e, "cannot read the purge cursor; purges wait");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
             }
             let cursor = target.cursor.load(Ordering::SeqCst);
             let mut changes = match self.feed.changes(cursor, READ_BATCH) {
