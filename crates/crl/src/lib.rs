@@ -16,8 +16,9 @@ pub use verify::{verify, VerifyReport};
 
 use ocsp_http::{crl_path, CrlDoc, CrlDocs};
 use ocsp_proto::{x509::CertInfo, Clock, CrlBuilder, CrlEntry, CrlScope, IssuerKey};
+use ocsp_records::{ChangeKind, CrlWrite, State, StoreError, StoredCrl};
 use ocsp_sign::Signer;
-use ocsp_store::{ChangeKind, CrlWrite, State, Store, StoreError, StoredCrl};
+use ocsp_store::Store;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -219,7 +220,7 @@ impl Publisher {
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             fleet: std::sync::OnceLock::new(),
-            cursor: RwLock::new(Arc::new(ocsp_domain::LocalCursor::new(store_for_cursor, CURSOR))),
+            cursor: RwLock::new(Arc::new(ocsp_store::LocalCursor::new(store_for_cursor, CURSOR))),
         });
         if let Some((issuer, reason)) = me.refresh_issuers().into_iter().next() {
             return Err(CrlError::Sign { issuer, reason });
@@ -561,7 +562,7 @@ impl Publisher {
     }
 
     /// Marks the shards a change makes stale.
-    fn note(&self, issuers: &[CrlIssuer], change: &ocsp_store::Change, now: Instant) {
+    fn note(&self, issuers: &[CrlIssuer], change: &ocsp_records::Change, now: Instant) {
         let Some(issuer) = issuers.iter().find(|i| i.key == change.issuer) else { return };
         match change.kind {
             ChangeKind::Status => {
@@ -754,7 +755,7 @@ impl Publisher {
 /// the other in-process followers, before an acknowledgement or a purge counts this node as
 /// having applied it (so an edge purged for the new shard never refetches the old one here).
 impl ocsp_domain::Follower for Publisher {
-    fn apply(&self, change: &ocsp_store::Change) {
+    fn apply(&self, change: &ocsp_records::Change) {
         if change.kind != ChangeKind::Crl {
             return;
         }
@@ -791,7 +792,7 @@ mod tests {
     use super::*;
     use ocsp_proto::clock::FixedClock;
     use ocsp_proto::{RevocationReason, Serial};
-    use ocsp_store::{AuditEntry, IssuerRecord};
+    use ocsp_records::{AuditEntry, IssuerRecord};
 
     const T0: i64 = 1_900_000_000;
 

@@ -5,7 +5,7 @@ use crate::Publisher;
 use der::Decode;
 use ocsp_http::{crl_path, CrlDocs};
 use ocsp_proto::{RevocationReason, Serial};
-use ocsp_store::{State, StoreError};
+use ocsp_records::{State, StoreError};
 use std::collections::HashMap;
 
 /// What [`verify`] found.

@@ -354,7 +354,7 @@ impl Confirmed {
 }
 
 /// One audit entry as the API shows it.
-pub use ocsp_store::AuditEntry as AuditView;
+pub use ocsp_records::AuditEntry as AuditView;
 
 /// RFC 3339 for seconds since the epoch.
 pub fn rfc3339(t: i64) -> String {

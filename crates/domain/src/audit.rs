@@ -3,7 +3,7 @@
 use crate::error::invalid;
 use crate::{Domain, DomainError, AUDIT_PAGE, MAX_AUDIT_PAGE, MAX_AUDIT_SERIALS};
 use ocsp_proto::Serial;
-use ocsp_store::{AuditEntry, AuditFilter};
+use ocsp_records::{AuditEntry, AuditFilter};
 
 /// Which audit entries to list, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

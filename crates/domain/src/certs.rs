@@ -5,13 +5,13 @@ use crate::error::invalid;
 use crate::{audit, Domain, DomainError, FUTURE_SLACK};
 use ocsp_proto::x509::{pem_blocks, CertInfo};
 use ocsp_proto::{RevocationReason, Serial};
+use ocsp_records::State;
 use ocsp_sign::{verify_issued_by, IssuerEntry};
-use ocsp_store::State;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Certificates to record, for one issuer.
-type IssuedList = Vec<ocsp_store::Issued>;
+type IssuedList = Vec<ocsp_records::Issued>;
 
 impl Domain {
     /// Records issued certificates (and, for imports, their revocations); every entry is
@@ -89,7 +89,7 @@ impl Domain {
                 }
                 revocations.entry((idx, rev.time, reason.code())).or_default().push(serial.clone());
             }
-            by_issuer[idx].1.push(ocsp_store::Issued { serial, not_after, ca });
+            by_issuer[idx].1.push(ocsp_records::Issued { serial, not_after, ca });
         }
         if !refused.is_empty() {
             return Err(invalid(format!(
@@ -123,7 +123,7 @@ impl Domain {
                 RevocationReason::from_code(code).ok_or_else(|| DomainError::Internal("reason code".into()))?;
             let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
             a.reason = Some(reason.name().to_string());
-            let ocsp_store::BulkRevocation { summary, change, .. } =
+            let ocsp_records::BulkRevocation { summary, change, .. } =
                 self.store.revoke_many(&issuer.key, &serials, time, reason, now, false, a)?;
             let confirmed = if change.is_some() { self.settle(change) } else { self.settle_committed() };
             out.confirmed.add(confirmed);
@@ -136,7 +136,7 @@ impl Domain {
     pub(crate) fn status_view(
         issuer: &str,
         serial: &Serial,
-        rec: Option<ocsp_store::StatusRecord>,
+        rec: Option<ocsp_records::StatusRecord>,
         outcome: Option<&str>,
     ) -> StatusView {
         let (status, time, reason) = match rec.map(|r| r.state) {

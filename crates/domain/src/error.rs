@@ -1,4 +1,4 @@
-use ocsp_store::StoreError;
+use ocsp_records::StoreError;
 
 /// Why an operation was refused or failed. Transports map it to their own terms in exactly
 /// one place each (the admin API: [`DomainError`] to an HTTP status).

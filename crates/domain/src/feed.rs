@@ -8,7 +8,7 @@
 //! that was acknowledged. If the feed cannot be read, or has a gap, every follower drops what
 //! it holds ([`Follower::reset`]) instead of missing a change.
 
-use ocsp_store::{Change, Store, StoreError};
+use ocsp_records::{Change, StoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -31,36 +31,6 @@ pub trait ChangeFeed: Send + Sync {
     fn trim(&self, before: u64) -> Result<(), StoreError>;
 }
 
-impl ChangeFeed for Store {
-    fn head(&self) -> u64 {
-        self.feed_head()
-    }
-
-    fn changes(&self, from: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
-        Store::changes(self, from, limit)
-    }
-
-    fn wait_for_changes(&self, from: u64, timeout: Duration) -> u64 {
-        Store::wait_for_changes(self, from, timeout)
-    }
-
-    fn hold(&self, from: u64) {
-        self.hold_feed(from)
-    }
-
-    fn cursor(&self, name: &str) -> Result<u64, StoreError> {
-        self.feed_cursor(name)
-    }
-
-    fn set_cursor(&self, name: &str, next: u64) -> Result<(), StoreError> {
-        self.set_feed_cursor(name, next)
-    }
-
-    fn trim(&self, before: u64) -> Result<(), StoreError> {
-        self.trim_feed(before)
-    }
-}
-
 /// Where a consumer that only one node at a time may run (signing CRLs) keeps its cursor:
 /// with its role. In a fleet that is PostgreSQL, and a commit is checked against the role's
 /// lease in the same transaction, so whoever takes the role next resumes from where the last
@@ -73,30 +43,6 @@ pub trait RoleCursor: Send + Sync {
     /// Records that every change before `next` is done; false (nothing written) when this
     /// node no longer holds the role.
     fn commit(&self, next: u64) -> Result<bool, StoreError>;
-}
-
-/// A [`RoleCursor`] in the local store, for the single node (which always holds the role).
-pub struct LocalCursor {
-    store: Arc<Store>,
-    name: &'static str,
-}
-
-impl LocalCursor {
-    /// The consumer cursor `name` of `store`.
-    pub fn new(store: Arc<Store>, name: &'static str) -> LocalCursor {
-        LocalCursor { store, name }
-    }
-}
-
-impl RoleCursor for LocalCursor {
-    fn load(&self) -> Result<Option<u64>, StoreError> {
-        self.store.consumer_cursor(self.name).map(Some)
-    }
-
-    fn commit(&self, next: u64) -> Result<bool, StoreError> {
-        self.store.set_consumer_cursor(self.name, next)?;
-        Ok(true)
-    }
 }
 
 /// Something in this process that must learn of every change, in order.

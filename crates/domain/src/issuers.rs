@@ -4,8 +4,8 @@ use crate::api::{self, AddIssuer, IssuerView, Retire};
 use crate::error::invalid;
 use crate::{audit, Domain, DomainError};
 use ocsp_proto::{x509::CertInfo, MAX_CRL_SHARDS};
+use ocsp_records::IssuerRecord;
 use ocsp_sign::IssuerEntry;
-use ocsp_store::IssuerRecord;
 use std::sync::Arc;
 
 impl Domain {

@@ -28,12 +28,12 @@ pub use api::Confirmed;
 pub use audit::AuditQuery;
 pub use error::DomainError;
 pub use export::ExportQuery;
-pub use feed::{ChangeFeed, Follower, Followers, LocalCursor, RoleCursor};
+pub use feed::{ChangeFeed, Follower, Followers, RoleCursor};
 pub use storage::{CrlStore, ResponseStore, StatusStore};
 
 use ocsp_proto::{Clock, IssuerKey, Policies, Serial};
+use ocsp_records::AuditEntry;
 use ocsp_sign::IssuerRegistry;
-use ocsp_store::AuditEntry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -208,6 +208,3 @@ fn audit(now: i64, who: &str, action: &str, issuer: &str, why: Option<&str>) -> 
     a.detail = why.unwrap_or("").to_string();
     a
 }
-
-#[cfg(test)]
-mod tests;

@@ -4,8 +4,8 @@ use crate::api::{self, BulkResult, BulkRevoke, Revoke, StatusView, Unhold};
 use crate::error::invalid;
 use crate::{audit, Domain, DomainError, BACKDATE_SLACK, FUTURE_SLACK, MAX_BULK};
 use ocsp_proto::{RevocationReason, Serial};
+use ocsp_records::{RevokeOutcome, State, UnholdOutcome};
 use ocsp_sign::IssuerEntry;
-use ocsp_store::{RevokeOutcome, State, UnholdOutcome};
 
 impl Domain {
     /// Checks a revocation request's reason and time against policy.
@@ -146,7 +146,7 @@ impl Domain {
         let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
         a.reason = Some(reason.name().to_string());
         let started = std::time::Instant::now();
-        let ocsp_store::BulkRevocation { summary, changed, change } =
+        let ocsp_records::BulkRevocation { summary, changed, change } =
             self.store.revoke_many(&issuer.key, &serials, time, reason, now, req.dry_run, a)?;
         crate::failpoint::hit("admin.after_commit");
         let stored = started.elapsed();

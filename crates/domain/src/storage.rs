@@ -4,14 +4,15 @@
 //! change in the feed (which carries the purge) and its audit entry are one durable write,
 //! acknowledged only once durable. [`ResponseStore`] holds pre-signed responses, written only
 //! while the status they were signed from is current. [`ChangeFeed`](crate::ChangeFeed) is
-//! the ordered, resumable feed. `ocsp_store::Store` (RocksDB) implements all three; it is the
-//! only code that knows the key layout. Everything else passes typed keys (`IssuerKey`,
+//! the ordered, resumable feed. The types they speak are `ocsp-records`'; `ocsp_records::Store`
+//! (RocksDB) and `ocsp_fleet` (PostgreSQL) implement them and depend on this crate, never the
+//! reverse; each is the only code that knows its layout. Everything else passes typed keys (`IssuerKey`,
 //! `Serial`, `AnswerKey`).
 
 use ocsp_proto::{AnswerKey, HashAlg, IssuerKey, RevocationReason, Serial};
-use ocsp_store::{
+use ocsp_records::{
     AuditEntry, AuditFilter, BulkRevocation, Change, CrlWrite, Issued, IssuerRecord, ResponseEntry, RevokeOutcome,
-    StatusCursor, StatusEntry, StatusRecord, Store, StoreError, StoredCrl, StoredResponse, UnholdOutcome,
+    StatusCursor, StatusEntry, StatusRecord, StoreError, StoredCrl, StoredResponse, UnholdOutcome,
 };
 
 /// A pre-signed response to write, with the answer it is for.
@@ -133,130 +134,4 @@ pub trait ResponseStore: Send + Sync {
 pub trait CrlStore: Send + Sync {
     /// Stores a signed shard, durably, if its number is above the stored one.
     fn put_crl(&self, issuer: &IssuerKey, crl: &StoredCrl, now: i64) -> Result<CrlWrite, StoreError>;
-}
-
-impl CrlStore for Store {
-    fn put_crl(&self, issuer: &IssuerKey, crl: &StoredCrl, now: i64) -> Result<CrlWrite, StoreError> {
-        Store::put_crl(self, issuer, crl, now)
-    }
-}
-
-impl StatusStore for Store {
-    fn issuers(&self) -> Result<Vec<IssuerRecord>, StoreError> {
-        Store::issuers(self)
-    }
-    fn put_issuer(&self, key: &IssuerKey, record: &IssuerRecord, audit: AuditEntry) -> Result<(), StoreError> {
-        Store::put_issuer(self, key, record, audit)
-    }
-    fn put_issuer_and_purge(
-        &self,
-        key: &IssuerKey,
-        record: &IssuerRecord,
-        drop_responses: bool,
-        time: i64,
-        audit: AuditEntry,
-    ) -> Result<Change, StoreError> {
-        Store::put_issuer_and_purge(self, key, record, drop_responses, time, audit)
-    }
-    fn record_certificates(
-        &self,
-        issuer: &IssuerKey,
-        certs: &[Issued],
-        now: i64,
-        audit: AuditEntry,
-    ) -> Result<(usize, Option<u64>), StoreError> {
-        Store::record_certificates(self, issuer, certs, now, audit)
-    }
-    fn revoke(
-        &self,
-        issuer: &IssuerKey,
-        serial: &Serial,
-        time: i64,
-        reason: RevocationReason,
-        now: i64,
-        audit: AuditEntry,
-    ) -> Result<(RevokeOutcome, Option<u64>), StoreError> {
-        Store::revoke(self, issuer, serial, time, reason, now, audit)
-    }
-    fn revoke_many(
-        &self,
-        issuer: &IssuerKey,
-        serials: &[Serial],
-        time: i64,
-        reason: RevocationReason,
-        now: i64,
-        dry_run: bool,
-        audit: AuditEntry,
-    ) -> Result<BulkRevocation, StoreError> {
-        Store::revoke_many(self, issuer, serials, time, reason, now, dry_run, audit)
-    }
-    fn unhold(
-        &self,
-        issuer: &IssuerKey,
-        serial: &Serial,
-        now: i64,
-        audit: AuditEntry,
-    ) -> Result<UnholdOutcome, StoreError> {
-        Store::unhold(self, issuer, serial, now, audit)
-    }
-    fn status(&self, issuer: &IssuerKey, serial: &Serial) -> Result<Option<StatusRecord>, StoreError> {
-        Store::status(self, issuer, serial)
-    }
-    fn statuses(&self, items: &[(IssuerKey, Serial)]) -> Result<Vec<Option<StatusRecord>>, StoreError> {
-        Store::statuses(self, items)
-    }
-    fn count(&self, issuer: &IssuerKey) -> Result<(u64, u64), StoreError> {
-        Store::count(self, issuer)
-    }
-    fn revoked_serials(&self, issuer: &IssuerKey) -> Result<Vec<Serial>, StoreError> {
-        Store::revoked_serials(self, issuer)
-    }
-    fn record_audit(&self, audit: AuditEntry) -> Result<(), StoreError> {
-        Store::record_audit(self, audit)
-    }
-    fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        Store::audit(self, filter)
-    }
-    fn scan_responses(&self, after: Option<&AnswerKey>, limit: usize) -> Result<Vec<ResponseEntry>, StoreError> {
-        Store::scan_responses(self, after, limit)
-    }
-    fn feed_head(&self) -> u64 {
-        Store::feed_head(self)
-    }
-}
-
-impl ResponseStore for Store {
-    fn response(
-        &self,
-        issuer: &IssuerKey,
-        serial: &Serial,
-        alg: HashAlg,
-    ) -> Result<Option<StoredResponse>, StoreError> {
-        Store::response(self, issuer, serial, alg)
-    }
-    fn responses(&self, answers: &[AnswerKey]) -> Result<Vec<Option<StoredResponse>>, StoreError> {
-        Store::responses(self, answers)
-    }
-    fn put_responses_if_current(&self, items: &[SignedResponse]) -> Result<usize, StoreError> {
-        Store::put_responses_if_current(self, items)
-    }
-    fn put_responses_checked(
-        &self,
-        items: &[SignedResponse],
-        signer_current: &dyn Fn(&IssuerKey) -> bool,
-    ) -> Result<usize, StoreError> {
-        Store::put_responses_checked(self, items, signer_current)
-    }
-    fn status(&self, issuer: &IssuerKey, serial: &Serial) -> Result<Option<StatusRecord>, StoreError> {
-        Store::status(self, issuer, serial)
-    }
-    fn statuses(&self, items: &[(IssuerKey, Serial)]) -> Result<Vec<Option<StatusRecord>>, StoreError> {
-        Store::statuses(self, items)
-    }
-    fn scan_statuses(&self, from: Option<&StatusCursor>, limit: usize) -> Result<Vec<StatusEntry>, StoreError> {
-        Store::scan_statuses(self, from, limit)
-    }
-    fn estimated_statuses(&self) -> u64 {
-        Store::estimated_statuses(self)
-    }
 }

@@ -13,7 +13,7 @@
 
 use crate::responses::alg_of;
 use ocsp_proto::{HashAlg, Serial};
-use ocsp_store::{StatusRecord, StoreError, StoredResponse, RECORD_LEN};
+use ocsp_records::{StatusRecord, StoreError, StoredResponse, RECORD_LEN};
 
 const STATUSES: u8 = 1;
 const RESPONSES: u8 = 2;
@@ -120,7 +120,7 @@ mod tests {
     fn status_records_come_back_as_written() {
         let good = StatusRecord::issued(1_900_000_000, 1_700_000_000, false);
         let mut revoked = good;
-        revoked.state = ocsp_store::State::Revoked {
+        revoked.state = ocsp_records::State::Revoked {
             time: 1_700_000_100,
             reason: Some(ocsp_proto::RevocationReason::KeyCompromise),
         };

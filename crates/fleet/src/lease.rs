@@ -7,7 +7,7 @@
 //! the lease. The signer's writes check the lease again in their transaction.
 
 use crate::pg::{Pg, NOW_MS};
-use ocsp_store::StoreError;
+use ocsp_records::StoreError;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 

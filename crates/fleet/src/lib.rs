@@ -29,7 +29,8 @@ pub use serving::Confirmation;
 pub use truth::FleetStore;
 
 use ocsp_proto::IssuerKey;
-use ocsp_store::{ChangeKind, IssuerRecord, Store, StoreError};
+use ocsp_records::{ChangeKind, IssuerRecord, StoreError};
+use ocsp_store::Store;
 use pg::{Pg, PgConfig, NOW_MS};
 use postgres::fallible_iterator::FallibleIterator;
 use serving::Serving;
@@ -450,7 +451,10 @@ impl Fleet {
         while !self.stop.load(Ordering::SeqCst) {
             let started = Instant::now();
             let mut ok = true;
-            for lease in [&self.signer, &self.purger] {
+            // A node still catching up takes no role: it would sign CRLs and deliver purges
+            // from a replica that lacks what the last holder had done.
+            let caught_up = self.caught_up.load(Ordering::SeqCst);
+            for lease in [&self.signer, &self.purger].into_iter().filter(|_| caught_up) {
                 if let Err(e) = lease.renew(&pg) {
                     ok = false;
                     self.note_error(&e.to_string());

@@ -4,7 +4,7 @@
 //! signer's writes) has a [`Pg`] of its own: one connection, made when first needed and made
 //! again after a failure, so one slow part never queues behind another.
 
-use ocsp_store::StoreError;
+use ocsp_records::StoreError;
 use postgres::{Client, NoTls};
 use std::sync::Mutex;
 use std::time::Duration;

@@ -5,9 +5,8 @@ use crate::carried::Carried;
 use crate::pg::Pg;
 use crate::responses::alg_of;
 use ocsp_proto::{IssuerKey, Serial};
-use ocsp_store::{
-    Change, ChangeKind, IssuerRecord, Mirrored, StatusRecord, Store, StoreError, StoredCrl, StoredResponse,
-};
+use ocsp_records::{Change, ChangeKind, IssuerRecord, Mirrored, StatusRecord, StoreError, StoredCrl, StoredResponse};
+use ocsp_store::Store;
 use postgres::{Client, IsolationLevel};
 
 /// Changes read from PostgreSQL at a time.

@@ -14,10 +14,11 @@ use crate::truth::{kind_code, Writer};
 use ocsp_domain::storage::{ResponseStore, SignedResponse};
 use ocsp_domain::ChangeFeed;
 use ocsp_proto::{AnswerKey, HashAlg, IssuerKey, Serial};
-use ocsp_store::{
-    crl_shard_serial, Change, ChangeKind, CrlWrite, StatusCursor, StatusEntry, StatusRecord, Store, StoreError,
-    StoredCrl, StoredResponse,
+use ocsp_records::{
+    crl_shard_serial, Change, ChangeKind, CrlWrite, StatusCursor, StatusEntry, StatusRecord, StoreError, StoredCrl,
+    StoredResponse,
 };
+use ocsp_store::Store;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,7 +192,19 @@ impl ChangeFeed for FleetFeed {
     }
 
     fn changes(&self, from: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
-        self.local.changes(from, limit)
+        let local = self.local.changes(from, limit)?;
+        if local.first().is_none_or(|c| c.seq == from) && (!local.is_empty() || self.local.feed_head() <= from) {
+            return Ok(local);
+        }
+        // This replica does not hold the changes from `from` (copied afresh, or trimmed past
+        // them): the fleet's feed keeps every change from the lowest purge cursor on.
+        let rows = self.pg.with(|c| {
+            c.query(
+                "SELECT seq, body FROM changes WHERE seq >= $1 ORDER BY seq LIMIT $2",
+                &[&(from as i64), &(limit as i64)],
+            )
+        })?;
+        rows.iter().map(|r| Change::decode(r.get::<_, i64>(0) as u64, r.get::<_, &[u8]>(1))).collect()
     }
 
     fn wait_for_changes(&self, from: u64, timeout: Duration) -> u64 {
@@ -277,10 +290,11 @@ impl ocsp_domain::CrlStore for FleetCrls {
             )?;
             if let Some(row) = stored {
                 match StoredCrl::decode(crl.shard, row.get::<_, &[u8]>(0)) {
-                    Ok(current) if current.number >= crl.number => {
-                        return Ok(Ok(CrlWrite::Stale { current: current.number }))
+                    Ok(current) => {
+                        if let Some(stale) = crl.refused_over(Some(&current)) {
+                            return Ok(Ok(stale));
+                        }
                     }
-                    Ok(_) => {}
                     Err(e) => return Ok(Err(e)),
                 }
             }

@@ -21,7 +21,7 @@
 //! never finds an origin still answering from before the change.
 
 use crate::pg::{Pg, NOW_MS};
-use ocsp_store::StoreError;
+use ocsp_records::StoreError;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 

@@ -12,10 +12,11 @@ use crate::carried;
 use crate::pg::{Pg, NOW_MS};
 use ocsp_domain::storage::StatusStore;
 use ocsp_proto::{AnswerKey, IssuerKey, RevocationReason, Serial};
-use ocsp_store::{
+use ocsp_records::{
     AuditEntry, AuditFilter, BulkRevocation, Change, ChangeKind, Issued, IssuerRecord, ResponseEntry, Revocation,
-    RevokeOutcome, State, StatusRecord, Store, StoreError, UnholdOutcome,
+    RevokeOutcome, StatusRecord, StoreError, UnholdOutcome,
 };
+use ocsp_store::Store;
 use postgres::{Client, GenericClient, IsolationLevel, Transaction};
 use std::sync::Arc;
 
@@ -388,9 +389,8 @@ impl StatusStore for FleetStore {
                 Err(e) => return Ok(Err(e)),
             };
             let Some(current) = current else { return Ok(Ok(UnholdOutcome::NotIssued)) };
-            match current.state {
-                State::Revoked { reason: Some(RevocationReason::CertificateHold), .. } => {
-                    let record = StatusRecord::issued(current.not_after, now, current.ca);
+            match current.unheld(now) {
+                Some(record) => {
                     write_statuses(&mut w.tx, issuer, &[(serial.clone(), record)])?;
                     audit.serials.push(serial.to_string());
                     let records = carried::statuses([(serial, &record)]);
@@ -400,7 +400,7 @@ impl StatusStore for FleetStore {
                     w.commit()?;
                     Ok(Ok(UnholdOutcome::Lifted { record, change: change.seq }))
                 }
-                _ => Ok(Ok(UnholdOutcome::NotOnHold(current))),
+                None => Ok(Ok(UnholdOutcome::NotOnHold(current))),
             }
         })?
     }

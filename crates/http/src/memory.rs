@@ -105,10 +105,10 @@ impl MemoryTier {
 /// The memory tier follows the change feed: a changed certificate's answers, or all of an
 /// issuer whose signer changed, are dropped before the change is acknowledged.
 impl ocsp_domain::Follower for MemoryTier {
-    fn apply(&self, change: &ocsp_store::Change) {
+    fn apply(&self, change: &ocsp_records::Change) {
         // Fleet mode: responses the signing node stored replace what this node signed live,
         // so every node serves the same bytes (and ETag).
-        if change.kind == ocsp_store::ChangeKind::Signed {
+        if change.kind == ocsp_records::ChangeKind::Signed {
             self.evict(&change.issuer, &change.serials);
             return;
         }

@@ -301,7 +301,7 @@ impl PresignedSource {
         })?;
         let now = self.clock.now();
         let fresh = stored.filter(|r| r.next_update > now + SERVE_MARGIN).and_then(|r| {
-            let status = ocsp_store::StatusRecord::decode(&r.source).ok()?.cert_status();
+            let status = ocsp_records::StatusRecord::decode(&r.source).ok()?.cert_status();
             let resp = SignedResponse {
                 der: r.der,
                 this_update: r.this_update,
@@ -340,49 +340,151 @@ impl PresignedSource {
     }
 }
 
-/// Counts the status and signer changes this process applies, as a sequence lock: odd while
-/// one is being applied (from before the first follower until after the last), even between.
-/// [`ChangeEpoch::opening`] goes first in the list of followers, [`ChangeEpoch::closing`]
-/// last.
+/// Stripes of certificates a change is tracked in (a status change marks the stripes of its
+/// serials; a signer change, or dropping every cache, all of them).
+const STRIPES: usize = 1024;
+
+/// One stripe: changes being applied to its certificates now, and changes applied so far.
 #[derive(Debug, Default)]
-pub struct ChangeEpoch(std::sync::atomic::AtomicU64);
+struct Stripe {
+    open: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicU64,
+}
+
+/// The status and signer changes this process applies, by stripe of certificates, as a
+/// sequence lock: [`ChangeEpoch::opening`] goes first in the list of followers and marks a
+/// change open on its certificates' stripes, [`ChangeEpoch::closing`] goes last and marks it
+/// done. An answer about a certificate is from after every change that had closed when it
+/// began if no change on its stripe was open at its start or end and none closed meanwhile.
+#[derive(Debug)]
+pub struct ChangeEpoch {
+    stripes: Box<[Stripe]>,
+    /// Signer changes and resets: every certificate.
+    all: Stripe,
+    closed: tokio::sync::Notify,
+}
+
+impl Default for ChangeEpoch {
+    fn default() -> Self {
+        ChangeEpoch {
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+            all: Stripe::default(),
+            closed: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+/// A stripe of a certificate.
+fn stripe_of(issuer: &ocsp_proto::IssuerKey, serial: &ocsp_proto::Serial) -> usize {
+    // FNV-1a over the serial and the key's first bytes: spread, cheap, stable.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in serial.as_bytes().iter().chain(&issuer.0[..8]) {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % STRIPES as u64) as usize
+}
+
+/// What an answer saw of the changes, for the certificates it is about.
+#[derive(PartialEq, Eq)]
+struct Seen {
+    open: u64,
+    done: u64,
+}
 
 impl ChangeEpoch {
     /// The follower that opens a change (first in the list).
     pub fn opening(self: &Arc<Self>) -> Arc<dyn ocsp_domain::Follower> {
-        Arc::new(EpochEdge(self.clone()))
+        Arc::new(EpochEdge { epoch: self.clone(), closing: false })
     }
 
     /// The follower that closes a change (last in the list).
     pub fn closing(self: &Arc<Self>) -> Arc<dyn ocsp_domain::Follower> {
-        Arc::new(EpochEdge(self.clone()))
+        Arc::new(EpochEdge { epoch: self.clone(), closing: true })
     }
 
-    fn now(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    /// The stripes of a change: none if it changes no answer.
+    fn stripes_of(&self, change: &ocsp_records::Change) -> Option<Vec<usize>> {
+        match change.kind {
+            ocsp_records::ChangeKind::Status => {
+                let mut list: Vec<usize> = change.serials.iter().map(|s| stripe_of(&change.issuer, s)).collect();
+                list.sort_unstable();
+                list.dedup();
+                Some(list)
+            }
+            ocsp_records::ChangeKind::Signer => Some(Vec::new()),
+            _ => None,
+        }
+    }
+
+    fn stripe(&self, index: Option<usize>) -> &Stripe {
+        index.and_then(|i| self.stripes.get(i)).unwrap_or(&self.all)
+    }
+
+    fn seen(&self, asked: &Asked) -> Seen {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut seen = Seen { open: self.all.open.load(SeqCst), done: self.all.done.load(SeqCst) };
+        for id in &asked.request.cert_ids {
+            let s = &self.stripes[stripe_of(&asked.issuer.key, &id.serial)];
+            seen.open += s.open.load(SeqCst);
+            seen.done += s.done.load(SeqCst);
+        }
+        seen
     }
 }
 
-/// One edge of a change's application: moves the epoch by one.
-struct EpochEdge(Arc<ChangeEpoch>);
+/// One edge of a change's application.
+struct EpochEdge {
+    epoch: Arc<ChangeEpoch>,
+    closing: bool,
+}
+
+impl EpochEdge {
+    fn mark(&self, stripes: &[usize]) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let list: Vec<Option<usize>> =
+            if stripes.is_empty() { vec![None] } else { stripes.iter().map(|s| Some(*s)).collect() };
+        for s in list {
+            let stripe = self.epoch.stripe(s);
+            if self.closing {
+                // Done before no longer open: no moment shows neither.
+                stripe.done.fetch_add(1, SeqCst);
+                let _ = stripe.open.fetch_update(SeqCst, SeqCst, |n| Some(n.saturating_sub(1)));
+            } else {
+                stripe.open.fetch_add(1, SeqCst);
+            }
+        }
+        if self.closing {
+            self.epoch.closed.notify_waiters();
+        }
+    }
+}
 
 impl ocsp_domain::Follower for EpochEdge {
-    fn apply(&self, change: &ocsp_store::Change) {
-        if matches!(change.kind, ocsp_store::ChangeKind::Status | ocsp_store::ChangeKind::Signer) {
-            self.0 .0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    fn apply(&self, change: &ocsp_records::Change) {
+        if let Some(stripes) = self.epoch.stripes_of(change) {
+            self.mark(&stripes);
         }
     }
 
     fn reset(&self) {
-        self.0 .0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Everything was dropped: every answer in preparation may predate it.
+        if self.closing {
+            self.epoch.all.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.epoch.closed.notify_waiters();
+        }
     }
 }
 
-/// The top of the tiers: an answer prepared while a status or signer change was being applied
-/// may come from before it, and its response may reach a client, or an edge cache that was
-/// just purged, after that change was acknowledged. Such an answer is prepared again (from
-/// fresh tiers by then); if a change is applied again meanwhile, tryLater (never cached)
-/// instead. A single certificate's `revoked` is final and goes out as it is.
+/// How long an answer may wait for changes on its certificates to be applied, and be
+/// prepared again, before it is tryLater.
+const GUARD_DEADLINE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The top of the tiers: an answer prepared while a change to its certificate (or its issuer's
+/// signer) was being applied may come from before it, and its response may reach a client, or
+/// an edge cache that was just purged, after that change was acknowledged. Such an answer is
+/// prepared again once the change is applied; past a short deadline, tryLater (never cached)
+/// instead. A single certificate's `revoked` other than certificateHold is final and goes out
+/// as it is. Changes to other certificates do not matter (changes are tracked by stripe).
 pub struct ChangeGuard {
     inner: Arc<dyn Source>,
     epoch: Arc<ChangeEpoch>,
@@ -400,15 +502,29 @@ impl Source for ChangeGuard {
     fn answer<'a>(&'a self, asked: &'a Asked) -> BoxFuture<'a, Result<Served, AnswerError>> {
         Box::pin(async move {
             let single = asked.request.cert_ids.len() == 1;
-            for _ in 0..2 {
-                let before = self.epoch.now();
+            let deadline = tokio::time::Instant::now() + GUARD_DEADLINE;
+            loop {
+                let before = self.epoch.seen(asked);
+                if before.open > 0 {
+                    // A change to one of these certificates is being applied: wait for it.
+                    let closed = self.epoch.closed.notified();
+                    if self.epoch.seen(asked).open > 0 && tokio::time::timeout_at(deadline, closed).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 let answered = self.inner.answer(asked).await;
-                let final_ = answered.as_ref().is_ok_and(|r| single && matches!(r.status, CertStatus::Revoked { .. }));
-                if answered.is_err() || final_ || (before.is_multiple_of(2) && self.epoch.now() == before) {
+                let final_ = answered.as_ref().is_ok_and(|r| {
+                    single
+                        && matches!(r.status, CertStatus::Revoked { reason, .. }
+                            if reason != Some(ocsp_proto::RevocationReason::CertificateHold))
+                });
+                if answered.is_err() || final_ || self.epoch.seen(asked) == before {
                     return answered;
                 }
-                // Let the change finish before asking again.
-                tokio::task::yield_now().await;
+                if tokio::time::Instant::now() >= deadline {
+                    break;
+                }
             }
             self.metrics.out_of_service.inc();
             Err(AnswerError::TryLater("statuses changed while answering".into()))
@@ -420,7 +536,7 @@ impl Source for ChangeGuard {
 /// is forgotten, so no later request joins it. Put it before the memory tier in the list of
 /// followers, so a flight is gone before the memory tier's epoch moves.
 impl ocsp_domain::Follower for PresignedSource {
-    fn apply(&self, change: &ocsp_store::Change) {
+    fn apply(&self, change: &ocsp_records::Change) {
         if !change.changes_answers() {
             return;
         }

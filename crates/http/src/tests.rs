@@ -1,8 +1,9 @@
 use crate::*;
 use ocsp_proto::clock::FixedClock;
 use ocsp_proto::{CertId, CertStatus, Clock, HashAlg, IssuerKey, OcspRequest, Serial};
+use ocsp_records::{AuditEntry, StoredResponse};
 use ocsp_sign::{IssuerEntry, IssuerRegistry, SignError, Signer};
-use ocsp_store::{AuditEntry, Store, StoredResponse};
+use ocsp_store::Store;
 use ocsp_testpki::{Issued, KeyAlg};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -478,4 +479,49 @@ fn an_answer_in_flight_at_the_acknowledgement_does_not_go_out_good() {
         assert_eq!(without.status, CertStatus::Good, "memory {with_memory}");
         followers.stop();
     }
+}
+
+/// The change guard waits only for changes to the certificates asked about: a change being
+/// applied to another certificate holds nothing up, one to this certificate holds its answer
+/// until it is applied (tryLater past the deadline), a signer change holds every answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_guard_waits_only_for_changes_to_the_certificates_asked_about() {
+    let f = fixture(false);
+    let (presigned, _, metrics) = tiers(&f, 8);
+    let others: Vec<Serial> = (0x20..0x40).map(|n| Serial::from_hex(&format!("{n:x}")).unwrap()).collect();
+    let list: Vec<(Serial, i64)> = others.iter().map(|s| (s.clone(), 0)).collect();
+    f.store.record_issued(&f.issuer, &list, now(), AuditEntry::new(0, "t", "cert.add")).unwrap();
+    let epoch = Arc::new(ChangeEpoch::default());
+    let (opening, closing) = (epoch.opening(), epoch.closing());
+    let guard = ChangeGuard::new(presigned.clone(), epoch.clone(), metrics.clone());
+    let change = |kind, serials: Vec<Serial>| ocsp_records::Change { seq: 1, time: 0, issuer: f.issuer, kind, serials };
+    // A change to 0x20..0x40 is being applied; 0x01 is asked about. Pick a serial whose stripe
+    // differs (stripes are a hash; most do).
+    let open = change(ocsp_records::ChangeKind::Status, others.clone());
+    opening.apply(&open);
+    let started = std::time::Instant::now();
+    let answer = guard.answer(&request(&f, "01")).await.unwrap();
+    assert_eq!(answer.status, CertStatus::Good);
+    assert!(started.elapsed() < Duration::from_millis(400), "held up by another certificate's change");
+    // A certificate of that change waits for it, and is tryLater past the deadline.
+    let started = std::time::Instant::now();
+    let held = guard.answer(&request(&f, "20")).await;
+    assert!(matches!(held, Err(AnswerError::TryLater(_))), "{:?}", held.map(|a| a.status));
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    // Once the change is applied, it is answered at once; a waiting answer goes on when it is.
+    let waiting = {
+        let (guard, req) = (Arc::new(guard), Arc::new(request(&f, "21")));
+        let g = guard.clone();
+        let task = tokio::spawn(async move { g.answer(&req).await.map(|a| a.status) });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        closing.apply(&open);
+        (task.await.unwrap(), guard)
+    };
+    assert_eq!(waiting.0.unwrap(), CertStatus::Good);
+    // A signer change holds everything.
+    let signer = change(ocsp_records::ChangeKind::Signer, Vec::new());
+    opening.apply(&signer);
+    assert!(matches!(waiting.1.answer(&request(&f, "01")).await, Err(AnswerError::TryLater(_))));
+    closing.apply(&signer);
+    assert_eq!(waiting.1.answer(&request(&f, "01")).await.unwrap().status, CertStatus::Good);
 }

@@ -11,8 +11,8 @@ pub use ocsp_proto::{Cadence, CadenceError};
 
 use ocsp_domain::ResponseStore;
 use ocsp_proto::{Answer, Clock, HashAlg, IssuerKey, ResponseBuilder, Serial};
+use ocsp_records::{StatusRecord, StoredResponse};
 use ocsp_sign::IssuerRegistry;
-use ocsp_store::{StatusRecord, StoredResponse};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -433,7 +433,7 @@ impl Presigner {
                     let _ = tx.send(part.to_vec());
                 }
             };
-            let mut cursor: Option<ocsp_store::StatusCursor> = issuer.map(ocsp_store::StatusCursor::Issuer);
+            let mut cursor: Option<ocsp_records::StatusCursor> = issuer.map(ocsp_records::StatusCursor::Issuer);
             loop {
                 while let Some(entries) = self.take_urgent() {
                     send(self.jobs_for(entries));
@@ -462,7 +462,7 @@ impl Presigner {
                     }
                 };
                 let Some(last) = chunk.last() else { break };
-                cursor = Some(ocsp_store::StatusCursor::After(last.issuer, last.serial.clone()));
+                cursor = Some(ocsp_records::StatusCursor::After(last.issuer, last.serial.clone()));
                 let n = chunk.len();
                 let mut past_issuer = false;
                 let entries: Vec<_> = chunk
@@ -553,7 +553,7 @@ impl Presigner {
 /// The pre-signer follows the change feed: changed and new certificates go to the front of
 /// its queue (an issuer whose signer changed is re-signed by the pass the promotion asks for).
 impl ocsp_domain::Follower for Presigner {
-    fn apply(&self, change: &ocsp_store::Change) {
+    fn apply(&self, change: &ocsp_records::Change) {
         if change.changes_answers() && !change.issuer_wide() {
             self.urgent(&change.issuer, &change.serials);
         }

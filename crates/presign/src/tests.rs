@@ -1,8 +1,9 @@
 use crate::*;
 use ocsp_proto::clock::FixedClock;
 use ocsp_proto::{RevocationReason, Serial};
+use ocsp_records::AuditEntry;
 use ocsp_sign::{IssuerEntry, IssuerRegistry};
-use ocsp_store::{AuditEntry, Store};
+use ocsp_store::Store;
 use ocsp_testpki::{Issued, KeyAlg};
 
 struct Fixture {

@@ -4,7 +4,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use ocsp_domain::ChangeFeed;
-use ocsp_store::Change;
+use ocsp_records::Change;
 use serde::Serialize;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -227,7 +227,7 @@ pub enum SetupError {
     },
     /// The database does not give a target's cursor.
     #[error("purge cursor: {0}")]
-    Store(#[from] ocsp_store::StoreError),
+    Store(#[from] ocsp_records::StoreError),
     /// The TLS client (for HTTPS purge APIs) cannot be set up.
     #[error("TLS setup: {0}")]
     Tls(String),
@@ -373,8 +373,15 @@ impl Purger {
         // time it starts delivering (at start; when this node takes the purger lease), since
         // only the delivering node moves it.
         let mut current = false;
+        let mut bound_wait = Duration::from_millis(5);
         loop {
             if self.gate.get().is_some_and(|open| !open()) {
+                if current {
+                    // Another node delivers now: what this one saw no longer says anything.
+                    let mut st = self.state(&target);
+                    st.last_error = None;
+                    st.retry_in_ms = 0;
+                }
                 current = false;
                 match blocking(|| self.feed.cursor(&name)) {
                     Ok(shared) => {
@@ -410,6 +417,13 @@ impl Purger {
                     continue;
                 }
             };
+            if changes.first().is_some_and(|c| c.seq != cursor) {
+                // A gap: never skip what was not delivered. Wait for the feed to bring it.
+                tracing::error!(target = %name, cursor, first = ?changes.first().map(|c| c.seq), "the change feed lacks changes this target has not been sent; purges wait");
+                self.state(&target).last_error = Some(format!("the change feed lacks changes from {cursor} on"));
+                tokio::time::sleep(BACKOFF_MAX).await;
+                continue;
+            }
             if let (Some(bound), false) = (self.bound.get(), changes.is_empty()) {
                 match blocking(|| bound()) {
                     Ok(b) => changes.retain(|c| c.seq < b),
@@ -420,10 +434,13 @@ impl Purger {
                     }
                 }
                 if changes.is_empty() {
-                    // Origins still applying: look again soon (acknowledgements wait for them too).
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    // Origins still applying: look again soon (acknowledgements wait for them
+                    // too), less often the longer it takes.
+                    tokio::time::sleep(bound_wait).await;
+                    bound_wait = (bound_wait * 2).min(Duration::from_millis(250));
                     continue;
                 }
+                bound_wait = Duration::from_millis(5);
             }
             let Some(last) = changes.last().map(|c| c.seq) else {
                 self.state(&target).oldest_pending = None;
@@ -763,7 +780,7 @@ fn now_secs() -> i64 {
 /// The purge fan-out follows the change feed only to wake its deliverers: each reads the feed
 /// from its own durable cursor.
 impl ocsp_domain::Follower for Purger {
-    fn apply(&self, change: &ocsp_store::Change) {
+    fn apply(&self, change: &ocsp_records::Change) {
         self.head.send_replace(change.seq + 1);
     }
 

@@ -3,7 +3,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use ocsp_proto::{IssuerKey, RevocationReason, Serial};
-use ocsp_store::{AuditEntry, Store};
+use ocsp_records::AuditEntry;
+use ocsp_store::Store;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -316,8 +317,13 @@ fn purges_are_sized_by_bytes_and_split_when_refused_as_too_large() {
     // header limit; the refusal below plays Varnish's 400 for an over-long header.
     let issuer = IssuerKey([3; 64]);
     let serials: Vec<Serial> = (0..300).map(long_serial).collect();
-    let event =
-        ocsp_store::Change { seq: 0, issuer, kind: ocsp_store::ChangeKind::Status, serials: serials.clone(), time: 1 };
+    let event = ocsp_records::Change {
+        seq: 0,
+        issuer,
+        kind: ocsp_records::ChangeKind::Status,
+        serials: serials.clone(),
+        time: 1,
+    };
     let config = varnish_target("http://127.0.0.1:1/", "");
     for batch in crate::deliver::plan(&config.targets[0], std::slice::from_ref(&event)) {
         assert!(batch.bytes() <= DEFAULT_MAX_BYTES, "{} bytes", batch.bytes());

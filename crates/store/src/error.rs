@@ -1,72 +1,32 @@
+//! RocksDB's errors in the domain's terms: `rocksdb::Error` never leaves this crate.
+
+use ocsp_records::StoreError;
 use std::path::Path;
-use thiserror::Error;
 
-/// Failures of the revocation database.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The database could not be opened (locked by another process, corrupt, unreadable).
-    #[error("cannot open the database at {path}: {reason}")]
-    Open {
-        /// Where.
-        path: String,
-        /// RocksDB's explanation.
-        reason: String,
-    },
-    /// The database was written by a newer or unknown schema.
-    #[error("the database has schema version {0:?}; this ocspd reads version 1")]
-    Schema(String),
-    /// A column family is missing (a bug or a foreign database).
-    #[error("column family {0} is missing")]
-    MissingColumnFamily(&'static str),
-    /// A stored record does not decode.
-    #[error("a stored record is corrupt: {0}")]
-    Corrupt(String),
-    /// A lock was poisoned by a panic elsewhere.
-    #[error("internal lock poisoned")]
-    Poisoned,
-    /// RocksDB is busy or timed out (a write stall, a lock): the same call may succeed later.
-    #[error("database busy: {0}")]
-    Busy(String),
-    /// An I/O error, a full disk among them: writes fail until the cause is fixed.
-    #[error("database I/O error: {0}")]
-    Io(String),
-    /// Any other RocksDB failure.
-    #[error("database error: {0}")]
-    Db(String),
-    /// The fleet's shared database (PostgreSQL) cannot be reached or refused the transaction:
-    /// nothing was changed.
-    #[error("the fleet database is unavailable, nothing was changed: {0}")]
-    Unreachable(String),
-    /// The fleet's shared database refused a row (a constraint): the request contradicts what
-    /// is stored. Nothing was changed.
-    #[error("the fleet database refused the change: {0}")]
-    Conflict(String),
-    /// A fleet replica is written only by its replicator, in feed order.
-    #[error("replica: {0}")]
-    Replica(String),
+/// A database that could not be opened, saying where.
+pub(crate) fn open_error(path: &Path, e: rocksdb::Error) -> StoreError {
+    StoreError::Open { path: path.display().to_string(), reason: e.into_string() }
 }
 
-impl StoreError {
-    pub(crate) fn open(path: &Path, e: rocksdb::Error) -> StoreError {
-        StoreError::Open { path: path.display().to_string(), reason: e.into_string() }
+/// A RocksDB failure as a [`StoreError`]: busy kinds may succeed later, I/O (a full disk)
+/// until the cause is fixed.
+pub(crate) fn db_error(e: rocksdb::Error) -> StoreError {
+    use rocksdb::ErrorKind as K;
+    match e.kind() {
+        K::Busy | K::TimedOut | K::TryAgain | K::Incomplete => StoreError::Busy(e.into_string()),
+        K::IOError => StoreError::Io(e.into_string()),
+        _ => StoreError::Db(e.into_string()),
     }
 }
 
-impl From<rocksdb::Error> for StoreError {
-    fn from(e: rocksdb::Error) -> Self {
-        use rocksdb::ErrorKind as K;
-        match e.kind() {
-            K::Busy | K::TimedOut | K::TryAgain | K::Incomplete => StoreError::Busy(e.into_string()),
-            K::IOError => StoreError::Io(e.into_string()),
-            _ => StoreError::Db(e.into_string()),
-        }
-    }
+/// `?` on RocksDB's results: `.db()?`.
+pub(crate) trait Db<T> {
+    /// The result with RocksDB's error translated.
+    fn db(self) -> Result<T, StoreError>;
 }
 
-impl StoreError {
-    /// The same call may succeed later without anyone acting (busy, timed out).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Busy(_))
+impl<T> Db<T> for Result<T, rocksdb::Error> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(db_error)
     }
 }

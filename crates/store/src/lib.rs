@@ -6,21 +6,23 @@
 //!
 //! It does not sign, serve or cache responses.
 
-mod audit;
 mod crls;
+mod domain;
 mod error;
 mod feed;
 mod mirror;
-mod records;
 mod responses;
 
-pub use audit::{AuditEntry, AuditFilter};
-pub use crls::{crl_shard_serial, CrlWrite, StoredCrl};
-pub use error::StoreError;
-pub use feed::{Change, ChangeKind};
-pub use mirror::Mirrored;
-pub use records::{Issued, IssuerRecord, RevokeOutcome, State, StatusRecord, RECORD_LEN};
-pub use responses::{ResponseEntry, StatusCursor, StatusEntry, StoredResponse};
+pub use domain::LocalCursor;
+// The vocabulary is the domain's (`ocsp-records`); named here too for the crates that use
+// the store directly.
+pub use ocsp_records::{
+    crl_shard_serial, AuditEntry, AuditFilter, BulkRevocation, BulkSummary, Change, ChangeKind, CrlWrite, Issued,
+    IssuerRecord, Mirrored, ResponseEntry, Revocation, RevokeOutcome, State, StatusCursor, StatusEntry, StatusRecord,
+    StoreError, StoredCrl, StoredResponse, UnholdOutcome, RECORD_LEN,
+};
+
+use error::Db;
 
 use ocsp_proto::{IssuerKey, RevocationReason, Serial};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
@@ -78,102 +80,6 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions { cache_bytes: DEFAULT_CACHE_BYTES, max_open_files: -1, write_buffer_bytes: STATUS_WRITE_BUFFER }
     }
-}
-
-/// What a bulk revocation did (or, dry-run, would do).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BulkSummary {
-    /// Good before, revoked now.
-    pub revoked: usize,
-    /// Revoked before, reason changed (to keyCompromise, or a hold made final).
-    pub changed: usize,
-    /// Already revoked with this reason: untouched.
-    pub already_revoked: usize,
-    /// Already revoked with a reason that may not change to this one: untouched.
-    pub refused: Vec<Serial>,
-    /// Never recorded as issued: untouched.
-    pub not_issued: Vec<Serial>,
-}
-
-/// What [`Store::revoke_many`] did.
-#[derive(Debug, Clone, Default)]
-pub struct BulkRevocation {
-    /// Counts, and the serials left untouched.
-    pub summary: BulkSummary,
-    /// The certificates that changed, with their records now.
-    pub changed: Vec<(Serial, StatusRecord)>,
-    /// The change written to the feed, if anything changed (never on a dry run).
-    pub change: Option<u64>,
-}
-
-/// Everything one revocation batch did (or, planned, will do once written).
-#[derive(Debug, Clone)]
-pub struct Revocation {
-    /// Counts, and the serials left untouched.
-    pub summary: BulkSummary,
-    /// The certificates that change, with their records after.
-    pub changed: Vec<(Serial, StatusRecord)>,
-    /// What happened to the first serial.
-    pub first: RevokeOutcome,
-    /// The change written to the feed, if anything changed.
-    pub change: Option<u64>,
-}
-
-impl Revocation {
-    /// Applies the rules of [`StatusRecord::revoke`] to `serials`, whose records as they stand
-    /// are `current` (in the same order; `None`: never recorded). Nothing is written: every
-    /// store writes the `changed` records, drops their responses, and adds one change and the
-    /// audit entry in one atomic write.
-    pub fn plan(
-        serials: &[Serial],
-        current: Vec<Option<StatusRecord>>,
-        time: i64,
-        reason: RevocationReason,
-        now: i64,
-    ) -> Revocation {
-        let mut summary = BulkSummary::default();
-        let mut changed = Vec::new();
-        let mut first = None;
-        for (serial, found) in serials.iter().zip(current) {
-            let Some(current) = found else {
-                summary.not_issued.push(serial.clone());
-                first.get_or_insert(RevokeOutcome::NotIssued);
-                continue;
-            };
-            let outcome = current.revoke(time, reason, now);
-            first.get_or_insert(outcome);
-            match outcome {
-                RevokeOutcome::Revoked(rec) | RevokeOutcome::Changed(rec) => {
-                    if matches!(current.state, State::Good) {
-                        summary.revoked += 1;
-                    } else {
-                        summary.changed += 1;
-                    }
-                    changed.push((serial.clone(), rec));
-                }
-                RevokeOutcome::AlreadyRevoked(_) => summary.already_revoked += 1,
-                RevokeOutcome::Refused { .. } => summary.refused.push(serial.clone()),
-                RevokeOutcome::NotIssued => summary.not_issued.push(serial.clone()),
-            }
-        }
-        Revocation { summary, changed, first: first.unwrap_or(RevokeOutcome::NotIssued), change: None }
-    }
-}
-
-/// What lifting a certificateHold did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnholdOutcome {
-    /// The hold is lifted: the certificate is good again.
-    Lifted {
-        /// The record now.
-        record: StatusRecord,
-        /// The change written to the feed.
-        change: u64,
-    },
-    /// The certificate is not on hold (good, or revoked for another reason).
-    NotOnHold(StatusRecord),
-    /// Never recorded as issued.
-    NotIssued,
 }
 
 impl std::fmt::Debug for Store {
@@ -281,7 +187,7 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_OUTBOX, Options::default()),
             ColumnFamilyDescriptor::new(CF_CRLS, Options::default()),
         ];
-        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError::open(path, e))?;
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| error::open_error(path, e))?;
         let store = Store {
             db,
             write_lock: Mutex::new(()),
@@ -297,7 +203,8 @@ impl Store {
                 .db
                 .iterator_cf(store.cf(cf)?, rocksdb::IteratorMode::End)
                 .next()
-                .transpose()?
+                .transpose()
+                .db()?
                 .map(|(k, _)| seq_of(&k)))
         };
         store.audit_seq.store(last(CF_AUDIT)?.unwrap_or(0) + 1, Ordering::SeqCst);
@@ -307,14 +214,14 @@ impl Store {
         store.feed_seq.store(next_change, Ordering::SeqCst);
         *store.head.next.lock().unwrap_or_else(|p| p.into_inner()) = next_change;
         let meta = store.cf(CF_META)?;
-        match store.db.get_cf(meta, SCHEMA_KEY)? {
-            None => store.db.put_cf_opt(meta, SCHEMA_KEY, SCHEMA_VERSION, &synced())?,
+        match store.db.get_cf(meta, SCHEMA_KEY).db()? {
+            None => store.db.put_cf_opt(meta, SCHEMA_KEY, SCHEMA_VERSION, &synced()).db()?,
             Some(v) if v == SCHEMA_VERSION => {}
             Some(v) => {
                 return Err(StoreError::Schema(String::from_utf8_lossy(&v).into_owned()));
             }
         }
-        if store.db.get_cf(meta, b"fleet-mirror")?.is_some() {
+        if store.db.get_cf(meta, b"fleet-mirror").db()?.is_some() {
             store.mirror.store(true, Ordering::SeqCst);
         } else {
             store.drop_unspecified_reason_responses()?;
@@ -329,13 +236,13 @@ impl Store {
     /// many certificates were concerned.
     fn drop_unspecified_reason_responses(&self) -> Result<usize, StoreError> {
         let meta = self.cf(CF_META)?;
-        if self.db.get_cf(meta, MIGRATION_UNSPECIFIED)?.is_some() {
+        if self.db.get_cf(meta, MIGRATION_UNSPECIFIED).db()?.is_some() {
             return Ok(0);
         }
         let status_cf = self.cf(CF_STATUS)?;
         let mut by_issuer: std::collections::BTreeMap<IssuerKey, Vec<Serial>> = Default::default();
         for item in self.db.iterator_cf(status_cf, rocksdb::IteratorMode::Start) {
-            let (key, value) = item?;
+            let (key, value) = item.db()?;
             let rec = StatusRecord::decode(&value)?;
             if matches!(rec.state, State::Revoked { reason: Some(RevocationReason::Unspecified), .. }) {
                 let (issuer, serial) = split_status_key(&key)?;
@@ -357,7 +264,7 @@ impl Store {
                 total += chunk.len();
             }
         }
-        self.db.put_cf_opt(meta, MIGRATION_UNSPECIFIED, b"1", &synced())?;
+        self.db.put_cf_opt(meta, MIGRATION_UNSPECIFIED, b"1", &synced()).db()?;
         if total > 0 {
             tracing::info!(
                 certificates = total,
@@ -382,7 +289,7 @@ impl Store {
                 Ok(v)
             }
             Err(e) => {
-                let e = StoreError::from(e);
+                let e = error::db_error(e);
                 *fault = Some(e.to_string());
                 Err(e)
             }
@@ -411,7 +318,7 @@ impl Store {
         let cf = self.cf(CF_ISSUERS)?;
         let mut out = Vec::new();
         for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
-            let (_, v) = item?;
+            let (_, v) = item.db()?;
             out.push(IssuerRecord::decode(&v)?);
         }
         Ok(out)
@@ -420,7 +327,7 @@ impl Store {
     /// One issuer by its key.
     pub fn issuer(&self, key: &IssuerKey) -> Result<Option<IssuerRecord>, StoreError> {
         let cf = self.cf(CF_ISSUERS)?;
-        self.db.get_cf(cf, key.0)?.map(|v| IssuerRecord::decode(&v)).transpose()
+        self.db.get_cf(cf, key.0).db()?.map(|v| IssuerRecord::decode(&v)).transpose()
     }
 
     /// Adds or replaces an issuer, durably, with its audit entry.
@@ -465,7 +372,7 @@ impl Store {
             return Ok(out);
         }
         for item in self.db.iterator_cf(cf, mode) {
-            let (_, v) = item?;
+            let (_, v) = item.db()?;
             let entry = AuditEntry::decode(&v)?;
             if filter.since.is_some_and(|s| entry.time < s) {
                 break;
@@ -504,7 +411,7 @@ impl Store {
         let cf = self.cf(cf_name)?;
         let mode = rocksdb::IteratorMode::From(&issuer.0, rocksdb::Direction::Forward);
         for item in self.db.iterator_cf(cf, mode) {
-            let (k, v) = item?;
+            let (k, v) = item.db()?;
             if !k.starts_with(&issuer.0) {
                 break;
             }
@@ -534,7 +441,7 @@ impl Store {
     /// The status record of one certificate, if it was ever recorded.
     pub fn status(&self, issuer: &IssuerKey, serial: &Serial) -> Result<Option<StatusRecord>, StoreError> {
         let cf = self.cf(CF_STATUS)?;
-        self.db.get_pinned_cf(cf, status_key(issuer, serial))?.map(|v| StatusRecord::decode(&v)).transpose()
+        self.db.get_pinned_cf(cf, status_key(issuer, serial)).db()?.map(|v| StatusRecord::decode(&v)).transpose()
     }
 
     /// Records issued certificates (good, unless already recorded: a second import never
@@ -571,7 +478,7 @@ impl Store {
         let mut new = Vec::new();
         let mut records = Vec::new();
         for (cert, found) in certs.iter().zip(existing) {
-            if found?.is_none() {
+            if found.db()?.is_none() {
                 records.push(StatusRecord::issued(cert.not_after, now, cert.ca));
                 audit.serials.push(cert.serial.to_string());
                 new.push(cert.serial.clone());
@@ -626,7 +533,7 @@ impl Store {
             .db
             .batched_multi_get_cf(cf, &keys, false)
             .into_iter()
-            .map(|found| found.map_err(StoreError::from)?.map(|v| StatusRecord::decode(&v)).transpose())
+            .map(|found| found.db()?.map(|v| StatusRecord::decode(&v)).transpose())
             .collect::<Result<Vec<_>, _>>()?;
         let mut plan = Revocation::plan(serials, current, time, reason, now);
         if !dry_run && !plan.changed.is_empty() {
@@ -669,12 +576,11 @@ impl Store {
         let cf = self.cf(CF_STATUS)?;
         let key = status_key(issuer, serial);
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
-        let Some(current) = self.db.get_cf(cf, &key)?.map(|v| StatusRecord::decode(&v)).transpose()? else {
+        let Some(current) = self.db.get_cf(cf, &key).db()?.map(|v| StatusRecord::decode(&v)).transpose()? else {
             return Ok(UnholdOutcome::NotIssued);
         };
-        match current.state {
-            State::Revoked { reason: Some(RevocationReason::CertificateHold), .. } => {
-                let rec = StatusRecord::issued(current.not_after, now, current.ca);
+        match current.unheld(now) {
+            Some(rec) => {
                 let mut batch = WriteBatch::default();
                 batch.put_cf(cf, &key, rec.encode());
                 self.drop_responses(&mut batch, issuer, serial)?;
@@ -685,7 +591,7 @@ impl Store {
                 self.published(&change);
                 Ok(UnholdOutcome::Lifted { record: rec, change: change.seq })
             }
-            _ => Ok(UnholdOutcome::NotOnHold(current)),
+            None => Ok(UnholdOutcome::NotOnHold(current)),
         }
     }
 }

@@ -7,36 +7,17 @@
 //! node, and the in-process followers (memory tier, flights, pre-signer) apply a change only
 //! once the records it names are here.
 
-use crate::feed::ChangeKind;
+use crate::error::Db;
 use crate::responses::{response_key, response_key_of};
 use crate::{
-    status_key, Change, IssuerRecord, StatusRecord, Store, StoreError, StoredCrl, StoredResponse, CF_CRLS, CF_ISSUERS,
-    CF_META, CF_OUTBOX, CF_RESPONSES, CF_STATUS,
+    status_key, ChangeKind, IssuerRecord, Mirrored, StatusRecord, Store, StoreError, StoredCrl, StoredResponse,
+    CF_CRLS, CF_ISSUERS, CF_META, CF_OUTBOX, CF_RESPONSES, CF_STATUS,
 };
 use ocsp_proto::{HashAlg, IssuerKey, Serial};
 use rocksdb::WriteBatch;
 use std::sync::atomic::Ordering;
 
 const MIRROR_KEY: &[u8] = b"fleet-mirror";
-
-/// One change of the shared feed with the records it brings, as they stand in the shared
-/// database when read (never older than the change).
-#[derive(Debug, Clone, Default)]
-pub struct Mirrored {
-    /// The change, numbered as in the shared feed.
-    pub change: Option<Change>,
-    /// Status records of the certificates it names (Recorded, Status).
-    pub statuses: Vec<(Serial, StatusRecord)>,
-    /// The issuer's record (Signer, Issuer).
-    pub issuer: Option<IssuerRecord>,
-    /// Every stored response of the issuer goes (its signer changed).
-    pub drop_responses: bool,
-    /// Signed responses (Signed); each is kept only if the status here is the one it was
-    /// signed from.
-    pub responses: Vec<(Serial, HashAlg, StoredResponse)>,
-    /// A signed CRL shard (Crl); kept only if its number is above the stored one.
-    pub crl: Option<StoredCrl>,
-}
 
 /// A range delete of everything whose key starts with `prefix`.
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
@@ -71,7 +52,7 @@ impl Store {
     /// changes would collide with the shared numbers): it must be empty or a replica already.
     pub fn become_mirror(&self) -> Result<(), StoreError> {
         let meta = self.cf(CF_META)?;
-        if self.db.get_cf(meta, MIRROR_KEY)?.is_none() {
+        if self.db.get_cf(meta, MIRROR_KEY).db()?.is_none() {
             let has_data = [CF_ISSUERS, CF_STATUS, CF_OUTBOX]
                 .iter()
                 .map(|cf| Ok(self.db.iterator_cf(self.cf(cf)?, rocksdb::IteratorMode::Start).next().is_some()))
@@ -90,7 +71,7 @@ impl Store {
 
     /// Whether the replica holds a copy (false: empty, or a copy was interrupted).
     pub fn mirror_ready(&self) -> Result<bool, StoreError> {
-        Ok(self.db.get_cf(self.cf(CF_META)?, b"fleet-copied")?.is_some())
+        Ok(self.db.get_cf(self.cf(CF_META)?, b"fleet-copied").db()?.is_some())
     }
 
     /// Empties the replica before a copy of the shared state (a new node, or one that fell
@@ -134,7 +115,7 @@ impl Store {
     /// Ends a copy: everything up to change `next` (exclusive) of the shared feed is here;
     /// the feed goes on from `next`. Synced, with everything written before it.
     pub fn mirror_copied(&self, next: u64) -> Result<(), StoreError> {
-        self.db.flush_wal(true)?;
+        self.db.flush_wal(true).db()?;
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_META)?, b"fleet-copied", next.to_be_bytes());
@@ -157,8 +138,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         let (status_cf, resp_cf, outbox) = (self.cf(CF_STATUS)?, self.cf(CF_RESPONSES)?, self.cf(CF_OUTBOX)?);
         // Status records as they stand in this batch, for the responses' source check.
-        let mut pending: std::collections::HashMap<Vec<u8>, [u8; crate::records::RECORD_LEN]> =
-            std::collections::HashMap::new();
+        let mut pending: std::collections::HashMap<Vec<u8>, [u8; crate::RECORD_LEN]> = std::collections::HashMap::new();
         // Only a batch with responses in it checks their sources against it.
         let responses_follow = items.iter().any(|i| !i.responses.is_empty());
         let mut last = None;
@@ -186,7 +166,7 @@ impl Store {
                 let key = status_key(&issuer, serial);
                 let current = match pending.get(&key) {
                     Some(r) => Some(*r),
-                    None => self.db.get_pinned_cf(status_cf, &key)?.and_then(|v| v.as_ref().try_into().ok()),
+                    None => self.db.get_pinned_cf(status_cf, &key).db()?.and_then(|v| v.as_ref().try_into().ok()),
                 };
                 if current.is_some_and(|c| c == resp.source) {
                     puts.push((response_key_of(key, *alg), resp));
@@ -219,7 +199,7 @@ impl Store {
         let cf = self.cf(CF_ISSUERS)?;
         let mut out = Vec::new();
         for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
-            let (k, v) = item?;
+            let (k, v) = item.db()?;
             let key = IssuerKey(k.as_ref().try_into().map_err(|_| StoreError::Corrupt("issuer key".into()))?);
             out.push((key, IssuerRecord::decode(&v)?));
         }
@@ -233,6 +213,7 @@ mod tests {
 
     use super::*;
     use crate::AuditEntry;
+    use crate::Change;
 
     fn issuer() -> IssuerKey {
         IssuerKey([7; 64])

@@ -5,29 +5,13 @@
 //! deletes the certificate's responses in the same atomic batch. So once a revocation is
 //! acknowledged, no response signed from the older status can be served or written back.
 
-use crate::{status_key, StatusRecord, Store, StoreError, CF_RESPONSES, CF_STATUS, RECORD_LEN};
+use crate::error::Db;
+use crate::{
+    status_key, ResponseEntry, StatusCursor, StatusEntry, StatusRecord, Store, StoreError, StoredResponse,
+    CF_RESPONSES, CF_STATUS, RECORD_LEN,
+};
 use ocsp_proto::{HashAlg, IssuerKey, Serial};
 use rocksdb::WriteBatch;
-
-/// One stored response with its key and the certificate it is for.
-pub type ResponseEntry = (ocsp_proto::AnswerKey, StoredResponse);
-
-/// A signed OCSPResponse as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredResponse {
-    /// thisUpdate.
-    pub this_update: i64,
-    /// nextUpdate.
-    pub next_update: i64,
-    /// producedAt.
-    pub produced_at: i64,
-    /// The encoded status record it was signed from.
-    pub source: [u8; 27],
-    /// The OCSPResponse DER.
-    pub der: Vec<u8>,
-}
-
-const HEADER: usize = 1 + 8 * 3 + 27;
 
 /// A status key with its encoded record.
 pub(crate) type KeyedRecord = (Vec<u8>, [u8; RECORD_LEN]);
@@ -50,66 +34,6 @@ fn alg_byte(alg: HashAlg) -> u8 {
     }
 }
 
-impl StoredResponse {
-    /// The stored form (version 1): times, the source status record, the DER.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(HEADER + self.der.len());
-        v.push(1);
-        v.extend_from_slice(&self.this_update.to_be_bytes());
-        v.extend_from_slice(&self.next_update.to_be_bytes());
-        v.extend_from_slice(&self.produced_at.to_be_bytes());
-        v.extend_from_slice(&self.source);
-        v.extend_from_slice(&self.der);
-        v
-    }
-
-    /// Reads the stored form.
-    pub fn decode(b: &[u8]) -> Result<StoredResponse, StoreError> {
-        if b.len() < HEADER || b[0] != 1 {
-            return Err(StoreError::Corrupt(format!("stored response of {} bytes", b.len())));
-        }
-        let i64_at = |i: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b[i..i + 8]);
-            i64::from_be_bytes(a)
-        };
-        let mut source = [0u8; 27];
-        source.copy_from_slice(&b[25..52]);
-        Ok(StoredResponse {
-            this_update: i64_at(1),
-            next_update: i64_at(9),
-            produced_at: i64_at(17),
-            source,
-            der: b[HEADER..].to_vec(),
-        })
-    }
-
-    /// True when signed from exactly this status record.
-    pub fn signed_from(&self, status: &StatusRecord) -> bool {
-        self.source == status.encode()
-    }
-}
-
-/// Where a scan of statuses starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StatusCursor {
-    /// At the first certificate of this issuer.
-    Issuer(IssuerKey),
-    /// Just after this certificate.
-    After(IssuerKey, Serial),
-}
-
-/// One certificate as the pre-signer sees it.
-#[derive(Debug, Clone)]
-pub struct StatusEntry {
-    /// Its issuer.
-    pub issuer: IssuerKey,
-    /// Its serial.
-    pub serial: Serial,
-    /// Its status.
-    pub status: StatusRecord,
-}
-
 impl Store {
     /// The stored response for one CertID form, if any.
     pub fn response(
@@ -119,7 +43,11 @@ impl Store {
         alg: HashAlg,
     ) -> Result<Option<StoredResponse>, StoreError> {
         let cf = self.cf(CF_RESPONSES)?;
-        self.db.get_pinned_cf(cf, response_key(issuer, serial, alg))?.map(|v| StoredResponse::decode(&v)).transpose()
+        self.db
+            .get_pinned_cf(cf, response_key(issuer, serial, alg))
+            .db()?
+            .map(|v| StoredResponse::decode(&v))
+            .transpose()
     }
 
     /// Stored responses for many answers (missing ones as `None`), in order.
@@ -129,7 +57,7 @@ impl Store {
         self.db
             .batched_multi_get_cf(cf, &keys, false)
             .into_iter()
-            .map(|r| r.map_err(StoreError::from)?.map(|v| StoredResponse::decode(&v)).transpose())
+            .map(|r| r.db()?.map(|v| StoredResponse::decode(&v)).transpose())
             .collect()
     }
 
@@ -169,7 +97,7 @@ impl Store {
                     ok
                 }
             };
-            if ok && cur?.is_some_and(|c| c.as_ref() == resp.source) {
+            if ok && cur.db()?.is_some_and(|c| c.as_ref() == resp.source) {
                 batch.put_cf(cf, response_key(issuer, serial, *alg), resp.encode());
                 written += 1;
             }
@@ -193,7 +121,7 @@ impl Store {
         };
         let mut out = Vec::with_capacity(limit.min(4096));
         for item in self.db.iterator_cf(cf, mode) {
-            let (k, v) = item?;
+            let (k, v) = item.db()?;
             if after.as_ref().is_some_and(|a| k.as_ref() == a.as_slice()) {
                 continue;
             }
@@ -235,7 +163,7 @@ impl Store {
         };
         let mut out = Vec::with_capacity(limit);
         for item in self.db.iterator_cf(cf, mode) {
-            let (k, v) = item?;
+            let (k, v) = item.db()?;
             if after.as_ref().is_some_and(|a| a[..] == k[..]) {
                 continue;
             }
@@ -255,7 +183,7 @@ impl Store {
         self.db
             .batched_multi_get_cf(cf, &keys, false)
             .into_iter()
-            .map(|r| r.map_err(StoreError::from)?.map(|v| StatusRecord::decode(&v)).transpose())
+            .map(|r| r.db()?.map(|v| StatusRecord::decode(&v)).transpose())
             .collect()
     }
 
@@ -310,8 +238,8 @@ impl Store {
     /// A cheap read that fails when the database does (for readiness checks).
     pub fn estimated_statuses_checked(&self) -> Result<u64, StoreError> {
         let cf = self.cf(CF_STATUS)?;
-        self.db.get_pinned_cf(cf, b"\0")?;
-        Ok(self.db.property_int_value_cf(cf, "rocksdb.estimate-num-keys")?.unwrap_or(0))
+        self.db.get_pinned_cf(cf, b"\0").db()?;
+        Ok(self.db.property_int_value_cf(cf, "rocksdb.estimate-num-keys").db()?.unwrap_or(0))
     }
 
     /// Approximate number of status records (RocksDB's estimate), for progress bars.

@@ -141,6 +141,13 @@ pub enum RevokeOutcome {
 }
 
 impl StatusRecord {
+    /// The rule for lifting a hold: only certificateHold can be lifted, and the certificate
+    /// is then good again (as recorded, keeping its expiry and CA flag); `None` otherwise.
+    pub fn unheld(&self, now: i64) -> Option<StatusRecord> {
+        matches!(self.state, State::Revoked { reason: Some(RevocationReason::CertificateHold), .. })
+            .then(|| StatusRecord::issued(self.not_after, now, self.ca))
+    }
+
     /// A freshly issued certificate.
     pub fn good(not_after: i64, now: i64) -> StatusRecord {
         StatusRecord { state: State::Good, not_after, updated_at: now, ca: false }

@@ -1,13 +1,17 @@
 //! The operations against a real RocksDB in a temporary folder and a generated PKI.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, missing_docs)]
 
-use crate::api::*;
-use crate::*;
+use ocsp_domain::api::*;
+use ocsp_domain::*;
 use ocsp_proto::clock::FixedClock;
+use ocsp_proto::Policies;
 use ocsp_proto::{IssuerPolicy, ReasonProfile};
+use ocsp_sign::IssuerRegistry;
 use ocsp_store::Store;
 use ocsp_testpki::{Issued, KeyAlg, ResponderOptions};
+use std::sync::Arc;
+use std::time::Duration;
 
 struct Fixture {
     dir: tempfile::TempDir,
