@@ -9,6 +9,7 @@
 mod util;
 
 mod admin;
+mod conformance;
 mod crl;
 mod database;
 mod deploy;
