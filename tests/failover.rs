@@ -464,3 +464,41 @@ fn a_node_that_misses_an_acknowledged_change_leaves_service_until_it_has_applied
         }
     });
 }
+
+#[test]
+fn every_follower_of_the_feed_and_its_lag_is_shown_and_the_crl_role_runs_on_one_node() {
+    let pg = Postgres::start();
+    let a = node_with(&pg, "a", tempfile::tempdir().unwrap(), &[]);
+    let b = node_with(&pg, "b", tempfile::tempdir().unwrap(), &[]);
+    let pki = TestPki::new(KeyAlg::P256);
+    pki.register(&a);
+    let serials: Vec<String> = (1..=30u32).map(|n| format!("c1{n:04x}")).collect();
+    import(&a, &serials);
+    let feed = |n: &Responder| json(&n.ctl_ok(&["--json", "feed", "status"]));
+    eventually(Duration::from_secs(20), "every follower caught up; the CRL role on one node", || {
+        let (fa, fb) = (feed(&a), feed(&b));
+        let mut crl_runs = 0;
+        for list in [&fa, &fb] {
+            for c in list.as_array().unwrap() {
+                if c["name"] == "crl" {
+                    crl_runs += usize::from(!c["next"].is_null());
+                    continue;
+                }
+                if c["lag"] != 0 || c["next"].is_null() {
+                    return Err(format!("{c}"));
+                }
+            }
+            let names: Vec<&str> = list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+            if names != ["followers", "replica", "crl"] {
+                return Err(format!("{names:?}"));
+            }
+        }
+        if crl_runs == 1 {
+            Ok(())
+        } else {
+            Err(format!("CRL regeneration runs on {crl_runs} nodes: {fa} {fb}"))
+        }
+    });
+    let metrics = text(&curl(&[&b.metrics_url]).body);
+    assert!(metrics.contains("ocspd_feed_consumer_lag_changes{consumer=\"replica\",kind=\"replica\"} 0"), "{metrics}");
+}

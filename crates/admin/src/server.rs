@@ -36,6 +36,8 @@ pub struct AdminState {
     pub crls: Option<Arc<ocsp_crl::Publisher>>,
     /// This node's part in a fleet.
     pub fleet: Option<Arc<ocsp_fleet::Fleet>>,
+    /// Every follower of the change feed on this node and its lag.
+    pub consumers: Option<Arc<dyn Fn() -> Vec<ocsp_domain::api::ConsumerLag> + Send + Sync>>,
 }
 
 /// The admin API service.
@@ -240,6 +242,10 @@ impl AdminService {
                     crls.refresh_issuers();
                 }
                 json(StatusCode::OK, &view)
+            }
+            (&Method::GET, ["v1", "feed"]) => {
+                let list = self.state.consumers.as_ref().map(|c| c()).unwrap_or_default();
+                json(StatusCode::OK, &list)
             }
             (&Method::GET, ["v1", "fleet"]) => {
                 let fleet = self

@@ -181,6 +181,9 @@ pub struct Publisher {
     fleet: std::sync::OnceLock<(Arc<dyn ocsp_domain::CrlStore>, Gate)>,
     /// Where the regeneration's cursor lives: with the signing role.
     cursor: RwLock<Arc<dyn ocsp_domain::RoleCursor>>,
+    /// The first change not yet in a signed CRL, while this node signs (`u64::MAX`: it does
+    /// not).
+    position: AtomicU64,
 }
 
 /// Whether this node may sign CRLs now (fleet mode: it holds the signer lease).
@@ -221,6 +224,7 @@ impl Publisher {
             stop: AtomicBool::new(false),
             fleet: std::sync::OnceLock::new(),
             cursor: RwLock::new(Arc::new(ocsp_store::LocalCursor::new(store_for_cursor, CURSOR))),
+            position: AtomicU64::new(u64::MAX),
         });
         if let Some((issuer, reason)) = me.refresh_issuers().into_iter().next() {
             return Err(CrlError::Sign { issuer, reason });
@@ -455,6 +459,7 @@ impl Publisher {
                 if position.take().is_some() {
                     tracing::info!("this node no longer signs CRLs");
                 }
+                self.position.store(u64::MAX, Ordering::SeqCst);
                 self.dirty.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 if last_local_trim.elapsed() >= Duration::from_secs(5) {
                     let _ = self.store.set_consumer_cursor(CURSOR, head);
@@ -527,6 +532,7 @@ impl Publisher {
                 }
             }
             position = Some((durable, read));
+            self.position.store(durable, Ordering::SeqCst);
             self.mark_due(&issuers);
             if !self.regenerate_due(&issuers) {
                 std::thread::sleep(Duration::from_millis(500));
@@ -537,6 +543,7 @@ impl Publisher {
                 match cursor.commit(read) {
                     Ok(true) => {
                         position = Some((read, read));
+                        self.position.store(read, Ordering::SeqCst);
                         let _ = self.store.set_consumer_cursor(CURSOR, read);
                     }
                     Ok(false) => {
@@ -549,6 +556,11 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    /// The first change not yet in a signed CRL, while this node signs CRLs.
+    pub fn position(&self) -> Option<u64> {
+        Some(self.position.load(Ordering::SeqCst)).filter(|p| *p != u64::MAX)
     }
 
     /// Marks every shard of `issuers` due now.

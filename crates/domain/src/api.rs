@@ -321,6 +321,20 @@ pub struct StatusView {
     pub confirmed: Confirmed,
 }
 
+/// `GET /v1/feed`: one follower of the change feed and how far behind the head it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerLag {
+    /// What it is: `followers` (this process's caches), `purge/<target>`, `crl`, `replica`.
+    pub name: String,
+    /// `in-process` (from the head at start, nothing kept), `durable` (its own cursor),
+    /// `role` (its cursor lives with a lease: only the holder moves it), `replica`.
+    pub kind: String,
+    /// The first change it has not applied (none: it does not run on this node now).
+    pub next: Option<u64>,
+    /// Changes between it and the head.
+    pub lag: u64,
+}
+
 /// How far an acknowledged change is known to have reached beyond the node that made it (a
 /// fleet); empty on a single node and when every node applied it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -154,6 +154,9 @@ enum Command {
     /// Fleet mode: the nodes, their replication lag, and who signs and purges.
     #[command(subcommand)]
     Fleet(FleetCmd),
+    /// The followers of the change feed on this node and how far behind they are.
+    #[command(subcommand)]
+    Feed(FeedCmd),
     /// Write every current pre-signed response as a static file named by its GET path (the
     /// base64 of the RFC 5019 request), for an object-store origin. The folder is mirrored per
     /// issuer: files a previous export wrote for the issuers exported now and this one did not
@@ -212,6 +215,13 @@ enum CrlCmd {
 enum FleetCmd {
     /// Every node that reported to the fleet database: its URLs, the changes it has applied,
     /// its lag behind the shared feed, when it last reported, and the leases it holds.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum FeedCmd {
+    /// Each follower (this process's caches, each purge target, CRL regeneration, the fleet
+    /// replica), what kind it is, the first change it has not applied and its lag.
     Status,
 }
 
@@ -1138,6 +1148,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     v.crl_shards.unwrap_or(1),
                     v.crl_key.as_deref().unwrap_or("?")
                 )
+            })
+        }
+        Command::Feed(FeedCmd::Status) => {
+            let list: Vec<ocsp_admin::api::ConsumerLag> = api.call(Method::GET, "/v1/feed", None::<&()>)?;
+            print(json, &list, |l| {
+                l.iter()
+                    .map(|c| match c.next {
+                        Some(n) => format!("{}: {}, next change {n}, {} behind", c.name, c.kind, c.lag),
+                        None => {
+                            format!("{}: {}, not run on this node now (another node holds the role)", c.name, c.kind)
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             })
         }
         Command::Fleet(FleetCmd::Status) => {

@@ -270,8 +270,50 @@ async fn run(config: config::Config) -> Result<()> {
     };
     let domain =
         Arc::new(ocsp_domain::Domain::new(status_store, registry.clone(), clock.clone(), policies.clone(), ports));
+    // Every follower of the change feed on this node, with its lag: one list for the admin
+    // API (`ocspctl feed status`) and the metrics.
+    let consumers: Arc<dyn Fn() -> Vec<ocsp_domain::api::ConsumerLag> + Send + Sync> = {
+        let (store, followers, purger, crls, fleet) =
+            (store.clone(), followers.clone(), purger.clone(), crls.clone(), fleet.clone());
+        Arc::new(move || {
+            use ocsp_domain::api::ConsumerLag;
+            let local = store.feed_head();
+            // A fleet's head is the shared one, which the replica may not have reached.
+            let head = local + fleet.as_ref().map_or(0, |f| f.lag());
+            let lag = |next: u64| head.saturating_sub(next);
+            let mut out = vec![ConsumerLag {
+                name: "followers".into(),
+                kind: "in-process".into(),
+                next: Some(followers.applied()),
+                lag: lag(followers.applied()),
+            }];
+            if fleet.is_some() {
+                out.push(ConsumerLag {
+                    name: "replica".into(),
+                    kind: "replica".into(),
+                    next: Some(local),
+                    lag: lag(local),
+                });
+            }
+            for (name, next) in purger.cursors() {
+                let kind = if fleet.is_some() { "role" } else { "durable" };
+                out.push(ConsumerLag {
+                    name: format!("purge/{name}"),
+                    kind: kind.into(),
+                    next: Some(next),
+                    lag: lag(next),
+                });
+            }
+            if let Some(crls) = &crls {
+                let next = crls.position();
+                out.push(ConsumerLag { name: "crl".into(), kind: "role".into(), next, lag: next.map_or(0, lag) });
+            }
+            out
+        })
+    };
     let admin = Arc::new(AdminService::new(
         AdminState {
+            consumers: Some(consumers.clone()),
             domain: domain.clone(),
             presigner: config.presign.then(|| presigner.clone()),
             memory: memory.clone(),
@@ -309,6 +351,13 @@ async fn run(config: config::Config) -> Result<()> {
     if let Some(memory) = memory.clone() {
         service = service.with_metrics(move || memory.render_metrics());
     }
+    service = service.with_metrics(move || {
+        let mut s = String::from("# HELP ocspd_feed_consumer_lag_changes Changes of the feed a follower on this node has not applied (a role-held one only while this node holds the role).\n# TYPE ocspd_feed_consumer_lag_changes gauge\n");
+        for c in consumers().iter().filter(|c| c.next.is_some()) {
+            s.push_str(&format!("ocspd_feed_consumer_lag_changes{{consumer=\"{}\",kind=\"{}\"}} {}\n", c.name, c.kind, c.lag));
+        }
+        s
+    });
     let (expiry_registry, expiry_clock) = (registry.clone(), clock.clone());
     service = service.with_metrics(move || expiry_metrics(&expiry_registry, expiry_clock.now()));
     let (public_stats, admin_stats) =

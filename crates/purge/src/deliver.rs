@@ -613,6 +613,11 @@ impl Purger {
         self.progress_cv.notify_all();
     }
 
+    /// Each target's name and the first change it has not been sent.
+    pub fn cursors(&self) -> Vec<(String, u64)> {
+        self.targets.iter().map(|t| (t.config.name().to_string(), t.cursor.load(Ordering::SeqCst))).collect()
+    }
+
     /// Every target's state, with the changes still pending there.
     pub fn status(&self) -> Vec<TargetStatus> {
         let now = (self.now)();
