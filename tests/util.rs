@@ -344,6 +344,33 @@ pub fn status_at(pki: &TestPki, base: &str, serial: &str) -> (String, Http) {
     (status_in(pki, serial, &http), http)
 }
 
+/// Whether the CRL `der` verifies against the test chain with openssl and lists `serial`
+/// (hex), and names `url` in it when given; else what openssl said.
+pub fn crl_lists(pki: &TestPki, der: &[u8], serial: &str, url: Option<&str>) -> Result<(), String> {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), der).unwrap();
+    let out = run(Command::new("openssl").args([
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        f.path().to_str().unwrap(),
+        "-CAfile",
+        &pki.path("chain.pem"),
+        "-noout",
+        "-text",
+    ]));
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let hex: String =
+        ocsp_proto::Serial::from_hex(serial).unwrap().as_bytes().iter().map(|b| format!("{b:02X}")).collect();
+    let listed = said.to_uppercase().contains(&format!("SERIAL NUMBER: {hex}"));
+    if said.contains("verify OK") && listed && url.is_none_or(|u| said.contains(u)) {
+        Ok(())
+    } else {
+        Err(said.lines().take(12).collect::<Vec<_>>().join("\n"))
+    }
+}
+
 /// A throwaway PKI on disk: a root, an intermediate with a delegated responder, and leaves.
 pub struct TestPki {
     pub dir: tempfile::TempDir,
