@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 pub const MAX_VALIDITY: i64 = 10 * 86_400;
 /// The longest a CRL of a root's issued CAs may be valid (BR 7.2: 12 months).
 pub const MAX_CA_VALIDITY: i64 = 365 * 86_400;
+/// How often CRL keys that could not sign are tried again.
+const KEY_RETRY: Duration = Duration::from_secs(60);
 /// The durable feed cursor of CRL regeneration.
 const CURSOR: &str = "crl";
 
@@ -448,7 +450,10 @@ impl Publisher {
         while !self.stop.load(Ordering::SeqCst) {
             let next = position.map_or_else(|| self.store.feed_head(), |(_, read)| read);
             let head = self.store.wait_for_changes(next, Duration::from_millis(250));
-            if last_refresh.elapsed() >= Duration::from_secs(2) {
+            // Issuer changes arrive through the feed (`Follower`); this only tries again, now
+            // and then, a CRL key that could not sign when its change came (a file restored, a
+            // token back).
+            if last_refresh.elapsed() >= KEY_RETRY {
                 self.refresh_issuers();
                 self.serve_stored();
                 last_refresh = Instant::now();
@@ -768,6 +773,14 @@ impl Publisher {
 /// having applied it (so an edge purged for the new shard never refetches the old one here).
 impl ocsp_domain::Follower for Publisher {
     fn apply(&self, change: &ocsp_records::Change) {
+        if matches!(change.kind, ChangeKind::Issuer | ChangeKind::Signer) {
+            // An issuer registered, its CRL key set, promoted or retired: load them again.
+            for (issuer, reason) in self.refresh_issuers() {
+                tracing::error!(%issuer, %reason, "cannot sign this issuer's CRLs");
+            }
+            self.serve_stored();
+            return;
+        }
         if change.kind != ChangeKind::Crl {
             return;
         }
@@ -787,6 +800,7 @@ impl ocsp_domain::Follower for Publisher {
     }
 
     fn reset(&self) {
+        self.refresh_issuers();
         self.serve_stored();
     }
 }

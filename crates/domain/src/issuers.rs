@@ -164,7 +164,8 @@ impl Domain {
         };
         let mut a = audit(now, who, "issuer.add", &req.name, req.why.as_deref());
         a.detail = format!("{} key {}", a.detail, req.key).trim().to_string();
-        self.store.put_issuer(&entry.key, &record, a)?;
+        let change = self.store.put_issuer(&entry.key, &record, a)?;
+        self.settle_here(change.seq);
         let view = self.view_of(&record, now)?;
         tracing::info!(admin = who, issuer = %req.name, key = %entry.key.short(), "issuer registered");
         self.registry.insert(entry);
@@ -204,7 +205,8 @@ impl Domain {
         record.crl_shards = Some(shards);
         let mut a = audit(now, who, "issuer.crl-key", name, req.why.as_deref());
         a.detail = format!("{} CRL key {}, {shards} shards", a.detail, req.key).trim().to_string();
-        self.store.put_issuer(&current.key, &record, a)?;
+        let change = self.store.put_issuer(&current.key, &record, a)?;
+        self.settle_here(change.seq);
         tracing::info!(admin = who, issuer = name, key = %req.key, "CRL key set");
         self.view_of(&record, now)
     }
@@ -231,7 +233,8 @@ impl Domain {
         record.backup_responder_key = Some(req.key.clone());
         let mut a = audit(now, who, "issuer.backup", name, req.why.as_deref());
         a.detail = format!("{} backup key {}", a.detail, req.key).trim().to_string();
-        self.store.put_issuer(&entry.key, &record, a)?;
+        let change = self.store.put_issuer(&entry.key, &record, a)?;
+        self.settle_here(change.seq);
         let view = self.view_of(&record, now)?;
         self.registry.insert(entry);
         tracing::info!(admin = who, issuer = name, key = %req.key, "backup identity provisioned");

@@ -22,8 +22,9 @@ pub type SignedResponse = (IssuerKey, Serial, HashAlg, StoredResponse);
 pub trait StatusStore: Send + Sync {
     /// Every registered issuer (retired ones included).
     fn issuers(&self) -> Result<Vec<IssuerRecord>, StoreError>;
-    /// Adds or replaces an issuer record, with its audit entry, durably.
-    fn put_issuer(&self, key: &IssuerKey, record: &IssuerRecord, audit: AuditEntry) -> Result<(), StoreError>;
+    /// Adds or replaces an issuer record, with an issuer change (everything that loads
+    /// issuers follows it) and its audit entry, durably.
+    fn put_issuer(&self, key: &IssuerKey, record: &IssuerRecord, audit: AuditEntry) -> Result<Change, StoreError>;
     /// Replaces an issuer record with an issuer-wide change (signer changed or retired) and
     /// the audit entry, in one durable write; with `drop_responses`, every stored response of
     /// the issuer goes in the same write.

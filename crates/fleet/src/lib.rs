@@ -28,8 +28,7 @@ pub use responses::{FleetCrls, FleetFeed, FleetResponses};
 pub use serving::Confirmation;
 pub use truth::FleetStore;
 
-use ocsp_proto::IssuerKey;
-use ocsp_records::{ChangeKind, IssuerRecord, StoreError};
+use ocsp_records::StoreError;
 use ocsp_store::Store;
 use pg::{Pg, PgConfig, NOW_MS};
 use postgres::fallible_iterator::FallibleIterator;
@@ -69,10 +68,6 @@ pub enum FleetError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
-
-/// Called when the replica takes an issuer's record (registered, signer changed, retired),
-/// before the change reaches the followers: the node loads the issuer.
-pub type IssuerHook = Arc<dyn Fn(&IssuerKey, &IssuerRecord, ChangeKind) + Send + Sync>;
 
 /// One node of the fleet, as the node and `ocspctl fleet status` see it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -279,12 +274,11 @@ impl Fleet {
     /// node's in-process followers, whose progress the heartbeat reports.
     pub fn spawn(
         self: &Arc<Self>,
-        on_issuer: IssuerHook,
         followers: Arc<ocsp_domain::Followers>,
     ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
         let (a, b, c) = (self.clone(), self.clone(), self.clone());
         Ok(vec![
-            std::thread::Builder::new().name("fleet-replica".into()).spawn(move || a.replicate(on_issuer))?,
+            std::thread::Builder::new().name("fleet-replica".into()).spawn(move || a.replicate())?,
             std::thread::Builder::new().name("fleet-leases".into()).spawn(move || b.keep_leases())?,
             std::thread::Builder::new().name("fleet-serving".into()).spawn(move || c.keep_serving(followers))?,
         ])
@@ -363,7 +357,10 @@ impl Fleet {
         self.stop.store(true, Ordering::SeqCst);
     }
 
-    fn replicate(&self, on_issuer: IssuerHook) {
+    /// Follows the shared feed into the replica. Issuer records arrive with their changes;
+    /// the node loads them as an in-process follower of its local feed, like everything else
+    /// (after a full copy, the followers find a gap and reload everything).
+    fn replicate(&self) {
         let pg = Pg::new(&self.pg);
         let mut listener: Option<postgres::Client> = None;
         while !self.stop.load(Ordering::SeqCst) {
@@ -371,11 +368,6 @@ impl Fleet {
             match replica::read(&pg, from) {
                 Ok(replica::Read::Changes(items)) => {
                     self.note_ok();
-                    for item in &items {
-                        if let (Some(change), Some(record)) = (&item.change, &item.issuer) {
-                            on_issuer(&change.issuer, record, change.kind);
-                        }
-                    }
                     let n = items.len() as u64;
                     if let Some(last) = items.last().and_then(|m| m.change.as_ref()) {
                         self.shared_head.fetch_max(last.seq + 1, Ordering::SeqCst);
@@ -405,11 +397,6 @@ impl Fleet {
                         Ok((head, certificates)) => {
                             self.copies.fetch_add(1, Ordering::Relaxed);
                             tracing::info!(head, certificates, "copied the fleet's state");
-                            if let Ok(records) = self.local.issuer_records() {
-                                for (key, record) in records {
-                                    on_issuer(&key, &record, ChangeKind::Signer);
-                                }
-                            }
                         }
                         Err(e) => {
                             self.note_error(&e.to_string());

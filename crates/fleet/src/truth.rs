@@ -280,11 +280,12 @@ impl StatusStore for FleetStore {
         rows.iter().map(|r| decode_issuer(r.get::<_, &[u8]>(0))).collect()
     }
 
-    fn put_issuer(&self, key: &IssuerKey, record: &IssuerRecord, audit: AuditEntry) -> Result<(), StoreError> {
+    fn put_issuer(&self, key: &IssuerKey, record: &IssuerRecord, audit: AuditEntry) -> Result<Change, StoreError> {
         self.write(|w| {
             upsert_issuer(&mut w.tx, key, record)?;
-            w.change(key, ChangeKind::Issuer, Vec::new(), audit.time)?;
-            w.audit(&audit)
+            let change = w.change(key, ChangeKind::Issuer, Vec::new(), audit.time)?;
+            w.audit(&audit)?;
+            Ok(change)
         })
     }
 

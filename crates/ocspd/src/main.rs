@@ -209,7 +209,18 @@ async fn run(config: config::Config) -> Result<()> {
 
     // Everything that holds or derives answers follows the change feed, in this order: live
     // signings in flight die with the change before the memory tier's epoch moves.
-    let mut followers: Vec<Arc<dyn ocsp_domain::Follower>> = vec![epoch.opening(), presigned_tier.clone()];
+    let mut followers: Vec<Arc<dyn ocsp_domain::Follower>> = vec![epoch.opening()];
+    // A fleet node learns of issuers (registered, promoted, retired) from its feed, before the
+    // tiers drop what the change made wrong; a single node's operations load them directly.
+    if let Some(f) = &fleet {
+        followers.push(Arc::new(IssuerLoader {
+            store: store.clone(),
+            registry: registry.clone(),
+            presigner: presigner.clone(),
+            fleet: f.clone(),
+        }));
+    }
+    followers.push(presigned_tier.clone());
     if let Some(memory) = &memory {
         followers.push(memory.clone());
     }
@@ -236,25 +247,8 @@ async fn run(config: config::Config) -> Result<()> {
     purger.set_bound(bound);
     purger.spawn();
     let crls = Some(publisher);
-    // A fleet node learns of issuers from the replica: registered, promoted, retired.
     let fleet_threads = match &fleet {
-        Some(f) => {
-            let (registry, presigner, node_signs) = (registry.clone(), presigner.clone(), f.clone());
-            let hook: ocsp_fleet::IssuerHook = Arc::new(move |key, record, kind| {
-                if record.retired_at.is_some() {
-                    registry.remove(&record.name);
-                    return;
-                }
-                match load_issuer(record, SystemClock.now()) {
-                    Ok(entry) => registry.insert(entry),
-                    Err(e) => tracing::error!(issuer = %record.name, error = %e, "cannot load an issuer of the fleet"),
-                }
-                if kind == ocsp_store::ChangeKind::Signer && node_signs.signs() {
-                    presigner.request_pass(Some(*key));
-                }
-            });
-            f.spawn(hook, followers.clone()).context("starting the fleet replicator")?
-        }
+        Some(f) => f.spawn(followers.clone()).context("starting the fleet replicator")?,
         None => Vec::new(),
     };
 
@@ -475,6 +469,56 @@ async fn run(config: config::Config) -> Result<()> {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
     Ok(())
+}
+
+/// A fleet node's registry follows the feed: each issuer change loads the issuer as its
+/// record now stands in the replica (registered, a backup or CRL key set, promoted, retired).
+struct IssuerLoader {
+    store: Arc<Store>,
+    registry: Arc<IssuerRegistry>,
+    presigner: Arc<Presigner>,
+    fleet: Arc<ocsp_fleet::Fleet>,
+}
+
+impl IssuerLoader {
+    fn load(&self, key: &ocsp_proto::IssuerKey, record: &ocsp_store::IssuerRecord, signer_changed: bool) {
+        if record.retired_at.is_some() {
+            self.registry.remove(&record.name);
+            return;
+        }
+        match load_issuer(record, SystemClock.now()) {
+            Ok(entry) => self.registry.insert(entry),
+            Err(e) => tracing::error!(issuer = %record.name, error = %e, "cannot load an issuer of the fleet"),
+        }
+        if signer_changed && self.fleet.signs() {
+            self.presigner.request_pass(Some(*key));
+        }
+    }
+}
+
+impl ocsp_domain::Follower for IssuerLoader {
+    fn apply(&self, change: &ocsp_store::Change) {
+        use ocsp_store::ChangeKind;
+        if !matches!(change.kind, ChangeKind::Issuer | ChangeKind::Signer) {
+            return;
+        }
+        match self.store.issuer_records() {
+            Ok(records) => {
+                for (key, record) in records.iter().filter(|(k, _)| *k == change.issuer) {
+                    self.load(key, record, change.kind == ChangeKind::Signer);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the issuers of the replica"),
+        }
+    }
+
+    fn reset(&self) {
+        // Changes may have been missed (a full copy): load every issuer as it stands.
+        match self.store.issuer_records() {
+            Ok(records) => records.iter().for_each(|(key, record)| self.load(key, record, true)),
+            Err(e) => tracing::error!(error = %e, "cannot read the issuers of the replica"),
+        }
+    }
 }
 
 /// Loads an issuer's responder identity (and its backup) from its record. A responder

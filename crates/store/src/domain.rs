@@ -21,7 +21,7 @@ impl ocsp_domain::StatusStore for Store {
     fn issuers(&self) -> Result<Vec<IssuerRecord>, StoreError> {
         Store::issuers(self)
     }
-    fn put_issuer(&self, key: &IssuerKey, record: &IssuerRecord, audit: AuditEntry) -> Result<(), StoreError> {
+    fn put_issuer(&self, key: &IssuerKey, record: &IssuerRecord, audit: AuditEntry) -> Result<Change, StoreError> {
         Store::put_issuer(self, key, record, audit)
     }
     fn put_issuer_and_purge(

@@ -331,15 +331,18 @@ impl Store {
     }
 
     /// Adds or replaces an issuer, durably, with its audit entry.
-    pub fn put_issuer(&self, key: &IssuerKey, record: &IssuerRecord, audit: AuditEntry) -> Result<(), StoreError> {
+    pub fn put_issuer(&self, key: &IssuerKey, record: &IssuerRecord, audit: AuditEntry) -> Result<Change, StoreError> {
         self.own_write()?;
         let cf = self.cf(CF_ISSUERS)?;
         let _guard = self.write_lock.lock().map_err(|_| StoreError::Poisoned)?;
         let mut batch = WriteBatch::default();
         batch.put_cf(cf, key.0, record.encode()?);
+        // Everything that loads issuers (the registry, the CRL publisher) follows the feed.
+        let change = self.append_change(&mut batch, key, ChangeKind::Issuer, Vec::new(), audit.time)?;
         self.append_audit(&mut batch, audit)?;
         self.commit(batch, true)?;
-        Ok(())
+        self.published(&change);
+        Ok(change)
     }
 
     fn append_audit(&self, batch: &mut WriteBatch, mut audit: AuditEntry) -> Result<(), StoreError> {
