@@ -10,9 +10,12 @@
 //! purger lease and delivers purges; when a holder dies its lease expires and another node
 //! takes it within [`FleetConfig::lease`] and one renewal.
 //!
-//! With PostgreSQL down, every node keeps serving its replica (the tiers never serve past
-//! nextUpdate), `/readyz` says degraded, admin writes fail at once with nothing changed, and
-//! the replicator catches up by itself when PostgreSQL is back.
+//! A node answers `good` only while it holds its serving lease ([`serving`]), and an
+//! acknowledgement waits until every node that may answer applied the change or left service
+//! until it has. With PostgreSQL down, every node serves its replica for the serving lease
+//! (`/readyz` degraded), then only what no acknowledged change can contradict; admin writes
+//! fail at once with nothing changed, and the replicator catches up by itself when PostgreSQL
+//! is back.
 
 mod carried;
 mod lease;
