@@ -478,6 +478,12 @@ fn every_follower_of_the_feed_and_its_lag_is_shown_and_the_crl_role_runs_on_one_
             Err(format!("CRL regeneration runs on {crl_runs} nodes: {fa} {fb}"))
         }
     });
-    let metrics = text(&curl(&[&b.metrics_url]).body);
-    assert!(metrics.contains("ocspd_feed_consumer_lag_changes{consumer=\"replica\",kind=\"replica\"} 0"), "{metrics}");
+    eventually(Duration::from_secs(10), "the lag metric", || {
+        let metrics = text(&curl(&[&b.metrics_url]).body);
+        if metrics.contains("ocspd_feed_consumer_lag_changes{consumer=\"replica\",kind=\"replica\"} 0") {
+            Ok(())
+        } else {
+            Err(metrics.lines().filter(|l| l.contains("feed_consumer")).collect::<Vec<_>>().join("\n"))
+        }
+    });
 }

@@ -28,8 +28,10 @@ use std::time::{Duration, Instant};
 pub const MAX_VALIDITY: i64 = 10 * 86_400;
 /// The longest a CRL of a root's issued CAs may be valid (BR 7.2: 12 months).
 pub const MAX_CA_VALIDITY: i64 = 365 * 86_400;
-/// How often CRL keys that could not sign are tried again.
+/// How often the CRL keys are loaded again when none fails.
 const KEY_RETRY: Duration = Duration::from_secs(60);
+/// How often CRL keys that could not sign are tried again.
+const KEY_RETRY_FAILING: Duration = Duration::from_secs(2);
 /// The durable feed cursor of CRL regeneration.
 const CURSOR: &str = "crl";
 
@@ -186,6 +188,10 @@ pub struct Publisher {
     /// The first change not yet in a signed CRL, while this node signs (`u64::MAX`: it does
     /// not).
     position: AtomicU64,
+    /// An issuer changed (feed): the publisher's thread loads the issuers again.
+    issuers_changed: AtomicBool,
+    /// One reload of the issuers at a time (the thread, the admin API), read to write.
+    refreshing: Mutex<()>,
 }
 
 /// Whether this node may sign CRLs now (fleet mode: it holds the signer lease).
@@ -227,6 +233,8 @@ impl Publisher {
             fleet: std::sync::OnceLock::new(),
             cursor: RwLock::new(Arc::new(ocsp_store::LocalCursor::new(store_for_cursor, CURSOR))),
             position: AtomicU64::new(u64::MAX),
+            issuers_changed: AtomicBool::new(false),
+            refreshing: Mutex::new(()),
         });
         if let Some((issuer, reason)) = me.refresh_issuers().into_iter().next() {
             return Err(CrlError::Sign { issuer, reason });
@@ -311,6 +319,7 @@ impl Publisher {
     /// that cannot sign is logged and its issuer left out until it can. Returns those issuers
     /// with the reason.
     pub fn refresh_issuers(&self) -> Vec<(String, String)> {
+        let _one = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
         let records = match self.store.issuers() {
             Ok(r) => r,
             Err(e) => {
@@ -330,8 +339,13 @@ impl Publisher {
                 None => match ocsp_sign::crl_signer(&record.cert_der, &key_ref) {
                     Ok(s) => s,
                     Err(e) => {
-                        tracing::error!(issuer = %record.name, error = %e, "cannot sign CRLs");
+                        tracing::error!(issuer = %record.name, error = %e, "cannot sign CRLs with this key");
                         problems.push((record.name.clone(), e.to_string()));
+                        // A key that worked goes on signing until the new one loads (tried
+                        // again every few seconds), so the shards stay within their bound.
+                        if let Some(previous) = known.iter().find(|i| i.key == key) {
+                            out.push(previous.clone());
+                        }
                         continue;
                     }
                 },
@@ -446,15 +460,18 @@ impl Publisher {
         // node, re-reads from the role's cursor, which only marks shards dirty again.
         let mut position: Option<(u64, u64)> = None;
         let mut last_refresh = Instant::now();
+        let mut keys_failing = false;
         let mut last_local_trim = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
             let next = position.map_or_else(|| self.store.feed_head(), |(_, read)| read);
             let head = self.store.wait_for_changes(next, Duration::from_millis(250));
-            // Issuer changes arrive through the feed (`Follower`); this only tries again, now
-            // and then, a CRL key that could not sign when its change came (a file restored, a
-            // token back).
-            if last_refresh.elapsed() >= KEY_RETRY {
-                self.refresh_issuers();
+            // Issuer changes arrive through the feed (`Follower` sets the flag; keys load here,
+            // not on the followers' thread); besides, a CRL key that could not sign is tried
+            // again every few seconds (a file restored, a token back), and all of them now and
+            // then.
+            let retry = if keys_failing { KEY_RETRY_FAILING } else { KEY_RETRY };
+            if self.issuers_changed.swap(false, Ordering::SeqCst) || last_refresh.elapsed() >= retry {
+                keys_failing = !self.refresh_issuers().is_empty();
                 self.serve_stored();
                 last_refresh = Instant::now();
             }
@@ -774,11 +791,10 @@ impl Publisher {
 impl ocsp_domain::Follower for Publisher {
     fn apply(&self, change: &ocsp_records::Change) {
         if matches!(change.kind, ChangeKind::Issuer | ChangeKind::Signer) {
-            // An issuer registered, its CRL key set, promoted or retired: load them again.
-            for (issuer, reason) in self.refresh_issuers() {
-                tracing::error!(%issuer, %reason, "cannot sign this issuer's CRLs");
-            }
-            self.serve_stored();
+            // An issuer registered, its CRL key set, promoted or retired: the publisher's
+            // thread loads them again (within its 250 ms wake), not this one, which
+            // acknowledgements wait for.
+            self.issuers_changed.store(true, Ordering::SeqCst);
             return;
         }
         if change.kind != ChangeKind::Crl {
@@ -800,8 +816,7 @@ impl ocsp_domain::Follower for Publisher {
     }
 
     fn reset(&self) {
-        self.refresh_issuers();
-        self.serve_stored();
+        self.issuers_changed.store(true, Ordering::SeqCst);
     }
 }
 

@@ -17,7 +17,7 @@ use ocsp_presign::Presigner;
 use ocsp_proto::{Clock, SystemClock};
 use ocsp_sign::{IssuerEntry, IssuerRegistry};
 use ocsp_store::{Store, StoreOptions};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 fn main() {
     let args = config::Args::parse();
@@ -209,17 +209,21 @@ async fn run(config: config::Config) -> Result<()> {
 
     // Everything that holds or derives answers follows the change feed, in this order: live
     // signings in flight die with the change before the memory tier's epoch moves.
-    let mut followers: Vec<Arc<dyn ocsp_domain::Follower>> = vec![epoch.opening()];
+    let mut followers: Vec<Arc<dyn ocsp_domain::Follower>> = Vec::new();
     // A fleet node learns of issuers (registered, promoted, retired) from its feed, before the
-    // tiers drop what the change made wrong; a single node's operations load them directly.
+    // tiers drop what the change made wrong, and before the change guard holds answers for
+    // it (loading a key from a token takes a moment); a single node's operations load them
+    // directly.
     if let Some(f) = &fleet {
         followers.push(Arc::new(IssuerLoader {
             store: store.clone(),
             registry: registry.clone(),
             presigner: presigner.clone(),
             fleet: f.clone(),
+            loaded: Mutex::default(),
         }));
     }
+    followers.push(epoch.opening());
     followers.push(presigned_tier.clone());
     if let Some(memory) = &memory {
         followers.push(memory.clone());
@@ -478,17 +482,42 @@ struct IssuerLoader {
     registry: Arc<IssuerRegistry>,
     presigner: Arc<Presigner>,
     fleet: Arc<ocsp_fleet::Fleet>,
+    /// What each issuer's identities were loaded from (held across a read and its load, so a
+    /// reset and a change never interleave).
+    loaded: Mutex<std::collections::HashMap<ocsp_proto::IssuerKey, Identities>>,
 }
 
+/// The fields of an issuer record its responder identities are loaded from.
+type Identities = (Option<Vec<u8>>, String, Option<Vec<u8>>, Option<String>);
+
 impl IssuerLoader {
-    fn load(&self, key: &ocsp_proto::IssuerKey, record: &ocsp_store::IssuerRecord, signer_changed: bool) {
+    fn load(
+        &self,
+        loaded: &mut std::collections::HashMap<ocsp_proto::IssuerKey, Identities>,
+        key: &ocsp_proto::IssuerKey,
+        record: &ocsp_store::IssuerRecord,
+        signer_changed: bool,
+    ) {
         if record.retired_at.is_some() {
             self.registry.remove(&record.name);
+            loaded.remove(key);
             return;
         }
-        match load_issuer(record, SystemClock.now()) {
-            Ok(entry) => self.registry.insert(entry),
-            Err(e) => tracing::error!(issuer = %record.name, error = %e, "cannot load an issuer of the fleet"),
+        let identities = (
+            record.responder_cert_der.clone(),
+            record.responder_key.clone(),
+            record.backup_responder_cert_der.clone(),
+            record.backup_responder_key.clone(),
+        );
+        // A change that leaves the identities as they are (a CRL key set) loads no key again.
+        if loaded.get(key) != Some(&identities) || self.registry.by_key(key).is_none() {
+            match load_issuer(record, SystemClock.now()) {
+                Ok(entry) => {
+                    self.registry.insert(entry);
+                    loaded.insert(*key, identities);
+                }
+                Err(e) => tracing::error!(issuer = %record.name, error = %e, "cannot load an issuer of the fleet"),
+            }
         }
         if signer_changed && self.fleet.signs() {
             self.presigner.request_pass(Some(*key));
@@ -502,10 +531,11 @@ impl ocsp_domain::Follower for IssuerLoader {
         if !matches!(change.kind, ChangeKind::Issuer | ChangeKind::Signer) {
             return;
         }
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         match self.store.issuer_records() {
             Ok(records) => {
                 for (key, record) in records.iter().filter(|(k, _)| *k == change.issuer) {
-                    self.load(key, record, change.kind == ChangeKind::Signer);
+                    self.load(&mut loaded, key, record, change.kind == ChangeKind::Signer);
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot read the issuers of the replica"),
@@ -514,8 +544,10 @@ impl ocsp_domain::Follower for IssuerLoader {
 
     fn reset(&self) {
         // Changes may have been missed (a full copy): load every issuer as it stands.
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        loaded.clear();
         match self.store.issuer_records() {
-            Ok(records) => records.iter().for_each(|(key, record)| self.load(key, record, true)),
+            Ok(records) => records.iter().for_each(|(key, record)| self.load(&mut loaded, key, record, true)),
             Err(e) => tracing::error!(error = %e, "cannot read the issuers of the replica"),
         }
     }
