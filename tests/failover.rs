@@ -487,3 +487,53 @@ fn every_follower_of_the_feed_and_its_lag_is_shown_and_the_crl_role_runs_on_one_
         }
     });
 }
+
+#[test]
+fn a_promotion_through_one_node_is_signed_by_the_backup_on_every_node_from_the_acknowledgement_on() {
+    // The other node learns of the promotion from its feed (the issuer loader) and answers
+    // with the backup's signature from the moment `ocspctl issuer promote` returns.
+    let pg = Postgres::start();
+    let a = node_with(&pg, "a", tempfile::tempdir().unwrap(), &[]);
+    let b = node_with(&pg, "b", tempfile::tempdir().unwrap(), &[]);
+    let pki = TestPki::new(KeyAlg::P256);
+    let backup = pki.int.responder("backup responder", &ocsp_testpki::ResponderOptions::default()).unwrap();
+    backup.write(pki.dir.path(), "backup", true).unwrap();
+    let extra = ["--backup-responder-cert", &pki.path("backup.pem"), "--backup-key", &pki.path("backup.key")];
+    let added = pki.add_int(&a, "responder.pem", &pki.path("responder.key"), &extra);
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let serials: Vec<String> = (1..=3u32).map(|n| format!("d1{n:04x}")).collect();
+    import(&a, &serials);
+    let signed_by = |n: &Responder, serial: &str, responder: &str| {
+        let out = openssl_ocsp(&[
+            "-issuer",
+            &pki.path("int.pem"),
+            "-serial",
+            &format!("0x{serial}"),
+            "-url",
+            &n.url,
+            "-VAfile",
+            &pki.path(responder),
+            "-no_nonce",
+        ]);
+        let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        said.contains("Response verify OK") && said.contains(": good")
+    };
+    eventually(Duration::from_secs(15), "b answers, signed by the primary", || {
+        if signed_by(&b, &serials[0], "responder.pem") {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    });
+    a.ctl_ok(&["issuer", "promote", "--name", "int", "--why", "drill"]);
+    for n in [&a, &b] {
+        for s in &serials {
+            assert!(
+                signed_by(n, s, "backup.pem"),
+                "{} answers {s} with the backup's signature right after the ack",
+                n.url
+            );
+            assert!(!signed_by(n, s, "responder.pem"), "{} still signs {s} with the old key", n.url);
+        }
+    }
+}
