@@ -235,18 +235,25 @@ fn staff_calls_work_on_the_first_try_after_postgresql_restarts() {
 fn sigterm_stops_a_fleet_node_with_status_0_and_no_panic() {
     // Issue 22.3: the synchronous PostgreSQL client dropped inside the runtime aborted the
     // process: every `systemctl stop` was a crash.
-    let pg = Postgres::start();
-    let a = node_with(&pg, "a", tempfile::tempdir().unwrap(), &[]);
-    let pki = TestPki::new(KeyAlg::P256);
-    pki.register(&a);
-    let serials: Vec<String> = (1..=4u32).map(|n| format!("b{n:04x}")).collect();
-    import(&a, &serials);
-    a.ctl_ok(&["revoke", "--issuer", "int", "--serial", &serials[0], "--reason", "keyCompromise"]);
+    let (_pg, a, _pki, serials) = one_node_with_a_revocation("b");
     a.ctl_ok(&["status", "--issuer", "int", "--serial", &serials[0]]);
     a.ctl_ok(&["fleet", "status"]);
     let (status, log) = a.terminate(Duration::from_secs(30));
     assert!(status.success(), "exit status {status:?}; log tail:\n{}", tail(&log));
     assert!(!log.contains("panicked"), "a panic at shutdown:\n{}", tail(&log));
+}
+
+/// One fleet node on a new PostgreSQL with four certificates (serials `<prefix>0001`..), the
+/// first revoked.
+fn one_node_with_a_revocation(prefix: &str) -> (Postgres, Responder, TestPki, Vec<String>) {
+    let pg = Postgres::start();
+    let a = node_with(&pg, "a", tempfile::tempdir().unwrap(), &[]);
+    let pki = TestPki::new(KeyAlg::P256);
+    pki.register(&a);
+    let serials: Vec<String> = (1..=4u32).map(|n| format!("{prefix}{n:04x}")).collect();
+    import(&a, &serials);
+    a.ctl_ok(&["revoke", "--issuer", "int", "--serial", &serials[0], "--reason", "keyCompromise"]);
+    (pg, a, pki, serials)
 }
 
 fn tail(log: &str) -> String {
@@ -258,13 +265,7 @@ fn tail(log: &str) -> String {
 fn with_postgresql_down_reads_come_from_the_replica_and_writes_are_refused_clearly() {
     // Issue 22.4: every PostgreSQL error reached staff as HTTP 500 "internal error", reads
     // included.
-    let pg = Postgres::start();
-    let a = node_with(&pg, "a", tempfile::tempdir().unwrap(), &[]);
-    let pki = TestPki::new(KeyAlg::P256);
-    pki.register(&a);
-    let serials: Vec<String> = (1..=4u32).map(|n| format!("c{n:04x}")).collect();
-    import(&a, &serials);
-    a.ctl_ok(&["revoke", "--issuer", "int", "--serial", &serials[0], "--reason", "keyCompromise"]);
+    let (pg, a, _pki, serials) = one_node_with_a_revocation("c");
     pg.down();
     // A status read: answered from the replica, saying so.
     let out = a.ctl_ok(&["status", "--issuer", "int", "--serial", &serials[0]]);

@@ -180,7 +180,7 @@ pub struct AddCerts {
 }
 
 /// The answer to [`AddCerts`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct AddedCerts {
     /// Newly recorded.
     pub added: usize,

@@ -98,14 +98,7 @@ impl Domain {
                 refused.join("\n")
             )));
         }
-        let mut out = AddedCerts {
-            added: 0,
-            already: 0,
-            serials: Vec::new(),
-            revoked: 0,
-            conflicts: Vec::new(),
-            confirmed: Default::default(),
-        };
+        let mut out = AddedCerts::default();
         for (issuer, list) in &by_issuer {
             let a = audit(now, who, "cert.add", &issuer.name, req.why.as_deref());
             let (added, change) = self.store.record_certificates(&issuer.key, list, now, a)?;

@@ -296,21 +296,18 @@ impl Fleet {
     /// Waits until every node that may answer has applied change `seq` (or left service until
     /// it has); bounded by `ack_wait` plus the serving lease.
     pub fn confirm(&self, seq: u64) -> Confirmation {
-        let pg = {
-            let mut slot = self.acks.lock().unwrap_or_else(|p| p.into_inner());
-            slot.get_or_insert_with(|| Arc::new(Pg::new(&self.pg))).clone()
-        };
-        serving::confirm(&pg, seq, self.config.ack_wait, self.config.serving_lease)
+        serving::confirm(&self.connection(&self.acks), seq, self.config.ack_wait, self.config.serving_lease)
     }
 
     /// The first change whose purge may not be delivered yet (some node that may answer has
     /// not applied it).
     pub fn watermark(&self) -> Result<u64, StoreError> {
-        let pg = {
-            let mut slot = self.watermarks.lock().unwrap_or_else(|p| p.into_inner());
-            slot.get_or_insert_with(|| Arc::new(Pg::new(&self.pg))).clone()
-        };
-        serving::watermark(&pg)
+        serving::watermark(&self.connection(&self.watermarks))
+    }
+
+    /// The connection kept in `slot`, made the first time it is needed.
+    fn connection(&self, slot: &Mutex<Option<Arc<Pg>>>) -> Arc<Pg> {
+        slot.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| Arc::new(Pg::new(&self.pg))).clone()
     }
 
     /// The serving heartbeat and the progress reports, on one thread so the node's own view

@@ -507,14 +507,7 @@ fn import(
     why: Option<String>,
 ) -> anyhow::Result<()> {
     let batch = check_batch(batch)?;
-    let mut total = AddedCerts {
-        added: 0,
-        already: 0,
-        serials: Vec::new(),
-        revoked: 0,
-        conflicts: Vec::new(),
-        confirmed: Default::default(),
-    };
+    let mut total = AddedCerts::default();
     let add = |certs: Vec<CertSpec>, total: &mut AddedCerts| -> anyhow::Result<()> {
         let req = AddCerts { issuer: issuer.clone(), certs, why: why.clone() };
         let r: AddedCerts = api.call(Method::POST, "/v1/certs", Some(&req))?;
