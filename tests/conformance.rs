@@ -57,8 +57,9 @@ fn postgresql(pg: Arc<Postgres>) -> Backend {
     let fleet = ocsp_fleet::Fleet::open(config, local.clone()).unwrap();
     let store = fleet.status_store().unwrap();
     // The node's parts run, so it takes the signer lease (CRLs are stored only under it).
-    let followers = ocsp_domain::Followers::start(local, Vec::new()).unwrap();
-    let threads = fleet.spawn(followers.clone()).unwrap();
+    let runtime = ocsp_domain::runtime::Runtime::new();
+    let followers = ocsp_domain::Followers::start_on(&runtime, local, Vec::new()).unwrap();
+    let threads = fleet.spawn(&runtime, followers.clone()).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !fleet.signs() {
         assert!(std::time::Instant::now() < deadline, "the node never took the signer lease");
@@ -87,7 +88,7 @@ fn postgresql(pg: Arc<Postgres>) -> Backend {
                 })
                 .collect()
         }),
-        _keep: Box::new((dir, f2, pg, followers, threads)),
+        _keep: Box::new((dir, f2, pg, followers, threads, runtime)),
     }
 }
 

@@ -469,7 +469,7 @@ fn every_follower_of_the_feed_and_its_lag_is_shown_and_the_crl_role_runs_on_one_
                 }
             }
             let names: Vec<&str> = list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-            if names != ["followers", "replica", "crl"] {
+            if names != ["followers", "purge/outbox", "replica", "crl"] {
                 return Err(format!("{names:?}"));
             }
         }

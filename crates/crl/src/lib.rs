@@ -14,6 +14,7 @@ mod verify;
 
 pub use verify::{verify, VerifyReport};
 
+use ocsp_domain::runtime::{Applied, Consumer, Cursor, FeedSource, Kind, RealTime, Retry, Runner, Runtime, Spec};
 use ocsp_http::{crl_path, CrlDoc, CrlDocs};
 use ocsp_proto::{x509::CertInfo, Clock, CrlBuilder, CrlEntry, CrlScope, IssuerKey};
 use ocsp_records::{ChangeKind, CrlWrite, State, StoreError, StoredCrl};
@@ -180,14 +181,10 @@ pub struct Publisher {
     dirty: Mutex<BTreeMap<(IssuerKey, u32), (Instant, Instant)>>,
     served: RwLock<HashMap<String, Arc<CrlDoc>>>,
     counters: Counters,
-    stop: AtomicBool,
     /// Fleet mode: where signed shards go (PostgreSQL), and whether this node signs now.
     fleet: std::sync::OnceLock<(Arc<dyn ocsp_domain::CrlStore>, Gate)>,
     /// Where the regeneration's cursor lives: with the signing role.
     cursor: RwLock<Arc<dyn ocsp_domain::RoleCursor>>,
-    /// The first change not yet in a signed CRL, while this node signs (`u64::MAX`: it does
-    /// not).
-    position: AtomicU64,
     /// An issuer changed (feed): the publisher's thread loads the issuers again.
     issuers_changed: AtomicBool,
     /// One reload of the issuers at a time (the thread, the admin API), read to write.
@@ -195,7 +192,7 @@ pub struct Publisher {
 }
 
 /// Whether this node may sign CRLs now (fleet mode: it holds the signer lease).
-pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
+pub type Gate = Arc<dyn ocsp_domain::runtime::Role>;
 
 /// Why a regeneration failed.
 #[derive(Debug, thiserror::Error)]
@@ -229,10 +226,8 @@ impl Publisher {
             dirty: Mutex::default(),
             served: RwLock::default(),
             counters: Counters::default(),
-            stop: AtomicBool::new(false),
             fleet: std::sync::OnceLock::new(),
             cursor: RwLock::new(Arc::new(ocsp_store::LocalCursor::new(store_for_cursor, CURSOR))),
-            position: AtomicU64::new(u64::MAX),
             issuers_changed: AtomicBool::new(false),
             refreshing: Mutex::new(()),
         });
@@ -275,10 +270,6 @@ impl Publisher {
     ) {
         let _ = self.fleet.set((sink, gate));
         *self.cursor.write().unwrap_or_else(|p| p.into_inner()) = cursor;
-    }
-
-    fn signs(&self) -> bool {
-        self.fleet.get().is_none_or(|(_, gate)| gate())
     }
 
     /// The shard count given to an issuer whose CRL key is set without one.
@@ -436,15 +427,45 @@ impl Publisher {
         Ok(out)
     }
 
-    /// Starts the regeneration thread.
-    pub fn spawn(self: &Arc<Self>) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let me = self.clone();
-        std::thread::Builder::new().name("crl-publish".into()).spawn(move || me.run())
+    /// Starts the regeneration as the consumer `crl` of `runtime`: it reads this node's feed
+    /// from the role's cursor (the signer lease in a fleet), marks the shards each change makes
+    /// stale, signs them within the bound, and moves the cursor only once nothing read is
+    /// left unsigned.
+    pub fn spawn_on(self: &Arc<Self>, runtime: &Runtime) -> std::io::Result<()> {
+        let role = self.fleet.get().map(|(_, gate)| gate.clone());
+        let cursor: Arc<dyn Cursor> = Arc::new(TrimmingCursor {
+            inner: self.cursor.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            store: self.store.clone(),
+        });
+        let mut spec = Spec::new(CURSOR, Kind::Role);
+        spec.batch = 4096;
+        spec.retry = Retry { first: Duration::from_millis(500), max: Duration::from_secs(2) };
+        spec.idle = Duration::from_millis(250);
+        spec.standby = Duration::from_millis(500);
+        let consumer = Arc::new(Regenerator {
+            publisher: Arc::downgrade(self),
+            housekeeping: Mutex::new(Housekeeping {
+                last_refresh: Instant::now(),
+                keys_failing: false,
+                last_local_trim: Instant::now(),
+            }),
+            owed: AtomicBool::new(false),
+        });
+        let feed: Arc<dyn ocsp_domain::ChangeFeed> = self.store.clone();
+        let runner = Runner::new(spec, Arc::new(FeedSource(feed)), cursor, role, consumer, Arc::new(RealTime));
+        runtime.spawn(Box::new(runner)).map(|_| ())
     }
 
-    /// Stops the thread after its current step.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+    /// Issuer changes arrive through the feed (the `Follower` sets a flag; keys load here, not
+    /// on the followers' thread); besides, a CRL key that could not sign is tried again every
+    /// few seconds (a file restored, a token back), and all of them now and then.
+    fn housekeeping(&self, state: &mut Housekeeping) {
+        let retry = if state.keys_failing { KEY_RETRY_FAILING } else { KEY_RETRY };
+        if self.issuers_changed.swap(false, Ordering::SeqCst) || state.last_refresh.elapsed() >= retry {
+            state.keys_failing = !self.refresh_issuers().is_empty();
+            self.serve_stored();
+            state.last_refresh = Instant::now();
+        }
     }
 
     fn mark(&self, key: IssuerKey, shard: u32, at: Instant) {
@@ -452,137 +473,6 @@ impl Publisher {
         let e = dirty.entry((key, shard)).or_insert((at, at));
         e.0 = e.0.min(at);
         e.1 = e.1.max(at);
-    }
-
-    fn run(&self) {
-        // While this node signs: `durable`, every change before it is in a signed CRL (as the
-        // role's cursor says); `read`, the next to read. A crash, or the role moving to another
-        // node, re-reads from the role's cursor, which only marks shards dirty again.
-        let mut position: Option<(u64, u64)> = None;
-        let mut last_refresh = Instant::now();
-        let mut keys_failing = false;
-        let mut last_local_trim = Instant::now();
-        while !self.stop.load(Ordering::SeqCst) {
-            let next = position.map_or_else(|| self.store.feed_head(), |(_, read)| read);
-            let head = self.store.wait_for_changes(next, Duration::from_millis(250));
-            // Issuer changes arrive through the feed (`Follower` sets the flag; keys load here,
-            // not on the followers' thread); besides, a CRL key that could not sign is tried
-            // again every few seconds (a file restored, a token back), and all of them now and
-            // then.
-            let retry = if keys_failing { KEY_RETRY_FAILING } else { KEY_RETRY };
-            if self.issuers_changed.swap(false, Ordering::SeqCst) || last_refresh.elapsed() >= retry {
-                keys_failing = !self.refresh_issuers().is_empty();
-                self.serve_stored();
-                last_refresh = Instant::now();
-            }
-            if !self.signs() {
-                // Another node signs; its shards arrive through the feed (`Follower`). This
-                // node's own consumer cursor only keeps its replica's feed from growing.
-                if position.take().is_some() {
-                    tracing::info!("this node no longer signs CRLs");
-                }
-                self.position.store(u64::MAX, Ordering::SeqCst);
-                self.dirty.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                if last_local_trim.elapsed() >= Duration::from_secs(5) {
-                    let _ = self.store.set_consumer_cursor(CURSOR, head);
-                    last_local_trim = Instant::now();
-                }
-                continue;
-            }
-            let cursor = self.cursor.read().unwrap_or_else(|p| p.into_inner()).clone();
-            let issuers = self.issuers();
-            let (durable, mut read) = match position {
-                Some(p) => p,
-                None => match cursor.load() {
-                    // This node's replica must hold everything the last holder finished
-                    // before it signs: a shard built from an older replica would drop
-                    // revocations that nothing marks again.
-                    Ok(Some(c)) if self.store.feed_head() < c => {
-                        tracing::info!(
-                            cursor = c,
-                            head = self.store.feed_head(),
-                            "this node signs CRLs once its replica reaches the role's cursor"
-                        );
-                        continue;
-                    }
-                    Ok(Some(c)) => {
-                        tracing::info!(from = c, "this node signs CRLs; resuming from the role's cursor");
-                        (c, c)
-                    }
-                    Ok(None) => {
-                        // Nobody recorded what was signed: sign every shard from what is here.
-                        let h = self.store.feed_head();
-                        tracing::info!(
-                            from = h,
-                            "this node signs CRLs; no cursor recorded, so every shard is signed again"
-                        );
-                        self.mark_all(&issuers);
-                        (h, h)
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot read the CRL cursor; retrying");
-                        std::thread::sleep(Duration::from_secs(1));
-                        continue;
-                    }
-                },
-            };
-            if head > read {
-                match self.store.changes(read, 4096) {
-                    Ok(changes) if changes.first().is_some_and(|c| c.seq == read) => {
-                        let now = Instant::now();
-                        for c in &changes {
-                            read = c.seq + 1;
-                            self.note(&issuers, c, now);
-                        }
-                    }
-                    Ok(_) => {
-                        // The changes from the cursor on are no longer here (this replica
-                        // trimmed them before it took the role): sign every shard again.
-                        tracing::warn!(
-                            from = read,
-                            head,
-                            "CRL cursor behind this node's feed; signing every shard again"
-                        );
-                        self.mark_all(&issuers);
-                        read = head;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot read the change feed for CRLs");
-                        std::thread::sleep(Duration::from_secs(1));
-                        continue;
-                    }
-                }
-            }
-            position = Some((durable, read));
-            self.position.store(durable, Ordering::SeqCst);
-            self.mark_due(&issuers);
-            if !self.regenerate_due(&issuers) {
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            let clean = self.dirty.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
-            if clean && read > durable {
-                ocsp_domain::failpoint::hit("crl.after_store");
-                match cursor.commit(read) {
-                    Ok(true) => {
-                        position = Some((read, read));
-                        self.position.store(read, Ordering::SeqCst);
-                        let _ = self.store.set_consumer_cursor(CURSOR, read);
-                    }
-                    Ok(false) => {
-                        tracing::warn!(
-                            "the signer role moved while signing CRLs; the next holder resumes from its cursor"
-                        );
-                        position = None;
-                    }
-                    Err(e) => tracing::error!(error = %e, "cannot record the CRL cursor"),
-                }
-            }
-        }
-    }
-
-    /// The first change not yet in a signed CRL, while this node signs CRLs.
-    pub fn position(&self) -> Option<u64> {
-        Some(self.position.load(Ordering::SeqCst)).filter(|p| *p != u64::MAX)
     }
 
     /// Marks every shard of `issuers` due now.
@@ -782,6 +672,98 @@ impl Publisher {
             c.last_ms.load(Ordering::Relaxed) as f64 / 1000.0
         );
         s
+    }
+}
+
+/// What the regeneration does now and then besides following the feed.
+struct Housekeeping {
+    last_refresh: Instant,
+    keys_failing: bool,
+    last_local_trim: Instant,
+}
+
+/// CRL regeneration as a consumer of the feed-consumer runtime.
+struct Regenerator {
+    publisher: std::sync::Weak<Publisher>,
+    housekeeping: Mutex<Housekeeping>,
+    /// Changes were read (or everything marked) and not yet all signed.
+    owed: AtomicBool,
+}
+
+impl Regenerator {
+    fn publisher(&self) -> Result<Arc<Publisher>, String> {
+        self.publisher.upgrade().ok_or_else(|| "the CRL publisher is gone".to_string())
+    }
+}
+
+impl Consumer<ocsp_records::Change> for Regenerator {
+    fn apply(&self, changes: &[ocsp_records::Change]) -> Result<Applied, String> {
+        let p = self.publisher()?;
+        p.housekeeping(&mut self.housekeeping.lock().unwrap_or_else(|e| e.into_inner()));
+        let issuers = p.issuers();
+        let now = Instant::now();
+        for c in changes {
+            p.note(&issuers, c, now);
+        }
+        if !changes.is_empty() {
+            self.owed.store(true, Ordering::SeqCst);
+        }
+        p.mark_due(&issuers);
+        if !p.regenerate_due(&issuers) {
+            return Ok(Applied::Failed);
+        }
+        if !p.dirty.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            return Ok(Applied::Pending);
+        }
+        if self.owed.swap(false, Ordering::SeqCst) {
+            ocsp_domain::failpoint::hit("crl.after_store");
+        }
+        Ok(Applied::Done)
+    }
+
+    fn resync(&self, head: u64) -> Result<u64, String> {
+        // Nobody recorded what was signed, or the changes from the cursor on are no longer
+        // here (this replica trimmed them before it took the role): sign every shard again.
+        let p = self.publisher()?;
+        tracing::info!(from = head, "signing every CRL shard again from what is stored");
+        p.mark_all(&p.issuers());
+        self.owed.store(true, Ordering::SeqCst);
+        Ok(head)
+    }
+
+    fn standby(&self, _shared: Option<u64>) {
+        // Another node signs; its shards arrive through the feed (`Follower`). This node's own
+        // consumer cursor only keeps its replica's feed from growing.
+        let Ok(p) = self.publisher() else { return };
+        let mut state = self.housekeeping.lock().unwrap_or_else(|e| e.into_inner());
+        p.housekeeping(&mut state);
+        p.dirty.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.owed.store(false, Ordering::SeqCst);
+        if state.last_local_trim.elapsed() >= Duration::from_secs(5) {
+            let _ = p.store.set_consumer_cursor(CURSOR, p.store.feed_head());
+            state.last_local_trim = Instant::now();
+        }
+    }
+}
+
+/// The role's cursor, and this node's own consumer cursor with it (what keeps the replica's
+/// feed from being trimmed past it).
+struct TrimmingCursor {
+    inner: Arc<dyn ocsp_domain::RoleCursor>,
+    store: Arc<Store>,
+}
+
+impl Cursor for TrimmingCursor {
+    fn load(&self) -> Result<Option<u64>, StoreError> {
+        self.inner.load()
+    }
+
+    fn commit(&self, next: u64) -> Result<bool, StoreError> {
+        let held = self.inner.commit(next)?;
+        if held {
+            let _ = self.store.set_consumer_cursor(CURSOR, next);
+        }
+        Ok(held)
     }
 }
 

@@ -8,9 +8,11 @@
 //! that was acknowledged. If the feed cannot be read, or has a gap, every follower drops what
 //! it holds ([`Follower::reset`]) instead of missing a change.
 
+use crate::runtime::{
+    Applied, Consumer, FeedSource, Kind, OnReadError, Progress, RealTime, Retry, Runner, Runtime, Spec, VolatileCursor,
+};
 use ocsp_records::{Change, StoreError};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The ordered, resumable change feed, as the domain needs it from a store.
@@ -56,120 +58,141 @@ pub trait Follower: Send + Sync {
 
 /// Changes read from the feed at a time.
 const READ_BATCH: usize = 1024;
-/// How often the follower thread wakes with no news (to notice a stop or a drop).
+/// How often the followers wake with no news (to notice a stop or a drop).
 const IDLE_WAKE: Duration = Duration::from_millis(200);
 
-/// The in-process followers and the thread that feeds them.
+/// The in-process followers: one consumer of the feed-consumer runtime
+/// ([`crate::runtime`]) that hands each change to every follower in turn, from the head at
+/// start (what they hold was built from the database as it was then), with a cursor kept only
+/// in this process. A change the feed can no longer give, or a feed that cannot be read,
+/// makes every follower drop what it holds.
 pub struct Followers {
+    fanout: Arc<Fanout>,
+    progress: Arc<Progress>,
+    /// The runtime it runs on, stopped with it when it was started alone.
+    runtime: Arc<Runtime>,
+    owns_runtime: bool,
+}
+
+/// Hands each change to every follower.
+struct Fanout {
     feed: Arc<dyn ChangeFeed>,
     list: Vec<Arc<dyn Follower>>,
-    /// The first change not yet applied by every follower.
-    applied: Mutex<u64>,
-    moved: Condvar,
-    stop: AtomicBool,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Consumer<Change> for Fanout {
+    fn apply(&self, changes: &[Change]) -> Result<Applied, String> {
+        // Read: the database need not keep them for us any more.
+        if let Some(last) = changes.last() {
+            self.feed.hold(last.seq + 1);
+        }
+        for change in changes {
+            for follower in &self.list {
+                follower.apply(change);
+            }
+        }
+        Ok(Applied::Done)
+    }
+
+    fn resync(&self, head: u64) -> Result<u64, String> {
+        tracing::error!(
+            head,
+            "the change feed cannot give every change since the last one applied; every in-process cache is dropped"
+        );
+        self.reset_all();
+        self.feed.hold(head);
+        Ok(head)
+    }
+
+    fn on_read_error(&self) -> OnReadError {
+        OnReadError::Resync
+    }
+}
+
+impl Fanout {
+    fn reset_all(&self) {
+        for follower in &self.list {
+            follower.reset();
+        }
+    }
 }
 
 impl Followers {
-    /// Starts following `feed` from its head (what the followers hold now was built from the
-    /// database as it is) on a thread of its own; `list` is applied in order.
+    /// Starts following `feed` from its head on a runtime of its own; `list` is applied in
+    /// order. Dropping the last handle stops it.
     pub fn start(feed: Arc<dyn ChangeFeed>, list: Vec<Arc<dyn Follower>>) -> std::io::Result<Arc<Followers>> {
+        Self::start_with(&Runtime::new(), feed, list, true)
+    }
+
+    /// Starts following `feed` from its head as one consumer of `runtime` (stopped with it).
+    pub fn start_on(
+        runtime: &Arc<Runtime>,
+        feed: Arc<dyn ChangeFeed>,
+        list: Vec<Arc<dyn Follower>>,
+    ) -> std::io::Result<Arc<Followers>> {
+        Self::start_with(runtime, feed, list, false)
+    }
+
+    fn start_with(
+        runtime: &Arc<Runtime>,
+        feed: Arc<dyn ChangeFeed>,
+        list: Vec<Arc<dyn Follower>>,
+        owns_runtime: bool,
+    ) -> std::io::Result<Arc<Followers>> {
         let head = feed.head();
         feed.hold(head);
-        let me = Arc::new(Followers {
-            feed,
-            list,
-            applied: Mutex::new(head),
-            moved: Condvar::new(),
-            stop: AtomicBool::new(false),
-            thread: Mutex::new(None),
-        });
-        // The thread holds the followers weakly: dropping the last handle stops it.
-        let runner = Arc::downgrade(&me);
-        let mut next = head;
-        let thread = std::thread::Builder::new().name("feed-follow".into()).spawn(move || {
-            while let Some(me) = runner.upgrade() {
-                if me.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                next = me.step(next);
-            }
-        })?;
-        *me.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
-        Ok(me)
+        let fanout = Arc::new(Fanout { feed: feed.clone(), list });
+        let mut spec = Spec::new("followers", Kind::InProcess);
+        spec.batch = READ_BATCH;
+        spec.idle = IDLE_WAKE;
+        spec.retry = Retry { first: Duration::from_millis(200), max: Duration::from_millis(200) };
+        let mut runner = Runner::new(
+            spec,
+            Arc::new(FeedSource(feed)),
+            Arc::new(VolatileCursor::at(head)),
+            None,
+            fanout.clone(),
+            Arc::new(RealTime),
+        );
+        // The first step takes the position (the head), so waiters see it at once.
+        let _ = runner.step();
+        let progress = runtime.spawn(Box::new(runner))?;
+        Ok(Arc::new(Followers { fanout, progress, runtime: runtime.clone(), owns_runtime }))
     }
 
     /// Waits until every follower applied the change `seq`, at most `within`; false if they
     /// have not.
     pub fn wait_applied(&self, seq: u64, within: Duration) -> bool {
-        let deadline = std::time::Instant::now() + within;
-        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            let now = std::time::Instant::now();
-            if *applied > seq {
-                return true;
-            }
-            if now >= deadline {
-                return false;
-            }
-            applied = self.moved.wait_timeout(applied, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
-        }
+        self.progress.wait_past(seq, within)
     }
 
     /// The first change not yet applied by every follower.
     pub fn applied(&self) -> u64 {
-        *self.applied.lock().unwrap_or_else(|p| p.into_inner())
+        self.progress.next().unwrap_or(0)
     }
 
-    /// Stops the thread after its current step and waits for it to end (it then holds no
-    /// reference to the store).
+    /// Its progress (for the lag view).
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    /// Stops the runtime it runs on after each consumer's current step and waits for them
+    /// (they then hold no reference to the store).
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(thread) = thread.filter(|t| t.thread().id() != std::thread::current().id()) {
-            let _ = thread.join();
-        }
-    }
-
-    /// Waits for news once and applies what came; returns the new `next`.
-    fn step(&self, next: u64) -> u64 {
-        let head = self.feed.wait_for_changes(next, IDLE_WAKE);
-        if head <= next {
-            return next;
-        }
-        let next = match self.feed.changes(next, READ_BATCH) {
-            Ok(changes) if changes.first().is_some_and(|c| c.seq == next) => {
-                // Read: the database need not keep them for us any more.
-                self.feed.hold(changes.last().map_or(next, |c| c.seq + 1));
-                for change in &changes {
-                    for follower in &self.list {
-                        follower.apply(change);
-                    }
-                }
-                changes.last().map_or(next, |c| c.seq + 1)
-            }
-            Ok(changes) => {
-                tracing::error!(expected = next, found = ?changes.first().map(|c| c.seq), "the change feed has a gap; every in-process cache is dropped");
-                self.reset_all();
-                head
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the change feed; every in-process cache is dropped");
-                self.reset_all();
-                head
-            }
-        };
-        self.feed.hold(next);
-        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        *applied = next;
-        self.moved.notify_all();
-        next
+        self.runtime.stop();
     }
 
     /// Makes every follower drop what it holds.
     pub fn reset_all(&self) {
-        for follower in &self.list {
-            follower.reset();
+        self.fanout.reset_all();
+    }
+}
+
+impl Drop for Followers {
+    fn drop(&mut self) {
+        // Its thread ends by itself within one wait; `stop` waits for it.
+        if self.owns_runtime {
+            self.runtime.signal_stop();
         }
     }
 }

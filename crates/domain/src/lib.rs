@@ -22,6 +22,7 @@ pub mod failpoint;
 pub mod feed;
 mod issuers;
 mod revocations;
+pub mod runtime;
 pub mod storage;
 
 pub use api::Confirmed;

@@ -127,3 +127,47 @@ impl ocsp_domain::RoleCursor for LeasedCursor {
         Ok(written == 1)
     }
 }
+
+/// The cursor of a purge target in a fleet: kept in PostgreSQL with the purger lease (only the
+/// holder moves it, checked in the same statement) and on the node as well. A target never
+/// delivered to by any node owes nothing from before: it starts at this node's head.
+pub struct PurgeCursor {
+    leased: LeasedCursor,
+    target: String,
+    local: std::sync::Arc<ocsp_store::Store>,
+}
+
+impl PurgeCursor {
+    pub(crate) fn new(
+        pg: crate::pg::Pg,
+        target: &str,
+        lease: &'static str,
+        node: &str,
+        local: std::sync::Arc<ocsp_store::Store>,
+    ) -> PurgeCursor {
+        PurgeCursor {
+            leased: LeasedCursor::new(pg, &format!("purge/{target}"), lease, node),
+            target: target.to_string(),
+            local,
+        }
+    }
+}
+
+impl ocsp_domain::runtime::Cursor for PurgeCursor {
+    fn load(&self) -> Result<Option<u64>, StoreError> {
+        // Only the fleet's cursor says what was delivered (unreachable is an error here, never
+        // "this node's head").
+        match ocsp_domain::RoleCursor::load(&self.leased)? {
+            Some(next) => Ok(Some(next)),
+            None => Ok(Some(self.local.feed_head())),
+        }
+    }
+
+    fn commit(&self, next: u64) -> Result<bool, StoreError> {
+        let held = ocsp_domain::RoleCursor::commit(&self.leased, next)?;
+        if held {
+            self.local.set_feed_cursor(&self.target, next)?;
+        }
+        Ok(held)
+    }
+}

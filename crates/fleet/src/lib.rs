@@ -34,7 +34,6 @@ pub use truth::FleetStore;
 use ocsp_records::StoreError;
 use ocsp_store::Store;
 use pg::{Pg, PgConfig, NOW_MS};
-use postgres::fallible_iterator::FallibleIterator;
 use serving::Serving;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -119,21 +118,21 @@ pub struct Fleet {
     acks: Mutex<Option<Arc<Pg>>>,
     /// Purge deliverers read the watermark through a connection of their own.
     watermarks: Mutex<Option<Arc<Pg>>>,
-    local: Arc<Store>,
+    pub(crate) local: Arc<Store>,
     signer: Arc<Lease>,
     purger: Arc<Lease>,
     /// The shared head as last read.
-    shared_head: AtomicU64,
+    pub(crate) shared_head: AtomicU64,
     /// Whether the last exchange with PostgreSQL worked.
-    connected: AtomicBool,
+    pub(crate) connected: AtomicBool,
     /// The last error from PostgreSQL.
     last_error: Mutex<Option<String>>,
     /// The replica has caught up with the shared head at least once since start.
-    caught_up: AtomicBool,
+    pub(crate) caught_up: AtomicBool,
     urls: Mutex<(String, String)>,
     stop: AtomicBool,
-    copies: AtomicU64,
-    applied_changes: AtomicU64,
+    pub(crate) copies: AtomicU64,
+    pub(crate) applied_changes: AtomicU64,
 }
 
 impl Fleet {
@@ -215,6 +214,12 @@ impl Fleet {
         Arc::new(lease::LeasedCursor::new(Pg::new(&self.pg), CRL_CURSOR, SIGNER, &self.config.node))
     }
 
+    /// The cursor of the purge target `target`, kept in PostgreSQL with the purger lease: only
+    /// the holder moves it, in a transaction that finds the lease still its own.
+    pub fn purge_cursor(&self, target: &str) -> Arc<lease::PurgeCursor> {
+        Arc::new(lease::PurgeCursor::new(Pg::new(&self.pg), target, PURGER, &self.config.node, self.local.clone()))
+    }
+
     /// The feed the purge fan-out follows (cursors shared in PostgreSQL).
     pub fn purge_feed(&self) -> Result<Arc<FleetFeed>, FleetError> {
         Ok(Arc::new(FleetFeed::new(Pg::new(&self.pg), self.local.clone())))
@@ -240,12 +245,12 @@ impl Fleet {
         *self.urls.lock().unwrap_or_else(|p| p.into_inner()) = (public.to_string(), admin.to_string());
     }
 
-    fn note_error(&self, e: &str) {
+    pub(crate) fn note_error(&self, e: &str) {
         self.connected.store(false, Ordering::SeqCst);
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
     }
 
-    fn note_ok(&self) {
+    pub(crate) fn note_ok(&self) {
         self.connected.store(true, Ordering::SeqCst);
     }
 
@@ -273,15 +278,17 @@ impl Fleet {
         Ok(None)
     }
 
-    /// Starts the replicator, the lease keeper and the serving heartbeat; `followers` are this
-    /// node's in-process followers, whose progress the heartbeat reports.
+    /// Starts the replicator (the consumer `replica` of `runtime`), the lease keeper and the
+    /// serving heartbeat; `followers` are this node's in-process followers, whose progress the
+    /// heartbeat reports.
     pub fn spawn(
         self: &Arc<Self>,
+        runtime: &ocsp_domain::runtime::Runtime,
         followers: Arc<ocsp_domain::Followers>,
     ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-        let (a, b, c) = (self.clone(), self.clone(), self.clone());
+        runtime.spawn(Box::new(replica::runner(self.clone(), Pg::new(&self.pg))))?;
+        let (b, c) = (self.clone(), self.clone());
         Ok(vec![
-            std::thread::Builder::new().name("fleet-replica".into()).spawn(move || a.replicate())?,
             std::thread::Builder::new().name("fleet-leases".into()).spawn(move || b.keep_leases())?,
             std::thread::Builder::new().name("fleet-serving".into()).spawn(move || c.keep_serving(followers))?,
         ])
@@ -355,80 +362,6 @@ impl Fleet {
     /// Stops both threads (and gives the leases up).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
-    }
-
-    /// Follows the shared feed into the replica. Issuer records arrive with their changes;
-    /// the node loads them as an in-process follower of its local feed, like everything else
-    /// (after a full copy, the followers find a gap and reload everything).
-    fn replicate(&self) {
-        let pg = Pg::new(&self.pg);
-        let mut listener: Option<postgres::Client> = None;
-        while !self.stop.load(Ordering::SeqCst) {
-            let from = self.local.feed_head();
-            match replica::read(&pg, from) {
-                Ok(replica::Read::Changes(items)) => {
-                    self.note_ok();
-                    let n = items.len() as u64;
-                    if let Some(last) = items.last().and_then(|m| m.change.as_ref()) {
-                        self.shared_head.fetch_max(last.seq + 1, Ordering::SeqCst);
-                    }
-                    ocsp_domain::failpoint::hit("replica.before_apply");
-                    if let Err(e) = self.local.apply_mirrored(&items) {
-                        tracing::error!(error = %e, "cannot apply the fleet's changes to the replica");
-                        std::thread::sleep(Duration::from_millis(500));
-                        continue;
-                    }
-                    self.applied_changes.fetch_add(n, Ordering::Relaxed);
-                    continue;
-                }
-                Ok(replica::Read::UpToDate(head)) => {
-                    self.note_ok();
-                    self.shared_head.store(head, Ordering::SeqCst);
-                    if self.local.feed_head() >= head && !self.caught_up.swap(true, Ordering::SeqCst) {
-                        tracing::info!(head, "replica caught up with the fleet");
-                    }
-                }
-                Ok(replica::Read::Behind) => {
-                    tracing::warn!(
-                        at = from,
-                        "the fleet database no longer holds this node's next change; copying everything"
-                    );
-                    match replica::copy(&pg, &self.local) {
-                        Ok((head, certificates)) => {
-                            self.copies.fetch_add(1, Ordering::Relaxed);
-                            tracing::info!(head, certificates, "copied the fleet's state");
-                        }
-                        Err(e) => {
-                            self.note_error(&e.to_string());
-                            std::thread::sleep(Duration::from_secs(1));
-                        }
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    if self.connected.load(Ordering::SeqCst) {
-                        tracing::warn!(error = %e, "fleet database unreachable; serving this node's replica");
-                    }
-                    self.note_error(&e.to_string());
-                    listener = None;
-                    std::thread::sleep(Duration::from_millis(500));
-                    continue;
-                }
-            }
-            // Wait for news: a NOTIFY wakes early; without one, poll again after a while.
-            if listener.is_none() {
-                listener = pg.connect().ok().and_then(|mut c| c.batch_execute("LISTEN ocspd_feed").ok().map(|_| c));
-            }
-            match listener.as_mut() {
-                Some(l) => {
-                    let woke = l.notifications().timeout_iter(Duration::from_millis(250)).next();
-                    if woke.is_err() {
-                        listener = None;
-                    }
-                }
-                None => std::thread::sleep(Duration::from_millis(250)),
-            }
-        }
     }
 
     fn keep_leases(&self) {

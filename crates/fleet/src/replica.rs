@@ -4,10 +4,17 @@
 use crate::carried::Carried;
 use crate::pg::Pg;
 use crate::responses::alg_of;
+use ocsp_domain::runtime::{
+    Applied, Consumer, Cursor, Kind, Read as RuntimeRead, RealTime, Retry, Runner, Source, Spec,
+};
 use ocsp_proto::{IssuerKey, Serial};
 use ocsp_records::{Change, ChangeKind, IssuerRecord, Mirrored, StatusRecord, StoreError, StoredCrl, StoredResponse};
 use ocsp_store::Store;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, IsolationLevel};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Changes read from PostgreSQL at a time.
 const BATCH: i64 = 256;
@@ -220,4 +227,125 @@ fn copy_with(c: &mut Client, local: &Store) -> Result<(u64, u64), StoreError> {
     local.mirror_load(&[], &[], &[], &crls)?;
     tx.commit().map_err(pg)?;
     Ok((head as u64, certificates))
+}
+
+/// The replicator: the consumer `replica` of the feed-consumer runtime. Its source is the
+/// fleet's shared feed in PostgreSQL (woken by NOTIFY, polled without one), its cursor the
+/// replica's own head (which moves in the same write as the records), and a replica the shared
+/// feed has moved past is copied whole again.
+pub(crate) fn runner(fleet: Arc<crate::Fleet>, pg: Pg) -> Runner<Mirrored> {
+    let replicator = Arc::new(Replicator { fleet, pg, listener: Mutex::new(None) });
+    let mut spec = Spec::new("replica", Kind::Replica);
+    spec.batch = BATCH as usize;
+    spec.retry = Retry { first: Duration::from_millis(500), max: Duration::from_millis(500) };
+    spec.idle = Duration::from_millis(250);
+    let cursor = Arc::new(ReplicaHead(replicator.fleet.local.clone()));
+    Runner::new(spec, replicator.clone(), cursor, None, replicator, Arc::new(RealTime))
+}
+
+struct Replicator {
+    fleet: Arc<crate::Fleet>,
+    pg: Pg,
+    /// The connection that LISTENs for the shared feed's NOTIFY.
+    listener: Mutex<Option<Client>>,
+}
+
+impl Source<Mirrored> for Replicator {
+    fn head(&self) -> Result<u64, StoreError> {
+        Ok(self.fleet.shared_head.load(Ordering::SeqCst).max(self.fleet.local.feed_head()))
+    }
+
+    fn read(&self, from: u64, _limit: usize) -> Result<RuntimeRead<Mirrored>, StoreError> {
+        let fleet = &self.fleet;
+        match read(&self.pg, from) {
+            Ok(Read::Changes(items)) => {
+                fleet.note_ok();
+                if let Some(last) = items.last().and_then(|m| m.change.as_ref()) {
+                    fleet.shared_head.fetch_max(last.seq + 1, Ordering::SeqCst);
+                }
+                Ok(RuntimeRead::Items(items))
+            }
+            Ok(Read::UpToDate(head)) => {
+                fleet.note_ok();
+                fleet.shared_head.store(head, Ordering::SeqCst);
+                if fleet.local.feed_head() >= head && !fleet.caught_up.swap(true, Ordering::SeqCst) {
+                    tracing::info!(head, "replica caught up with the fleet");
+                }
+                Ok(RuntimeRead::UpToDate(head))
+            }
+            Ok(Read::Behind) => Ok(RuntimeRead::Gone(fleet.shared_head.load(Ordering::SeqCst))),
+            Err(e) => {
+                if fleet.connected.load(Ordering::SeqCst) {
+                    tracing::warn!(error = %e, "fleet database unreachable; serving this node's replica");
+                }
+                fleet.note_error(&e.to_string());
+                *self.listener.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Err(e)
+            }
+        }
+    }
+
+    fn wait(&self, _from: u64, within: Duration) {
+        // A NOTIFY wakes early; without one, poll again after a while.
+        let within = within.min(Duration::from_millis(250));
+        let mut listener = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if listener.is_none() {
+            *listener = self.pg.connect().ok().and_then(|mut c| c.batch_execute("LISTEN ocspd_feed").ok().map(|_| c));
+        }
+        match listener.as_mut() {
+            Some(l) => {
+                if l.notifications().timeout_iter(within).next().is_err() {
+                    *listener = None;
+                }
+            }
+            None => std::thread::sleep(within),
+        }
+    }
+}
+
+impl Consumer<Mirrored> for Replicator {
+    fn apply(&self, items: &[Mirrored]) -> Result<Applied, String> {
+        if items.is_empty() {
+            return Ok(Applied::Done);
+        }
+        ocsp_domain::failpoint::hit("replica.before_apply");
+        self.fleet
+            .local
+            .apply_mirrored(items)
+            .map_err(|e| format!("cannot apply the fleet's changes to the replica: {e}"))?;
+        self.fleet.applied_changes.fetch_add(items.len() as u64, Ordering::Relaxed);
+        Ok(Applied::Done)
+    }
+
+    fn resync(&self, _head: u64) -> Result<u64, String> {
+        let fleet = &self.fleet;
+        tracing::warn!(
+            at = fleet.local.feed_head(),
+            "the fleet database no longer holds this node's next change; copying everything"
+        );
+        match copy(&self.pg, &fleet.local) {
+            Ok((head, certificates)) => {
+                fleet.copies.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(head, certificates, "copied the fleet's state");
+                Ok(fleet.local.feed_head())
+            }
+            Err(e) => {
+                fleet.note_error(&e.to_string());
+                Err(format!("copying the fleet's state: {e}"))
+            }
+        }
+    }
+}
+
+/// The replica's cursor is its own head: it moves in the same write as what it applies.
+struct ReplicaHead(Arc<Store>);
+
+impl Cursor for ReplicaHead {
+    fn load(&self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.0.feed_head()))
+    }
+
+    fn commit(&self, _next: u64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 }

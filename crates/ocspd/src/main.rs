@@ -234,8 +234,11 @@ async fn run(config: config::Config) -> Result<()> {
     followers.push(publisher.clone());
     followers.push(purger.clone());
     followers.push(epoch.closing());
-    let followers =
-        ocsp_domain::Followers::start(store.clone(), followers).context("starting the change-feed follower")?;
+    // Every follower of the feed is a consumer of one runtime: the in-process followers, each
+    // purge target's deliverer, the fleet's replicator and CRL regeneration.
+    let runtime = ocsp_domain::runtime::Runtime::new();
+    let followers = ocsp_domain::Followers::start_on(&runtime, store.clone(), followers)
+        .context("starting the change-feed follower")?;
     // A purge goes out once every origin an edge may refetch from applied its change: this
     // process's followers, or every node of the fleet that may answer.
     let bound: ocsp_purge::Bound = match &fleet {
@@ -249,10 +252,14 @@ async fn run(config: config::Config) -> Result<()> {
         }
     };
     purger.set_bound(bound);
-    purger.spawn();
+    if let Some(f) = &fleet {
+        let f = f.clone();
+        purger.set_cursors(Arc::new(move |target| f.purge_cursor(target) as Arc<dyn ocsp_domain::runtime::Cursor>));
+    }
+    purger.spawn_on(&runtime).context("starting the purge deliverers")?;
     let crls = Some(publisher);
     let fleet_threads = match &fleet {
-        Some(f) => f.spawn(followers.clone()).context("starting the fleet replicator")?,
+        Some(f) => f.spawn(&runtime, followers.clone()).context("starting the fleet replicator")?,
         None => Vec::new(),
     };
 
@@ -271,42 +278,24 @@ async fn run(config: config::Config) -> Result<()> {
     // Every follower of the change feed on this node, with its lag: one list for the admin
     // API (`ocspctl feed status`) and the metrics.
     let consumers: Arc<dyn Fn() -> Vec<ocsp_domain::api::ConsumerLag> + Send + Sync> = {
-        let (store, followers, purger, crls, fleet) =
-            (store.clone(), followers.clone(), purger.clone(), crls.clone(), fleet.clone());
+        let (store, runtime, fleet) = (store.clone(), runtime.clone(), fleet.clone());
         Arc::new(move || {
-            use ocsp_domain::api::ConsumerLag;
             let local = store.feed_head();
             // A fleet's head is the shared one, which the replica may not have reached.
             let head = local + fleet.as_ref().map_or(0, |f| f.lag());
-            let lag = |next: u64| head.saturating_sub(next);
-            let mut out = vec![ConsumerLag {
-                name: "followers".into(),
-                kind: "in-process".into(),
-                next: Some(followers.applied()),
-                lag: lag(followers.applied()),
-            }];
-            if fleet.is_some() {
-                out.push(ConsumerLag {
-                    name: "replica".into(),
-                    kind: "replica".into(),
-                    next: Some(local),
-                    lag: lag(local),
-                });
-            }
-            for (name, next) in purger.cursors() {
-                let kind = if fleet.is_some() { "role" } else { "durable" };
-                out.push(ConsumerLag {
-                    name: format!("purge/{name}"),
-                    kind: kind.into(),
-                    next: Some(next),
-                    lag: lag(next),
-                });
-            }
-            if let Some(crls) = &crls {
-                let next = crls.position();
-                out.push(ConsumerLag { name: "crl".into(), kind: "role".into(), next, lag: next.map_or(0, lag) });
-            }
-            out
+            runtime
+                .consumers()
+                .iter()
+                .map(|c| {
+                    let next = c.next();
+                    ocsp_domain::api::ConsumerLag {
+                        name: c.name().to_string(),
+                        kind: c.kind().name().to_string(),
+                        next,
+                        lag: next.map_or(0, |n| head.saturating_sub(n)),
+                    }
+                })
+                .collect()
         })
     };
     let admin = Arc::new(AdminService::new(
@@ -403,13 +392,10 @@ async fn run(config: config::Config) -> Result<()> {
     let metrics_addr = metrics_listener.local_addr()?;
     // Machine-readable lines: tests and scripts read the ports from here.
     // The CRLs name their URLs: known now that the public listener is bound.
-    let crl_thread = match &crls {
-        Some(crls) => {
-            crls.set_base_url(&format!("http://{public_addr}"));
-            Some(crls.spawn().context("starting the CRL publisher")?)
-        }
-        None => None,
-    };
+    if let Some(crls) = &crls {
+        crls.set_base_url(&format!("http://{public_addr}"));
+        crls.spawn_on(&runtime).context("starting the CRL publisher")?;
+    }
     if let Some(f) = &fleet {
         f.set_urls(&format!("http://{public_addr}"), &format!("http://{admin_addr}"));
     }
@@ -458,17 +444,15 @@ async fn run(config: config::Config) -> Result<()> {
     let _ = stop_tx.send(true);
     let _ = tokio::join!(public_task, admin_task, metrics_task);
     presigner.stop();
-    if let Some(crls) = &crls {
-        crls.stop();
-    }
-    if let Some(thread) = crl_thread {
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-    }
+    // Every consumer stops after its current step (a purge waiting to retry leaves its
+    // changes in the outbox), before this node gives its leases up.
+    purger.stop();
+    let _ = tokio::task::spawn_blocking(move || runtime.stop()).await;
     if let Some(f) = &fleet {
         f.stop();
         let _ = tokio::task::spawn_blocking(move || fleet_threads.into_iter().for_each(|t| drop(t.join()))).await;
     }
-    let _ = tokio::task::spawn_blocking(move || followers.stop()).await;
+    drop(followers);
     if let Some(thread) = presign_thread {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }

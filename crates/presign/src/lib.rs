@@ -90,7 +90,7 @@ pub struct Presigner {
 }
 
 /// Whether this pre-signer may sign now.
-pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
+pub type Gate = Arc<dyn ocsp_domain::runtime::Role>;
 
 /// Jobs handed to a signing worker at a time.
 const JOB_BATCH: usize = 512;
@@ -160,7 +160,7 @@ impl Presigner {
     }
 
     fn open(&self) -> bool {
-        self.gate.get().is_none_or(|g| g())
+        self.gate.get().is_none_or(|g| g.held())
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {

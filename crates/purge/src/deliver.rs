@@ -3,6 +3,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use ocsp_domain::runtime::{Applied, Consumer, Cursor, Kind, Read, RealTime, Retry, Runner, Runtime, Source, Spec};
 use ocsp_domain::ChangeFeed;
 use ocsp_records::Change;
 use serde::Serialize;
@@ -10,7 +11,6 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
 
@@ -238,7 +238,16 @@ pub struct Purger {
     feed: Arc<dyn ChangeFeed>,
     targets: Vec<Arc<Target>>,
     client: HttpClient,
-    head: watch::Sender<u64>,
+    /// The head as the in-process followers last saw it: wakes the deliverers.
+    wake: Arc<Wake>,
+    /// Where each target's cursor lives (the feed's own cursors unless set).
+    cursors: std::sync::OnceLock<CursorFor>,
+    /// The runtime the deliverers run on, when [`Purger::spawn`] started one of its own.
+    own_runtime: std::sync::OnceLock<Arc<Runtime>>,
+    /// The tokio runtime the deliveries' HTTP exchanges run on.
+    io: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// Set by [`Purger::stop`].
+    stopping: std::sync::atomic::AtomicBool,
     now: Box<dyn Fn() -> i64 + Send + Sync>,
     /// The deadline of one attempt, whole.
     timeout: Duration,
@@ -254,17 +263,8 @@ pub struct Purger {
 /// The first change not yet applied everywhere an edge may refetch from.
 pub type Bound = Arc<dyn Fn() -> Result<u64, String> + Send + Sync>;
 
-/// Whether this node may deliver purges now.
-pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
-
-/// Runs a call that may block on another database (fleet mode: PostgreSQL, whose client runs
-/// its own runtime) outside this runtime's context on a multi-threaded runtime.
-fn blocking<T>(call: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(call),
-        _ => call(),
-    }
-}
+/// Whether this node may deliver purges now (fleet mode: it holds the purger lease).
+pub type Gate = Arc<dyn ocsp_domain::runtime::Role>;
 
 impl Purger {
     /// Prepares delivery to the targets of `config` (reading peer tokens now).
@@ -311,12 +311,16 @@ impl Purger {
             .enable_http1()
             .build();
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
-        let (head, _) = watch::channel(feed.head());
+        let wake = Arc::new(Wake { head: Mutex::new(feed.head()), moved: std::sync::Condvar::new() });
         Ok(Arc::new(Purger {
             feed,
             targets,
             client,
-            head,
+            wake,
+            cursors: std::sync::OnceLock::new(),
+            own_runtime: std::sync::OnceLock::new(),
+            io: std::sync::OnceLock::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             now: Box::new(now_secs),
             timeout: config.timeout(),
             progress: Mutex::new(0),
@@ -342,130 +346,67 @@ impl Purger {
         let _ = self.bound.set(bound);
     }
 
-    /// Starts one deliverer per target on the current tokio runtime.
+    /// Keeps each target's cursor where `cursors` says (fleet mode: in PostgreSQL with the
+    /// purger lease, so a node that lost the lease writes none). Call before spawning.
+    pub fn set_cursors(&self, cursors: CursorFor) {
+        let _ = self.cursors.set(cursors);
+    }
+
+    /// Starts one deliverer per target on a feed-consumer runtime of its own (stopped when the
+    /// purger is dropped); call within a tokio runtime, which the HTTP exchanges use.
     pub fn spawn(self: &Arc<Self>) {
-        for target in &self.targets {
-            let (me, target) = (self.clone(), target.clone());
-            tokio::spawn(async move { me.run(target).await });
-        }
-        // Nothing to deliver to: keep the outbox from growing.
-        if self.targets.is_empty() {
-            let me = self.clone();
-            tokio::spawn(async move {
-                let mut head = me.head.subscribe();
-                loop {
-                    let next = *head.borrow_and_update();
-                    if let Err(e) = me.feed.trim(next) {
-                        tracing::warn!(error = %e, "cannot trim the change feed");
-                    }
-                    if head.changed().await.is_err() {
-                        return;
-                    }
-                }
-            });
+        let runtime = self.own_runtime.get_or_init(Runtime::new).clone();
+        if let Err(e) = self.spawn_on(&runtime) {
+            tracing::error!(error = %e, "cannot start the purge deliverers");
         }
     }
 
-    async fn run(self: Arc<Self>, target: Arc<Target>) {
-        let mut head = self.head.subscribe();
-        let name = target.config.name().to_string();
-        // Whether this deliverer holds the cursor as the feed says it stands: read again each
-        // time it starts delivering (at start; when this node takes the purger lease), since
-        // only the delivering node moves it.
-        let mut current = false;
-        let mut bound_wait = Duration::from_millis(5);
-        loop {
-            if self.gate.get().is_some_and(|open| !open()) {
-                if current {
-                    // Another node delivers now: what this one saw no longer says anything.
-                    let mut st = self.state(&target);
-                    st.last_error = None;
-                    st.retry_in_ms = 0;
-                }
-                current = false;
-                match blocking(|| self.feed.cursor(&name)) {
-                    Ok(shared) => {
-                        if target.cursor.fetch_max(shared, Ordering::SeqCst) < shared {
-                            self.progressed();
-                        }
-                    }
-                    Err(e) => tracing::debug!(target = %name, error = %e, "shared purge cursor unavailable"),
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-            if !current {
-                match blocking(|| self.feed.cursor(&name)) {
-                    Ok(c) => {
-                        target.cursor.store(c, Ordering::SeqCst);
-                        self.progressed();
-                        current = true;
-                    }
-                    Err(e) => {
-                        tracing::warn!(target = %name, error = %e, "cannot read the purge cursor; purges wait");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                }
-            }
-            let cursor = target.cursor.load(Ordering::SeqCst);
-            let mut changes = match self.feed.changes(cursor, READ_BATCH) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(target = %name, error = %e, "cannot read the change feed");
-                    tokio::time::sleep(BACKOFF_MAX).await;
-                    continue;
-                }
+    /// Starts one deliverer per target as consumers of `runtime`: named `purge/<target>`,
+    /// each with its durable cursor, the purger role in fleet mode, and the bound. Call within
+    /// a tokio runtime, which the HTTP exchanges use.
+    pub fn spawn_on(self: &Arc<Self>, runtime: &Runtime) -> std::io::Result<()> {
+        let io = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+        let _ = self.io.set(io);
+        let source: Arc<dyn Source<Change>> =
+            Arc::new(PurgeSource { feed: self.feed.clone(), wake: self.wake.clone() });
+        for target in &self.targets {
+            let name = target.config.name().to_string();
+            let cursor: Arc<dyn Cursor> = match self.cursors.get() {
+                Some(make) => make(&name),
+                None => Arc::new(ocsp_domain::runtime::FeedCursor { feed: self.feed.clone(), name: name.clone() }),
             };
-            if changes.first().is_some_and(|c| c.seq != cursor) {
-                // A gap: never skip what was not delivered. Wait for the feed to bring it.
-                tracing::error!(target = %name, cursor, first = ?changes.first().map(|c| c.seq), "the change feed lacks changes this target has not been sent; purges wait");
-                self.state(&target).last_error = Some(format!("the change feed lacks changes from {cursor} on"));
-                tokio::time::sleep(BACKOFF_MAX).await;
-                continue;
-            }
-            if let (Some(bound), false) = (self.bound.get(), changes.is_empty()) {
-                match blocking(|| bound()) {
-                    Ok(b) => changes.retain(|c| c.seq < b),
-                    Err(e) => {
-                        tracing::warn!(target = %name, error = %e, "cannot tell whether every origin applied the changes; purges wait");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                }
-                if changes.is_empty() {
-                    // Origins still applying: look again soon (acknowledgements wait for them
-                    // too), less often the longer it takes.
-                    tokio::time::sleep(bound_wait).await;
-                    bound_wait = (bound_wait * 2).min(Duration::from_millis(250));
-                    continue;
-                }
-                bound_wait = Duration::from_millis(5);
-            }
-            let Some(last) = changes.last().map(|c| c.seq) else {
-                self.state(&target).oldest_pending = None;
-                // Wait for news; wake now and then anyway, in case a change was missed.
-                let _ = tokio::time::timeout(Duration::from_secs(5), head.changed()).await;
-                continue;
-            };
-            let events: Vec<Change> = changes.into_iter().filter(Change::needs_purge).collect();
-            if let Some(first) = events.first() {
-                self.state(&target).oldest_pending = Some(first.time);
-                self.deliver(&target, &events).await;
-            }
-            target.cursor.store(last + 1, Ordering::SeqCst);
-            self.progressed();
-            if let Err(e) = blocking(|| self.feed.set_cursor(&name, last + 1)) {
-                tracing::error!(target = %name, error = %e, "cannot record the purge cursor");
-            }
-            self.trim();
+            let role = self.gate.get().cloned();
+            let kind = if role.is_some() { Kind::Role } else { Kind::Durable };
+            let mut spec = Spec::new(format!("purge/{name}"), kind);
+            spec.batch = READ_BATCH;
+            spec.retry = Retry { first: Duration::from_secs(1), max: BACKOFF_MAX.min(Duration::from_secs(5)) };
+            spec.idle = Duration::from_secs(5);
+            let deliverer = Arc::new(Deliverer { purger: Arc::downgrade(self), target: target.clone() });
+            let runner = Runner::new(spec, source.clone(), cursor, role, deliverer, Arc::new(RealTime));
+            runtime.spawn(Box::new(runner))?;
         }
+        // Nothing to deliver to: keep the outbox from growing.
+        if self.targets.is_empty() {
+            let mut spec = Spec::new("purge/outbox", Kind::InProcess);
+            spec.idle = Duration::from_secs(5);
+            let head = self.feed.head();
+            let runner = Runner::new(
+                spec,
+                source,
+                Arc::new(ocsp_domain::runtime::VolatileCursor::at(head)),
+                None,
+                Arc::new(Outbox { feed: self.feed.clone() }),
+                Arc::new(RealTime),
+            );
+            runtime.spawn(Box::new(runner))?;
+        }
+        Ok(())
     }
 
     /// Sends `events` to `target`, retrying each request until it is accepted. A request the
     /// target refuses as too large is split in halves; a single tag still refused is reported
     /// as undeliverable and skipped, so it never holds up the events behind it.
-    async fn deliver(&self, target: &Target, events: &[Change]) {
+    async fn deliver(&self, target: &Target, events: &[Change]) -> bool {
         let mut queue: std::collections::VecDeque<Batch> = plan(&target.config, events).into();
         while let Some(batch) = queue.pop_front() {
             let mut backoff = BACKOFF_FIRST;
@@ -531,7 +472,17 @@ impl Purger {
                             st.retry_in_ms = backoff.as_millis() as u64;
                         }
                         self.progressed();
-                        tokio::time::sleep(backoff).await;
+                        // Stopping: what was not accepted stays in the outbox (the cursor has
+                        // not moved), for the next start or the next purger.
+                        let step = Duration::from_millis(100);
+                        let mut waited = Duration::ZERO;
+                        while waited < backoff {
+                            if self.stopping.load(Ordering::SeqCst) {
+                                return false;
+                            }
+                            tokio::time::sleep(step.min(backoff - waited)).await;
+                            waited += step;
+                        }
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                     }
                 }
@@ -544,6 +495,13 @@ impl Purger {
             target.delay_count.fetch_add(1, Ordering::Relaxed);
             target.delay_ms_max.fetch_max(delay, Ordering::Relaxed);
         }
+        true
+    }
+
+    /// Stops delivering: a delivery waiting to retry gives up (its changes stay in the
+    /// outbox); call before stopping the runtime the deliverers run on.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
     }
 
     /// One attempt: the whole exchange (connect, send, answer and body) within
@@ -786,10 +744,171 @@ fn now_secs() -> i64 {
 /// from its own durable cursor.
 impl ocsp_domain::Follower for Purger {
     fn apply(&self, change: &ocsp_records::Change) {
-        self.head.send_replace(change.seq + 1);
+        self.wake.set(change.seq + 1);
     }
 
     fn reset(&self) {
-        self.head.send_replace(self.feed.head());
+        self.wake.set(self.feed.head());
+    }
+}
+
+impl Drop for Purger {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.own_runtime.get() {
+            self.stop();
+            runtime.stop();
+        }
+    }
+}
+
+/// Makes the cursor of the target named by its argument.
+pub type CursorFor = Arc<dyn Fn(&str) -> Arc<dyn Cursor> + Send + Sync>;
+
+/// The head as the in-process followers saw it; deliverers wait on it.
+struct Wake {
+    head: Mutex<u64>,
+    moved: std::sync::Condvar,
+}
+
+impl Wake {
+    fn set(&self, head: u64) {
+        let mut h = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        *h = head;
+        self.moved.notify_all();
+    }
+}
+
+/// The feed as the deliverers read it, woken by the in-process followers (a change counts
+/// once this node applied it).
+struct PurgeSource {
+    feed: Arc<dyn ChangeFeed>,
+    wake: Arc<Wake>,
+}
+
+impl Source<Change> for PurgeSource {
+    fn head(&self) -> Result<u64, ocsp_records::StoreError> {
+        Ok(self.feed.head())
+    }
+
+    fn read(&self, from: u64, limit: usize) -> Result<Read<Change>, ocsp_records::StoreError> {
+        ocsp_domain::runtime::FeedSource(self.feed.clone()).read(from, limit)
+    }
+
+    fn wait(&self, from: u64, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        let mut head = self.wake.head.lock().unwrap_or_else(|p| p.into_inner());
+        while *head <= from {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            head = self.wake.moved.wait_timeout(head, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+}
+
+/// One target's deliverer: a consumer of the feed-consumer runtime.
+struct Deliverer {
+    purger: std::sync::Weak<Purger>,
+    target: Arc<Target>,
+}
+
+impl Deliverer {
+    fn purger(&self) -> Result<Arc<Purger>, String> {
+        self.purger.upgrade().ok_or_else(|| "the purge fan-out is gone".to_string())
+    }
+}
+
+impl Consumer<Change> for Deliverer {
+    fn apply(&self, changes: &[Change]) -> Result<Applied, String> {
+        let purger = self.purger()?;
+        let target = &self.target;
+        let Some(last) = changes.last().map(|c| c.seq) else {
+            purger.state(target).oldest_pending = None;
+            return Ok(Applied::Done);
+        };
+        let events: Vec<Change> = changes.iter().filter(|c| c.needs_purge()).cloned().collect();
+        if let Some(first) = events.first() {
+            purger.state(target).oldest_pending = Some(first.time);
+            // The exchange runs as a task of the tokio runtime; this thread waits for its end.
+            // A runtime shutting down drops the task, and the changes stay in the outbox.
+            let io = purger.io.get().cloned().ok_or("no tokio runtime for the purge deliveries")?;
+            let (done, outcome) = std::sync::mpsc::sync_channel(1);
+            let (task_purger, task_target) = (purger.clone(), target.clone());
+            drop(purger);
+            io.spawn(async move {
+                let _ = done.send(task_purger.deliver(&task_target, &events).await);
+            });
+            if outcome.recv() != Ok(true) {
+                return Err("stopping; the rest stays in the outbox".into());
+            }
+        }
+        let purger = self.purger()?;
+        target.cursor.store(last + 1, Ordering::SeqCst);
+        purger.progressed();
+        purger.trim();
+        Ok(Applied::Done)
+    }
+
+    fn resync(&self, head: u64) -> Result<u64, String> {
+        // Never skip what was not delivered: wait for the feed to bring it.
+        let cursor = self.target.cursor.load(Ordering::SeqCst);
+        let why = format!("the change feed lacks changes from {cursor} on (head {head}); purges wait");
+        if let Ok(purger) = self.purger() {
+            purger.state(&self.target).last_error = Some(why.clone());
+        }
+        Err(why)
+    }
+
+    fn resumed(&self, at: u64) {
+        // The cursor as the role's last holder (or this node) left it.
+        self.target.cursor.store(at, Ordering::SeqCst);
+        if let Ok(purger) = self.purger() {
+            purger.progressed();
+        }
+    }
+
+    fn bound(&self) -> Result<Option<u64>, String> {
+        let purger = self.purger()?;
+        match purger.bound.get() {
+            Some(bound) => {
+                bound().map(Some).map_err(|e| format!("cannot tell whether every origin applied the changes: {e}"))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn standby(&self, shared: Option<u64>) {
+        // Another node delivers now: follow its cursor, so a caller waiting for its purge
+        // learns when it was sent; what this node saw itself no longer says anything.
+        let Ok(purger) = self.purger() else { return };
+        {
+            let mut st = purger.state(&self.target);
+            st.last_error = None;
+            st.retry_in_ms = 0;
+        }
+        if let Some(shared) = shared {
+            if self.target.cursor.fetch_max(shared, Ordering::SeqCst) < shared {
+                purger.progressed();
+            }
+        }
+    }
+}
+
+/// With no target, the outbox is trimmed as the feed moves.
+struct Outbox {
+    feed: Arc<dyn ChangeFeed>,
+}
+
+impl Consumer<Change> for Outbox {
+    fn apply(&self, changes: &[Change]) -> Result<Applied, String> {
+        if let Some(last) = changes.last() {
+            self.feed.trim(last.seq + 1).map_err(|e| format!("cannot trim the change feed: {e}"))?;
+        }
+        Ok(Applied::Done)
+    }
+
+    fn resync(&self, head: u64) -> Result<u64, String> {
+        Ok(head)
     }
 }
