@@ -86,7 +86,8 @@ pub struct FeedSource(pub Arc<dyn crate::ChangeFeed>);
 
 impl Source<Change> for FeedSource {
     fn head(&self) -> Result<u64, StoreError> {
-        Ok(self.0.head())
+        // The published head: `ChangeFeed::head` may count a change still being written.
+        Ok(self.0.wait_for_changes(u64::MAX, Duration::ZERO))
     }
     fn read(&self, from: u64, limit: usize) -> Result<Read<Change>, StoreError> {
         // The published head first (what `wait_for_changes` reports counts a change only
@@ -208,8 +209,15 @@ pub trait Consumer<I>: Send + Sync {
     /// which is given), or `Err` to wait and try again (a purge never skips what it did not
     /// send).
     fn resync(&self, head: u64) -> Result<u64, String>;
+    /// No cursor was ever recorded: where to begin. Rebuilds (as [`Consumer::resync`]) unless
+    /// the consumer owes nothing from before it existed (a purge target added now).
+    fn start_fresh(&self, head: u64) -> Result<u64, String> {
+        self.resync(head)
+    }
     /// It takes up the work at `at` (from its cursor, or after a rebuild).
     fn resumed(&self, _at: u64) {}
+    /// Its cursor was committed at `next` (what only a durable cursor allows: trimming).
+    fn committed(&self, _next: u64) {}
     /// What a read error means for this consumer.
     fn on_read_error(&self) -> OnReadError {
         OnReadError::Retry
@@ -477,22 +485,15 @@ impl<I: Sequenced + Send + 'static> Runner<I> {
             return Next::Sleep(self.spec.standby);
         }
         let Some(position) = self.position else { return self.start() };
-        // A bound holds back what may not be applied yet.
-        let bound = match self.consumer.bound() {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(consumer = %self.spec.name, error = %e, "cannot tell how far this consumer may go; it waits");
-                return self.backoff();
-            }
-        };
         let read = match self.source.read(position.read, self.spec.batch) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(consumer = %self.spec.name, error = %e, "cannot read the feed");
                 if self.consumer.on_read_error() == OnReadError::Resync {
                     let head = self.source.head().unwrap_or(position.read);
-                    return self.resync(head);
+                    let _ = self.resync(head);
                 }
+                // Rebuilt or not, the next read waits: the fault may last.
                 return self.backoff();
             }
         };
@@ -504,16 +505,26 @@ impl<I: Sequenced + Send + 'static> Runner<I> {
                 return self.resync(head);
             }
         };
-        if let Some(bound) = bound {
-            let had = items.len();
-            items.retain(|i| i.seq() < bound);
-            if had > 0 && items.is_empty() {
-                // Still applying elsewhere: look again soon, less often the longer it takes.
-                let wait = Duration::from_millis(5).saturating_mul(1 << self.bound_waits.min(6));
-                self.bound_waits = self.bound_waits.saturating_add(1);
-                return Next::Sleep(wait.min(Duration::from_millis(250)));
+        // A bound holds back what may not be applied yet (asked only when there is news).
+        if !items.is_empty() {
+            match self.consumer.bound() {
+                Ok(Some(bound)) => {
+                    items.retain(|i| i.seq() < bound);
+                    if items.is_empty() {
+                        // Still applying elsewhere: look again soon, less often the longer
+                        // it takes.
+                        let wait = Duration::from_millis(5).saturating_mul(1 << self.bound_waits.min(6));
+                        self.bound_waits = self.bound_waits.saturating_add(1);
+                        return Next::Sleep(wait.min(Duration::from_millis(250)));
+                    }
+                    self.bound_waits = 0;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(consumer = %self.spec.name, error = %e, "cannot tell how far this consumer may go; it waits");
+                    return self.backoff();
+                }
             }
-            self.bound_waits = 0;
         }
         let read_to = items.last().map_or(position.read, |i| i.seq() + 1);
         match self.consumer.apply(&items) {
@@ -525,11 +536,14 @@ impl<I: Sequenced + Send + 'static> Runner<I> {
                         Ok(true) => {
                             position.durable = read_to;
                             self.progress.committed.store(read_to, Ordering::SeqCst);
+                            self.consumer.committed(read_to);
                         }
                         Ok(false) => {
                             tracing::warn!(consumer = %self.spec.name, "the role moved while this node worked; the next holder resumes from its cursor");
                             self.lose_position();
-                            return Next::Now;
+                            // This node may still believe it holds the role (its view lapses
+                            // later than the database's): pause before looking again.
+                            return Next::Sleep(self.spec.standby);
                         }
                         Err(e) => {
                             tracing::error!(consumer = %self.spec.name, error = %e, "cannot record the consumer's cursor");
@@ -582,8 +596,20 @@ impl<I: Sequenced + Send + 'static> Runner<I> {
                 Next::Now
             }
             Ok(None) => {
-                tracing::info!(consumer = %self.spec.name, head, "no cursor recorded: the consumer rebuilds from the head");
-                self.resync(head)
+                tracing::info!(consumer = %self.spec.name, head, "no cursor recorded: the consumer starts from the head");
+                match self.consumer.start_fresh(head) {
+                    Ok(at) => {
+                        self.position = Some(Position { read: at, durable: at });
+                        self.progress.active.store(true, Ordering::SeqCst);
+                        self.progress.set_next(Some(at));
+                        self.consumer.resumed(at);
+                        Next::Now
+                    }
+                    Err(e) => {
+                        tracing::warn!(consumer = %self.spec.name, error = %e, "the consumer waits");
+                        self.backoff()
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(consumer = %self.spec.name, error = %e, "cannot read the consumer's cursor");
@@ -647,6 +673,13 @@ pub struct Runtime {
     stop: Arc<AtomicBool>,
     all: Mutex<Vec<Arc<Progress>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Its threads end by themselves within one wait; `stop` waits for them.
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }
 
 /// The longest a runner's thread waits before it looks at the stop flag.

@@ -20,11 +20,12 @@ fn change(seq: u64) -> Change {
 struct Feed {
     first: AtomicU64,
     head: AtomicU64,
+    failing: AtomicBool,
 }
 
 impl Feed {
     fn new(head: u64) -> Arc<Feed> {
-        Arc::new(Feed { first: AtomicU64::new(0), head: AtomicU64::new(head) })
+        Arc::new(Feed { first: AtomicU64::new(0), head: AtomicU64::new(head), failing: AtomicBool::new(false) })
     }
 }
 
@@ -33,6 +34,9 @@ impl Source<Change> for Feed {
         Ok(self.head.load(Ordering::SeqCst))
     }
     fn read(&self, from: u64, limit: usize) -> Result<Read<Change>, StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Io("disk".into()));
+        }
         let head = self.head.load(Ordering::SeqCst);
         if from < self.first.load(Ordering::SeqCst) {
             return Ok(Read::Gone(head));
@@ -87,6 +91,9 @@ struct Notes {
     resyncs: Mutex<Vec<u64>>,
     refuse_resync: AtomicBool,
     bound: Mutex<Option<u64>>,
+    fresh_at_head: AtomicBool,
+    committed: Mutex<Vec<u64>>,
+    read_errors_resync: AtomicBool,
 }
 
 impl Consumer<Change> for Notes {
@@ -107,6 +114,23 @@ impl Consumer<Change> for Notes {
     }
     fn bound(&self) -> Result<Option<u64>, String> {
         Ok(*self.bound.lock().unwrap())
+    }
+    fn start_fresh(&self, head: u64) -> Result<u64, String> {
+        if self.fresh_at_head.load(Ordering::SeqCst) {
+            Ok(head)
+        } else {
+            self.resync(head)
+        }
+    }
+    fn committed(&self, next: u64) {
+        self.committed.lock().unwrap().push(next);
+    }
+    fn on_read_error(&self) -> ocsp_domain::runtime::OnReadError {
+        if self.read_errors_resync.load(Ordering::SeqCst) {
+            ocsp_domain::runtime::OnReadError::Resync
+        } else {
+            ocsp_domain::runtime::OnReadError::Retry
+        }
     }
 }
 
@@ -204,7 +228,8 @@ fn a_holder_that_lost_the_role_between_its_work_and_its_commit_writes_nothing() 
         flip.clone(),
         Arc::new(Manual(Mutex::new(Instant::now()))),
     );
-    steps(&mut a, 2);
+    let nexts = steps(&mut a, 2);
+    assert!(matches!(nexts[1], Next::Sleep(_)), "a refused commit pauses before looking again: {nexts:?}");
     assert_eq!(*flip.inner.seen.lock().unwrap(), (0..5).collect::<Vec<_>>());
     assert_eq!(*lease.cursor.lock().unwrap(), Some(0), "the fenced commit wrote nothing");
     assert_eq!(lease.commits.load(Ordering::SeqCst), 0);
@@ -296,4 +321,41 @@ fn batches_are_the_configured_size_and_in_order() {
     assert_eq!(*n.seen.lock().unwrap(), (0..10).collect::<Vec<_>>());
     assert_eq!(lease.commits.load(Ordering::SeqCst), 4, "one commit per batch: 3 + 3 + 3 + 1");
     assert!(matches!(nexts.last(), Some(Next::News { from: 10, .. })), "{nexts:?}");
+}
+
+#[test]
+fn a_consumer_that_owes_nothing_from_before_starts_at_the_head_without_rebuilding() {
+    // A purge target never delivered to: no cursor anywhere; it begins at the head, and its
+    // cursor is recorded with its first batch.
+    let feed = Feed::new(7);
+    let lease = lease("a", None);
+    let n = Arc::new(Notes::default());
+    n.fresh_at_head.store(true, Ordering::SeqCst);
+    let mut r = runner(&feed, &lease, "a", &n, 100);
+    steps(&mut r, 2);
+    assert!(n.resyncs.lock().unwrap().is_empty());
+    assert!(n.seen.lock().unwrap().is_empty());
+    feed.head.store(9, Ordering::SeqCst);
+    steps(&mut r, 2);
+    assert_eq!(*n.seen.lock().unwrap(), vec![7, 8]);
+    assert_eq!(*lease.cursor.lock().unwrap(), Some(9));
+    assert_eq!(*n.committed.lock().unwrap(), vec![9], "told after the durable commit, not before");
+}
+
+#[test]
+fn a_feed_that_cannot_be_read_makes_caches_rebuild_and_then_wait_not_spin() {
+    let feed = Feed::new(4);
+    let lease = lease("a", Some(0));
+    let n = Arc::new(Notes::default());
+    n.read_errors_resync.store(true, Ordering::SeqCst);
+    let mut r = runner(&feed, &lease, "a", &n, 100);
+    let _ = r.step();
+    feed.failing.store(true, Ordering::SeqCst);
+    let nexts = steps(&mut r, 3);
+    assert!(nexts.iter().all(|n| matches!(n, Next::Sleep(_))), "every failed read waits: {nexts:?}");
+    assert_eq!(*n.resyncs.lock().unwrap(), vec![4, 4, 4], "each failed read drops what the caches hold");
+    feed.failing.store(false, Ordering::SeqCst);
+    feed.head.store(6, Ordering::SeqCst);
+    steps(&mut r, 2);
+    assert_eq!(*n.seen.lock().unwrap(), vec![4, 5]);
 }

@@ -129,8 +129,7 @@ impl ocsp_domain::RoleCursor for LeasedCursor {
 }
 
 /// The cursor of a purge target in a fleet: kept in PostgreSQL with the purger lease (only the
-/// holder moves it, checked in the same statement) and on the node as well. A target never
-/// delivered to by any node owes nothing from before: it starts at this node's head.
+/// holder moves it, checked in the same statement) and on the node as well.
 pub struct PurgeCursor {
     leased: LeasedCursor,
     target: String,
@@ -156,11 +155,9 @@ impl PurgeCursor {
 impl ocsp_domain::runtime::Cursor for PurgeCursor {
     fn load(&self) -> Result<Option<u64>, StoreError> {
         // Only the fleet's cursor says what was delivered (unreachable is an error here, never
-        // "this node's head").
-        match ocsp_domain::RoleCursor::load(&self.leased)? {
-            Some(next) => Ok(Some(next)),
-            None => Ok(Some(self.local.feed_head())),
-        }
+        // "this node's head"); no row: never delivered by any node (the holder starts at its
+        // head, `Consumer::start_fresh`; a node on standby learns nothing from it).
+        ocsp_domain::RoleCursor::load(&self.leased)
     }
 
     fn commit(&self, next: u64) -> Result<bool, StoreError> {

@@ -158,7 +158,10 @@ fn tags_of(event: &Change) -> Vec<Tag> {
 struct Target {
     config: TargetConfig,
     token: Option<String>,
+    /// The first change not yet accepted by the target.
     cursor: AtomicU64,
+    /// The first change not yet accepted, as durably recorded (what trimming may pass).
+    durable: AtomicU64,
     sent: AtomicU64,
     failures: AtomicU64,
     /// Requests split after a target refused them as too large.
@@ -293,6 +296,7 @@ impl Purger {
                 config: t.clone(),
                 token,
                 cursor: AtomicU64::new(cursor),
+                durable: AtomicU64::new(cursor),
                 sent: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
                 splits: AtomicU64::new(0),
@@ -537,7 +541,7 @@ impl Purger {
     }
 
     fn trim(&self) {
-        let min = self.targets.iter().map(|t| t.cursor.load(Ordering::SeqCst)).min();
+        let min = self.targets.iter().map(|t| t.durable.load(Ordering::SeqCst)).min();
         if let Some(min) = min {
             if let Err(e) = self.feed.trim(min) {
                 tracing::warn!(error = %e, "cannot trim the change feed");
@@ -846,8 +850,20 @@ impl Consumer<Change> for Deliverer {
         let purger = self.purger()?;
         target.cursor.store(last + 1, Ordering::SeqCst);
         purger.progressed();
-        purger.trim();
         Ok(Applied::Done)
+    }
+
+    fn committed(&self, next: u64) {
+        // Only once every target's cursor is durable may the outbox lose what they passed.
+        self.target.durable.fetch_max(next, Ordering::SeqCst);
+        if let Ok(purger) = self.purger() {
+            purger.trim();
+        }
+    }
+
+    fn start_fresh(&self, head: u64) -> Result<u64, String> {
+        // Never delivered to by any node: a target added now owes nothing from before.
+        Ok(head)
     }
 
     fn resync(&self, head: u64) -> Result<u64, String> {
@@ -863,6 +879,7 @@ impl Consumer<Change> for Deliverer {
     fn resumed(&self, at: u64) {
         // The cursor as the role's last holder (or this node) left it.
         self.target.cursor.store(at, Ordering::SeqCst);
+        self.target.durable.store(at, Ordering::SeqCst);
         if let Ok(purger) = self.purger() {
             purger.progressed();
         }
