@@ -281,21 +281,56 @@ fn lint_crl(crl: &str) {
 }
 
 #[test]
-fn a_crl_key_that_cannot_sign_stops_ocspd_at_start() {
+fn a_crl_key_that_cannot_sign_stops_only_its_issuers_crls_and_can_be_unset_or_replaced_without_a_restart() {
     let r = Responder::start();
     let pki = TestPki::new(KeyAlg::P256);
     pki.register(&r);
     r.ctl_ok(&["issuer", "crl-key", "--name", "int", "--key", &pki.path("int.key")]);
+    settled(&r, Duration::from_secs(30));
+    let served_before = curl(&[&format!("{}/crl/int/0.crl", r.url)]).body;
+    let good_key = std::fs::read(pki.dir.path().join("int.key")).unwrap();
     let dir = r.kill();
     // The issuer's key file now holds another key (the delegated responder's).
     std::fs::copy(pki.dir.path().join("responder.key"), pki.dir.path().join("int.key")).unwrap();
-    let out = run(Command::new("timeout")
-        .arg("30")
-        .arg(bin("ocspd"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]));
-    let said = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(said.contains("loading the CRLs") && said.contains("int"), "{said}");
+    // ocspd starts anyway: OCSP for every issuer, the admin API, the stored CRL served.
+    let r = Responder::start_in(dir, &[]);
+    let leaf = pki.leaf("leaf", &[0x51]);
+    r.ctl_ok(&["cert", "add", "--pem", &leaf]);
+    assert!(pki.ask(&r.url, &leaf).contains(": good"), "OCSP goes on");
+    let stored = curl(&[&format!("{}/crl/int/0.crl", r.url)]);
+    assert_eq!(stored.status, 200, "the stored shard is served at once");
+    assert_eq!(stored.body, served_before, "the stored shard, as it was");
+    let ready = curl(&[&format!("{}/readyz", r.url)]);
+    let said = text(&ready.body);
+    assert_eq!(ready.status, 200, "{said}");
+    assert!(said.contains("degraded") && said.contains("CRL signing stopped for int"), "{said}");
+    let metrics = text(&curl(&[&r.metrics_url]).body);
+    assert!(metrics.contains("ocspd_crl_signing_stopped{issuer=\"int\"} 1"), "{metrics}");
+    // A revocation while the key cannot sign: it must be on the shard once a key signs again.
+    r.ctl_ok(&["revoke", "--issuer", "int", "--serial", "51", "--reason", "keyCompromise"]);
+    // Staff unset the key: no longer degraded, nothing signed for it.
+    r.ctl_ok(&["issuer", "crl-key", "--name", "int", "--unset", "--why", "key lost"]);
+    let said = text(&curl(&[&format!("{}/readyz", r.url)]).body);
+    assert_eq!(said, "ready\n", "{said}");
+    let audit = r.ctl_ok(&["audit", "--action", "issuer.crl-key-unset"]);
+    assert!(audit.contains("key lost"), "{audit}");
+    // The right key again, without a restart: signed again.
+    std::fs::write(pki.dir.path().join("int.key"), good_key).unwrap();
+    r.ctl_ok(&["issuer", "crl-key", "--name", "int", "--key", &pki.path("int.key")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = curl(&[&format!("{}/crl/int/0.crl", r.url)]).body;
+        if now != served_before && !now.is_empty() && crl_lists(&pki, &now, "51", None).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the shard was never signed again\n{}", r.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ready = text(&curl(&[&format!("{}/readyz", r.url)]).body);
+    assert_eq!(ready, "ready\n");
+    // Unsetting a key that is not set changes nothing and says so.
+    let out = r.ctl(&["issuer", "crl-key", "--name", "int", "--unset"]);
+    assert!(out.status.success(), "the key is set: unset works");
+    let again = r.ctl(&["issuer", "crl-key", "--name", "int", "--unset"]);
+    assert!(!again.status.success() && text(&again.stderr).contains("no CRL key"), "{}", text(&again.stderr));
 }

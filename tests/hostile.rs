@@ -452,3 +452,173 @@ fn after_a_full_disk_ocspd_takes_writes_again_when_space_returns() {
     let how = ["database writes work again", "restarting ocspd in place"].into_iter().filter(|m| log.contains(m));
     eprintln!("recovered: {:?}", how.collect::<Vec<_>>());
 }
+
+/// Issue 23.2 and 23.3: a token cannot grow the audit record, nor memory through listings.
+/// A `read` token sends 300 refused calls with a 60,000-character path: the first few are
+/// recorded (path clipped), the rest counted, then summarised in one entry; a `--why` of 100 KB
+/// is refused and changes nothing; a listing of entries recorded before these bounds stays
+/// small, and 64 listings in parallel leave the resident memory where it was.
+#[test]
+fn a_token_cannot_grow_the_audit_record_or_memory_through_refused_calls_and_listings() {
+    let pki = TestPki::new(KeyAlg::P256);
+    let r = Responder::start();
+    pki.register(&r);
+    let reader = token(&r, "reader", "read");
+    let reader_token = std::fs::read_to_string(&reader).unwrap();
+    let long = "a".repeat(60_000);
+    for _ in 0..300 {
+        let h = curl(&[
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {}", reader_token.trim()),
+            &format!("{}/v1/{long}", r.admin_url),
+        ]);
+        assert_eq!(h.status, 403);
+    }
+    let size =
+        |dir: &std::path::Path| -> u64 { walk(dir).iter().filter_map(|p| p.metadata().ok()).map(|m| m.len()).sum() };
+    let refused = json(&r.ctl_ok(&["--json", "audit", "--action", "refused", "--limit", "1000"]));
+    let refused = refused.as_array().unwrap();
+    assert!(refused.len() <= 10, "{} refusals recorded one by one", refused.len());
+    for e in refused {
+        assert!(e["detail"].as_str().unwrap().len() < 2048, "{}", e["detail"]);
+    }
+    assert!(size(&r.data().join("db")) < 20 << 20, "the database grew to {} bytes", size(&r.data().join("db")));
+    // A reason of 100 KB (a command line holds at most 128 KB per argument) is refused;
+    // nothing changed.
+    let why = "w".repeat(100_000);
+    let out = r.ctl(&["cert", "add", "--pem", &pki.leaf("w", &[0x77]), "--why", &why]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("reason"), "{}", text(&out.stderr));
+    let status = r.ctl(&["status", "--issuer", "int", "--serial", "77"]);
+    assert!(text(&status.stdout).contains("unknown") || !status.status.success(), "{}", text(&status.stdout));
+    // Listings: 64 in parallel over 1,000 entries, resident memory flat.
+    let pid = r.pid().to_string();
+    let rss = |pid: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse().unwrap_or(0)))
+            .unwrap_or(0)
+    };
+    let admin_token = std::fs::read_to_string(r.token_file()).unwrap();
+    let list = || {
+        curl(&[
+            "-H",
+            &format!("Authorization: Bearer {}", admin_token.trim()),
+            &format!("{}/v1/audit?limit=1000", r.admin_url),
+        ])
+    };
+    let one = list();
+    assert_eq!(one.status, 200);
+    assert!(one.body.len() < 2 << 20, "a listing of 1,000 entries is {} bytes", one.body.len());
+    let before = rss(&pid);
+    assert!(before > 0);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..64).map(|_| s.spawn(list)).collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap().status, 200);
+        }
+    });
+    let after = rss(&pid);
+    assert!(after < before + 256 * 1024, "RSS went from {before} kB to {after} kB under 64 listings");
+}
+
+/// Issue 23.5: keys, PINs and configuration are read only from regular files of bounded size:
+/// `/dev/zero`, a FIFO and a folder are refused at once with a clear message.
+#[test]
+fn operator_paths_that_are_not_small_regular_files_are_refused_at_once() {
+    let started = std::time::Instant::now();
+    let out = Command::new(bin("ocspd")).args(["check-config", "--config", "/dev/zero"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("not a regular file"), "{}", text(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(5), "check-config took {:?}", started.elapsed());
+    let pki = TestPki::new(KeyAlg::P256);
+    let r = Responder::start();
+    let fifo = pki.dir.path().join("key.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for key in ["/dev/zero", fifo.to_str().unwrap(), pki.dir.path().to_str().unwrap()] {
+        let started = std::time::Instant::now();
+        let out = pki.add_int(&r, "responder.pem", key, &[]);
+        assert!(!out.status.success(), "{key} accepted");
+        assert!(text(&out.stderr).contains("not a regular file"), "{key}: {}", text(&out.stderr));
+        assert!(started.elapsed() < Duration::from_secs(5), "{key} took {:?}", started.elapsed());
+    }
+    let issuers = r.ctl_ok(&["--json", "issuer", "list"]);
+    assert_eq!(json(&issuers).as_array().map(Vec::len), Some(0), "nothing was registered");
+}
+
+/// Issue 23.7: weak If-None-Match gives 304 on GET; a declared body over the bound is 413 at
+/// once; the Bearer scheme is case-insensitive.
+#[test]
+fn weak_etags_large_declared_bodies_and_the_bearer_scheme_are_handled_as_http_says() {
+    let pki = TestPki::new(KeyAlg::P256);
+    let r = Responder::start();
+    pki.register(&r);
+    let leaf = pki.leaf("leaf", &[0x33]);
+    r.ctl_ok(&["cert", "add", "--pem", &leaf]);
+    let first = get_request(&r.url, &pki.request_der(&leaf));
+    assert_eq!(first.status, 200);
+    let etag = first.header("etag").expect("an ETag").to_string();
+    let path = format!("{}/{}", r.url, base64_of(&pki.request_der(&leaf)));
+    for tag in [etag.clone(), format!("W/{etag}")] {
+        let h = curl(&["-H", &format!("If-None-Match: {tag}"), &path]);
+        assert_eq!(h.status, 304, "If-None-Match: {tag}");
+    }
+    let started = std::time::Instant::now();
+    let h = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/ocsp-request",
+        "-H",
+        "Content-Length: 1000000000",
+        "--max-time",
+        "8",
+        "--data-binary",
+        "x",
+        &format!("{}/", r.url),
+    ]);
+    assert_eq!(h.status, 413);
+    assert!(started.elapsed() < Duration::from_secs(3), "413 after {:?}", started.elapsed());
+    let token = std::fs::read_to_string(r.token_file()).unwrap();
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let h =
+            curl(&["-H", &format!("Authorization: {scheme} {}", token.trim()), &format!("{}/v1/issuers", r.admin_url)]);
+        assert_eq!(h.status, 200, "{scheme}");
+    }
+}
+
+/// Issue 23.6: a busy port is found before anything is created in the data folder, and
+/// settings past any sane range are refused by `check-config`.
+#[test]
+fn a_busy_port_leaves_the_data_folder_untouched_and_settings_have_ranges() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(bin("ocspd"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0", "--demo"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("binding"), "{}", text(&out.stderr));
+    assert!(!data.exists() || walk(&data).is_empty(), "created: {:?}", walk(&data));
+    for (flag, value) in [
+        ("--presign-threads", "100000"),
+        ("--db-cache", "18446744073709551615"),
+        ("--memory-cache", "18446744073709551615"),
+        ("--max-connections", "4000000000"),
+        ("--live-concurrency", "10000000"),
+    ] {
+        let out = Command::new(bin("ocspd")).args(["check-config", flag, value]).output().unwrap();
+        assert!(!out.status.success(), "{flag} {value} accepted");
+        assert!(text(&out.stderr).contains(flag), "{flag}: {}", text(&out.stderr));
+    }
+}

@@ -186,6 +186,11 @@ impl Responder {
         self.data().join("admin.token")
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// True while the process runs.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

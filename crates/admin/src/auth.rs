@@ -242,7 +242,13 @@ impl AdminAuth {
 
     /// The credential an `Authorization: Bearer` header carries, if accepted.
     pub fn credential(&self, authorization: Option<&str>) -> Option<Credential> {
-        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        // The scheme is case-insensitive (RFC 9110 11.1), then one or more spaces.
+        let authorization = authorization?.trim_start();
+        let (scheme, token) = authorization.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let token = token.trim();
         let h = hash(token);
         let mut state = match self.state.lock() {
             Ok(g) => g,
@@ -270,6 +276,11 @@ mod tests {
         assert_eq!(auth.authenticate(Some("Bearer s3cret")).as_deref(), Some("alice"));
         assert_eq!(auth.authenticate(Some("Bearer other")).as_deref(), Some("bob"));
         assert_eq!(auth.authenticate(Some("Bearer wrong")), None);
+        // The scheme in any case (RFC 9110 11.1); another scheme or none is refused.
+        assert_eq!(auth.authenticate(Some("bearer s3cret")).as_deref(), Some("alice"));
+        assert_eq!(auth.authenticate(Some("BEARER  s3cret")).as_deref(), Some("alice"));
+        assert_eq!(auth.authenticate(Some("Basic s3cret")), None);
+        assert_eq!(auth.authenticate(Some("s3cret")), None);
         assert_eq!(auth.authenticate(Some("s3cret")), None);
         assert_eq!(auth.authenticate(None), None);
     }

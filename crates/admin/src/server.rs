@@ -44,6 +44,73 @@ pub struct AdminState {
 pub struct AdminService {
     state: AdminState,
     auth: AdminAuth,
+    /// Refused calls per token in the current window (see [`Refusals`]).
+    refusals: std::sync::Mutex<Refusals>,
+}
+
+/// Refused calls are audited, but a token cannot grow the audit record at will: per token and
+/// per [`REFUSAL_WINDOW`], the first [`REFUSALS_IN_FULL`] are recorded one by one (their path
+/// clipped to [`MAX_LOGGED_PATH`]), the rest only counted, and the count recorded as one
+/// entry when the token's next window begins (or at its next refusal after that).
+#[derive(Default)]
+struct Refusals {
+    by_token: std::collections::HashMap<String, RefusalWindow>,
+}
+
+struct RefusalWindow {
+    started: std::time::Instant,
+    recorded: u32,
+    suppressed: u64,
+}
+
+/// Refused calls of one token recorded one by one per window.
+pub const REFUSALS_IN_FULL: u32 = 10;
+/// The window refused calls are counted in.
+pub const REFUSAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// The most of a request path that is logged or audited, in bytes.
+pub const MAX_LOGGED_PATH: usize = 256;
+
+/// `text` cut to at most `max` bytes at a character boundary, saying so.
+fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &text[..end], text.len()).into()
+}
+
+impl Refusals {
+    /// What to record for one more refused call by `who` now: the entries (a summary of the
+    /// last window first, then this call) or nothing when it is only counted.
+    fn note(&mut self, who: &str, detail: String, now: std::time::Instant) -> Vec<String> {
+        let mut out = Vec::new();
+        let w =
+            self.by_token.entry(who.to_string()).or_insert(RefusalWindow { started: now, recorded: 0, suppressed: 0 });
+        if now.duration_since(w.started) >= REFUSAL_WINDOW {
+            if w.suppressed > 0 {
+                out.push(format!(
+                    "{} further refused calls by this token in {} s were counted, not recorded one by one",
+                    w.suppressed,
+                    REFUSAL_WINDOW.as_secs()
+                ));
+            }
+            *w = RefusalWindow { started: now, recorded: 0, suppressed: 0 };
+        }
+        if w.recorded < REFUSALS_IN_FULL {
+            w.recorded += 1;
+            out.push(detail);
+        } else {
+            w.suppressed += 1;
+        }
+        // Tokens idle for a window are forgotten (their summary, if any, is written first).
+        if self.by_token.len() > 1024 {
+            self.by_token.retain(|_, w| now.duration_since(w.started) < REFUSAL_WINDOW || w.suppressed > 0);
+        }
+        out
+    }
 }
 
 /// Why an admin call got no result.
@@ -121,7 +188,7 @@ fn number<T: std::str::FromStr>(query: Option<&str>, key: &str) -> Result<Option
 impl AdminService {
     /// The admin API over `state`, for the credentials in `auth`.
     pub fn new(state: AdminState, auth: AdminAuth) -> AdminService {
-        AdminService { state, auth }
+        AdminService { state, auth, refusals: std::sync::Mutex::default() }
     }
 
     /// The operations (for in-process callers such as the demo set-up).
@@ -243,6 +310,13 @@ impl AdminService {
                 }
                 json(StatusCode::OK, &view)
             }
+            (&Method::DELETE, ["v1", "issuers", name, "crl-key"]) => {
+                let view = d.unset_crl_key(&percent_decode(name), parse_or_default(body)?, who)?;
+                if let Some(crls) = &self.state.crls {
+                    crls.refresh_issuers();
+                }
+                json(StatusCode::OK, &view)
+            }
             (&Method::GET, ["v1", "feed"]) => {
                 let list = self.state.consumers.as_ref().map(|c| c()).unwrap_or_default();
                 json(StatusCode::OK, &list)
@@ -304,6 +378,15 @@ pub fn permission(method: &Method, path: &str) -> Permission {
     }
 }
 
+/// An optional body: none is the default request.
+fn parse_or_default<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, AdminError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse(body)
+    }
+}
+
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     serde_json::from_slice(body).map_err(|e| invalid(format!("request body is not the expected JSON: {e}")))
 }
@@ -332,7 +415,7 @@ impl Handler for AdminService {
         Box::pin(async move {
             let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
             let Some(credential) = self.auth.credential(auth) else {
-                tracing::warn!(%peer, path = req.uri().path(), credential = if auth.is_some() { "wrong" } else { "missing" }, "admin call refused");
+                tracing::warn!(%peer, path = %clip(req.uri().path(), MAX_LOGGED_PATH), credential = if auth.is_some() { "wrong" } else { "missing" }, "admin call refused");
                 let body = serde_json::json!(ErrorBody { error: "missing or wrong admin token".into() });
                 let mut r = reply(StatusCode::UNAUTHORIZED, &body);
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
@@ -368,15 +451,62 @@ impl Handler for AdminService {
                         tracing::info!(admin = %who, %error, "admin call refused");
                     }
                     // Every refused change, and every call a role forbids, is on the record.
+                    // Bounded per token (`Refusals`), paths and messages clipped.
                     if status == StatusCode::FORBIDDEN || (method != Method::GET && status.is_client_error()) {
-                        let detail = format!("{method} {path}: {status}: {error}");
-                        if let Err(e) = tokio::task::block_in_place(|| self.state.domain.record_refusal(&who, detail)) {
-                            tracing::error!(error = %e, "cannot record a refused admin call in the audit record");
+                        let detail = format!(
+                            "{method} {}: {status}: {}",
+                            clip(&path, MAX_LOGGED_PATH),
+                            clip(&error, 4 * MAX_LOGGED_PATH)
+                        );
+                        let entries = self.refusals.lock().unwrap_or_else(|p| p.into_inner()).note(
+                            &who,
+                            detail,
+                            std::time::Instant::now(),
+                        );
+                        for detail in entries {
+                            if let Err(e) =
+                                tokio::task::block_in_place(|| self.state.domain.record_refusal(&who, detail))
+                            {
+                                tracing::error!(error = %e, "cannot record a refused admin call in the audit record");
+                            }
                         }
                     }
                     reply(status, &serde_json::json!(ErrorBody { error }))
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn refusals_are_recorded_in_full_up_to_a_bound_per_window_then_counted_and_summarised() {
+        let mut r = Refusals::default();
+        let t0 = Instant::now();
+        let mut recorded = Vec::new();
+        for i in 0..500 {
+            recorded.extend(r.note("reader", format!("call {i}"), t0 + Duration::from_millis(i)));
+        }
+        assert_eq!(recorded.len(), REFUSALS_IN_FULL as usize, "{recorded:?}");
+        // Another token has its own bound.
+        assert_eq!(r.note("other", "x".into(), t0).len(), 1);
+        // The next window opens with one summary of what was only counted.
+        let next = r.note("reader", "later".into(), t0 + REFUSAL_WINDOW + Duration::from_secs(1));
+        assert_eq!(next.len(), 2);
+        assert!(next[0].starts_with("490 further refused calls"), "{}", next[0]);
+        assert_eq!(next[1], "later");
+    }
+
+    #[test]
+    fn paths_are_clipped_at_a_character_boundary() {
+        let long = "é".repeat(1000);
+        let c = clip(&long, MAX_LOGGED_PATH);
+        assert!(c.len() < MAX_LOGGED_PATH + 32, "{}", c.len());
+        assert!(c.ends_with("(2000 bytes)"));
+        assert_eq!(clip("/v1/status", MAX_LOGGED_PATH), "/v1/status");
     }
 }

@@ -189,6 +189,8 @@ pub struct Publisher {
     issuers_changed: AtomicBool,
     /// One reload of the issuers at a time (the thread, the admin API), read to write.
     refreshing: Mutex<()>,
+    /// Issuers whose CRL key cannot sign now, with why (as of the last reload).
+    key_problems: Mutex<Vec<(String, String)>>,
 }
 
 /// Whether this node may sign CRLs now (fleet mode: it holds the signer lease).
@@ -213,8 +215,10 @@ pub enum CrlError {
 
 impl Publisher {
     /// A publisher over `store`; it loads the issuers with CRL keys and what is stored. A CRL
-    /// key that cannot sign for its issuer (missing, not the issuer's key, no cRLSign) is
-    /// refused here, at start, as a bad responder identity is.
+    /// key that cannot sign for its issuer (missing, not the issuer's key, no cRLSign) stops
+    /// only that issuer's CRL signing: its stored shards are served until they expire, the
+    /// problem is shown ([`Publisher::key_problems`]: `/readyz` degraded, a metric) and the key
+    /// is tried again every few seconds; a key set or unset takes effect without a restart.
     pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, config: CrlConfig) -> Result<Arc<Publisher>, CrlError> {
         let store_for_cursor = store.clone();
         let me = Arc::new(Publisher {
@@ -230,14 +234,22 @@ impl Publisher {
             cursor: RwLock::new(Arc::new(ocsp_store::LocalCursor::new(store_for_cursor, CURSOR))),
             issuers_changed: AtomicBool::new(false),
             refreshing: Mutex::new(()),
+            key_problems: Mutex::default(),
         });
-        if let Some((issuer, reason)) = me.refresh_issuers().into_iter().next() {
-            return Err(CrlError::Sign { issuer, reason });
-        }
-        for issuer in me.issuers() {
-            for crl in me.store.crls(&issuer.key)? {
-                if crl.shard < issuer.shards {
-                    me.serve(&issuer, &crl);
+        // At start the regeneration resumes from its cursor: nothing is signed again for it.
+        me.reload_issuers(false);
+        // What is stored is served at once, for every issuer with a CRL key, whether or not
+        // its key signs now.
+        for record in me.store.issuers()? {
+            if record.crl_key.is_none() {
+                continue;
+            }
+            let Ok(cert) = CertInfo::from_der(&record.cert_der) else { continue };
+            let key = ocsp_proto::IssuerHashes::of(&cert).key();
+            let shards = if cert.subject == cert.issuer { 1 } else { record.crl_shards.unwrap_or(me.config.shards) };
+            for crl in me.store.crls(&key)? {
+                if crl.shard < shards {
+                    me.serve_as(&record.name, &key, &crl);
                 }
             }
         }
@@ -310,6 +322,12 @@ impl Publisher {
     /// that cannot sign is logged and its issuer left out until it can. Returns those issuers
     /// with the reason.
     pub fn refresh_issuers(&self) -> Vec<(String, String)> {
+        self.reload_issuers(true)
+    }
+
+    /// As [`Publisher::refresh_issuers`]; with `mark_returning`, every shard of an issuer that
+    /// signs again (or for the first time) is marked to be signed again.
+    fn reload_issuers(&self, mark_returning: bool) -> Vec<(String, String)> {
         let _one = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
         let records = match self.store.issuers() {
             Ok(r) => r,
@@ -354,8 +372,26 @@ impl Publisher {
                 shards,
             });
         }
+        // An issuer that was not signing (its key failing, unset, or set just now) and signs
+        // again: changes made meanwhile were not noted for it, so every shard is signed again.
+        if mark_returning {
+            let past = Instant::now().checked_sub(self.config.within).unwrap_or_else(Instant::now);
+            for issuer in out.iter().filter(|i| !known.iter().any(|k| k.key == i.key)) {
+                tracing::info!(issuer = %issuer.name, "CRL signing (re)starts for this issuer; every shard is signed again");
+                for shard in 0..issuer.shards {
+                    self.mark(issuer.key, shard, past);
+                }
+            }
+        }
         *self.issuers.write().unwrap_or_else(|p| p.into_inner()) = out;
+        *self.key_problems.lock().unwrap_or_else(|p| p.into_inner()) = problems.clone();
         problems
+    }
+
+    /// Issuers whose CRL key cannot sign now, with why: their CRLs are not signed again until
+    /// the key loads (tried every few seconds) or is replaced or unset.
+    pub fn key_problems(&self) -> Vec<(String, String)> {
+        self.key_problems.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Serves every stored shard newer than the one served (an issuer whose CRL key was just
@@ -374,8 +410,12 @@ impl Publisher {
     }
 
     fn serve(&self, issuer: &CrlIssuer, crl: &StoredCrl) {
-        let doc = CrlDoc::new(crl.der.clone(), crl.this_update, crl.next_update, &issuer.key, crl.shard);
-        self.served.write().unwrap_or_else(|p| p.into_inner()).insert(crl_path(&issuer.name, crl.shard), Arc::new(doc));
+        self.serve_as(&issuer.name, &issuer.key, crl);
+    }
+
+    fn serve_as(&self, name: &str, key: &IssuerKey, crl: &StoredCrl) {
+        let doc = CrlDoc::new(crl.der.clone(), crl.this_update, crl.next_update, key, crl.shard);
+        self.served.write().unwrap_or_else(|p| p.into_inner()).insert(crl_path(name, crl.shard), Arc::new(doc));
     }
 
     /// Every CRL URL (what the CCADB asks a CA to disclose).
@@ -671,6 +711,13 @@ impl Publisher {
             c.failures.load(Ordering::Relaxed),
             c.last_ms.load(Ordering::Relaxed) as f64 / 1000.0
         );
+        let _ = writeln!(
+            s,
+            "# HELP ocspd_crl_signing_stopped Issuers whose CRL key cannot sign now (their stored CRLs are served until they expire).\n# TYPE ocspd_crl_signing_stopped gauge"
+        );
+        for (issuer, _) in self.key_problems() {
+            let _ = writeln!(s, "ocspd_crl_signing_stopped{{issuer=\"{}\"}} 1", issuer.replace(['"', '\\', '\n'], "_"));
+        }
         s
     }
 }

@@ -100,7 +100,7 @@ impl Domain {
         }
         let mut out = AddedCerts::default();
         for (issuer, list) in &by_issuer {
-            let a = audit(now, who, "cert.add", &issuer.name, req.why.as_deref());
+            let a = audit(now, who, "cert.add", &issuer.name, req.why.as_deref())?;
             let (added, change) = self.store.record_certificates(&issuer.key, list, now, a)?;
             // A new certificate goes from unknown to good: no promise waits on other nodes.
             if let Some(seq) = change {
@@ -114,7 +114,7 @@ impl Domain {
             let issuer = &by_issuer[idx].0;
             let reason =
                 RevocationReason::from_code(code).ok_or_else(|| DomainError::Internal("reason code".into()))?;
-            let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
+            let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref())?;
             a.reason = Some(reason.name().to_string());
             let ocsp_records::BulkRevocation { summary, change, .. } =
                 self.store.revoke_many(&issuer.key, &serials, time, reason, now, false, a)?;

@@ -89,7 +89,7 @@ impl Domain {
         // Stop answering first, then record the retirement with a purge of every cached answer
         // (one batch); if that write fails, nothing changed.
         self.registry.remove(name);
-        let a = audit(now, who, "issuer.retire", name, req.why.as_deref());
+        let a = audit(now, who, "issuer.retire", name, req.why.as_deref())?;
         match self.store.put_issuer_and_purge(&entry.key, &record, false, now, a) {
             Ok(change) => {
                 self.settle(Some(change.seq));
@@ -162,7 +162,7 @@ impl Domain {
             crl_key: None,
             crl_shards: None,
         };
-        let mut a = audit(now, who, "issuer.add", &req.name, req.why.as_deref());
+        let mut a = audit(now, who, "issuer.add", &req.name, req.why.as_deref())?;
         a.detail = format!("{} key {}", a.detail, req.key).trim().to_string();
         let change = self.store.put_issuer(&entry.key, &record, a)?;
         self.settle_here(change.seq);
@@ -203,11 +203,29 @@ impl Domain {
         ocsp_sign::crl_signer(&record.cert_der, &req.key).map_err(|e| invalid(e.to_string()))?;
         record.crl_key = Some(req.key.clone());
         record.crl_shards = Some(shards);
-        let mut a = audit(now, who, "issuer.crl-key", name, req.why.as_deref());
+        let mut a = audit(now, who, "issuer.crl-key", name, req.why.as_deref())?;
         a.detail = format!("{} CRL key {}, {shards} shards", a.detail, req.key).trim().to_string();
         let change = self.store.put_issuer(&current.key, &record, a)?;
         self.settle_here(change.seq);
         tracing::info!(admin = who, issuer = name, key = %req.key, "CRL key set");
+        self.view_of(&record, now)
+    }
+
+    /// Stops signing the issuer's CRLs (a key lost or no longer its own): the shards stored
+    /// are served until they expire; its shard count stays, so a key set again later keeps
+    /// every certificate on its shard.
+    pub fn unset_crl_key(&self, name: &str, req: api::Retire, who: &str) -> Result<IssuerView, DomainError> {
+        let now = self.clock.now();
+        let current = self.issuer(name)?;
+        let mut record = self.record(name)?;
+        let Some(was) = record.crl_key.take() else {
+            return Err(DomainError::Conflict(format!("issuer {name} has no CRL key; nothing was changed")));
+        };
+        let mut a = audit(now, who, "issuer.crl-key-unset", name, req.why.as_deref())?;
+        a.detail = format!("{} CRL key {was} unset", a.detail).trim().to_string();
+        let change = self.store.put_issuer(&current.key, &record, a)?;
+        self.settle_here(change.seq);
+        tracing::warn!(admin = who, issuer = name, key = %was, "CRL key unset: this issuer's CRLs are no longer signed");
         self.view_of(&record, now)
     }
 
@@ -231,7 +249,7 @@ impl Domain {
             .map_err(|e| invalid(e.to_string()))?;
         record.backup_responder_cert_der = cert.map(|c| c.der);
         record.backup_responder_key = Some(req.key.clone());
-        let mut a = audit(now, who, "issuer.backup", name, req.why.as_deref());
+        let mut a = audit(now, who, "issuer.backup", name, req.why.as_deref())?;
         a.detail = format!("{} backup key {}", a.detail, req.key).trim().to_string();
         let change = self.store.put_issuer(&entry.key, &record, a)?;
         self.settle_here(change.seq);
@@ -271,7 +289,7 @@ impl Domain {
         let revoked = self.store.revoked_serials(&current.key)?;
         // Sign with the new key at once, then drop everything the old one signed.
         self.registry.insert(promoted);
-        let mut a = audit(now, who, "issuer.promote", name, req.why.as_deref());
+        let mut a = audit(now, who, "issuer.promote", name, req.why.as_deref())?;
         a.detail = format!("{} previous key {previous_key}, now {}", a.detail, record.responder_key).trim().to_string();
         match self.store.put_issuer_and_purge(&current.key, &record, true, now, a) {
             Ok(change) => {

@@ -50,6 +50,8 @@ pub const MAX_BULK: usize = 100_000;
 pub const AUDIT_PAGE: usize = 100;
 /// The most audit entries one listing returns.
 pub const MAX_AUDIT_PAGE: usize = 1000;
+/// The longest reason (`--why`) an operation takes, in bytes.
+pub const MAX_WHY: usize = 4096;
 /// Serials shown per audit entry in a listing (the count says how many it names).
 pub const MAX_AUDIT_SERIALS: usize = 20;
 
@@ -202,10 +204,18 @@ impl Domain {
     }
 }
 
-/// An audit entry for a change by `who` to `issuer`.
-fn audit(now: i64, who: &str, action: &str, issuer: &str, why: Option<&str>) -> AuditEntry {
+/// An audit entry for a change by `who` to `issuer`; a reason longer than [`MAX_WHY`] is
+/// refused (the audit record is kept for years: it takes a reason, not a document).
+fn audit(now: i64, who: &str, action: &str, issuer: &str, why: Option<&str>) -> Result<AuditEntry, DomainError> {
+    let why = why.unwrap_or("");
+    if why.len() > MAX_WHY {
+        return Err(error::invalid(format!(
+            "the reason (--why) is {} bytes; at most {MAX_WHY} are recorded. Nothing was changed",
+            why.len()
+        )));
+    }
     let mut a = AuditEntry::new(now, who, action);
     a.issuer = Some(issuer.to_string());
-    a.detail = why.unwrap_or("").to_string();
-    a
+    a.detail = why.to_string();
+    Ok(a)
 }

@@ -87,7 +87,7 @@ impl Domain {
         let serial = Serial::from_hex(&req.serial).map_err(invalid)?;
         let (asked, time) = self.revocation_terms(&req.reason, req.time, now)?;
         let reason = self.check_reasons(&issuer, std::slice::from_ref(&serial), asked)?;
-        let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
+        let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref())?;
         a.reason = Some(reason.name().to_string());
         let (outcome, change) = self.store.revoke(&issuer.key, &serial, time, reason, now, a)?;
         crate::failpoint::hit("admin.after_commit");
@@ -143,7 +143,7 @@ impl Domain {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid(format!("{e}; nothing was revoked")))?;
         let reason = self.check_reasons(&issuer, &serials, asked)?;
-        let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref());
+        let mut a = audit(now, who, "revoke", &issuer.name, req.why.as_deref())?;
         a.reason = Some(reason.name().to_string());
         let started = std::time::Instant::now();
         let ocsp_records::BulkRevocation { summary, changed, change } =
@@ -186,7 +186,7 @@ impl Domain {
         let now = self.clock.now();
         let issuer = self.issuer(&req.issuer)?;
         let serial = Serial::from_hex(&req.serial).map_err(invalid)?;
-        let a = audit(now, who, "unhold", &issuer.name, req.why.as_deref());
+        let a = audit(now, who, "unhold", &issuer.name, req.why.as_deref())?;
         match self.store.unhold(&issuer.key, &serial, now, a)? {
             UnholdOutcome::Lifted { record, change } => {
                 let confirmed = self.settle(Some(change));

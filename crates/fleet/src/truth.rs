@@ -464,7 +464,8 @@ impl StatusStore for FleetStore {
         let mut before = filter.before.map_or(i64::MAX, |b| b as i64);
         loop {
             let rows = self.pg.with(|c| {
-                c.query("SELECT seq, entry FROM audit WHERE seq < $1 ORDER BY seq DESC LIMIT 1000", &[&before])
+                // Pages of 100 rows: an entry is stored whole (a reason may be kilobytes).
+                c.query("SELECT seq, entry FROM audit WHERE seq < $1 ORDER BY seq DESC LIMIT 100", &[&before])
             })?;
             let Some(last) = rows.last() else { return Ok(out) };
             before = last.get(0);
@@ -475,6 +476,9 @@ impl StatusStore for FleetStore {
                     return Ok(out);
                 }
                 if filter.matches(&entry) {
+                    if filter.limit > 0 {
+                        entry.clip_for_listing();
+                    }
                     out.push(entry);
                     if filter.limit > 0 && out.len() >= filter.limit {
                         return Ok(out);

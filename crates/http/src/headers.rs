@@ -19,6 +19,16 @@ pub fn etag(der: &[u8]) -> String {
     format!("\"{hex}\"")
 }
 
+/// Whether an `If-None-Match` list names `etag`, by the weak comparison RFC 9110 13.1.2 asks
+/// for there: `W/"x"` matches `"x"` and `W/"x"`; `*` matches anything.
+pub fn none_match(list: &str, etag: &[u8]) -> bool {
+    fn opaque(t: &[u8]) -> &[u8] {
+        t.strip_prefix(b"W/").unwrap_or(t)
+    }
+    let ours = opaque(etag);
+    list.split(',').map(str::trim).any(|t| t == "*" || opaque(t.as_bytes()) == ours)
+}
+
 /// `Cache-Control` for an authoritative answer: never beyond nextUpdate, capped by `max_age_cap`.
 pub fn cache_control(next_update: i64, now: i64, max_age_cap: i64) -> String {
     let max_age = (next_update - now).clamp(0, max_age_cap.max(0));
@@ -27,3 +37,20 @@ pub fn cache_control(next_update: i64, now: i64, max_age_cap: i64) -> String {
 
 /// `Cache-Control` for error answers: never cached.
 pub const NO_CACHE: &str = "max-age=0, no-cache";
+
+#[cfg(test)]
+mod none_match_tests {
+    use super::none_match;
+
+    #[test]
+    fn if_none_match_compares_weakly() {
+        let etag = br#""abc""#;
+        assert!(none_match(r#""abc""#, etag));
+        assert!(none_match(r#"W/"abc""#, etag));
+        assert!(none_match(r#""x", W/"abc""#, etag));
+        assert!(none_match("*", etag));
+        assert!(!none_match(r#""abd""#, etag));
+        assert!(!none_match(r#"W/"ab""#, etag));
+        assert!(!none_match("", etag));
+    }
+}

@@ -296,8 +296,12 @@ enum IssuerCmd {
         #[arg(long)]
         name: String,
         /// The key: `file:<absolute path>` or a `pkcs11:` URI.
+        #[arg(long, required_unless_present = "unset", conflicts_with = "unset")]
+        key: Option<String>,
+        /// Stop signing this issuer's CRLs (its key is lost or no longer its own): the shards
+        /// stored are served until they expire.
         #[arg(long)]
-        key: String,
+        unset: bool,
         /// Shards of its CRL (1 to 4096), fixed the first time: a certificate's shard follows
         /// from its serial and this count [default: the responder's crl.shards].
         #[arg(long)]
@@ -1130,7 +1134,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let view: StatusView = api.call(Method::GET, &path, None::<&()>)?;
             print(json, &view, status_text)
         }
-        Command::Issuer(IssuerCmd::CrlKey { name, key, shards, why }) => {
+        Command::Issuer(IssuerCmd::CrlKey { name, unset: true, why, .. }) => {
+            let req = ocsp_admin::api::Retire { why };
+            let view: IssuerView =
+                api.call(Method::DELETE, &format!("/v1/issuers/{}/crl-key", encode(&name)), Some(&req))?;
+            print(json, &view, |v| {
+                format!(
+                    "issuer {}: its CRLs are no longer signed (the stored shards are served until they expire)",
+                    v.name
+                )
+            })
+        }
+        Command::Issuer(IssuerCmd::CrlKey { name, key, shards, why, .. }) => {
+            let key = key.ok_or_else(|| usage("--key or --unset"))?;
             let req = ocsp_admin::api::SetCrlKey { key: key_ref(&key)?, shards, why };
             let view: IssuerView =
                 api.call(Method::POST, &format!("/v1/issuers/{}/crl-key", encode(&name)), Some(&req))?;

@@ -308,7 +308,7 @@ struct FileValues {
 impl FileValues {
     fn read(path: &std::path::Path, problems: &mut Vec<String>) -> FileValues {
         let name = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
+        let text = match ocsp_sign::files::read_operator_file(path, ocsp_sign::files::MAX_OPERATOR_FILE) {
             Ok(t) => t,
             Err(e) => {
                 problems.push(format!("cannot read the configuration file {name}: {e}"));
@@ -442,6 +442,15 @@ pub struct Config {
     pub effective: Vec<(String, String, Origin)>,
 }
 
+/// The most pre-signing threads (a thread per core is the default).
+pub const MAX_PRESIGN_THREADS: u64 = 1024;
+/// The most connections a listener takes.
+pub const MAX_CONNECTIONS: u64 = 1_000_000;
+/// The most live signings at once.
+pub const MAX_LIVE_CONCURRENCY: u64 = 65_536;
+/// The largest cache size accepted.
+pub const MAX_CACHE_BYTES: u64 = 1 << 40;
+
 /// Parses `256MiB`, `1GiB`, `512M`, `64k` or plain bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
@@ -566,8 +575,16 @@ impl Args {
         if max_connections == Some(Some(0)) || admin_max_connections == Some(Some(0)) {
             problems.push("--max-connections and --admin-max-connections must be at least 1".into());
         }
-        if presign_threads == Some(Some(0)) {
-            problems.push("--presign-threads must be at least 1".into());
+        if presign_threads.flatten().is_some_and(|n| !(1..=MAX_PRESIGN_THREADS).contains(&n)) {
+            problems.push(format!("--presign-threads must be from 1 to {MAX_PRESIGN_THREADS}"));
+        }
+        if max_connections.flatten().is_some_and(|n| n > MAX_CONNECTIONS)
+            || admin_max_connections.flatten().is_some_and(|n| n > MAX_CONNECTIONS)
+        {
+            problems.push(format!("--max-connections and --admin-max-connections are at most {MAX_CONNECTIONS}"));
+        }
+        if live_concurrency.flatten().is_some_and(|n| n > MAX_LIVE_CONCURRENCY) {
+            problems.push(format!("--live-concurrency is at most {MAX_LIVE_CONCURRENCY}"));
         }
         if live_concurrency == Some(Some(0)) {
             problems.push("--live-concurrency must be at least 1".into());
@@ -627,8 +644,11 @@ impl Args {
         if db_write_buffer_bytes.is_some_and(|n| !((256 << 10)..=(1 << 30)).contains(&n)) {
             problems.push("--db-write-buffer must be from 256KiB to 1GiB".into());
         }
-        if db_cache_bytes.is_some_and(|n| n < 8 << 20) {
-            problems.push("--db-cache must be at least 8MiB".into());
+        if db_cache_bytes.is_some_and(|n| !((8 << 20)..=MAX_CACHE_BYTES).contains(&n)) {
+            problems.push("--db-cache must be from 8MiB to 1TiB".into());
+        }
+        if memory_cache_bytes.is_some_and(|n| n > MAX_CACHE_BYTES) {
+            problems.push("--memory-cache is at most 1TiB".into());
         }
 
         // Purge targets: a file of their own, or [[purge.target]] in this one; not both.

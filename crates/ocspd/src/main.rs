@@ -89,6 +89,19 @@ fn main() {
 
 async fn run(config: config::Config) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // The ports first: a port in use is reported before anything is created in the data
+    // folder (the database, the tokens, the demo PKI).
+    let public =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding admin {}", config.admin_listen))?;
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| format!("binding metrics {}", config.metrics_listen))?;
+    let public_addr = public.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let metrics_addr = metrics_listener.local_addr()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
     // RocksDB's files share the open-file limit with the listeners: a quarter of it.
@@ -287,7 +300,14 @@ async fn run(config: config::Config) -> Result<()> {
                 .consumers()
                 .iter()
                 .map(|c| {
-                    let next = c.next();
+                    // What is done, for a consumer whose cursor moves only then (a CRL read but
+                    // not yet signed is still owed); nothing while another node holds the role.
+                    use ocsp_domain::runtime::Kind;
+                    let next = match c.kind() {
+                        _ if !c.active() => None,
+                        Kind::Role | Kind::Durable => c.committed().or(c.next()),
+                        Kind::InProcess | Kind::Replica => c.next(),
+                    };
                     ocsp_domain::api::ConsumerLag {
                         name: c.name().to_string(),
                         kind: c.kind().name().to_string(),
@@ -363,11 +383,21 @@ async fn run(config: config::Config) -> Result<()> {
         service = service.with_serving(move || f.out_of_service());
     }
     let (ready_store, ready_registry, ready_fleet) = (store.clone(), registry.clone(), fleet.clone());
+    let ready_crls = crls.clone();
     service = service.with_readiness(move || {
-        let degraded = match &ready_fleet {
+        let mut degraded = match &ready_fleet {
             Some(f) => f.readiness()?,
             None => None,
         };
+        // A CRL key that cannot sign stops only its issuer's CRLs: ready, and saying so.
+        let stopped: Vec<String> = ready_crls
+            .as_ref()
+            .map(|c| c.key_problems().into_iter().map(|(issuer, why)| format!("{issuer} ({why})")).collect())
+            .unwrap_or_default();
+        if !stopped.is_empty() {
+            let crl = format!("CRL signing stopped for {}", stopped.join("; "));
+            degraded = Some(degraded.map_or(crl.clone(), |d| format!("{d}; {crl}")));
+        }
         if ready_registry.is_empty() {
             return Err("no issuer is registered (ocspctl issuer add)".into());
         }
@@ -379,17 +409,6 @@ async fn run(config: config::Config) -> Result<()> {
     });
     let service = Arc::new(service);
 
-    let public =
-        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-    let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
-        .await
-        .with_context(|| format!("binding admin {}", config.admin_listen))?;
-    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
-        .await
-        .with_context(|| format!("binding metrics {}", config.metrics_listen))?;
-    let public_addr = public.local_addr()?;
-    let admin_addr = admin_listener.local_addr()?;
-    let metrics_addr = metrics_listener.local_addr()?;
     // Machine-readable lines: tests and scripts read the ports from here.
     // The CRLs name their URLs: known now that the public listener is bound.
     if let Some(crls) = &crls {

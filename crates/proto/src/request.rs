@@ -8,6 +8,12 @@ pub const MAX_CERT_IDS: usize = 32;
 /// The id-pkix-ocsp-nonce extension OID.
 pub(crate) const NONCE_ARCS: &[u32] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 2];
 
+/// Request extensions this responder understands (RFC 6960 4.4): the nonce, acceptable
+/// response types (it answers only id-pkix-ocsp-basic, which every client accepts) and
+/// preferred signature algorithms (read, and answered with the issuer's algorithm). A critical
+/// extension outside this list makes the request malformed.
+const UNDERSTOOD_ARCS: &[&[u32]] = &[NONCE_ARCS, &[1, 3, 6, 1, 5, 5, 7, 48, 1, 4], &[1, 3, 6, 1, 5, 5, 7, 48, 1, 8]];
+
 /// A parsed OCSP request: the CertIDs it asks about, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OcspRequest {
@@ -56,6 +62,25 @@ pub fn parse_request(der: &[u8]) -> Result<OcspRequest, ProtoError> {
     }
     if list.len() > MAX_CERT_IDS {
         return Err(ProtoError::TooManyCertIds(list.len()));
+    }
+    // A critical extension this responder does not understand is refused rather than
+    // ignored (RFC 6960 leaves it open; X.509's rule for critical extensions, RFC 5280 4.2,
+    // is the one clients expect: docs/decisions.md).
+    let all_extensions = req
+        .tbs_request
+        .request_extensions
+        .iter()
+        .flat_map(|e| e.iter())
+        .chain(list.iter().flat_map(|r| r.single_request_extensions.iter().flat_map(|e| e.iter())));
+    for e in all_extensions {
+        let arcs: &[u32] = e.extn_id.as_ref();
+        if e.critical && !UNDERSTOOD_ARCS.contains(&arcs) {
+            let dotted: Vec<String> = arcs.iter().map(u32::to_string).collect();
+            return Err(ProtoError::MalformedRequest(format!(
+                "critical extension {} is not supported",
+                dotted.join(".")
+            )));
+        }
     }
     let cert_ids = list.iter().map(|r| cert_id(&r.req_cert)).collect::<Result<Vec<_>, _>>()?;
     let nonce = req

@@ -193,3 +193,34 @@ proptest! {
         let _ = x509::CertInfo::from_der(&bytes);
     }
 }
+
+/// An OCSPRequest for one CertID carrying `ext` (in requestExtensions or, with `single`, in the
+/// singleRequestExtensions of its one request).
+fn request_with_extension(ext: rasn_pkix::Extension, single: bool) -> Vec<u8> {
+    let id = cert_id(HashAlg::Sha1, &[0x05]);
+    let mut req: rasn_ocsp::OcspRequest = rasn::der::decode(&encode_request_with(&[id], false)).unwrap();
+    if single {
+        req.tbs_request.request_list[0].single_request_extensions = Some(vec![ext].into());
+    } else {
+        req.tbs_request.request_extensions = Some(vec![ext].into());
+    }
+    rasn::der::encode(&req).unwrap()
+}
+
+#[test]
+fn an_unknown_critical_extension_is_malformed_and_a_known_or_non_critical_one_is_not() {
+    let ext = |arcs: Vec<u32>, critical: bool| rasn_pkix::Extension {
+        extn_id: ObjectIdentifier::new(arcs).unwrap(),
+        critical,
+        extn_value: vec![4, 2, 1, 2].into(),
+    };
+    let unknown = vec![1, 3, 6, 1, 4, 1, 99999, 1];
+    for single in [false, true] {
+        let e = parse_request(&request_with_extension(ext(unknown.clone(), true), single)).unwrap_err();
+        assert!(e.to_string().contains("critical extension 1.3.6.1.4.1.99999.1 is not supported"), "{e}");
+        assert!(parse_request(&request_with_extension(ext(unknown.clone(), false), single)).is_ok());
+    }
+    // The nonce, even marked critical, is understood.
+    let nonce = parse_request(&request_with_extension(ext(vec![1, 3, 6, 1, 5, 5, 7, 48, 1, 2], true), false)).unwrap();
+    assert!(nonce.nonce.is_some());
+}

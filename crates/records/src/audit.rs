@@ -37,6 +37,27 @@ impl AuditEntry {
         AuditEntry { time, admin: admin.to_string(), action: action.to_string(), ..Default::default() }
     }
 
+    /// Cuts the entry as a listing shows it, so a page of entries stays small whatever was
+    /// recorded: at most [`LISTED_SERIALS`] serials (`serial_count` says how many it names) and
+    /// [`LISTED_DETAIL_BYTES`] of its detail (saying how long it was).
+    pub fn clip_for_listing(&mut self) {
+        if self.serials.len() > LISTED_SERIALS {
+            self.serial_count = Some(self.serials.len());
+            self.serials.truncate(LISTED_SERIALS);
+            self.serials.shrink_to_fit();
+        }
+        if self.detail.len() > LISTED_DETAIL_BYTES {
+            let mut end = LISTED_DETAIL_BYTES;
+            while !self.detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            let total = self.detail.len();
+            self.detail.truncate(end);
+            self.detail.push_str(&format!("... ({total} bytes)"));
+            self.detail.shrink_to_fit();
+        }
+    }
+
     /// The stored form of the entry (JSON).
     pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
         serde_json::to_vec(self).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -47,6 +68,11 @@ impl AuditEntry {
         serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")))
     }
 }
+
+/// Serials a listed entry shows.
+pub const LISTED_SERIALS: usize = 20;
+/// Bytes of its detail a listed entry shows.
+pub const LISTED_DETAIL_BYTES: usize = 1024;
 
 /// Which audit entries to read.
 #[derive(Debug, Clone, Default)]
@@ -75,5 +101,25 @@ impl AuditFilter {
             && self.action.as_ref().is_none_or(|a| &e.action == a)
             && self.since.is_none_or(|s| e.time >= s)
             && self.serial.as_ref().is_none_or(|s| e.serials.iter().any(|x| x.eq_ignore_ascii_case(s)))
+    }
+}
+
+#[cfg(test)]
+mod clip_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_listed_entry_is_small_whatever_was_recorded() {
+        let mut e = AuditEntry::new(1, "reader", "refused");
+        e.detail = "é".repeat(30_000);
+        e.serials = (0..100_000).map(|n| format!("{n:x}")).collect();
+        e.clip_for_listing();
+        assert_eq!(e.serials.len(), LISTED_SERIALS);
+        assert_eq!(e.serial_count, Some(100_000));
+        assert!(e.detail.len() <= LISTED_DETAIL_BYTES + 32, "{}", e.detail.len());
+        assert!(e.detail.ends_with("(60000 bytes)"));
+        assert!(e.encode().unwrap().len() < 2048);
     }
 }

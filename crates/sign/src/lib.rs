@@ -7,6 +7,7 @@
 
 mod crl;
 mod error;
+pub mod files;
 mod identity;
 mod pkcs11;
 mod registry;

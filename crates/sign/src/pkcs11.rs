@@ -119,7 +119,7 @@ impl Pkcs11Ref {
 
     fn read_pin(&self) -> Result<String, String> {
         match &self.pin {
-            PinSource::File(p) => std::fs::read_to_string(p)
+            PinSource::File(p) => crate::files::read_operator_file(p, crate::files::MAX_OPERATOR_FILE)
                 .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
                 .map_err(|e| format!("PIN file {}: {e}", p.display())),
             PinSource::Env(v) => std::env::var(v).map_err(|_| format!("PIN variable {v} is not set")),

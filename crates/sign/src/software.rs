@@ -29,7 +29,7 @@ impl std::fmt::Debug for SoftwareSigner {
 impl SoftwareSigner {
     /// Loads a PKCS#8 PEM key file.
     pub fn from_file(path: &std::path::Path) -> Result<SoftwareSigner, SignError> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::files::read_operator_file(path, crate::files::MAX_OPERATOR_FILE)
             .map_err(|source| SignError::Read { path: path.display().to_string(), source })?;
         SoftwareSigner::from_pkcs8_pem(&text, &path.display().to_string())
     }

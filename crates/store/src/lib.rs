@@ -381,6 +381,10 @@ impl Store {
                 break;
             }
             if filter.matches(&entry) {
+                let mut entry = entry;
+                if filter.limit > 0 {
+                    entry.clip_for_listing();
+                }
                 out.push(entry);
                 if filter.limit > 0 && out.len() >= filter.limit {
                     break;
