@@ -488,7 +488,13 @@ impl<I: Sequenced + Send + 'static> Runner<I> {
         let read = match self.source.read(position.read, self.spec.batch) {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(consumer = %self.spec.name, error = %e, "cannot read the feed");
+                // Logged once per streak of failures (an outage retried every half second
+                // would fill the log); the failure count is in the lag view.
+                if self.failing == 0 {
+                    tracing::error!(consumer = %self.spec.name, error = %e, "cannot read the feed; retrying");
+                } else {
+                    tracing::debug!(consumer = %self.spec.name, error = %e, "cannot read the feed; retrying");
+                }
                 if self.consumer.on_read_error() == OnReadError::Resync {
                     let head = self.source.head().unwrap_or(position.read);
                     let _ = self.resync(head);
@@ -521,7 +527,9 @@ impl<I: Sequenced + Send + 'static> Runner<I> {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(consumer = %self.spec.name, error = %e, "cannot tell how far this consumer may go; it waits");
+                    if self.failing == 0 {
+                        tracing::warn!(consumer = %self.spec.name, error = %e, "cannot tell how far this consumer may go; it waits");
+                    }
                     return self.backoff();
                 }
             }
@@ -564,7 +572,11 @@ impl<I: Sequenced + Send + 'static> Runner<I> {
                 }
             }
             Err(e) => {
-                tracing::warn!(consumer = %self.spec.name, error = %e, "applying changes failed; retrying");
+                if self.failing == 0 {
+                    tracing::warn!(consumer = %self.spec.name, error = %e, "applying changes failed; retrying");
+                } else {
+                    tracing::debug!(consumer = %self.spec.name, error = %e, "applying changes failed; retrying");
+                }
                 self.backoff()
             }
         }
