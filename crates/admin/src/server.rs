@@ -51,7 +51,7 @@ pub struct AdminService {
 /// Refused calls are audited, but a token cannot grow the audit record at will: per token and
 /// per [`REFUSAL_WINDOW`], the first [`REFUSALS_IN_FULL`] are recorded one by one (their path
 /// clipped to [`MAX_LOGGED_PATH`]), the rest only counted, and the count recorded as one
-/// entry when the token's next window begins (or at its next refusal after that).
+/// entry when the window ends ([`AdminService::flush_refusals`], or the token's next refusal).
 #[derive(Default)]
 struct Refusals {
     by_token: std::collections::HashMap<String, RefusalWindow>,
@@ -105,10 +105,27 @@ impl Refusals {
         } else {
             w.suppressed += 1;
         }
-        // Tokens idle for a window are forgotten (their summary, if any, is written first).
-        if self.by_token.len() > 1024 {
-            self.by_token.retain(|_, w| now.duration_since(w.started) < REFUSAL_WINDOW || w.suppressed > 0);
-        }
+        out
+    }
+
+    /// The summaries of windows that ended by `now` (every window, with `all`), as (token,
+    /// entry); their tokens are forgotten.
+    fn due(&mut self, now: std::time::Instant, all: bool) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        self.by_token.retain(|who, w| {
+            let ended = all || now.duration_since(w.started) >= REFUSAL_WINDOW;
+            if ended && w.suppressed > 0 {
+                out.push((
+                    who.clone(),
+                    format!(
+                        "{} further refused calls by this token in {} s were counted, not recorded one by one",
+                        w.suppressed,
+                        now.duration_since(w.started).as_secs().clamp(1, REFUSAL_WINDOW.as_secs())
+                    ),
+                ));
+            }
+            !ended
+        });
         out
     }
 }
@@ -189,6 +206,18 @@ impl AdminService {
     /// The admin API over `state`, for the credentials in `auth`.
     pub fn new(state: AdminState, auth: AdminAuth) -> AdminService {
         AdminService { state, auth, refusals: std::sync::Mutex::default() }
+    }
+
+    /// Records the summary of every refusal window that ended (all of them with `all`, at
+    /// shutdown): call every few seconds, so a token that stops being refused still has its
+    /// count on the record. Blocks on the database.
+    pub fn flush_refusals(&self, all: bool) {
+        let due = self.refusals.lock().unwrap_or_else(|p| p.into_inner()).due(std::time::Instant::now(), all);
+        for (who, detail) in due {
+            if let Err(e) = self.state.domain.record_refusal(&who, detail) {
+                tracing::error!(error = %e, "cannot record a summary of refused admin calls in the audit record");
+            }
+        }
     }
 
     /// The operations (for in-process callers such as the demo set-up).
@@ -494,6 +523,16 @@ mod refusal_tests {
         assert_eq!(recorded.len(), REFUSALS_IN_FULL as usize, "{recorded:?}");
         // Another token has its own bound.
         assert_eq!(r.note("other", "x".into(), t0).len(), 1);
+        // A window that ended is summarised by the periodic flush, even with no refusal after.
+        let mut quiet = Refusals::default();
+        for i in 0..15 {
+            quiet.note("quiet", format!("call {i}"), t0);
+        }
+        assert!(quiet.due(t0 + Duration::from_secs(1), false).is_empty(), "the window is still open");
+        let due = quiet.due(t0 + REFUSAL_WINDOW, false);
+        assert_eq!(due.len(), 1);
+        assert!(due[0].1.starts_with("5 further refused calls"), "{due:?}");
+        assert!(quiet.due(t0 + REFUSAL_WINDOW * 3, true).is_empty(), "summarised once");
         // The next window opens with one summary of what was only counted.
         let next = r.note("reader", "later".into(), t0 + REFUSAL_WINDOW + Duration::from_secs(1));
         assert_eq!(next.len(), 2);

@@ -444,9 +444,23 @@ async fn run(config: config::Config) -> Result<()> {
 
     tokio::spawn(watch_writes(store.clone(), config.data_dir.clone(), [public_addr, admin_addr, metrics_addr]));
 
+    // Refused admin calls counted past their bound are summarised on the record when their
+    // window ends, whether or not the token is refused again.
+    {
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                let admin = admin.clone();
+                let _ = tokio::task::spawn_blocking(move || admin.flush_refusals(false)).await;
+            }
+        });
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let public_task =
         tokio::spawn(ocsp_http::serve(public, service.clone(), config.public_limits, public_stats, stop_rx.clone()));
+    let admin_at_stop = admin.clone();
     let admin_task =
         tokio::spawn(ocsp_http::serve(admin_listener, admin, config.admin_limits, admin_stats, stop_rx.clone()));
     let metrics_limits =
@@ -462,6 +476,7 @@ async fn run(config: config::Config) -> Result<()> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = tokio::join!(public_task, admin_task, metrics_task);
+    let _ = tokio::task::spawn_blocking(move || admin_at_stop.flush_refusals(true)).await;
     presigner.stop();
     // Every consumer stops after its current step (a purge waiting to retry leaves its
     // changes in the outbox), before this node gives its leases up.
