@@ -334,3 +334,36 @@ fn a_crl_key_that_cannot_sign_stops_only_its_issuers_crls_and_can_be_unset_or_re
     let again = r.ctl(&["issuer", "crl-key", "--name", "int", "--unset"]);
     assert!(!again.status.success() && text(&again.stderr).contains("no CRL key"), "{}", text(&again.stderr));
 }
+
+#[test]
+fn a_revocation_made_while_the_crl_key_fails_is_on_the_crl_once_the_key_works_even_across_restarts() {
+    // A fixed origin: a restart on new ports would sign every shard again for its new URL,
+    // hiding what this test looks for.
+    const ORIGIN: &[&str] = &["--crl-base-url", "http://crl.test"];
+    let r = Responder::start_with(ORIGIN);
+    let pki = TestPki::new(KeyAlg::P256);
+    pki.register(&r);
+    let leaf = pki.leaf("leaf", &[0x52]);
+    r.ctl_ok(&["cert", "add", "--pem", &leaf]);
+    r.ctl_ok(&["issuer", "crl-key", "--name", "int", "--key", &pki.path("int.key")]);
+    settled(&r, Duration::from_secs(30));
+    let good_key = std::fs::read(pki.dir.path().join("int.key")).unwrap();
+    let dir = r.kill();
+    std::fs::copy(pki.dir.path().join("responder.key"), pki.dir.path().join("int.key")).unwrap();
+    let r = Responder::start_in(dir, ORIGIN);
+    r.ctl_ok(&["revoke", "--issuer", "int", "--serial", "52", "--reason", "keyCompromise"]);
+    std::thread::sleep(Duration::from_secs(1));
+    // Killed while the key fails; started again with the key repaired.
+    let dir = r.kill();
+    std::fs::write(pki.dir.path().join("int.key"), good_key).unwrap();
+    let r = Responder::start_in(dir, ORIGIN);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let der = curl(&[&format!("{}/crl/int/0.crl", r.url)]).body;
+        if crl_lists(&pki, &der, "52", None).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the revocation never reached the CRL\n{}", r.log());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -622,3 +622,74 @@ fn a_busy_port_leaves_the_data_folder_untouched_and_settings_have_ranges() {
         assert!(text(&out.stderr).contains(flag), "{flag}: {}", text(&out.stderr));
     }
 }
+
+/// Issue 23.1: a full disk never stops ocspd. With the data folder's disk full (a filler file,
+/// then an import and a flood of refused writes), then a few megabytes freed (not enough to
+/// reopen the database), and across a kill -9 and a start on the still-full disk: the process
+/// stays up, answers from what is stored, and says not ready; it takes writes again only once
+/// the filler is gone, and an acknowledged revocation is there throughout.
+#[test]
+fn a_full_disk_never_stops_ocspd_and_writes_return_only_when_space_really_does() {
+    let disk = SmallDisk::mount(150);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(disk.path().join("data")).unwrap();
+    std::os::unix::fs::symlink(disk.path().join("data"), dir.path().join("data")).unwrap();
+    let pki = TestPki::new(KeyAlg::P256);
+    let mut r = Responder::start_limited(dir, &["--db-write-buffer", "1MiB"], &[], None);
+    pki.register(&r);
+    let (a, b) = (pki.leaf("a", &[0x0a]), pki.leaf("b", &[0x0b]));
+    r.ctl_ok(&["cert", "add", "--pem", &a]);
+    r.ctl_ok(&["cert", "add", "--pem", &b]);
+    r.ctl_ok(&["revoke", "--issuer", "int", "--serial", "0b", "--reason", "keyCompromise"]);
+    r.ctl_ok(&["presign"]);
+    let filler = disk.fill();
+    let csv = pki.dir.path().join("many.csv");
+    std::fs::write(&csv, (0x10000..0x10000 + 50_000).map(|n| format!("{n:x}\n")).collect::<String>()).unwrap();
+    let out = r.ctl(&["import", "--issuer", "int", "--csv", csv.to_str().unwrap()]);
+    assert!(!out.status.success(), "an import onto a full disk said it succeeded");
+    for _ in 0..30 {
+        let out = r.ctl(&["revoke", "--issuer", "int", "--serial", "0a", "--reason", "superseded"]);
+        assert!(!out.status.success(), "a revocation was acknowledged that could not be written");
+    }
+    // A few megabytes come back (what RocksDB itself frees looks like this): not enough to
+    // reopen; ocspd must not restart itself into a failure.
+    let f = std::fs::OpenOptions::new().write(true).open(&filler).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len.saturating_sub(6 << 20)).unwrap();
+    drop(f);
+    let until = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < until {
+        assert!(r.alive(), "ocspd exited with the disk full:\n{}", tail(&r.log()));
+        assert!(pki.ask(&r.url, &b).contains(": revoked"), "{}", tail(&r.log()));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Killed and started again on the full disk: it comes up and answers.
+    let dir = r.kill();
+    let f = std::fs::OpenOptions::new().append(true).open(&filler).unwrap();
+    {
+        use std::io::Write;
+        let mut f = f;
+        while f.write_all(&[0x5a; 64 << 10]).is_ok() {}
+    }
+    let mut r = Responder::start_limited(dir, &["--db-write-buffer", "1MiB"], &[], None);
+    assert!(pki.ask(&r.url, &b).contains(": revoked"), "after a start on a full disk:\n{}", tail(&r.log()));
+    assert!(pki.ask(&r.url, &a).contains(": good"));
+    assert_ne!(readyz(&r.url), 200);
+    let out = r.ctl(&["revoke", "--issuer", "int", "--serial", "0a", "--reason", "superseded"]);
+    assert!(!out.status.success());
+    assert!(r.alive());
+    // Space returns: writes come back by themselves.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if std::panic::catch_unwind(|| readyz(&r.url)).is_ok_and(|s| s == 200) {
+            break;
+        }
+        assert!(r.alive(), "ocspd exited:\n{}", tail(&r.log()));
+        assert!(Instant::now() < deadline, "ocspd did not take writes again:\n{}", tail(&r.log()));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    r.ctl_ok(&["revoke", "--issuer", "int", "--serial", "0a", "--reason", "superseded"]);
+    assert!(pki.ask(&r.url, &a).contains(": revoked"));
+    assert!(pki.ask(&r.url, &b).contains(": revoked"));
+}

@@ -474,10 +474,12 @@ impl Handler for AdminService {
                 Ok((status, value)) => reply(status, &value),
                 Err(e) => {
                     let (status, error) = (e.status(), e.to_string());
+                    // Messages may echo the request (a path, a JSON value): clipped in the log.
+                    let logged = clip(&error, 4 * MAX_LOGGED_PATH);
                     if status.is_server_error() {
-                        tracing::error!(admin = %who, %error, "admin call failed");
+                        tracing::error!(admin = %who, error = %logged, "admin call failed");
                     } else {
-                        tracing::info!(admin = %who, %error, "admin call refused");
+                        tracing::info!(admin = %who, error = %logged, "admin call refused");
                     }
                     // Every refused change, and every call a role forbids, is on the record.
                     // Bounded per token (`Refusals`), paths and messages clipped.

@@ -191,6 +191,9 @@ pub struct Publisher {
     refreshing: Mutex<()>,
     /// Issuers whose CRL key cannot sign now, with why (as of the last reload).
     key_problems: Mutex<Vec<(String, String)>>,
+    /// Issuers with a CRL key that sign nothing now (no key that works): changes for them
+    /// hold the regeneration's cursor until they sign again or their key is unset.
+    not_signing: Mutex<std::collections::HashSet<IssuerKey>>,
 }
 
 /// Whether this node may sign CRLs now (fleet mode: it holds the signer lease).
@@ -235,6 +238,7 @@ impl Publisher {
             issuers_changed: AtomicBool::new(false),
             refreshing: Mutex::new(()),
             key_problems: Mutex::default(),
+            not_signing: Mutex::default(),
         });
         // At start the regeneration resumes from its cursor: nothing is signed again for it.
         me.reload_issuers(false);
@@ -337,6 +341,7 @@ impl Publisher {
             }
         };
         let mut problems = Vec::new();
+        let mut not_signing = std::collections::HashSet::new();
         let known = self.issuers();
         let mut out = Vec::new();
         for record in records {
@@ -352,8 +357,11 @@ impl Publisher {
                         problems.push((record.name.clone(), e.to_string()));
                         // A key that worked goes on signing until the new one loads (tried
                         // again every few seconds), so the shards stay within their bound.
-                        if let Some(previous) = known.iter().find(|i| i.key == key) {
-                            out.push(previous.clone());
+                        match known.iter().find(|i| i.key == key) {
+                            Some(previous) => out.push(previous.clone()),
+                            None => {
+                                not_signing.insert(key);
+                            }
                         }
                         continue;
                     }
@@ -385,7 +393,13 @@ impl Publisher {
         }
         *self.issuers.write().unwrap_or_else(|p| p.into_inner()) = out;
         *self.key_problems.lock().unwrap_or_else(|p| p.into_inner()) = problems.clone();
+        *self.not_signing.lock().unwrap_or_else(|p| p.into_inner()) = not_signing;
         problems
+    }
+
+    /// Whether `issuer` has a CRL key and signs nothing now.
+    fn not_signing(&self, issuer: &IssuerKey) -> bool {
+        self.not_signing.lock().unwrap_or_else(|p| p.into_inner()).contains(issuer)
     }
 
     /// Issuers whose CRL key cannot sign now, with why: their CRLs are not signed again until
@@ -490,6 +504,7 @@ impl Publisher {
                 last_local_trim: Instant::now(),
             }),
             owed: AtomicBool::new(false),
+            blocked: AtomicBool::new(false),
         });
         let feed: Arc<dyn ocsp_domain::ChangeFeed> = self.store.clone();
         let runner = Runner::new(spec, Arc::new(FeedSource(feed)), cursor, role, consumer, Arc::new(RealTime));
@@ -735,6 +750,8 @@ struct Regenerator {
     housekeeping: Mutex<Housekeeping>,
     /// Changes were read (or everything marked) and not yet all signed.
     owed: AtomicBool,
+    /// Changes were read for an issuer that signs nothing now.
+    blocked: AtomicBool,
 }
 
 impl Regenerator {
@@ -755,12 +772,27 @@ impl Consumer<ocsp_records::Change> for Regenerator {
         if !changes.is_empty() {
             self.owed.store(true, Ordering::SeqCst);
         }
+        // A change for an issuer whose CRL key signs nothing now is not done: the cursor stays
+        // before it (across restarts too) until the issuer signs again (every shard is then
+        // signed again) or its key is unset.
+        let blocked = changes
+            .iter()
+            .any(|c| matches!(c.kind, ChangeKind::Status | ChangeKind::Signer) && p.not_signing(&c.issuer));
+        if blocked {
+            self.blocked.store(true, Ordering::SeqCst);
+        }
         p.mark_due(&issuers);
         if !p.regenerate_due(&issuers) {
             return Ok(Applied::Failed);
         }
         if !p.dirty.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
             return Ok(Applied::Pending);
+        }
+        if self.blocked.load(Ordering::SeqCst) {
+            if !p.not_signing.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                return Ok(Applied::Pending);
+            }
+            self.blocked.store(false, Ordering::SeqCst);
         }
         if self.owed.swap(false, Ordering::SeqCst) {
             ocsp_domain::failpoint::hit("crl.after_store");
@@ -786,6 +818,7 @@ impl Consumer<ocsp_records::Change> for Regenerator {
         p.housekeeping(&mut state);
         p.dirty.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.owed.store(false, Ordering::SeqCst);
+        self.blocked.store(false, Ordering::SeqCst);
         if state.last_local_trim.elapsed() >= Duration::from_secs(5) {
             let _ = p.store.set_consumer_cursor(CURSOR, p.store.feed_head());
             state.last_local_trim = Instant::now();

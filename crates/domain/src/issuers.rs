@@ -88,8 +88,8 @@ impl Domain {
         record.retired_at = Some(now);
         // Stop answering first, then record the retirement with a purge of every cached answer
         // (one batch); if that write fails, nothing changed.
-        self.registry.remove(name);
         let a = audit(now, who, "issuer.retire", name, req.why.as_deref())?;
+        self.registry.remove(name);
         match self.store.put_issuer_and_purge(&entry.key, &record, false, now, a) {
             Ok(change) => {
                 self.settle(Some(change.seq));
@@ -288,8 +288,8 @@ impl Domain {
         let hot = self.ports.hot.as_ref().map(|m| m.serials_of(&current.key)).unwrap_or_default();
         let revoked = self.store.revoked_serials(&current.key)?;
         // Sign with the new key at once, then drop everything the old one signed.
-        self.registry.insert(promoted);
         let mut a = audit(now, who, "issuer.promote", name, req.why.as_deref())?;
+        self.registry.insert(promoted);
         a.detail = format!("{} previous key {previous_key}, now {}", a.detail, record.responder_key).trim().to_string();
         match self.store.put_issuer_and_purge(&current.key, &record, true, now, a) {
             Ok(change) => {

@@ -554,7 +554,9 @@ impl<I: Sequenced + Send + 'static> Runner<I> {
                             return Next::Sleep(self.spec.standby);
                         }
                         Err(e) => {
-                            tracing::error!(consumer = %self.spec.name, error = %e, "cannot record the consumer's cursor");
+                            if self.failing == 0 {
+                                tracing::error!(consumer = %self.spec.name, error = %e, "cannot record the consumer's cursor; retrying");
+                            }
                             self.position = Some(position);
                             return self.backoff();
                         }

@@ -451,3 +451,28 @@ fn followers_drop_everything_when_the_feed_has_a_gap() {
     assert_eq!(seen.resets.load(std::sync::atomic::Ordering::SeqCst), 1, "a missed change resets the follower");
     assert!(seen.applied.lock().unwrap().is_empty());
 }
+
+#[test]
+fn a_reason_over_the_bound_changes_nothing_not_even_what_this_process_answers_with() {
+    let f = fixture(Policies::default());
+    let long = Some("w".repeat(MAX_WHY + 1));
+    let before = f.domain.registry().by_name("int").unwrap().identity.key_hash().to_vec();
+    let backup = SetBackup {
+        responder_cert_pem: Some(f.pem("spare.pem")),
+        key: format!("file:{}", f.path("spare.key")),
+        why: None,
+    };
+    f.domain.set_backup("int", backup, "alice").unwrap();
+    // Promotion: refused, and the primary still signs here.
+    let promoted = f.domain.promote("int", Promote { why: long.clone() }, "alice");
+    assert!(matches!(promoted, Err(DomainError::Invalid(m)) if m.contains("reason")));
+    let now = f.domain.registry().by_name("int").unwrap().identity.key_hash().to_vec();
+    assert_eq!(before, now, "a refused promotion left the backup signing");
+    assert!(f.domain.show_issuer("int").unwrap().backup_key.is_some());
+    // Retirement: refused, and the issuer is still answered for.
+    let retired = f.domain.retire_issuer("int", Retire { why: long }, "alice");
+    assert!(matches!(retired, Err(DomainError::Invalid(_))));
+    assert!(f.domain.registry().by_name("int").is_some(), "a refused retirement stopped the issuer");
+    // A reason within the bound is taken.
+    f.domain.retire_issuer("int", Retire { why: Some("w".repeat(MAX_WHY)) }, "alice").unwrap();
+}

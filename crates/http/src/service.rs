@@ -205,6 +205,12 @@ impl OcspService {
                     Some(_) if self.out_of_service().is_some() => {
                         Outcome::Http(StatusCode::SERVICE_UNAVAILABLE, "this node is out of service; ask another\n")
                     }
+                    // Never served past its nextUpdate (its issuer's CRL signing stopped):
+                    // an expired list is no list, and nothing may cache it.
+                    Some(doc) if doc.next_update <= self.clock.now() => Outcome::Http(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "this CRL expired and has not been signed again; see /readyz\n",
+                    ),
                     Some(doc) => Outcome::Crl(doc),
                     None => Outcome::Http(StatusCode::NOT_FOUND, "no such CRL\n"),
                 }

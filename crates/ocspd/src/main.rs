@@ -390,9 +390,11 @@ async fn run(config: config::Config) -> Result<()> {
             None => None,
         };
         // A CRL key that cannot sign stops only its issuer's CRLs: ready, and saying so.
+        // Issuer names only: this is the public listener (the reasons, with key paths, are in
+        // the log and `ocspctl crl status`).
         let stopped: Vec<String> = ready_crls
             .as_ref()
-            .map(|c| c.key_problems().into_iter().map(|(issuer, why)| format!("{issuer} ({why})")).collect())
+            .map(|c| c.key_problems().into_iter().map(|(issuer, _)| issuer).collect())
             .unwrap_or_default();
         if !stopped.is_empty() {
             let crl = format!("CRL signing stopped for {}", stopped.join("; "));
@@ -653,10 +655,13 @@ async fn watch_writes(store: Arc<Store>, data_dir: std::path::PathBuf, bound: [s
         let Some(fault) = store.write_fault() else { continue };
         let (probe_store, dir) = (store.clone(), data_dir.clone());
         let verdict = tokio::task::spawn_blocking(move || {
-            if probe_store.probe_write().is_ok() {
+            if !probe_store.read_only() && probe_store.probe_write().is_ok() {
                 return None;
             }
-            Some(disk_takes_writes(&dir))
+            // Reopening replays the write-ahead log into tables: it needs about the log's size
+            // again, and some more for a new log and MANIFEST. Restart only when that much can
+            // really be written; never on the first few megabytes RocksDB itself freed.
+            Some(disk_takes_writes(&dir, reopen_headroom(&dir.join("db"))))
         })
         .await
         .unwrap_or(None);
@@ -674,13 +679,34 @@ async fn watch_writes(store: Arc<Store>, data_dir: std::path::PathBuf, bound: [s
     }
 }
 
-/// True when a 4 MiB file can be written and synced in `dir`.
-fn disk_takes_writes(dir: &std::path::Path) -> bool {
+/// The space reopening the database at `db` needs: its write-ahead logs again, plus 16 MiB.
+fn reopen_headroom(db: &std::path::Path) -> u64 {
+    let logs: u64 = std::fs::read_dir(db)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    logs + (16 << 20)
+}
+
+/// True when `bytes` can be written and synced in `dir` (written in 1 MiB pieces, removed
+/// after).
+fn disk_takes_writes(dir: &std::path::Path, bytes: u64) -> bool {
     use std::io::Write;
     let path = dir.join(".ocspd-space-probe");
     let ok = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&path)?;
-        f.write_all(&vec![0u8; 4 << 20])?;
+        let piece = vec![0u8; 1 << 20];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(piece.len() as u64) as usize;
+            f.write_all(&piece[..n])?;
+            left -= n as u64;
+        }
         f.sync_all()
     })()
     .is_ok();

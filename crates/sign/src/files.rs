@@ -34,21 +34,26 @@ pub fn read_operator_file(path: &Path, max: u64) -> std::io::Result<String> {
     Ok(text)
 }
 
-#[cfg(unix)]
+/// O_NONBLOCK where ocspd ships (Linux on x86_64, aarch64, arm, riscv64); opening a regular
+/// file ignores it.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm", target_arch = "riscv64")
+))]
 fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().read(true).custom_flags(libc_o_nonblock()).open(path)
+    const O_NONBLOCK: i32 = 0o4000;
+    std::fs::OpenOptions::new().read(true).custom_flags(O_NONBLOCK).open(path)
 }
 
-#[cfg(not(unix))]
+/// Elsewhere a plain open: the kind of file is still checked before anything is read (a FIFO
+/// with no writer may block the open itself there).
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm", target_arch = "riscv64")
+)))]
 fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::File::open(path)
-}
-
-/// O_NONBLOCK on Linux (the platform ocspd ships for); opening a regular file ignores it.
-#[cfg(unix)]
-const fn libc_o_nonblock() -> i32 {
-    0o4000
 }
 
 #[cfg(test)]

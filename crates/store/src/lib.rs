@@ -59,6 +59,8 @@ pub struct Store {
     feed_floor: AtomicU64,
     /// The last write failure not yet followed by a successful write (out of space, I/O).
     write_fault: Mutex<Option<String>>,
+    /// Why the database was opened read-only (the disk was full at start), if it was.
+    read_only: Option<String>,
     /// A fleet replica: changes come only from the shared feed ([`Store::apply_mirrored`]).
     mirror: std::sync::atomic::AtomicBool,
 }
@@ -175,19 +177,42 @@ impl Store {
         opts.set_max_background_jobs(4);
         opts.set_max_open_files(options.max_open_files);
         opts.increase_parallelism(std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(2));
-        let cfs = vec![
-            ColumnFamilyDescriptor::new(CF_ISSUERS, Options::default()),
-            ColumnFamilyDescriptor::new(CF_STATUS, status_options(&cache, options.write_buffer_bytes.max(64 << 10))),
-            ColumnFamilyDescriptor::new(CF_META, Options::default()),
-            ColumnFamilyDescriptor::new(CF_AUDIT, Options::default()),
-            ColumnFamilyDescriptor::new(
-                CF_RESPONSES,
-                response_options(&cache, options.write_buffer_bytes.max(64 << 10)),
-            ),
-            ColumnFamilyDescriptor::new(CF_OUTBOX, Options::default()),
-            ColumnFamilyDescriptor::new(CF_CRLS, Options::default()),
-        ];
-        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| error::open_error(path, e))?;
+        let cfs = || {
+            vec![
+                ColumnFamilyDescriptor::new(CF_ISSUERS, Options::default()),
+                ColumnFamilyDescriptor::new(
+                    CF_STATUS,
+                    status_options(&cache, options.write_buffer_bytes.max(64 << 10)),
+                ),
+                ColumnFamilyDescriptor::new(CF_META, Options::default()),
+                ColumnFamilyDescriptor::new(CF_AUDIT, Options::default()),
+                ColumnFamilyDescriptor::new(
+                    CF_RESPONSES,
+                    response_options(&cache, options.write_buffer_bytes.max(64 << 10)),
+                ),
+                ColumnFamilyDescriptor::new(CF_OUTBOX, Options::default()),
+                ColumnFamilyDescriptor::new(CF_CRLS, Options::default()),
+            ]
+        };
+        // A full disk must not keep ocspd from answering: RocksDB needs a little space to open
+        // for writing (a new log, a new MANIFEST); without it, the database is opened read-only
+        // (the log's acknowledged writes replayed in memory), every write is refused with the
+        // reason, and ocspd restarts itself in place once space really returns.
+        let (db, fault) = match DB::open_cf_descriptors(&opts, path, cfs()) {
+            Ok(db) => (db, None),
+            Err(e) if e.as_ref().contains("No space left") => {
+                tracing::error!(error = %e, path = %path.display(), "the disk is full: the database is opened read-only; answers go on, writes are refused until space returns");
+                let db = DB::open_cf_descriptors_read_only(&opts, path, cfs(), false)
+                    .map_err(|e| error::open_error(path, e))?;
+                (
+                    db,
+                    Some(format!(
+                        "No space left on device when the database was opened ({e}); read-only until space returns"
+                    )),
+                )
+            }
+            Err(e) => return Err(error::open_error(path, e)),
+        };
         let store = Store {
             db,
             write_lock: Mutex::new(()),
@@ -195,7 +220,8 @@ impl Store {
             feed_seq: AtomicU64::new(0),
             head: Default::default(),
             feed_floor: AtomicU64::new(u64::MAX),
-            write_fault: Mutex::new(None),
+            read_only: fault.clone(),
+            write_fault: Mutex::new(fault),
             mirror: Default::default(),
         };
         let last = |cf| -> Result<Option<u64>, StoreError> {
@@ -276,12 +302,20 @@ impl Store {
 
     /// Writes a batch (synced: durable when it returns), noting a failure or a recovery.
     fn commit(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
+        if let Some(why) = &self.read_only {
+            return Err(StoreError::Io(why.clone()));
+        }
         let result = if sync { self.db.write_opt(batch, &synced()) } else { self.db.write(batch) };
         self.noted(result)
     }
 
     /// Notes the outcome of a write for [`Store::write_fault`].
     fn noted<T>(&self, result: Result<T, rocksdb::Error>) -> Result<T, StoreError> {
+        // Opened read-only: the reason stays the fault (what recovery waits on), whatever a
+        // write says.
+        if let (Some(why), Err(_)) = (&self.read_only, &result) {
+            return Err(StoreError::Io(why.clone()));
+        }
         let mut fault = self.write_fault.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(v) => {
@@ -300,6 +334,12 @@ impl Store {
     /// one, RocksDB refuses every write until the database is opened again.
     pub fn write_fault(&self) -> Option<String> {
         self.write_fault.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether the database was opened read-only (the disk was full at start): it takes no
+    /// write until ocspd opens it again.
+    pub fn read_only(&self) -> bool {
+        self.read_only.is_some()
     }
 
     /// Tries one small durable write, to learn whether the database takes writes now.
