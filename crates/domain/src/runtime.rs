@@ -602,23 +602,13 @@ impl<I: Sequenced + Send + 'static> Runner<I> {
             }
             Ok(Some(c)) => {
                 tracing::info!(consumer = %self.spec.name, from = c, "consumer resumes from its cursor");
-                self.position = Some(Position { read: c, durable: c });
                 self.progress.committed.store(c, Ordering::SeqCst);
-                self.progress.active.store(true, Ordering::SeqCst);
-                self.progress.set_next(Some(c));
-                self.consumer.resumed(c);
-                Next::Now
+                self.take_up(Position { read: c, durable: c })
             }
             Ok(None) => {
                 tracing::info!(consumer = %self.spec.name, head, "no cursor recorded: the consumer starts from the head");
                 match self.consumer.start_fresh(head) {
-                    Ok(at) => {
-                        self.position = Some(Position { read: at, durable: at });
-                        self.progress.active.store(true, Ordering::SeqCst);
-                        self.progress.set_next(Some(at));
-                        self.consumer.resumed(at);
-                        Next::Now
-                    }
+                    Ok(at) => self.take_up(Position { read: at, durable: at }),
                     Err(e) => {
                         tracing::warn!(consumer = %self.spec.name, error = %e, "the consumer waits");
                         self.backoff()
@@ -632,15 +622,20 @@ impl<I: Sequenced + Send + 'static> Runner<I> {
         }
     }
 
+    /// Works from `position` on, and tells the consumer and the progress view.
+    fn take_up(&mut self, position: Position) -> Next {
+        self.position = Some(position);
+        self.progress.active.store(true, Ordering::SeqCst);
+        self.progress.set_next(Some(position.read));
+        self.consumer.resumed(position.read);
+        Next::Now
+    }
+
     fn resync(&mut self, head: u64) -> Next {
         match self.consumer.resync(head) {
             Ok(at) => {
                 let durable = self.position.map_or(at, |p| p.durable.min(at));
-                self.position = Some(Position { read: at, durable });
-                self.progress.active.store(true, Ordering::SeqCst);
-                self.progress.set_next(Some(at));
-                self.consumer.resumed(at);
-                Next::Now
+                self.take_up(Position { read: at, durable })
             }
             Err(e) => {
                 tracing::warn!(consumer = %self.spec.name, error = %e, "the consumer waits");

@@ -48,6 +48,16 @@ fn fixture(policies: Policies) -> Fixture {
 }
 
 impl Fixture {
+    /// Provisions the spare responder as the intermediate's backup identity.
+    fn provision_spare(&self) {
+        let backup = SetBackup {
+            responder_cert_pem: Some(self.pem("spare.pem")),
+            key: format!("file:{}", self.path("spare.key")),
+            why: None,
+        };
+        self.domain.set_backup("int", backup, "alice").unwrap();
+    }
+
     fn path(&self, name: &str) -> String {
         self.dir.path().join(name).display().to_string()
     }
@@ -273,12 +283,7 @@ fn promotion_needs_a_backup_and_then_the_backup_signs() {
     let none = f.domain.promote("int", Promote { why: None }, "alice");
     assert!(matches!(none, Err(DomainError::Conflict(m)) if m.contains("no backup")));
     let before = f.domain.registry().by_name("int").unwrap().identity.key_hash().to_vec();
-    let backup = SetBackup {
-        responder_cert_pem: Some(f.pem("spare.pem")),
-        key: format!("file:{}", f.path("spare.key")),
-        why: None,
-    };
-    f.domain.set_backup("int", backup, "alice").unwrap();
+    f.provision_spare();
     let promoted = f.domain.promote("int", Promote { why: Some("drill".into()) }, "alice").unwrap();
     assert!(promoted.previous_responder.contains("responder"));
     let after = f.domain.registry().by_name("int").unwrap().identity.key_hash().to_vec();
@@ -457,12 +462,7 @@ fn a_reason_over_the_bound_changes_nothing_not_even_what_this_process_answers_wi
     let f = fixture(Policies::default());
     let long = Some("w".repeat(MAX_WHY + 1));
     let before = f.domain.registry().by_name("int").unwrap().identity.key_hash().to_vec();
-    let backup = SetBackup {
-        responder_cert_pem: Some(f.pem("spare.pem")),
-        key: format!("file:{}", f.path("spare.key")),
-        why: None,
-    };
-    f.domain.set_backup("int", backup, "alice").unwrap();
+    f.provision_spare();
     // Promotion: refused, and the primary still signs here.
     let promoted = f.domain.promote("int", Promote { why: long.clone() }, "alice");
     assert!(matches!(promoted, Err(DomainError::Invalid(m)) if m.contains("reason")));
