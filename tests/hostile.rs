@@ -547,6 +547,23 @@ fn operator_paths_that_are_not_small_regular_files_are_refused_at_once() {
     }
     let issuers = r.ctl_ok(&["--json", "issuer", "list"]);
     assert_eq!(json(&issuers).as_array().map(Vec::len), Some(0), "nothing was registered");
+    // A purge configuration that is a device, and one naming a FIFO as a peer's token file.
+    let purge = pki.dir.path().join("purge.toml");
+    std::fs::write(
+        &purge,
+        format!(
+            "[[target]]\nkind = \"peer\"\nname = \"p\"\nurl = \"http://127.0.0.1:1\"\ntoken_file = \"{}\"\n",
+            fifo.display()
+        ),
+    )
+    .unwrap();
+    for file in ["/dev/zero", purge.to_str().unwrap()] {
+        let started = std::time::Instant::now();
+        let out = Command::new(bin("ocspd")).args(["check-config", "--purge-config", file]).output().unwrap();
+        assert!(!out.status.success(), "{file} accepted");
+        assert!(text(&out.stderr).contains("not a regular file"), "{file}: {}", text(&out.stderr));
+        assert!(started.elapsed() < Duration::from_secs(5), "{file} took {:?}", started.elapsed());
+    }
 }
 
 /// Issue 23.7: weak If-None-Match gives 304 on GET; a declared body over the bound is 413 at

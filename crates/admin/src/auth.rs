@@ -155,7 +155,8 @@ impl TokenFile {
 
     fn read(&self) -> std::io::Result<(Option<SystemTime>, Tokens)> {
         let mtime = std::fs::metadata(&self.hashes)?.modified().ok();
-        let text = std::fs::read_to_string(&self.hashes)?;
+        // Ocspd's own file, but an operator may put anything there: a bounded, regular file.
+        let text = ocsp_sign::files::read_operator_file(&self.hashes, 16 << 20)?;
         let mut tokens = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();

@@ -189,7 +189,8 @@ impl PurgeConfig {
 
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<PurgeConfig, Vec<String>> {
-        let text = std::fs::read_to_string(path).map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
+        let text = ocsp_sign::files::read_operator_file(path, ocsp_sign::files::MAX_OPERATOR_FILE)
+            .map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
         PurgeConfig::parse(&path.display().to_string(), &text)
     }
 
@@ -251,7 +252,9 @@ impl PurgeConfig {
                     }
                 }
                 TargetConfig::Peer { token_file, .. } => {
-                    if let Err(e) = std::fs::read_to_string(token_file) {
+                    if let Err(e) =
+                        ocsp_sign::files::read_operator_file(token_file, ocsp_sign::files::MAX_OPERATOR_FILE)
+                    {
                         problems.push(format!("target {name:?}: token_file {}: {e}", token_file.display()));
                     }
                 }

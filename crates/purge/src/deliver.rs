@@ -276,7 +276,7 @@ impl Purger {
         for t in &config.targets {
             let token = match t {
                 TargetConfig::Peer { token_file, .. } => Some(
-                    std::fs::read_to_string(token_file)
+                    ocsp_sign::files::read_operator_file(token_file, ocsp_sign::files::MAX_OPERATOR_FILE)
                         .map_err(|e| SetupError::TokenFile {
                             target: t.name().to_string(),
                             path: token_file.display().to_string(),
