@@ -710,3 +710,33 @@ fn a_full_disk_never_stops_ocspd_and_writes_return_only_when_space_really_does()
     assert!(pki.ask(&r.url, &a).contains(": revoked"));
     assert!(pki.ask(&r.url, &b).contains(": revoked"));
 }
+
+/// Issue 23.7: a refused admin call (no token, or a role that may not) keeps its keep-alive
+/// connection: two calls on one connection need one connect.
+#[test]
+fn a_refused_admin_call_keeps_its_connection() {
+    let r = Responder::start();
+    let reader = token(&r, "reader", "read");
+    let reader_token = std::fs::read_to_string(&reader).unwrap();
+    let url = format!("{}/v1/revoke", r.admin_url);
+    for auth in [String::new(), format!("Authorization: Bearer {}", reader_token.trim())] {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code}:%{num_connects} ", "-X", "POST"]);
+        // A body of 60,000 bytes: small bodies kept their connection before; this one closed
+        // it.
+        let body = r.dir.path().join("body.json");
+        let why = "a".repeat(60_000);
+        std::fs::write(&body, format!(r#"{{"issuer":"x","serial":"01","reason":"keyCompromise","why":"{why}"}}"#))
+            .unwrap();
+        let data = format!("@{}", body.display());
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", &data]);
+        if !auth.is_empty() {
+            cmd.args(["-H", &auth]);
+        }
+        let out = cmd.args([&url, &url]).output().unwrap();
+        let said = text(&out.stdout);
+        let codes: Vec<&str> = said.split_whitespace().collect();
+        let want = if auth.is_empty() { "401" } else { "403" };
+        assert_eq!(codes, vec![format!("{want}:1"), format!("{want}:0")], "{said}");
+    }
+}

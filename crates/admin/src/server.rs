@@ -428,6 +428,25 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, AdminError> {
         .to_bytes())
 }
 
+/// The largest body read and dropped from a refused call, so its keep-alive connection stays
+/// usable; a larger one is left unread (and the connection closes after the answer).
+const DRAINED_BODY: u64 = 64 << 10;
+
+/// Reads and drops the body of a refused call when it is small (at most [`DRAINED_BODY`],
+/// within a second).
+async fn drain_small(req: Request<Incoming>) {
+    let small = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n <= DRAINED_BODY);
+    if small {
+        let body = Limited::new(req.into_body(), DRAINED_BODY as usize);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), body.collect()).await;
+    }
+}
+
 fn reply(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
     let mut r = hyper::Response::new(Full::new(Bytes::from(value.to_string())));
     *r.status_mut() = status;
@@ -445,6 +464,7 @@ impl Handler for AdminService {
             let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
             let Some(credential) = self.auth.credential(auth) else {
                 tracing::warn!(%peer, path = %clip(req.uri().path(), MAX_LOGGED_PATH), credential = if auth.is_some() { "wrong" } else { "missing" }, "admin call refused");
+                drain_small(req).await;
                 let body = serde_json::json!(ErrorBody { error: "missing or wrong admin token".into() });
                 let mut r = reply(StatusCode::UNAUTHORIZED, &body);
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
@@ -456,6 +476,7 @@ impl Handler for AdminService {
             let query = req.uri().query().map(str::to_string);
             let needed = permission(&method, &path);
             let result = if !credential.role.allows(needed) {
+                drain_small(req).await;
                 Err(AdminError::Forbidden(format!(
                     "token {who:?} has role {} and may not {method} {path} (it needs {needed:?}); ask for a staff token",
                     credential.role.name()
