@@ -293,16 +293,10 @@ impl PgConfig {
     }
 }
 
-/// Reads a small operator-supplied file: a regular file of at most a few KiB.
+/// Reads a small operator-supplied file: a regular file of at most a few KiB, checked on the
+/// descriptor it is read from (`ocsp_sign::files`).
 fn read_small(path: &std::path::Path, what: &str) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{what} {}: not a regular file", path.display()));
-    }
-    if meta.len() > MAX_PASSWORD_FILE {
-        return Err(format!("{what} {}: {} bytes, at most {MAX_PASSWORD_FILE}", path.display(), meta.len()));
-    }
-    std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+    ocsp_sign::files::read_operator_file(path, MAX_PASSWORD_FILE).map_err(|e| format!("{what} {}: {e}", path.display()))
 }
 
 /// rustls for PostgreSQL: the CA certificates of `ca` as the only roots, or (no `ca`) no
@@ -332,11 +326,7 @@ fn client_config(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, S
 }
 
 fn read_ca(path: &std::path::Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("fleet.ca_file {}: {e}", path.display()))?;
-    if !meta.is_file() || meta.len() > 1 << 20 {
-        return Err(format!("fleet.ca_file {}: not a regular file of at most 1 MiB", path.display()));
-    }
-    std::fs::read_to_string(path).map_err(|e| format!("fleet.ca_file {}: {e}", path.display()))
+    ocsp_sign::files::read_operator_file(path, 1 << 20).map_err(|e| format!("fleet.ca_file {}: {e}", path.display()))
 }
 
 /// `sslmode=require`: encrypted, the server not authenticated.
